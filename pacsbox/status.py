@@ -47,12 +47,27 @@ VERSION = 1
 STALE_AFTER = 15.0  # seconds without a rewrite before the daemon counts as not running
 STATES = ("starting", "ok", "degraded", "stopping", "stopped", "not-running")
 DEFAULTS: dict[str, Any] = {
-    "version": VERSION, "updated": None, "pid": None, "ae_title": "", "port": 0,
-    "tls_port": 0, "web_url": None, "addresses": [], "state": "starting",
-    "studies_total": 0, "instances_total": 0, "studies_today": 0, "last_study": None,
-    "associations_active": 0, "disk": [], "storage_full": False,
-    "data_disk_problem": None, "jobs": [], "last_error": None, "reason": None,
-}  # fmt: skip
+    "version": VERSION,
+    "updated": None,
+    "pid": None,
+    "ae_title": "",
+    "port": 0,
+    "tls_port": 0,
+    "web_url": None,
+    "addresses": [],
+    "state": "starting",
+    "studies_total": 0,
+    "instances_total": 0,
+    "studies_today": 0,
+    "last_study": None,
+    "associations_active": 0,
+    "disk": [],
+    "storage_full": False,
+    "data_disk_problem": None,
+    "jobs": [],
+    "last_error": None,
+    "reason": None,
+}
 
 
 def now_iso() -> str:
@@ -259,18 +274,22 @@ def _job_progress(job: dict[str, Any]) -> str:
     return f"{done}"
 
 
-def alerts(snap: dict[str, Any]) -> list[str]:
-    """The loud lines, most serious first."""
+def _fit(long: str, short: str, width: int) -> str:
+    return long if len(long) <= width else short
+
+
+def alerts(snap: dict[str, Any], width: int = 80) -> list[str]:
+    """The loud lines, most serious first, worded to fit ``width``."""
     out = []
     if snap.get("state") == "not-running":
-        out.append("PACSBOX NOT RUNNING")
+        out.append(_fit("PACSBOX NOT RUNNING", "NOT RUNNING", width))
     if snap.get("data_disk_problem"):
-        out.append("DATA DISK PROBLEM")
+        out.append(_fit("DATA DISK PROBLEM", "DATA DISK FAULT", width))
     if snap.get("storage_full"):
         out.append("STORAGE FULL")
     if snap.get("state") in ("degraded", "starting", "stopping"):
         out.append(f"PACSBOX {snap['state'].upper()}")
-    return out
+    return [line[:width] for line in out]
 
 
 def _blocks(snap: dict[str, Any], width: int) -> list[list[str]]:
@@ -282,9 +301,12 @@ def _blocks(snap: dict[str, Any], width: int) -> list[list[str]]:
     snap = {**DEFAULTS, **snap}
     blocks: list[list[str]] = []
     if snap["state"] == "not-running":
-        blocks.append(["PACSBOX NOT RUNNING", *wrap(snap["reason"] or "", 3)])
+        blocks.append(
+            [_fit("PACSBOX NOT RUNNING", "NOT RUNNING", width), *wrap(snap["reason"] or "", 3)]
+        )
     if snap["data_disk_problem"]:
-        blocks.append(["DATA DISK PROBLEM", *wrap(snap["data_disk_problem"], 3)])
+        problem = _fit("DATA DISK PROBLEM", "DATA DISK FAULT", width)
+        blocks.append([problem, *wrap(snap["data_disk_problem"], 3)])
     if snap["storage_full"]:
         blocks.append(["STORAGE FULL", "no new images"])
     first = f"{snap['ae_title']} OK" if snap["state"] == "ok" else f"AE {snap['ae_title']}"
@@ -312,8 +334,13 @@ def _blocks(snap: dict[str, Any], width: int) -> list[list[str]]:
         archive.append("Last study: none")
     blocks.append(archive)
     for job in snap["jobs"]:
-        blocks.append([f"{job.get('kind', 'job')} {job.get('state', '')}".strip().capitalize(),
-                       _job_progress(job), *wrap(job.get("label") or "", 1)])  # fmt: skip
+        blocks.append(
+            [
+                f"{job.get('kind', 'job')} {job.get('state', '')}".strip().capitalize(),
+                _job_progress(job),
+                *wrap(job.get("label") or "", 1),
+            ]
+        )
     err = snap["last_error"]
     if err:
         blocks.append([f"Error {_short_time(err.get('time'))}", *wrap(err.get("message", ""), 3)])
@@ -339,8 +366,8 @@ def screens(snapshot: dict[str, Any], width: int = 20, rows: int = 4) -> list[li
     """
     rows = max(1, rows)
     blocks = _blocks(snapshot, width)
-    loud = alerts({**DEFAULTS, **snapshot})
-    pin = loud[0][:width] if loud and rows >= 4 else None
+    loud = alerts({**DEFAULTS, **snapshot}, width)
+    pin = loud[0] if loud and rows >= 4 else None
     body_rows = rows - 1 if pin else rows
     pages: list[list[str]] = []
     for block in blocks:
@@ -378,20 +405,28 @@ def format_text(snapshot: dict[str, Any]) -> str:
         return "\n".join(out) + "\n"
     out.append(f"Web:      {s['web_url'] or 'off'}")
     for d in s["disk"]:
-        out.append(f"Disk:     {d.get('path')}: {d.get('percent', 0):.1f}% used, "
-                   f"{human_bytes(d.get('free_bytes'))} free of {human_bytes(d.get('total_bytes'))}")  # fmt: skip
-    out.append(f"Studies:  {s['studies_today']} today, {s['studies_total']} total "
-               f"({s['instances_total']} images); {s['associations_active']} associations active")  # fmt: skip
+        out.append(
+            f"Disk:     {d.get('path')}: {d.get('percent', 0):.1f}% used, "
+            f"{human_bytes(d.get('free_bytes'))} free of {human_bytes(d.get('total_bytes'))}"
+        )
+    out.append(
+        f"Studies:  {s['studies_today']} today, {s['studies_total']} total "
+        f"({s['instances_total']} images); {s['associations_active']} associations active"
+    )
     last = s["last_study"]
     if last:
-        out.append(f"Last:     {_short_time(last.get('received'), True)} "
-                   f"{last.get('modality') or '?'} from {last.get('calling_ae') or '?'} "
-                   f"\"{last.get('description') or ''}\" {last.get('study_uid') or ''}")  # fmt: skip
+        out.append(
+            f"Last:     {_short_time(last.get('received'), True)} "
+            f"{last.get('modality') or '?'} from {last.get('calling_ae') or '?'} "
+            f'"{last.get("description") or ""}" {last.get("study_uid") or ""}'
+        )
     else:
         out.append("Last:     no study received yet")
     for job in s["jobs"]:
-        out.append(f"Job:      {job.get('kind')} \"{job.get('label') or ''}\" "
-                   f"{_job_progress(job)} {job.get('state') or ''}".rstrip())  # fmt: skip
+        out.append(
+            f'Job:      {job.get("kind")} "{job.get("label") or ""}" '
+            f"{_job_progress(job)} {job.get('state') or ''}".rstrip()
+        )
     err = s["last_error"]
     if err:
         out.append(f"Error:    {_short_time(err.get('time'), True)} {err.get('message')}")
@@ -404,8 +439,12 @@ def current(cfg: Any, max_age: float = STALE_AFTER) -> dict[str, Any]:
     snap, why = check_snapshot(cfg.status_path, max_age)
     problem = data_dir_problem(cfg.data_dir)
     if snap is None:
-        snap = not_running(problem or why, ae_title=cfg.ApplicationEntityTitle,
-                           port=cfg.ServerPortNumber, addresses=local_addresses())  # fmt: skip
+        snap = not_running(
+            problem or why,
+            ae_title=cfg.ApplicationEntityTitle,
+            port=cfg.ServerPortNumber,
+            addresses=local_addresses(),
+        )
     if problem and not snap["data_disk_problem"]:
         snap["data_disk_problem"] = problem
     return snap
