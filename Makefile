@@ -1,0 +1,46 @@
+# pacsbox: `make run` serves, `make test` proves it. Both work on a fresh
+# Debian machine as root with no terminal.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test bench lint image test-image clean system-deps test-deps
+
+$(STAMP): pyproject.toml
+	@bash scripts/system-deps.sh base
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@$(BIN)/pip install -q 'systemd-python>=235' || echo "systemd-python not built; notify.py uses the socket protocol"
+	@touch $@
+
+run: $(STAMP)
+	@mkdir -p var
+	@[ -f var/PACSBOX.ini ] || $(BIN)/pacsbox default-config --out var/PACSBOX.ini
+	$(BIN)/pacsbox serve --config var/PACSBOX.ini
+
+test-deps:
+	@bash scripts/system-deps.sh test
+
+test: test-deps $(STAMP)
+	$(BIN)/ruff check pacsbox tests
+	$(BIN)/pytest -q -p no:cacheprovider
+
+bench: test-deps $(STAMP)
+	$(BIN)/python -m bench.run
+
+lint: $(STAMP)
+	$(BIN)/ruff check pacsbox tests
+	$(BIN)/ruff format --check pacsbox tests
+
+image:
+	bash image-build/build.sh
+
+test-image: image $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider tests/image
+
+clean:
+	rm -rf $(VENV) var bench/results/*.json

@@ -1,0 +1,220 @@
+"""The ``pacsbox`` command: the contract in MISSION.md, one place that exits.
+
+Every subcommand takes ``--config``; errors end here as one line and a
+non-zero exit code (tracebacks only with ``--debug``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from pacsbox import __version__, config
+from pacsbox.errors import ConfigError, NotFound, PacsboxError, UsageError
+
+Handler = Callable[[argparse.Namespace, config.Config], int]
+COMMANDS: dict[str, Handler] = {}
+
+
+def command(name: str) -> Callable[[Handler], Handler]:
+    def wrap(fn: Handler) -> Handler:
+        COMMANDS[name] = fn
+        return fn
+
+    return wrap
+
+
+def _archive(cfg: config.Config):
+    from pacsbox.archive import Archive
+
+    return Archive(cfg)
+
+
+# -- serve and configuration ---------------------------------------------------
+
+
+@command("serve")
+def cmd_serve(args: argparse.Namespace, cfg: config.Config) -> int:
+    from pacsbox import log as oplog
+    from pacsbox.daemon import serve
+
+    oplog.setup(cfg.LogDirectory, "debug" if args.debug else cfg.LogLevel)
+    if args.port is not None:
+        cfg = cfg.replace(ServerPortNumber=args.port)
+    return serve(cfg)
+
+
+@command("default-config")
+def cmd_default_config(args: argparse.Namespace, cfg: config.Config) -> int:
+    text = config.default_ini(
+        {"DataDirectory": "."} if args.out else {}
+    )
+    if args.out:
+        out = Path(args.out)
+        if out.exists() and not args.force:
+            raise UsageError(f"{out} exists (use --force to overwrite)")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        print(f"wrote {out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+# -- the AE table ------------------------------------------------------------------
+
+
+@command("ae")
+def cmd_ae(args: argparse.Namespace, cfg: config.Config) -> int:
+    from pacsbox.db import index as idx
+
+    archive = _archive(cfg)
+    try:
+        if args.ae_cmd == "add":
+            title = config._ae_title(args.title)  # same rule as our own AE title
+            fields = {"hostname": args.host or "", "port": args.port}
+            if args.ip is not None:
+                fields["ipaddr"] = args.ip
+            if args.allow is not None:
+                fields["allowaccess"] = args.allow
+            if args.archivedir is not None:
+                fields["archivedir"] = str(Path(args.archivedir).resolve()) if args.archivedir else ""
+            if args.description is not None:
+                fields["description"] = args.description
+            idx.ae_upsert(title, **fields)
+            print(f"AE {title} saved")
+        elif args.ae_cmd == "list":
+            rows = idx.ae_list()
+            print(f"{'TITLE':16} {'HOST':20} {'IP':15} {'PORT':>5} {'ACCESS':6} ARCHIVEDIR")
+            for ae in rows:
+                print(
+                    f"{ae.title:16} {ae.hostname:20} {ae.ipaddr:15} {ae.port or '':>5} "
+                    f"{'allow' if ae.allowaccess else 'deny':6} {ae.archivedir}"
+                )
+        elif args.ae_cmd == "remove":
+            if not idx.ae_remove(args.title):
+                raise NotFound(f"AE {args.title} is not in the AE table")
+            print(f"AE {args.title} removed")
+        return 0
+    finally:
+        archive.close()
+
+
+# -- consistency -------------------------------------------------------------------
+
+
+@command("rebuild-index")
+def cmd_rebuild(args: argparse.Namespace, cfg: config.Config) -> int:
+    from pacsbox.progress import Bar
+
+    archive = _archive(cfg)
+    try:
+        report = archive.rebuild(progress=Bar("rebuild"))
+        print("index rebuilt: " + report.summary())
+        return 0
+    finally:
+        archive.close()
+
+
+@command("check")
+def cmd_check(args: argparse.Namespace, cfg: config.Config) -> int:
+    from pacsbox.progress import Bar
+
+    archive = _archive(cfg)
+    try:
+        report = archive.full_check(repair=False, progress=Bar("check"))
+        print("check: " + report.summary().replace(" indexed", " not indexed"))
+        for sop in report.missing_files:
+            print(f"missing file for SOP Instance {sop}")
+        for path in report.unreadable:
+            print(f"unreadable: {path}")
+        clean = not (report.indexed or report.missing_files or report.unreadable or report.held)
+        return 0 if clean else 1
+    finally:
+        archive.close()
+
+
+# -- argument parsing --------------------------------------------------------------
+
+
+def _bool_flag(p: argparse.ArgumentParser, name: str, help_on: str, help_off: str) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(f"--{name}", dest=name, action="store_true", default=None, help=help_on)
+    g.add_argument(f"--no-{name}", dest=name, action="store_false", help=help_off)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="INI file (default: $PACSBOX_CONFIG, "
+                        "/etc/pacsbox/PACSBOX.ini, else ./var)")
+    common.add_argument("--debug", action="store_true", help="tracebacks and debug logs")
+    p = argparse.ArgumentParser(
+        prog="pacsbox", parents=[common],
+        description="pacsbox: a DICOM archive appliance (PACS in one box).",
+    )
+    p.add_argument("--version", action="version", version=f"pacsbox {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("serve", parents=[common], help="run the daemon in the foreground")
+    s.add_argument("--port", type=int, help="override ServerPortNumber (0 picks a free port)")
+
+    s = sub.add_parser("default-config", parents=[common],
+                       help="print (or write) the commented default INI")
+    s.add_argument("--out", help="write to this file instead of standard output")
+    s.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+    s = sub.add_parser("ae", parents=[common], help="manage the AE table")
+    aesub = s.add_subparsers(dest="ae_cmd", required=True, metavar="ACTION")
+    a = aesub.add_parser("add", parents=[common], help="add or update an AE")
+    a.add_argument("title")
+    a.add_argument("--host", help="host name or address the AE is reached at")
+    a.add_argument("--port", type=int, help="its DICOM port (for C-MOVE, forwarding, Ping)")
+    a.add_argument("--ip", help="only accept this AE from this IP address")
+    allow = a.add_mutually_exclusive_group()
+    allow.add_argument("--allow", dest="allow", action="store_true", default=None,
+                       help="allow it to associate (default for a new AE)")
+    allow.add_argument("--deny", dest="allow", action="store_false",
+                       help="refuse its associations")
+    a.add_argument("--archivedir", help="store what this AE sends under this folder")
+    a.add_argument("--description", help="free text")
+    aesub.add_parser("list", parents=[common], help="list the AE table")
+    r = aesub.add_parser("remove", parents=[common], help="remove an AE")
+    r.add_argument("title")
+
+    sub.add_parser("rebuild-index", parents=[common],
+                   help="rebuild the whole index from the archived files")
+    sub.add_parser("check", parents=[common],
+                   help="compare files and index, change nothing (exit 1 on differences)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.debug:
+        logging.basicConfig(level=logging.WARNING, format="pacsbox: %(message)s")
+    else:
+        logging.basicConfig(level=logging.DEBUG)
+    try:
+        cfg = config.load(args.config)
+        return COMMANDS[args.cmd](args, cfg)
+    except KeyboardInterrupt:
+        print("pacsbox: interrupted", file=sys.stderr)
+        return 130
+    except (ConfigError, PacsboxError) as exc:
+        if args.debug:
+            raise
+        print(f"pacsbox: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:
+        if args.debug:
+            raise
+        print(f"pacsbox: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,377 @@
+"""The one settings table of pacsbox, and the INI file it reads.
+
+One table (name, section, default, parser, help) drives INI parsing, the
+commented default ``<AE>.ini`` and the manual, so a key cannot exist in one
+place and be missing in another (a test checks the docs against it). Key
+names follow the PacsOne conformance statement where it has one
+(ApplicationEntityTitle, ServerPortNumber, ...); ours use the same style.
+
+Relative paths in an INI resolve against the INI's own folder; with no INI the
+embedded defaults resolve against ``./var`` so ``make run`` keeps everything
+under the checkout.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pacsbox.errors import ConfigError
+
+DEFAULT_AE = "PACSBOX"
+ETC_DIR = Path("/etc/pacsbox")
+EMBEDDED_BASE = Path("var")
+
+
+# -- parsers: each returns the parsed value or raises ValueError(allowed) ----
+
+
+def _ae_title(text: str) -> str:
+    value = text.strip()
+    if not value or len(value) > 16 or not all(32 <= ord(c) < 127 and c != "\\" for c in value):
+        raise ValueError("1 to 16 printable ASCII characters, no backslash")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _int_range(0, 65535)(text)
+    return value
+
+
+def _int_range(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError(f"a whole number from {lo} to {hi}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"a whole number from {lo} to {hi}")
+        return value
+
+    return parse
+
+
+def _float_range(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise ValueError(f"a number from {lo} to {hi}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"a number from {lo} to {hi}")
+        return value
+
+    return parse
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    canon = {c.lower(): c for c in choices}
+
+    def parse(text: str) -> str:
+        value = canon.get(text.strip().lower())
+        if value is None:
+            raise ValueError("one of " + ", ".join(choices) + " (case insensitive)")
+        return value
+
+    return parse
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "yes", "true", "on"):
+        return True
+    if value in ("0", "no", "false", "off"):
+        return False
+    raise ValueError("yes or no")
+
+
+def _text(text: str) -> str:
+    return text.strip()
+
+
+def _path(text: str) -> str:
+    # Resolved against the base folder in Config.__init__.
+    return text.strip()
+
+
+_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+def _uid_or_empty(text: str) -> str:
+    value = text.strip()
+    if value and (not _UID_RE.match(value) or len(value) > 64):
+        raise ValueError("empty, or a transfer syntax UID such as 1.2.840.10008.1.2")
+    return value
+
+
+def _path_list(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    section: str
+    default: str
+    parse: Callable[[str], Any]
+    help: str
+    is_path: bool = False
+
+
+S = Setting
+SETTINGS: tuple[Setting, ...] = (
+    # -- DICOM server (names from the PacsOne conformance statement) --------
+    S("ApplicationEntityTitle", "server", DEFAULT_AE, _ae_title,
+      "AE title of this archive; the called AE title of every association must match it."),
+    S("ServerPortNumber", "server", "11112", _port,
+      "TCP port of the DICOM listener (104 is the registered port; needs CAP_NET_BIND_SERVICE)."),
+    S("TLSPortNumber", "server", "0", _port,
+      "TCP port for DICOM TLS (BCP 195); 0 disables it. PacsOne's default is 5678."),
+    S("BindAddress", "server", "0.0.0.0", _text,
+      "Address the DICOM listener binds to; 0.0.0.0 means every interface."),
+    S("ThreadPoolSize", "server", "4", _int_range(1, 256),
+      "Worker threads for outgoing work (C-MOVE/C-GET sub-operations, forwarding, imports)."),
+    S("MaxAssociations", "server", "64", _int_range(1, 1000),
+      "Simultaneous associations accepted; more are rejected as local-limit-exceeded."),
+    S("MaxPDULength", "server", "262144", _int_range(0, 2**32 - 1),
+      "Maximum PDU length we receive (bytes; 0 means unlimited). Larger PDUs cut per-message cost."),
+    S("AcseTimeout", "server", "30", _float_range(1, 3600),
+      "Seconds to wait for an association request or release after the TCP connection opens."),
+    S("DimseTimeout", "server", "60", _float_range(1, 3600),
+      "Seconds to wait for a DIMSE message once a command has started."),
+    S("NetworkTimeout", "server", "60", _float_range(1, 3600),
+      "Seconds an idle or half-open connection is kept before it is closed."),
+    S("PreferredXferSyntaxRx", "server", "", _uid_or_empty,
+      "Transfer syntax UID chosen when a storage SCU offers it; otherwise the first proposed wins."),
+    S("WorklistPollInterval", "server", "10", _int_range(0, 1440),
+      "Minutes between polls of remote worklist SCPs; 0 disables polling."),
+    # -- storage ------------------------------------------------------------
+    S("DataDirectory", "storage", ".", _path,
+      "Folder for the database, status snapshot and default archive.", is_path=True),
+    S("ArchiveDirectory", "storage", "archive", _path,
+      "Default archive folder for received images (an AE's archivedir overrides it).",
+      is_path=True),
+    S("StorageFormat", "storage", "DicomPart10", _choice("DicomPart10", "Native"),
+      "DicomPart10 keeps the standard file header; Native stores the data set alone."),
+    S("DuplicatePolicy", "storage", "replace", _choice("replace", "keep-first", "reject"),
+      "What to do when a SOP Instance UID arrives again with different bytes."),
+    S("HoldingDays", "storage", "30", _int_range(0, 3650),
+      "Days a replaced file is kept in the holding area before it is deleted."),
+    S("SyncWrites", "storage", "yes", _bool,
+      "fsync every file and folder before acknowledging; turn off only for throwaway tests."),
+    # -- database -----------------------------------------------------------
+    S("Database", "database", "pacsbox.db", _text,
+      "SQLite file (relative to DataDirectory) or a URL such as "
+      "postgresql://user@host/pacsbox for a site that outgrew one box."),
+    # -- logging ------------------------------------------------------------
+    S("LogDirectory", "logging", "log", _path,
+      "Folder for pacsbox.log when not running under systemd's journal.", is_path=True),
+    S("LogLevel", "logging", "info", _choice("debug", "info", "warning", "error"),
+      "Operator log level; debug also logs patient names in queries."),
+    # -- disk watermarks ----------------------------------------------------
+    S("HighWaterMark", "watermark", "90", _float_range(1, 100),
+      "Disk use (%) of an archive folder above which the oldest studies are purged."),
+    S("LowWaterMark", "watermark", "80", _float_range(1, 100),
+      "Disk use (%) a purge brings an archive folder back under."),
+    S("PurgeMinAgeHours", "watermark", "24", _int_range(0, 100000),
+      "Studies received more recently than this are never purged."),
+    S("WatermarkInterval", "watermark", "60", _int_range(5, 86400),
+      "Seconds between disk usage checks."),
+    # -- web page -----------------------------------------------------------
+    S("WebAddress", "web", "127.0.0.1", _text, "Address the web page binds to."),
+    S("WebPort", "web", "8080", _port, "TCP port of the web page; 0 disables it."),
+    S("IdleLogoutMinutes", "web", "10", _int_range(1, 1440),
+      "Minutes of inactivity after which a web session ends."),
+    S("PasswordExpiryDays", "web", "60", _int_range(0, 3650),
+      "Days after which a password must be changed; 0 never expires."),
+    S("SecureCookies", "web", "no", _bool,
+      "Mark session cookies Secure (set when the page is served over HTTPS)."),
+    # -- media --------------------------------------------------------------
+    S("AutoImport", "media", "yes", _bool,
+      "Import CDs, DVDs and USB sticks as soon as they are inserted."),
+    S("WatchFolder", "media", "", _path,
+      "Folder whose dropped DICOM files are imported; empty disables it.", is_path=True),
+    S("BurnerDevice", "media", "/dev/sr0", _text,
+      "Optical burner for exports (a xorriso drive address such as /dev/sr0)."),
+    S("MediaMountDirectory", "media", "/run/pacsbox/media", _path,
+      "Where inserted media are mounted read-only while they are imported.", is_path=True),
+    # -- front panel --------------------------------------------------------
+    S("DisplayDriver", "frontpanel", "console", _choice("console", "hd44780", "ssd1306"),
+      "Front panel display: console, hd44780 (I2C character LCD) or ssd1306 (I2C OLED)."),
+    S("DisplayI2CBus", "frontpanel", "1", _int_range(0, 255), "I2C bus of the display."),
+    S("DisplayI2CAddress", "frontpanel", "0x27", _text, "I2C address of the display."),
+)
+del S
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+SECTIONS = tuple(dict.fromkeys(s.section for s in SETTINGS))
+
+
+class Config:
+    """Parsed settings, read once at start and passed down.
+
+    Attribute access uses the INI key (``cfg.ServerPortNumber``) so code,
+    INI file and manual speak the same names.
+    """
+
+    def __init__(self, values: dict[str, Any], source: Path | None, base: Path) -> None:
+        self._values = dict(values)
+        self.source = source
+        self.base = base
+        for s in SETTINGS:
+            if s.is_path and self._values[s.name]:
+                self._values[s.name] = self._resolve(self._values[s.name], s.name)
+
+    def _resolve(self, value: str, name: str) -> str:
+        p = Path(value)
+        if p.is_absolute():
+            return str(p)
+        if name == "DataDirectory":
+            return str((self.base / p).resolve())
+        return str((Path(self._values["DataDirectory"]) / p).resolve())
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["_values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some values changed (paths re-resolved); for tests and CLI overrides."""
+        values = dict(self._values)
+        for k, v in changes.items():
+            if k not in _BY_NAME:
+                raise ConfigError(f"unknown setting {k}")
+            values[k] = v
+        return Config(values, self.source, self.base)
+
+    # Derived locations: one place decides where things live.
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.DataDirectory)
+
+    @property
+    def archive_dir(self) -> Path:
+        return Path(self.ArchiveDirectory)
+
+    @property
+    def database_url(self) -> str:
+        db = self.Database
+        if "://" in db:
+            return db
+        return "sqlite:///" + str((self.data_dir / db).resolve())
+
+    @property
+    def status_path(self) -> Path:
+        return self.data_dir / "status.json"
+
+    @property
+    def holding_dir(self) -> Path:
+        return self.data_dir / "holding"
+
+
+def defaults() -> dict[str, Any]:
+    return {s.name: s.parse(s.default) for s in SETTINGS}
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read the configuration: ``path``, else $PACSBOX_CONFIG, else /etc/pacsbox/<AE>.ini, else ./var.
+
+    Raises ConfigError naming the file, the key and what is allowed.
+    """
+    chosen = find_config_file(path)
+    if chosen is None:
+        return Config(defaults(), None, EMBEDDED_BASE.resolve())
+    return parse_file(chosen)
+
+
+def find_config_file(path: str | os.PathLike[str] | None = None) -> Path | None:
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{p}: configuration file not found")
+        return p
+    env = os.environ.get("PACSBOX_CONFIG")
+    if env:
+        p = Path(env)
+        if not p.is_file():
+            raise ConfigError(f"{p}: configuration file named by PACSBOX_CONFIG not found")
+        return p
+    etc = ETC_DIR / f"{DEFAULT_AE}.ini"
+    if etc.is_file():
+        return etc
+    local = EMBEDDED_BASE / f"{DEFAULT_AE}.ini"
+    if local.is_file():
+        return local
+    return None
+
+
+def parse_file(path: Path) -> Config:
+    parser = configparser.ConfigParser(interpolation=None, default_section="__none__")
+    parser.optionxform = str  # keep the statement's CamelCase keys
+    try:
+        with open(path, encoding="utf-8") as fh:
+            parser.read_file(fh)
+    except (OSError, UnicodeDecodeError, configparser.Error) as exc:
+        raise ConfigError(f"{path}: cannot read configuration: {exc}") from None
+    values = defaults()
+    lower = {n.lower(): n for n in _BY_NAME}
+    for section in parser.sections():
+        if section not in SECTIONS:
+            raise ConfigError(
+                f"{path}: unknown section [{section}]; allowed: " + ", ".join(SECTIONS)
+            )
+        for key, raw in parser.items(section):
+            name = lower.get(key.lower())
+            if name is None:
+                raise ConfigError(f"{path}: [{section}] {key}: unknown key")
+            setting = _BY_NAME[name]
+            if setting.section != section:
+                raise ConfigError(f"{path}: {name} belongs in section [{setting.section}]")
+            try:
+                values[name] = setting.parse(raw)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{path}: [{section}] {name} = {raw!r}: allowed is {exc}"
+                ) from None
+    if values["LowWaterMark"] >= values["HighWaterMark"]:
+        raise ConfigError(f"{path}: [watermark] LowWaterMark must be below HighWaterMark")
+    return Config(values, path, path.parent.resolve())
+
+
+def default_ini(overrides: dict[str, str] | None = None) -> str:
+    """The commented default INI, generated from the table."""
+    overrides = overrides or {}
+    out = [
+        "# pacsbox configuration. Every key is shown with its default; uncomment to change.",
+        "# Relative paths resolve against this file's folder (DataDirectory) or DataDirectory.",
+        "",
+    ]
+    for section in SECTIONS:
+        out.append(f"[{section}]")
+        for s in SETTINGS:
+            if s.section != section:
+                continue
+            out.append(f"# {s.help}")
+            if s.name in overrides:
+                out.append(f"{s.name} = {overrides[s.name]}")
+            else:
+                out.append(f"# {s.name} = {s.default}")
+        out.append("")
+    return "\n".join(out)
+
+
+def manual_table() -> str:
+    """The settings as a Markdown table for the shipped manual."""
+    rows = ["| key | section | default | meaning |", "| --- | --- | --- | --- |"]
+    for s in SETTINGS:
+        rows.append(f"| `{s.name}` | {s.section} | `{s.default}` | {s.help} |")
+    return "\n".join(rows)

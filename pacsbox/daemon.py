@@ -1,0 +1,183 @@
+"""The pacsbox daemon: one process per instance, supervised by systemd.
+
+Start-up order is what makes READY=1 honest: open and migrate the index,
+run the start-up check, bind the DICOM port, and only then tell the service
+manager we are ready. SIGTERM sends STOPPING=1, stops accepting, lets
+associations in flight finish (bounded), and exits cleanly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+from pacsbox import notify, status
+from pacsbox.archive import Archive, StoreResult
+from pacsbox.config import Config
+from pacsbox.db import index as idx
+from pacsbox.db import ping
+from pacsbox.scp.server import Listener
+from pacsbox.scp.store import make_store_service
+
+log = logging.getLogger("pacsbox.daemon")
+
+STATUS_INTERVAL = 2.0
+CHECKPOINT_INTERVAL = 60.0
+SHUTDOWN_GRACE = 8.0
+
+
+class Daemon:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.stop_event = threading.Event()
+        self.archive: Archive | None = None
+        self.listener: Listener | None = None
+        self.heartbeats = notify.Heartbeats()
+        self.last_study: dict | None = None
+        self.last_error: dict | None = None
+        self.studies_today: set[str] = set()
+        self._today = dt.date.today()
+        self._lock = threading.Lock()
+        self.state = "starting"
+
+    # -- life cycle ---------------------------------------------------------------
+
+    def start(self) -> None:
+        """Everything READY=1 promises; raises on a failure to start."""
+        self.archive = Archive(self.cfg)
+        self.archive.listeners.append(self._on_stored)
+        report = self.archive.startup_check()
+        if report.missing_files:
+            self._error(f"{len(report.missing_files)} index rows without a file (see log)")
+        services = [make_store_service(self.archive)]
+        services.extend(self._optional_services())
+        self.listener = Listener(self.cfg, self.archive, services)
+        self.listener.start()
+        self.state = "ok"
+        self.write_status()
+        notify.notify("READY=1")
+        notify.notify("STATUS=" + self.status_line())
+        log.info(
+            "pacsbox %s ready on port %d (pid %d)",
+            self.cfg.ApplicationEntityTitle, self.listener.port, os.getpid(),
+        )
+
+    def _optional_services(self) -> list:
+        """Services from other modules (query/retrieve, ...) when present."""
+        out = []
+        try:
+            from pacsbox.scp import qr  # noqa: PLC0415 - added by the Q/R module
+        except ImportError:
+            return out
+        out.extend(qr.make_services(self.cfg, self.archive))
+        return out
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        self.start()
+        self.heartbeats.register("main", 30.0)
+        supervisor = notify.Supervisor(self.heartbeats, ping, self.status_line)
+        supervisor.start()
+        last_checkpoint = time.monotonic()
+        while not self.stop_event.wait(STATUS_INTERVAL):
+            self.heartbeats.beat("main")
+            self.write_status()
+            if time.monotonic() - last_checkpoint > CHECKPOINT_INTERVAL:
+                last_checkpoint = time.monotonic()
+                self.archive.checkpoint()
+        notify.notify("STOPPING=1")
+        log.info("stopping: letting associations in flight finish")
+        self.state = "stopping"
+        self.write_status()
+        self.listener.stop(SHUTDOWN_GRACE)
+        supervisor.stop()
+        self.archive.checkpoint()
+        self.archive.close()
+        log.info("pacsbox %s stopped", self.cfg.ApplicationEntityTitle)
+        return 0
+
+    def _on_signal(self, signum, frame) -> None:
+        self.stop_event.set()
+
+    # -- state for the status snapshot ------------------------------------------------
+
+    def _on_stored(self, res: StoreResult) -> None:
+        if res.outcome not in ("stored", "replaced"):
+            return
+        with self._lock:
+            today = dt.date.today()
+            if today != self._today:
+                self._today = today
+                self.studies_today.clear()
+            self.studies_today.add(res.study_instance_uid)
+            self.last_study = {
+                "received": dt.datetime.now().isoformat(timespec="seconds"),
+                "study_uid": res.study_instance_uid,
+                "calling_ae": res.calling_ae,
+                "modality": res.modality,
+                "description": res.study_description,
+            }
+
+    def _error(self, message: str) -> None:
+        log.error(message)
+        self.last_error = {"time": dt.datetime.now().isoformat(timespec="seconds"), "message": message}
+
+    def snapshot(self) -> dict:
+        totals = idx.totals()
+        disks = []
+        for root in {self.cfg.archive_dir, self.cfg.data_dir}:
+            try:
+                st = os.statvfs(root)
+            except OSError:
+                continue
+            total = st.f_blocks * st.f_frsize
+            free = st.f_bavail * st.f_frsize
+            pct = round(100.0 * (total - free) / total, 1) if total else 0.0
+            disks.append({"path": str(root), "percent": pct, "free_bytes": free, "total_bytes": total})
+        with self._lock:
+            return {
+                "version": 1,
+                "updated": dt.datetime.now().isoformat(timespec="seconds"),
+                "pid": os.getpid(),
+                "ae_title": self.cfg.ApplicationEntityTitle,
+                "port": self.listener.port if self.listener else self.cfg.ServerPortNumber,
+                "tls_port": self.cfg.TLSPortNumber,
+                "web_url": f"http://{self.cfg.WebAddress}:{self.cfg.WebPort}/" if self.cfg.WebPort else "",
+                "addresses": status.local_addresses(),
+                "state": self.state,
+                "studies_total": totals["studies"],
+                "instances_total": totals["instances"],
+                "studies_today": len(self.studies_today),
+                "last_study": self.last_study,
+                "associations_active": self.listener.active_associations if self.listener else 0,
+                "disk": disks,
+                "storage_full": False,
+                "jobs": [],
+                "last_error": self.last_error,
+            }
+
+    def write_status(self) -> None:
+        try:
+            status.write_snapshot(self.cfg.status_path, self.snapshot())
+        except Exception as exc:  # noqa: BLE001 - status must never stop the daemon
+            log.warning("cannot write status snapshot: %s", exc)
+
+    def status_line(self) -> str:
+        snap = self.snapshot()
+        disk = max((d["percent"] for d in snap["disk"]), default=0.0)
+        err = snap["last_error"]["message"] if snap["last_error"] else "no errors"
+        return (
+            f"{snap['ae_title']} port {snap['port']}: {snap['studies_total']} studies, "
+            f"disk {disk:.0f}%, {err}"
+        )
+
+
+def serve(cfg: Config) -> int:
+    Path(cfg.DataDirectory).mkdir(parents=True, exist_ok=True)
+    return Daemon(cfg).run()

@@ -1,0 +1,71 @@
+"""Numbered schema migrations, applied in order at start-up.
+
+A migration is never edited once released; a schema change is a new number.
+Later features (users and sessions, jobs, routes, worklist) add their own
+numbers here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from peewee import Database
+
+from pacsbox.db.models import CORE_MODELS, SchemaVersion
+
+log = logging.getLogger("pacsbox.db")
+
+
+def _m0001_core(db: Database) -> None:
+    db.create_tables(CORE_MODELS)
+
+
+def _m0002_query_indexes(db: Database) -> None:
+    # Composite indexes for the common C-FIND and web searches: studies by
+    # patient and date, series and instances in their natural order.
+    for sql in (
+        "CREATE INDEX IF NOT EXISTS study_patient_date ON study (patient_id, study_date)",
+        "CREATE INDEX IF NOT EXISTS series_study_number ON series (study_id, series_number)",
+        "CREATE INDEX IF NOT EXISTS instance_series_number ON instance (series_id, instance_number)",
+        "CREATE INDEX IF NOT EXISTS study_received ON study (received)",
+    ):
+        db.execute_sql(sql)
+
+
+MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
+    (1, "core tables: patient, study, series, instance, AE table", _m0001_core),
+    (2, "composite indexes for queries", _m0002_query_indexes),
+]
+
+
+def register(number: int, name: str, fn: Callable[[Database], None]) -> None:
+    """Add a feature's migration; numbers must be unique and are applied in order."""
+    if any(n == number for n, _, _ in MIGRATIONS):
+        raise ValueError(f"migration {number} already registered")
+    MIGRATIONS.append((number, name, fn))
+    MIGRATIONS.sort(key=lambda m: m[0])
+
+
+def current_version(db: Database) -> int:
+    if not db.table_exists(SchemaVersion._meta.table_name):
+        return 0
+    row = SchemaVersion.select().order_by(SchemaVersion.version.desc()).first()
+    return row.version if row else 0
+
+
+def migrate(db: Database) -> list[int]:
+    """Apply pending migrations; returns the numbers applied."""
+    applied: list[int] = []
+    with db.atomic():
+        db.create_tables([SchemaVersion], safe=True)
+    have = current_version(db)
+    for number, name, fn in MIGRATIONS:
+        if number <= have:
+            continue
+        with db.atomic():
+            fn(db)
+            SchemaVersion.create(version=number, name=name)
+        log.info("database migrated to version %d (%s)", number, name)
+        applied.append(number)
+    return applied

@@ -1,0 +1,163 @@
+"""The index: patients, studies, series, instances, and the AE table.
+
+Every key of C-FIND tables 34 and 35 is a real column so a query never reads
+a file and never walks a key/value table. Counts (Number of ... Related ...)
+and Modalities In Study are kept up to date on write, because computing them
+per query does not scale to millions of instances.
+
+Column comments carry the DICOM tag. Schema changes only through numbered
+migrations in ``migrations.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+from peewee import (
+    BigIntegerField,
+    BooleanField,
+    CharField,
+    DatabaseProxy,
+    DateTimeField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+database = DatabaseProxy()
+
+
+def utcnow() -> _dt.datetime:
+    return _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Patient(BaseModel):
+    patient_id = CharField(max_length=64, default="", index=True)  # (0010,0020) Patient ID
+    issuer = CharField(max_length=64, default="")  # (0010,0021) Issuer of Patient ID
+    patient_name = CharField(max_length=324, default="", index=True)  # (0010,0010)
+    # Upper-cased copy for the case-insensitive person name matching option.
+    patient_name_ci = CharField(max_length=324, default="", index=True)
+    birth_date = CharField(max_length=8, default="", index=True)  # (0010,0030) DA
+    birth_time = CharField(max_length=16, default="")  # (0010,0032) TM
+    sex = CharField(max_length=16, default="")  # (0010,0040) CS
+    age = CharField(max_length=4, default="")  # (0010,1010) AS (latest study)
+    size = CharField(max_length=16, default="")  # (0010,1020) DS
+    weight = CharField(max_length=16, default="")  # (0010,1030) DS
+    charset = CharField(max_length=64, default="")  # (0008,0005) as received
+    num_studies = IntegerField(default=0)  # (0020,1200)
+    num_series = IntegerField(default=0)  # (0020,1202)
+    num_instances = IntegerField(default=0)  # (0020,1204)
+    private = BooleanField(default=False)  # DATA-6 private/public patient
+    created = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("patient_id", "issuer"), True),)
+
+
+class Study(BaseModel):
+    study_instance_uid = CharField(max_length=64, unique=True)  # (0020,000D)
+    patient = ForeignKeyField(Patient, backref="studies", on_delete="CASCADE", index=True)
+    study_date = CharField(max_length=8, default="", index=True)  # (0008,0020) DA
+    study_time = CharField(max_length=16, default="")  # (0008,0030) TM
+    accession_number = CharField(max_length=16, default="", index=True)  # (0008,0050)
+    study_id = CharField(max_length=16, default="", index=True)  # (0020,0010)
+    referring_physician = CharField(max_length=324, default="")  # (0008,0090)
+    reading_physician = CharField(max_length=324, default="")  # (0008,1060)
+    study_description = CharField(max_length=64, default="")  # (0008,1030)
+    institution_name = CharField(max_length=64, default="")  # (0008,0080)
+    modalities = CharField(max_length=128, default="")  # (0008,0061) backslash-joined
+    num_series = IntegerField(default=0)  # (0020,1206)
+    num_instances = IntegerField(default=0)  # (0020,1208)
+    size_bytes = BigIntegerField(default=0)
+    charset = CharField(max_length=64, default="")  # (0008,0005)
+    # Where the study's one folder lives: archive root + server-made folder.
+    storage_root = TextField()
+    folder = CharField(max_length=64)
+    calling_ae = CharField(max_length=16, default="")
+    received = DateTimeField(default=utcnow, index=True)
+    updated = DateTimeField(default=utcnow)
+    private = BooleanField(default=False)
+    read = BooleanField(default=False)
+    protected = BooleanField(default=False)  # never purged by the watermark
+    purge_state = CharField(max_length=16, default="")  # "" or "purging" (two-phase purge)
+
+
+class Series(BaseModel):
+    series_instance_uid = CharField(max_length=64, unique=True)  # (0020,000E)
+    study = ForeignKeyField(Study, backref="series", on_delete="CASCADE", index=True)
+    modality = CharField(max_length=16, default="", index=True)  # (0008,0060)
+    series_number = IntegerField(null=True)  # (0020,0011) IS
+    series_date = CharField(max_length=8, default="", index=True)  # (0008,0021) DA
+    series_time = CharField(max_length=16, default="")  # (0008,0031) TM
+    body_part = CharField(max_length=16, default="")  # (0018,0015)
+    series_description = CharField(max_length=64, default="")  # (0008,103E)
+    protocol_name = CharField(max_length=64, default="")  # (0018,1030)
+    num_instances = IntegerField(default=0)  # (0020,1209)
+
+
+class Instance(BaseModel):
+    sop_instance_uid = CharField(max_length=64, unique=True)  # (0008,0018)
+    series = ForeignKeyField(Series, backref="instances", on_delete="CASCADE", index=True)
+    sop_class_uid = CharField(max_length=64, default="")  # (0008,0016)
+    instance_number = IntegerField(null=True)  # (0020,0013) IS
+    creation_date = CharField(max_length=8, default="")  # (0008,0012)
+    creation_time = CharField(max_length=16, default="")  # (0008,0013)
+    overlay_number = CharField(max_length=12, default="")  # (0020,0022)
+    curve_number = CharField(max_length=12, default="")  # (0020,0024)
+    lut_number = CharField(max_length=12, default="")  # (0020,0026)
+    samples_per_pixel = IntegerField(null=True)  # (0028,0002)
+    rows = IntegerField(null=True)  # (0028,0010)
+    columns = IntegerField(null=True)  # (0028,0011)
+    bits_allocated = IntegerField(null=True)  # (0028,0100)
+    bits_stored = IntegerField(null=True)  # (0028,0101)
+    pixel_representation = IntegerField(null=True)  # (0028,0103)
+    number_of_frames = IntegerField(null=True)  # (0028,0008)
+    transfer_syntax_uid = CharField(max_length=64, default="")  # (0002,0010)
+    file_name = CharField(max_length=64)  # server-made, inside the study folder
+    file_size = BigIntegerField(default=0)
+    digest = CharField(max_length=40, default="")  # blake2b-128 of the stored bytes
+    native = BooleanField(default=False)  # StorageFormat=Native: no Part-10 header
+    calling_ae = CharField(max_length=16, default="")
+    received = DateTimeField(default=utcnow)
+
+
+class ApplicationEntity(BaseModel):
+    """The AE table of the conformance statement (PacsOne's 'applentity')."""
+
+    title = CharField(max_length=16, unique=True)
+    hostname = CharField(max_length=255, default="")
+    ipaddr = CharField(max_length=64, default="")
+    port = IntegerField(null=True)
+    allowaccess = BooleanField(default=True)
+    archivedir = TextField(default="")
+    description = CharField(max_length=255, default="")
+
+
+class DirtyFolder(BaseModel):
+    """Study folders written since the last consistency checkpoint.
+
+    The start-up check looks only here, so it stays fast at millions of
+    instances while still finding every file a crash left unindexed.
+    """
+
+    storage_root = TextField()
+    folder = CharField(max_length=64)
+
+    class Meta:
+        indexes = ((("storage_root", "folder"), True),)
+
+
+class SchemaVersion(BaseModel):
+    version = IntegerField(primary_key=True)
+    name = CharField(max_length=128)
+    applied = DateTimeField(default=utcnow)
+
+
+CORE_MODELS = [Patient, Study, Series, Instance, ApplicationEntity, DirtyFolder]

@@ -1,0 +1,53 @@
+"""Operator logging: one line per event, to the journal under systemd, else to LogDirectory.
+
+Under systemd (JOURNAL_STREAM set) lines go to the journal through
+systemd-python when it is installed; otherwise to ``LogDirectory/pacsbox.log``
+(rotated) and the console. Expected errors are logged as one line without a
+traceback; ``--debug`` turns tracebacks on.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+from pathlib import Path
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup(log_dir: str | None, level: str = "info", *, console: bool = True) -> None:
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    handlers: list[logging.Handler] = []
+    if os.environ.get("JOURNAL_STREAM"):
+        try:
+            from systemd.journal import JournalHandler  # type: ignore[import-not-found]
+
+            handlers.append(JournalHandler(SYSLOG_IDENTIFIER="pacsbox"))
+            console = False
+        except ImportError:
+            pass  # stderr goes to the journal anyway
+    elif log_dir:
+        try:
+            Path(log_dir).mkdir(parents=True, exist_ok=True)
+            fh = logging.handlers.RotatingFileHandler(
+                Path(log_dir) / "pacsbox.log", maxBytes=20 * 1024 * 1024, backupCount=5
+            )
+            fh.setFormatter(logging.Formatter(FORMAT))
+            handlers.append(fh)
+        except OSError as exc:
+            print(f"pacsbox: cannot write logs to {log_dir}: {exc.strerror}", file=sys.stderr)
+    if console:
+        sh = logging.StreamHandler(sys.stderr)
+        sh.setFormatter(logging.Formatter(FORMAT))
+        handlers.append(sh)
+    for h in handlers:
+        root.addHandler(h)
+    # pynetdicom logs every PDU at INFO; operators want our one line per event.
+    logging.getLogger("pynetdicom").setLevel(
+        logging.DEBUG if level == "debug" else logging.WARNING
+    )

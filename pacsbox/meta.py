@@ -1,0 +1,254 @@
+"""What the index needs from a DICOM object, read without touching pixel data.
+
+Parsing stops before Pixel Data and defers large values, so indexing a
+500 MB multi-frame object costs the same as a 10 KB one. The bytes that are
+stored are never re-encoded: this module only reads.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_dataset
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from pacsbox.errors import CannotUnderstand, DatasetMismatch
+
+# Attributes the index keeps, by level. Values are read as text so that
+# storing them never fails on an odd VR; numbers are converted where the
+# index sorts by them.
+PATIENT_TAGS = {
+    "patient_id": "PatientID",
+    "issuer": "IssuerOfPatientID",
+    "patient_name": "PatientName",
+    "birth_date": "PatientBirthDate",
+    "birth_time": "PatientBirthTime",
+    "sex": "PatientSex",
+    "age": "PatientAge",
+    "size": "PatientSize",
+    "weight": "PatientWeight",
+}
+STUDY_TAGS = {
+    "study_date": "StudyDate",
+    "study_time": "StudyTime",
+    "accession_number": "AccessionNumber",
+    "study_id": "StudyID",
+    "referring_physician": "ReferringPhysicianName",
+    "reading_physician": "NameOfPhysiciansReadingStudy",
+    "study_description": "StudyDescription",
+    "institution_name": "InstitutionName",
+}
+SERIES_TAGS = {
+    "modality": "Modality",
+    "series_date": "SeriesDate",
+    "series_time": "SeriesTime",
+    "body_part": "BodyPartExamined",
+    "series_description": "SeriesDescription",
+    "protocol_name": "ProtocolName",
+}
+INSTANCE_TEXT_TAGS = {
+    "creation_date": "InstanceCreationDate",
+    "creation_time": "InstanceCreationTime",
+    "overlay_number": "OverlayNumber",
+    "curve_number": "CurveNumber",
+    "lut_number": "LUTNumber",
+}
+INSTANCE_INT_TAGS = {
+    "samples_per_pixel": "SamplesPerPixel",
+    "rows": "Rows",
+    "columns": "Columns",
+    "bits_allocated": "BitsAllocated",
+    "bits_stored": "BitsStored",
+    "pixel_representation": "PixelRepresentation",
+    "number_of_frames": "NumberOfFrames",
+}
+
+_COLUMN_LIMITS = {"age": 4, "accession_number": 16, "study_id": 16, "modality": 16, "body_part": 16}
+
+
+@dataclass
+class InstanceAttrs:
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    transfer_syntax_uid: str
+    charset: str = ""
+    series_number: int | None = None
+    instance_number: int | None = None
+    patient: dict[str, str] = field(default_factory=dict)
+    study: dict[str, str] = field(default_factory=dict)
+    series: dict[str, str] = field(default_factory=dict)
+    instance: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class Parsed:
+    """A received object split into the part we add (meta) and the bytes we keep."""
+
+    attrs: InstanceAttrs
+    has_meta: bool  # True when ``data`` already is a Part-10 file
+    dataset_offset: int  # where the data set starts in ``data``
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    try:
+        value = ds.get(keyword)
+    except Exception:  # noqa: BLE001 - a malformed optional element must not block storage
+        return ""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
+def _int(ds: Dataset, keyword: str) -> int | None:
+    try:
+        value = ds.get(keyword)
+        if value is None or value == "":
+            return None
+        return int(float(str(value).split("\\")[0]))
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _clip(name: str, value: str) -> str:
+    limit = _COLUMN_LIMITS.get(name, 324)
+    return value[:limit]
+
+
+def attrs_from_dataset(ds: Dataset, transfer_syntax: str) -> InstanceAttrs:
+    """Extract the index attributes; raises DatasetMismatch when a UID is missing."""
+    uids = {}
+    for key in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
+        value = _text(ds, key).strip().rstrip("\x00")
+        if not value:
+            raise DatasetMismatch(f"data set lacks {key}")
+        if len(value) > 64:
+            raise DatasetMismatch(f"{key} is longer than 64 characters")
+        uids[key] = value
+    charset = _text(ds, "SpecificCharacterSet")
+    attrs = InstanceAttrs(
+        sop_class_uid=uids["SOPClassUID"],
+        sop_instance_uid=uids["SOPInstanceUID"],
+        study_instance_uid=uids["StudyInstanceUID"],
+        series_instance_uid=uids["SeriesInstanceUID"],
+        transfer_syntax_uid=transfer_syntax,
+        charset=charset,
+        series_number=_int(ds, "SeriesNumber"),
+        instance_number=_int(ds, "InstanceNumber"),
+    )
+    attrs.patient = {k: _clip(k, _text(ds, kw)) for k, kw in PATIENT_TAGS.items()}
+    attrs.study = {k: _clip(k, _text(ds, kw)) for k, kw in STUDY_TAGS.items()}
+    attrs.series = {k: _clip(k, _text(ds, kw)) for k, kw in SERIES_TAGS.items()}
+    inst: dict[str, object] = {k: _clip(k, _text(ds, kw)) for k, kw in INSTANCE_TEXT_TAGS.items()}
+    inst.update({k: _int(ds, kw) for k, kw in INSTANCE_INT_TAGS.items()})
+    attrs.instance = inst
+    return attrs
+
+
+def _meta_length(data: bytes) -> int:
+    """Offset of the data set in a Part-10 file (after preamble, DICM and group 2)."""
+    # Group 0002 is always Explicit VR Little Endian; its first element is
+    # (0002,0000) File Meta Information Group Length (UL).
+    pos = 132
+    if data[pos : pos + 4] != b"\x02\x00\x00\x00" or data[pos + 4 : pos + 6] != b"UL":
+        return -1
+    (length,) = struct.unpack_from("<I", data, pos + 8)
+    return pos + 12 + length
+
+
+def parse(data: bytes, transfer_syntax: str | None = None) -> Parsed:
+    """Read the index attributes of a received object.
+
+    ``data`` is a Part-10 file (preamble + DICM + meta) or a bare data set in
+    ``transfer_syntax`` (default Implicit VR Little Endian, as on old media).
+    Raises CannotUnderstand when it is not DICOM, DatasetMismatch when UIDs
+    are missing.
+    """
+    has_meta = len(data) >= 132 and data[128:132] == b"DICM"
+    try:
+        if has_meta:
+            ds = pydicom.dcmread(
+                io.BytesIO(data), stop_before_pixels=True, defer_size=4096, force=False
+            )
+            ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "")
+            offset = _meta_length(data)
+            if offset < 0:
+                # Meta without a group length: let pydicom find the end.
+                offset = -1
+        elif transfer_syntax:
+            ds = _read_bare(data, transfer_syntax)
+            ts = transfer_syntax
+            offset = 0
+        else:
+            ds = pydicom.dcmread(
+                io.BytesIO(data), stop_before_pixels=True, defer_size=4096, force=True
+            )
+            ts = str(ds.file_meta.get("TransferSyntaxUID", "") if ds.file_meta else "")
+            if not ts:
+                ts = ImplicitVRLittleEndian if ds.is_implicit_VR else ExplicitVRLittleEndian
+            offset = 0
+        if len(ds) == 0:
+            raise CannotUnderstand("no data elements could be read")
+    except (InvalidDicomError, EOFError, struct.error, ValueError, TypeError, KeyError, zlib.error) as exc:
+        raise CannotUnderstand(f"not a readable DICOM object: {exc.__class__.__name__}") from None
+    except CannotUnderstand:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on garbage input
+        raise CannotUnderstand(f"not a readable DICOM object: {exc}") from None
+    if not ts:
+        raise CannotUnderstand("file meta has no Transfer Syntax UID")
+    attrs = attrs_from_dataset(ds, str(ts))
+    if has_meta:
+        meta_sop = str(ds.file_meta.get("MediaStorageSOPInstanceUID", "") or "")
+        if meta_sop and meta_sop != attrs.sop_instance_uid:
+            raise DatasetMismatch("file meta SOP Instance UID differs from the data set's")
+    return Parsed(attrs=attrs, has_meta=has_meta, dataset_offset=max(offset, 0))
+
+
+_PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}
+
+
+def _at_pixels(tag, vr, length) -> bool:  # noqa: ANN001 - pydicom's stop_when signature
+    return tag in _PIXEL_TAGS
+
+
+def _read_bare(data: bytes, transfer_syntax: str) -> Dataset:
+    """Read a data set received over the network in its negotiated transfer syntax."""
+    uid = UID(transfer_syntax)
+    stream = data
+    if uid == DeflatedExplicitVRLittleEndian:
+        stream = zlib.decompress(data, -zlib.MAX_WBITS)
+    implicit = uid == ImplicitVRLittleEndian
+    little = uid != ExplicitVRBigEndian
+    return read_dataset(
+        io.BytesIO(stream), implicit, little, stop_when=_at_pixels, defer_size=4096
+    )
+
+
+def part10_header(attrs: InstanceAttrs, implementation_uid: str, version_name: str) -> bytes:
+    """Preamble + DICM + file meta for a data set received without one."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(attrs.sop_class_uid)
+    meta.MediaStorageSOPInstanceUID = UID(attrs.sop_instance_uid)
+    meta.TransferSyntaxUID = UID(attrs.transfer_syntax_uid)
+    meta.ImplementationClassUID = UID(implementation_uid)
+    meta.ImplementationVersionName = version_name
+    buf = io.BytesIO()
+    buf.write(b"\x00" * 128 + b"DICM")
+    pydicom.filewriter.write_file_meta_info(buf, meta, enforce_standard=True)
+    return buf.getvalue()

@@ -1,0 +1,234 @@
+"""The DICOM listener: pynetdicom wiring, access control and context negotiation.
+
+Every association is checked against the AE table before negotiation
+(NET-9). Storage contexts are built per association from what the peer
+proposes, so any storage SOP class a modality sends is accepted (NET-2), the
+transfer syntax the peer lists first wins unless PreferredXferSyntaxRx is
+offered (NET-3), and unsupported transfer syntaxes are rejected per context.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pydicom.uid import UID
+from pynetdicom import AE, evt
+from pynetdicom.presentation import PresentationContext, build_context
+from pynetdicom.service_class import StorageServiceClass
+from pynetdicom.sop_class import _STORAGE_CLASSES, Verification, uid_to_service_class
+
+from pacsbox import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from pacsbox.archive import Archive
+from pacsbox.config import Config
+
+log = logging.getLogger("pacsbox.scp")
+
+# NET-3: every transfer syntax we accept and store as received.
+ACCEPTED_TRANSFER_SYNTAXES = [
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
+    "1.2.840.10008.1.2.2",  # Explicit VR Big Endian (retired)
+    "1.2.840.10008.1.2.4.50",  # JPEG Baseline (Process 1)
+    "1.2.840.10008.1.2.4.51",  # JPEG Extended (Process 2 & 4)
+    "1.2.840.10008.1.2.4.57",  # JPEG Lossless (Process 14)
+    "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-Lossless
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless Only
+    "1.2.840.10008.1.2.4.91",  # JPEG 2000
+    "1.2.840.10008.1.2.4.201",  # HTJ2K Lossless
+    "1.2.840.10008.1.2.4.202",  # HTJ2K Lossless RPCL
+    "1.2.840.10008.1.2.4.203",  # HTJ2K
+    "1.2.840.10008.1.2.5",  # RLE Lossless
+    "1.2.840.10008.1.2.4.100",  # MPEG2 Main Profile @ Main Level
+    "1.2.840.10008.1.2.4.101",  # MPEG2 Main Profile @ High Level
+    "1.2.840.10008.1.2.4.102",  # MPEG-4 AVC/H.264 High Profile
+    "1.2.840.10008.1.2.4.103",  # MPEG-4 AVC/H.264 BD-compatible
+    "1.2.840.10008.1.2.4.104",  # MPEG-4 AVC/H.264 2D video
+    "1.2.840.10008.1.2.4.105",  # MPEG-4 AVC/H.264 3D video
+    "1.2.840.10008.1.2.4.106",  # MPEG-4 AVC/H.264 Stereo
+    "1.2.840.10008.1.2.4.107",  # HEVC/H.265 Main
+    "1.2.840.10008.1.2.4.108",  # HEVC/H.265 Main 10
+]
+_ACCEPTED = set(ACCEPTED_TRANSFER_SYNTAXES)
+STORAGE_CLASS_UIDS = frozenset(_STORAGE_CLASSES.values())
+
+# Association rejection reasons (PS3.8 9.3.4): (result, source, diagnostic)
+REJECT_CALLING_AE = (0x01, 0x01, 0x03)
+REJECT_CALLED_AE = (0x01, 0x01, 0x07)
+
+
+@dataclass
+class Service:
+    """What a DICOM service adds to the listener: fixed contexts and handlers."""
+
+    contexts: list[PresentationContext] = field(default_factory=list)
+    handlers: list[tuple] = field(default_factory=list)
+
+
+def is_storage_like(uid: str) -> bool:
+    """Known storage classes, and private or unknown UIDs a modality may send (NET-2)."""
+    if uid in STORAGE_CLASS_UIDS:
+        return True
+    u = UID(uid)
+    if u.is_private:
+        return True
+    return uid_to_service_class(u) is StorageServiceClass or not u.name or u.name == u
+
+
+def order_syntaxes(proposed: list[str], preferred: str) -> list[str]:
+    """Peer's order, filtered to what we accept; PreferredXferSyntaxRx first if offered."""
+    ours = [str(ts) for ts in proposed if str(ts) in _ACCEPTED]
+    if preferred and preferred in ours:
+        ours.remove(preferred)
+        ours.insert(0, preferred)
+    return ours
+
+
+class Listener:
+    """The DICOM listener of one pacsbox instance."""
+
+    def __init__(self, cfg: Config, archive: Archive, services: list[Service]) -> None:
+        self.cfg = cfg
+        self.archive = archive
+        self.ae = AE(ae_title=cfg.ApplicationEntityTitle)
+        self.ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
+        self.ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
+        self.ae.maximum_pdu_size = cfg.MaxPDULength
+        self.ae.maximum_associations = cfg.MaxAssociations
+        self.ae.acse_timeout = cfg.AcseTimeout
+        self.ae.dimse_timeout = cfg.DimseTimeout
+        self.ae.network_timeout = cfg.NetworkTimeout
+        self.ae.require_called_aet = True
+        self.fixed_contexts: list[PresentationContext] = [
+            build_context(Verification, ACCEPTED_TRANSFER_SYNTAXES)
+        ]
+        self.handlers: list[tuple] = [
+            (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_ESTABLISHED, self._on_established),
+            (evt.EVT_RELEASED, self._on_closed),
+            (evt.EVT_ABORTED, self._on_closed),
+        ]
+        for svc in services:
+            self.fixed_contexts.extend(svc.contexts)
+            self.handlers.extend(svc.handlers)
+        for cx in self.fixed_contexts:
+            self.ae.add_supported_context(
+                cx.abstract_syntax, cx.transfer_syntax, scu_role=cx.scu_role, scp_role=cx.scp_role
+            )
+        self.server = None
+        self.on_association: Callable[[int], None] | None = None
+        self._active = 0
+        self._lock = threading.Lock()
+
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1] if self.server else 0
+
+    @property
+    def active_associations(self) -> int:
+        with self._lock:
+            return self._active
+
+    def start(self, port: int | None = None) -> None:
+        """Bind and serve in background threads; raises OSError when the port is taken."""
+        address = (self.cfg.BindAddress, self.cfg.ServerPortNumber if port is None else port)
+        self.server = self.ae.start_server(address, block=False, evt_handlers=self.handlers)
+        log.info(
+            "DICOM listener %s on %s:%d", self.cfg.ApplicationEntityTitle, address[0], self.port
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop accepting, let associations in flight finish (bounded), then close."""
+        if self.server is None:
+            return
+        server, self.server = self.server, None
+        server.shutdown()  # stops accepting and closes the listening socket
+        deadline = time.monotonic() + timeout
+        while server.active_associations and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for assoc in server.active_associations:
+            log.warning("aborting association from %s at shutdown", assoc.requestor.ae_title)
+            assoc.abort()
+
+    # -- events ------------------------------------------------------------------
+
+    def _on_requested(self, event) -> None:
+        assoc = event.assoc
+        rq = assoc.requestor
+        calling = (rq.primitive.calling_ae_title or "").strip()
+        called = (rq.primitive.called_ae_title or "").strip()
+        address = rq.address
+        if called != self.cfg.ApplicationEntityTitle:
+            self._reject(assoc, REJECT_CALLED_AE, calling, address, f"called AE {called!r} is not ours")
+            return
+        reason = self.archive.check_peer(calling, address)
+        if reason:
+            self._reject(assoc, REJECT_CALLING_AE, calling, address, reason)
+            return
+        self._add_storage_contexts(assoc)
+
+    def _reject(self, assoc, rsd: tuple[int, int, int], calling: str, address: str, why: str) -> None:
+        log.warning("association rejected: calling AE %r from %s: %s", calling, address, why)
+        assoc.acse.send_reject(*rsd)
+        evt.trigger(assoc, evt.EVT_REJECTED, {})
+        # Like pynetdicom's own rejection: wait until the reject PDU is out
+        # before the server closes the socket.
+        assoc.kill()
+
+    def _add_storage_contexts(self, assoc) -> None:
+        preferred = self.cfg.PreferredXferSyntaxRx
+        fixed = {str(cx.abstract_syntax) for cx in self.fixed_contexts}
+        by_class: dict[str, list[str]] = {}
+        for cx in assoc.requestor.primitive.presentation_context_definition_list:
+            uid = str(cx.abstract_syntax)
+            if uid in fixed or not is_storage_like(uid):
+                continue
+            lst = by_class.setdefault(uid, [])
+            for ts in order_syntaxes(cx.transfer_syntax, preferred):
+                if ts not in lst:
+                    lst.append(ts)
+        if not by_class:
+            return
+        contexts = list(assoc.acceptor.supported_contexts)
+        for uid, syntaxes in by_class.items():
+            if not syntaxes:
+                continue  # nothing acceptable: the context is rejected by negotiation
+            cx = build_context(uid, syntaxes)
+            # SCU and SCP roles allowed so a C-GET requestor can ask us to send.
+            cx.scu_role = True
+            cx.scp_role = True
+            contexts.append(cx)
+        assoc.acceptor.supported_contexts = contexts
+
+    def _on_echo(self, event) -> int:
+        return 0x0000
+
+    def _on_established(self, event) -> None:
+        with self._lock:
+            self._active += 1
+        rq = event.assoc.requestor
+        log.info(
+            "association from %s (%s) to %s accepted",
+            rq.ae_title.strip(), rq.address, self.cfg.ApplicationEntityTitle,
+        )
+
+    def _on_closed(self, event) -> None:
+        with self._lock:
+            self._active = max(0, self._active - 1)
+        rq = event.assoc.requestor
+        stats = getattr(event.assoc, "pacsbox_stats", None)
+        how = "released" if event.event == evt.EVT_RELEASED else "aborted"
+        if stats:
+            log.info(
+                "association from %s (%s) %s: %s",
+                rq.ae_title.strip(), rq.address, how, stats.summary(),
+            )
+        else:
+            log.info("association from %s (%s) %s", rq.ae_title.strip(), rq.address, how)

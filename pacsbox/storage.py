@@ -1,0 +1,177 @@
+"""The dumb file store: server-made names, durable writes, one folder per study.
+
+A file is written to a ``.part`` name, fsynced, renamed, and its folder
+fsynced, so after a crash a file either is complete under its final name or
+is a ``.part`` leftover the start-up check removes. Names are made here
+(random, 16 hex digits); no path is ever built from a UID that came over the
+network. A study's folder name is a hash of its UID: stable (two senders of
+one new study agree on it without a lock) and safe (only hex digits).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from pacsbox.errors import OutOfResources
+
+PART_SUFFIX = ".part"
+DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    path: Path
+    size: int
+    digest: str
+
+
+def study_folder(study_instance_uid: str) -> str:
+    """Server-made folder for a study: ``ab/abcdef...`` (hex only)."""
+    h = hashlib.sha256(study_instance_uid.encode("ascii", "replace")).hexdigest()[:24]
+    return f"{h[:2]}/{h}"
+
+
+def digest(data: bytes | memoryview) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def new_file_name() -> str:
+    return secrets.token_hex(8) + ".dcm"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def ensure_dir(path: Path, sync: bool) -> None:
+    """Create ``path`` and make each newly created level durable in its parent."""
+    if path.is_dir():
+        return
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir()
+        except FileExistsError:
+            continue
+        if sync:
+            fsync_dir(d.parent)
+
+
+def write_file(folder: Path, chunks: list[bytes | memoryview], *, sync: bool = True) -> WrittenFile:
+    """Write ``chunks`` durably as a new server-named file in ``folder``.
+
+    Raises OutOfResources (A700) when the disk is full or the folder cannot be
+    written; nothing is left behind in that case.
+    """
+    name = new_file_name()
+    final = folder / name
+    tmp = folder / (name + PART_SUFFIX)
+    h = hashlib.blake2b(digest_size=16)
+    size = 0
+    try:
+        ensure_dir(folder, sync)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        try:
+            for chunk in chunks:
+                view = memoryview(chunk)
+                h.update(view)
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
+                    size += n
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, final)
+        if sync:
+            fsync_dir(folder)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        _unlink_quietly(final)
+        if exc.errno in DISK_FULL_ERRNOS:
+            raise OutOfResources(f"disk full writing to {folder}") from None
+        raise OutOfResources(f"cannot write file in {folder}: {exc.strerror}") from None
+    return WrittenFile(path=final, size=size, digest=h.hexdigest())
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def remove_file(path: Path, *, sync: bool = True) -> None:
+    _unlink_quietly(path)
+    if sync:
+        try:
+            fsync_dir(path.parent)
+        except OSError:
+            pass
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def hold(path: Path, holding_dir: Path, *, sync: bool = True) -> Path:
+    """Keep a copy of ``path`` in the holding area (hard link, else copy); returns the copy.
+
+    A hard link makes the replaced file reachable from two names at once, so
+    there is no instant in which it exists nowhere.
+    """
+    ensure_dir(holding_dir, sync)
+    target = holding_dir / (secrets.token_hex(4) + "-" + path.name)
+    try:
+        os.link(path, target)
+    except OSError:
+        shutil.copy2(path, target)
+        if sync:
+            with open(target, "rb") as fh:
+                os.fsync(fh.fileno())
+    if sync:
+        fsync_dir(holding_dir)
+    return target
+
+
+def leftover_parts(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return [p for p in folder.iterdir() if p.name.endswith(PART_SUFFIX)]
+
+
+def stored_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return [p for p in folder.iterdir() if p.is_file() and not p.name.endswith(PART_SUFFIX)]
+
+
+def iter_study_folders(root: Path):
+    """Every study folder under an archive root (two levels of hex)."""
+    if not root.is_dir():
+        return
+    for prefix in sorted(root.iterdir()):
+        if len(prefix.name) != 2 or not prefix.is_dir():
+            continue
+        for study in sorted(prefix.iterdir()):
+            if study.is_dir():
+                yield study

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Install the Debian packages pacsbox needs, only those missing, so a clean
+# machine works and a prepared one pays nothing. "base": to build and run;
+# "test": the real peers the tests use (DCMTK, Orthanc, xorriso, dicom3tools,
+# systemd-analyze, Chromium).
+set -euo pipefail
+want=(python3-venv python3-dev gcc pkg-config libsystemd-dev)
+if [ "${1:-base}" = test ]; then
+  want+=(dcmtk orthanc xorriso dicom3tools systemd systemd-container chromium chromium-driver fuseiso)
+fi
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "missing Debian packages: ${missing[*]} (run as root or install them)" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
