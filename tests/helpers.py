@@ -1,0 +1,134 @@
+"""Shared test tools: free ports, polling with a deadline, the real daemon, DCMTK."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pacsbox import config
+
+VENV_BIN = Path(sys.executable).parent
+PACSBOX = str(VENV_BIN / "pacsbox")
+DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def poll(check: Callable[[], object], timeout: float = 20.0, interval: float = 0.05, what: str = ""):
+    """Call ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or check}")
+        time.sleep(interval)
+
+
+def write_config(base: Path, **settings: object) -> Path:
+    """An INI under ``base`` (DataDirectory = base) with ``settings`` overriding defaults."""
+    base.mkdir(parents=True, exist_ok=True)
+    overrides = {"DataDirectory": str(base), "WebPort": "0"}
+    overrides.update({k: str(v) for k, v in settings.items()})
+    ini = base / "pacsbox.ini"
+    ini.write_text(config.default_ini(overrides), encoding="utf-8")
+    return ini
+
+
+def cli(ini: Path, *args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [PACSBOX, *args, "--config", str(ini)], capture_output=True, text=True, timeout=300, **kw
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"pacsbox {' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc
+
+
+class Server:
+    """A real ``pacsbox serve`` in a subprocess on a free port."""
+
+    def __init__(self, ini: Path, env: dict | None = None) -> None:
+        self.ini = ini
+        self.cfg = config.load(ini)
+        self.env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+        self.env.update(env or {})
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+        self.log_path = Path(self.cfg.DataDirectory) / "serve.out"
+
+    @property
+    def ae_title(self) -> str:
+        return self.cfg.ApplicationEntityTitle
+
+    def start(self, timeout: float = 30.0) -> Server:
+        status = self.cfg.status_path
+        if status.exists():
+            status.unlink()
+        self._out = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [PACSBOX, "serve", "--config", str(self.ini), "--port", "0"],
+            stdout=self._out, stderr=subprocess.STDOUT, env=self.env,
+        )
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"pacsbox exited {self.proc.returncode}: {self.output()}")
+            try:
+                snap = json.loads(status.read_text())
+            except (OSError, ValueError):
+                return None
+            if snap.get("state") == "ok" and snap.get("pid") == self.proc.pid:
+                return snap.get("port")
+            return None
+
+        self.port = poll(ready, timeout, what="pacsbox to become ready")
+        return self
+
+    def output(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._out.close()
+        rc = self.proc.returncode
+        self.proc = None
+        return rc
+
+    def kill9(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self._out.close()
+            self.proc = None
+
+
+def dcmtk(tool: str, *args: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [tool, *args], capture_output=True, text=True, timeout=timeout, env=DCMTK_ENV
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{tool} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc
