@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import (
     UID,
@@ -124,6 +125,8 @@ def _scan(
     items: list[Item] = []
     seen: set[str] = set()
     counters: dict[str, int] = {}
+    cache: dict[tuple[str, ...], Dataset] = {}
+    lengths: dict[int, int] = {}  # id(shared record) -> encoded length
     for n, path in enumerate(files, 1):
         path = Path(path)
         try:
@@ -136,7 +139,7 @@ def _scan(
         ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
         if not ts:
             raise MediaError(f"cannot export {path}: no Transfer Syntax UID in its file meta")
-        records = make_records(ds, str(path), counters)
+        records = make_records(ds, str(path), counters, cache)
         if records.sop_instance_uid in seen:
             log.info("export: %s selected twice, kept once", records.sop_instance_uid)
             continue
@@ -149,10 +152,13 @@ def _scan(
             full.save_as(source, implicit_vr=False, little_endian=True, enforce_file_format=True)
             ts = str(ExplicitVRLittleEndian)
         _set_leaf_references(records, ts)
+        for rec in (records.patient, records.study, records.series):
+            if id(rec) not in lengths:
+                lengths[id(rec)] = encoded_length(rec)
         record_bytes = {
-            "PATIENT": encoded_length(records.patient),
-            "STUDY": encoded_length(records.study),
-            "SERIES": encoded_length(records.series),
+            "PATIENT": lengths[id(records.patient)],
+            "STUDY": lengths[id(records.study)],
+            "SERIES": lengths[id(records.series)],
             "LEAF": encoded_length(records.leaf),
         }
         items.append(Item(records, source, source.stat().st_size, ts, record_bytes))
@@ -188,7 +194,7 @@ def _write_volume(
             snode.children.append(series[ekey])
             names[id(series[ekey])] = names[id(snode)] + [f"SE{len(snode.children):06d}"]
         enode = series[ekey]
-        leaf = copy.deepcopy(r.leaf)
+        leaf = r.leaf  # one per instance, in one volume: no copy needed
         count = len(enode.children) + 1
         if count > 999_999:
             raise MediaError(f"series {r.series_key} has more than 999999 instances in one volume")

@@ -177,11 +177,14 @@ def _tidy_sr(record: Dataset, ds: Dataset) -> None:
             record.VerificationDateTime = max(stamps)
 
 
-def make_records(ds: Dataset, source: str, counters: dict[str, int]) -> InstanceRecords:
+def make_records(
+    ds: Dataset, source: str, counters: dict[str, int], cache: dict[tuple[str, ...], Dataset]
+) -> InstanceRecords:
     """Build PATIENT/STUDY/SERIES/leaf records for one header (pixel data not needed).
 
     ``ds`` is modified (invented values are set on it); ``source`` names the
-    file in errors. Raises MediaError when a record cannot be made, naming the
+    file in errors. PATIENT/STUDY/SERIES records are made once per entity
+    (from its first instance) and shared through ``cache``. Raises MediaError when a record cannot be made, naming the
     file and the missing key: an export never drops an instance silently.
     """
     for kw in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
@@ -190,7 +193,13 @@ def make_records(ds: Dataset, source: str, counters: dict[str, int]) -> Instance
     leaf_type = record_type(ds.SOPClassUID)
     invented = _fill_type1(ds, leaf_type, counters)
     records = []
+    pid, study, series = str(ds.PatientID), str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)
+    keys = {"PATIENT": (pid,), "STUDY": (pid, study), "SERIES": (pid, study, series)}
     for kind in ("PATIENT", "STUDY", "SERIES", leaf_type):
+        key = keys.get(kind) if kind != leaf_type else None
+        if key is not None and key in cache:
+            records.append(cache[key])
+            continue
         try:
             record = DIRECTORY_RECORDERS[kind](ds)
         except (ValueError, KeyError, AttributeError) as exc:
@@ -203,6 +212,8 @@ def make_records(ds: Dataset, source: str, counters: dict[str, int]) -> Instance
         if "SpecificCharacterSet" in ds:
             record.SpecificCharacterSet = ds.SpecificCharacterSet
         records.append(record)
+        if key is not None:
+            cache[key] = record
     if leaf_type in ("SR DOCUMENT", "KEY OBJECT DOC"):
         _tidy_sr(records[3], ds)
     if invented:
