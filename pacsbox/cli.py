@@ -137,6 +137,33 @@ def cmd_check(args: argparse.Namespace, cfg: config.Config) -> int:
         archive.close()
 
 
+# -- status and front panel ----------------------------------------------------------
+
+
+@command("status")
+def cmd_status(args: argparse.Namespace, cfg: config.Config) -> int:
+    import json
+
+    from pacsbox import status
+
+    snap = status.current(cfg)
+    if args.json:
+        print(json.dumps(snap, indent=1))
+    else:
+        sys.stdout.write(status.format_text(snap))
+    return status.exit_code(snap)
+
+
+@command("frontpanel")
+def cmd_frontpanel(args: argparse.Namespace, cfg: config.Config) -> int:
+    from pacsbox import frontpanel
+    from pacsbox import log as oplog
+
+    oplog.setup(None, cfg.LogLevel)
+    frontpanel.run(cfg, once=args.once)
+    return 0
+
+
 # -- argument parsing --------------------------------------------------------------
 
 
@@ -188,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rebuild the whole index from the archived files")
     sub.add_parser("check", parents=[common],
                    help="compare files and index, change nothing (exit 1 on differences)")
+    s = sub.add_parser("status", parents=[common],
+                       help="what the front panel shows (exit 0 ok, 1 problem, 3 not running)")
+    s.add_argument("--json", action="store_true", help="the raw status snapshot")
+    s = sub.add_parser("frontpanel", parents=[common], help="drive the front panel display")
+    s.add_argument("--once", action="store_true", help="render once and exit")
     return p
 
 

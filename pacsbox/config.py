@@ -205,6 +205,8 @@ SETTINGS: tuple[Setting, ...] = (
       "Front panel display: console, hd44780 (I2C character LCD) or ssd1306 (I2C OLED)."),
     S("DisplayI2CBus", "frontpanel", "1", _int_range(0, 255), "I2C bus of the display."),
     S("DisplayI2CAddress", "frontpanel", "0x27", _text, "I2C address of the display."),
+    S("DisplayColumns", "frontpanel", "20", _int_range(8, 40), "Characters per display line."),
+    S("DisplayRows", "frontpanel", "4", _int_range(1, 8), "Lines on the display."),
 )
 del S
 

@@ -213,6 +213,8 @@ def parse(data: bytes, transfer_syntax: str | None = None) -> Parsed:
     if not ts:
         raise CannotUnderstand("file meta has no Transfer Syntax UID")
     attrs = attrs_from_dataset(ds, str(ts))
+    if offset >= 0:
+        check_complete(data, offset, str(ts))
     if has_meta:
         meta_sop = str(ds.file_meta.get("MediaStorageSOPInstanceUID", "") or "")
         if meta_sop and meta_sop != attrs.sop_instance_uid:
@@ -221,6 +223,67 @@ def parse(data: bytes, transfer_syntax: str | None = None) -> Parsed:
 
 
 _PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+_UNDEFINED = 0xFFFFFFFF
+_ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+
+
+def _walk(buf: memoryview, pos: int, end: int, implicit: bool, endian: str, depth: int) -> int:
+    """Skip element by element to ``end`` or to the delimiter that closes this level.
+
+    Pixel data is never decoded; only headers are read, so a truncated
+    transfer (the usual kind of broken file) is caught at the cost of a few
+    hundred struct reads.
+    """
+    if depth > 64:
+        raise CannotUnderstand("sequences nested too deeply")
+    while pos < end:
+        if pos + 8 > end:
+            raise CannotUnderstand("data set ends inside an element header")
+        group, elem, length = struct.unpack_from(endian + "HHI", buf, pos)
+        tag = (group << 16) | elem
+        if tag in (_ITEM_END, _SEQ_END):
+            return pos + 8
+        if tag == _ITEM or implicit or group == 0xFFFE:
+            hdr, vr = 8, None
+        else:
+            vr = bytes(buf[pos + 4 : pos + 6])
+            if vr in _LONG_VRS:
+                if pos + 12 > end:
+                    raise CannotUnderstand("data set ends inside an element header")
+                (length,) = struct.unpack_from(endian + "I", buf, pos + 8)
+                hdr = 12
+            else:
+                (length,) = struct.unpack_from(endian + "H", buf, pos + 6)
+                hdr = 8
+        pos += hdr
+        if length == _UNDEFINED:
+            # A sequence, an item, or encapsulated pixel data; UN content is implicit LE.
+            inner_implicit = implicit or vr == b"UN"
+            pos = _walk(buf, pos, end, inner_implicit, "<" if vr == b"UN" else endian, depth + 1)
+            continue
+        pos += length
+        if pos > end:
+            raise CannotUnderstand(
+                f"element ({group:04X},{elem:04X}) runs past the end of the data set (truncated)"
+            )
+    if depth > 0:
+        raise CannotUnderstand("data set ends inside a sequence (truncated)")
+    return pos
+
+
+def check_complete(data: bytes, offset: int, transfer_syntax: str) -> None:
+    """Raise CannotUnderstand unless the data set is structurally whole."""
+    uid = UID(transfer_syntax)
+    body = memoryview(data)[offset:]
+    if uid == DeflatedExplicitVRLittleEndian:
+        try:
+            body = memoryview(zlib.decompress(body, -zlib.MAX_WBITS))
+        except zlib.error:
+            raise CannotUnderstand("deflated data set cannot be inflated") from None
+    implicit = uid == ImplicitVRLittleEndian
+    endian = ">" if uid == ExplicitVRBigEndian else "<"
+    _walk(body, 0, len(body), implicit, endian, 0)
 
 
 def _at_pixels(tag, vr, length) -> bool:  # noqa: ANN001 - pydicom's stop_when signature
