@@ -128,7 +128,7 @@ def test_every_pydicom_file(server, reference_scp):
     # The corpus is big enough to mean something.
     assert len(sent_ok) >= 25, sent_ok
     assert refused, "the files lacking Study/Series UIDs must reach us and be refused"
-    db = open_database(server.cfg.database_url, run_migrations=False)
+    open_database(server.cfg.database_url, run_migrations=False)
     try:
         rows = {i.sop_instance_uid: i for i in Instance.select()}
         assert set(rows) == set(sent_ok), "index must hold exactly what storescu saw stored"
