@@ -21,7 +21,7 @@ import os
 import re
 import stat
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -233,8 +233,17 @@ def _folder_source(root: Path, limits: Limits) -> Source:
         medium.close()
         return _dicomdir_source(root, dicomdir, limits)
     src = Source("folder", str(root), _close=[medium.close])
-    src.items.extend(medium.walk(limits))
+    src.items.extend(_without_dicomdirs(medium.walk(limits), src))
     return src
+
+
+def _without_dicomdirs(items: Iterable[Item], src: Source) -> Iterator[Item]:
+    """A DICOMDIR deeper in a scanned tree (or in a ZIP) is not an instance: leave it out quietly."""
+    for item in items:
+        if normalize(re.split(r"[\\/]", item.name)[-1]) == "dicomdir":
+            src.notes.append(f"{item.name}: DICOMDIR not imported (every file is scanned instead)")
+            continue
+        yield item
 
 
 def _dicomdir_source(root: Path, name: str, limits: Limits) -> Source:
@@ -307,12 +316,21 @@ def _zip_source(path: Path, fd: int, limits: Limits) -> Source:
     if bomb:
         src.items.append(Item(path.name, reason=bomb))
         return src
+    infos = list(_zip_without_dicomdirs(infos, src))
     for n, info in enumerate(infos):
         if n >= limits.max_files:
             src.items.append(Item("...", reason=f"stopped: more than {limits.max_files} entries"))
             break
         src.items.append(_zip_item(zf, info, limits))
     return src
+
+
+def _zip_without_dicomdirs(infos: list[zipfile.ZipInfo], src: Source) -> Iterator[zipfile.ZipInfo]:
+    for info in infos:
+        if normalize(re.split(r"[\\/]", info.filename)[-1]) == "dicomdir":
+            src.notes.append(f"{info.filename}: DICOMDIR not imported (every entry is scanned)")
+            continue
+        yield info
 
 
 def _zip_item(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limits: Limits) -> Item:

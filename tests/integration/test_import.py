@@ -346,6 +346,7 @@ def test_zip_with_dotdot_absolute_nested_and_link_entries(store, tmp_path):
         link.external_attr = (stat.S_IFLNK | 0o777) << 16
         z.writestr(link, "/etc/passwd")
         z.writestr("notes.txt", "hello")
+        z.writestr("DICOMDIR", b"\0" * 128 + b"DICM")  # an export's directory: left out quietly
 
     report = run_import(path, store)
 
@@ -361,6 +362,7 @@ def test_zip_with_dotdot_absolute_nested_and_link_entries(store, tmp_path):
     assert got.pop("link.dcm") == "ZIP entry is a symbolic link (not followed)"
     assert got.pop("notes.txt") == "not DICOM (no DICM prefix and not a data set)"
     assert got == {}
+    assert report.notes == ["DICOMDIR: DICOMDIR not imported (every entry is scanned)"]
 
 
 def test_zip_bomb_is_refused_unread(store, tmp_path):
@@ -402,3 +404,171 @@ def test_progress_reaches_the_total(store):
     report = run_import(DICOMDIRTESTS, store, progress=seen.append)
     assert seen[-1].done == seen[-1].total == len(report.imported) == 31
     assert seen[-1].line().endswith("31 imported, 0 already present, 0 rejected")
+
+
+# -- the insert handler behind pacsbox-import@.service --------------------------------
+
+# What `udevadm info /dev/sr0` shows after a data CD goes into a SATA drive.
+CD_INSERT = {
+    "ACTION": "change",
+    "DEVNAME": "/dev/sr0",
+    "DEVTYPE": "disk",
+    "SUBSYSTEM": "block",
+    "MAJOR": "11",
+    "MINOR": "0",
+    "ID_BUS": "ata",
+    "ID_TYPE": "cd",
+    "ID_CDROM": "1",
+    "ID_CDROM_CD": "1",
+    "ID_CDROM_DVD": "1",
+    "ID_CDROM_MEDIA": "1",
+    "ID_CDROM_MEDIA_CD": "1",
+    "ID_CDROM_MEDIA_STATE": "complete",
+    "ID_CDROM_MEDIA_SESSION_COUNT": "1",
+    "ID_CDROM_MEDIA_TRACK_COUNT": "1",
+    "ID_CDROM_MEDIA_TRACK_COUNT_DATA": "1",
+    "ID_FS_TYPE": "iso9660",
+    "ID_FS_USAGE": "filesystem",
+    "ID_FS_LABEL": "PATIENTCD",
+    "PACSBOX_MEDIA": "1",
+    "SYSTEMD_WANTS": "pacsbox-import@sr0.service",
+}
+
+
+class FakeDrive:
+    """Stands in for mount/umount/eject: "mounting" extracts the disc's ISO like Linux shows it."""
+
+    def __init__(self, iso: Path) -> None:
+        self.iso = iso
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argv: list[str]) -> None:
+        self.calls.append(argv)
+        if argv[0] == "mount":
+            target = Path(argv[-1])
+            subprocess.run(
+                ["xorriso", "-ecma119_map", "lowercase", "-osirrox", "on", "-indev", str(self.iso)]
+                + ["-extract", "/", str(target)],
+                check=True,
+                capture_output=True,
+            )
+        elif argv[0] == "umount":
+            for p in Path(argv[-1]).iterdir():
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+@pytest.fixture
+def patient_cd(tmp_path):
+    staging = tmp_path / "cdroot"
+    fs = FileSet()
+    uids = []
+    study = generate_uid()
+    for i in range(3):
+        ds = make_instance(i, study)
+        uids.append(ds.SOPInstanceUID)
+        fs.add(ds)
+    fs.write(staging)
+    (staging / "AUTORUN.INF").write_text("[autorun]\nopen=viewer.exe\n")  # not referenced
+    iso = tmp_path / "patient.iso"
+    subprocess.run(
+        ["xorriso", "-outdev", str(iso), "-compliance", "iso_9660_level=1", "-rockridge", "off"]
+        + ["-joliet", "off", "-volid", "PATIENTCD", "-map", str(staging), "/"],
+        check=True,
+        capture_output=True,
+    )
+    return iso, uids
+
+
+def test_cd_insert_mounts_read_only_imports_unmounts_and_ejects(
+    archive, store, patient_cd, tmp_path
+):
+    from pacsbox.media.autoimport import import_device
+
+    iso, uids = patient_cd
+    drive = FakeDrive(iso)
+    cfg = archive.cfg.replace(AutoImport=True, MediaMountDirectory=str(tmp_path / "media"))
+    seen = []
+
+    report = import_device(
+        "/dev/sr0",
+        cfg,
+        store,
+        dict(CD_INSERT),
+        runner=drive,
+        progress=seen.append,
+        mountinfo=tmp_path / "no-mountinfo",
+    )
+
+    mnt = str(tmp_path / "media" / "sr0")
+    assert drive.calls == [
+        ["mount", "-o", "ro,nosuid,nodev,noexec", "/dev/sr0", mnt],
+        ["umount", mnt],
+        ["eject", "/dev/sr0"],
+    ]
+    assert report.ok and report.rejected == []
+    assert len(report.imported) == 3 and all(stored(uid) for uid in uids)
+    assert "/dev/sr0: iso9660 'PATIENTCD' read as dicomdir" in report.notes
+    assert "/dev/sr0 ejected" in report.notes
+    assert seen[-1].done == seen[-1].total == 3
+    assert not Path(mnt).exists()
+
+
+def test_usb_stick_is_not_ejected(archive, store, patient_cd, tmp_path):
+    from pacsbox.media.autoimport import import_device
+
+    iso, uids = patient_cd
+    drive = FakeDrive(iso)
+    cfg = archive.cfg.replace(MediaMountDirectory=str(tmp_path / "media"))
+    props = {
+        "DEVNAME": "/dev/sdb1",
+        "ID_BUS": "usb",
+        "ID_FS_TYPE": "vfat",
+        "ID_FS_USAGE": "filesystem",
+    }
+
+    report = import_device(
+        "/dev/sdb1", cfg, store, props, runner=drive, mountinfo=tmp_path / "none"
+    )
+
+    assert [c[0] for c in drive.calls] == ["mount", "umount"]
+    assert len(report.imported) == 3
+
+
+def test_insert_handler_refusals(archive, store, patient_cd, tmp_path):
+    from pacsbox.errors import MediaError
+    from pacsbox.media.autoimport import import_device
+
+    iso, _ = patient_cd
+    drive = FakeDrive(iso)
+    cfg = archive.cfg.replace(MediaMountDirectory=str(tmp_path / "media"))
+    nomount = tmp_path / "none"
+
+    off = import_device(
+        "/dev/sr0", cfg.replace(AutoImport=False), store, dict(CD_INSERT), runner=drive
+    )
+    assert off.notes == ["automatic import is off (AutoImport = no): /dev/sr0 not imported"]
+    assert off.ok and not off.imported
+
+    blank = {k: v for k, v in CD_INSERT.items() if not k.startswith("ID_FS_")}
+    r = import_device("/dev/sr0", cfg, store, blank, runner=drive, mountinfo=nomount)
+    assert r.aborted == "no filesystem on /dev/sr0 (blank or audio disc?)"
+
+    empty = {k: v for k, v in CD_INSERT.items() if not k.startswith(("ID_FS_", "ID_CDROM_MEDIA"))}
+    r = import_device("/dev/sr0", cfg, store, empty, runner=drive, mountinfo=nomount)
+    assert r.aborted == "no disc in /dev/sr0"
+
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text("36 25 8:1 / /var/lib/pacsbox rw,relatime shared:1 - ext4 /dev/sdb1 rw\n")
+    usb = {"ID_BUS": "usb", "ID_FS_TYPE": "ext4", "ID_FS_USAGE": "filesystem"}
+    r = import_device("/dev/sdb1", cfg, store, usb, runner=drive, mountinfo=mountinfo)
+    assert (
+        r.aborted
+        == "/dev/sdb1 is already mounted at /var/lib/pacsbox: not treated as an inserted medium"
+    )
+    assert drive.calls == []
+
+    def no_mount(argv):
+        raise MediaError("mount failed: wrong fs type, bad option, bad superblock on /dev/sr0")
+
+    r = import_device("/dev/sr0", cfg, store, dict(CD_INSERT), runner=no_mount, mountinfo=nomount)
+    assert r.aborted.startswith("cannot mount /dev/sr0: mount failed: wrong fs type")
