@@ -137,6 +137,59 @@ def cmd_check(args: argparse.Namespace, cfg: config.Config) -> int:
         archive.close()
 
 
+# -- media: export and burn ------------------------------------------------------------
+
+
+@command("export")
+def cmd_export(args: argparse.Namespace, cfg: config.Config) -> int:
+    import tempfile
+
+    from pacsbox.db import index as idx
+    from pacsbox.export import export_fileset
+    from pacsbox.progress import Bar
+
+    if not (args.patient or args.study or args.series):
+        raise UsageError("choose what to export with --patient, --study or --series")
+    archive = _archive(cfg)
+    try:
+        instances = idx.select_instances(args.patient, args.study, args.series)
+        if not instances:
+            raise NotFound("nothing in the archive matches that selection")
+        with tempfile.TemporaryDirectory(prefix="pacsbox-export-") as tmp:
+            paths = []
+            for n, inst in enumerate(instances):
+                if inst.native:  # File-sets need Part-10 files: give Native ones their header
+                    p = Path(tmp) / f"{n}.dcm"
+                    p.write_bytes(archive.read_part10(inst))
+                    paths.append(p)
+                else:
+                    paths.append(idx.instance_path(inst))
+            volumes = export_fileset(
+                paths, Path(args.out), media=args.media, zip_volumes=args.zip,
+                label=args.label, viewer_dir=Path(args.viewer) if args.viewer else None,
+                progress=Bar("export"),
+            )
+        for v in volumes:
+            extra = f", deviations: {'; '.join(v.deviations)}" if v.deviations else ""
+            zipped = f", zip {v.zip_path}" if v.zip_path else ""
+            print(f"volume {v.number} {v.label}: {v.instances} instances, {v.bytes} bytes, "
+                  f"{v.profile}, {v.directory}{zipped}{extra}")
+        return 0
+    finally:
+        archive.close()
+
+
+@command("burn")
+def cmd_burn(args: argparse.Namespace, cfg: config.Config) -> int:
+    from pacsbox.export import burn_path
+    from pacsbox.progress import Bar
+
+    res = burn_path(Path(args.path), args.device or cfg.BurnerDevice, progress=Bar("burn"))
+    print(f"burned {res.volume_id} to {res.device}: {res.bytes_written} bytes, "
+          f"{res.files_verified} files verified in {res.seconds:.1f} s")
+    return 0
+
+
 # -- status and front panel ----------------------------------------------------------
 
 
@@ -215,12 +268,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rebuild the whole index from the archived files")
     sub.add_parser("check", parents=[common],
                    help="compare files and index, change nothing (exit 1 on differences)")
+    s = sub.add_parser("export", parents=[common],
+                       help="export patients/studies/series as DICOMDIR volumes")
+    s.add_argument("--patient", action="append", default=[], metavar="ID", help="a Patient ID")
+    s.add_argument("--study", action="append", default=[], metavar="UID",
+                   help="a Study Instance UID")
+    s.add_argument("--series", action="append", default=[], metavar="UID",
+                   help="a Series Instance UID")
+    s.add_argument("--out", required=True, help="folder for the volumes (created, must be empty)")
+    s.add_argument("--media", choices=["cd", "dvd", "dvd-dl"], default="cd",
+                   help="volume size: CD 650 MB, DVD 4.7 GB, DVD-DL 8.5 GB")
+    s.add_argument("--zip", action="store_true", help="also a ZIP per volume")
+    s.add_argument("--label", default="PACSBOX", help="File-set ID / disc label")
+    s.add_argument("--viewer", help="folder copied onto every volume as VIEWER")
+    s = sub.add_parser("burn", parents=[common],
+                       help="burn an exported volume folder or an ISO, then verify it")
+    s.add_argument("path", help="a volume folder (an ISO is built) or an ISO image")
+    s.add_argument("--device", help="burner (default: BurnerDevice); stdio:FILE writes a file")
     s = sub.add_parser("status", parents=[common],
                        help="what the front panel shows (exit 0 ok, 1 problem, 3 not running)")
     s.add_argument("--json", action="store_true", help="the raw status snapshot")
     s = sub.add_parser("frontpanel", parents=[common], help="drive the front panel display")
     s.add_argument("--once", action="store_true", help="render once and exit")
     return p
+
+
+def one_line(text: str, limit: int = 400) -> str:
+    """Errors are one line for operators, whatever a tool printed."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, PacsboxError) as exc:
         if args.debug:
             raise
-        print(f"pacsbox: {exc}", file=sys.stderr)
+        print(f"pacsbox: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:
         if args.debug:

@@ -20,12 +20,16 @@ class Bar:
         self.tty = self.stream.isatty()
         self._last = 0.0
         self._start = time.monotonic()
+        self._done = False
 
     def __call__(self, done: int, total: int) -> None:
         now = time.monotonic()
-        final = total and done >= total
+        final = bool(total) and done >= total
+        if final and self._done:
+            return
         if not final and now - self._last < (0.1 if self.tty else 5.0):
             return
+        self._done = final
         self._last = now
         frac = done / total if total else 0.0
         rate = done / max(now - self._start, 1e-6)

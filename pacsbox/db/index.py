@@ -340,3 +340,35 @@ def ae_upsert(title: str, **fields) -> ApplicationEntity:
 def ae_remove(title: str) -> bool:
     with write_transaction():
         return ApplicationEntity.delete().where(ApplicationEntity.title == title).execute() > 0
+
+
+# -- selections for export, forward and delete ---------------------------------
+
+
+def select_instances(
+    patient_ids: list[str] | None = None,
+    study_uids: list[str] | None = None,
+    series_uids: list[str] | None = None,
+) -> list[Instance]:
+    """Instances of the given patients, studies and series (union), in a stable order."""
+    conds = []
+    if patient_ids:
+        conds.append(Patient.patient_id.in_(patient_ids))
+    if study_uids:
+        conds.append(Study.study_instance_uid.in_(study_uids))
+    if series_uids:
+        conds.append(Series.series_instance_uid.in_(series_uids))
+    if not conds:
+        return []
+    where = conds[0]
+    for c in conds[1:]:
+        where = where | c
+    q = (
+        Instance.select(Instance, Series, Study)
+        .join(Series)
+        .join(Study)
+        .join(Patient)
+        .where(where)
+        .order_by(Patient.id, Study.id, Series.series_number, Series.id, Instance.instance_number)
+    )
+    return list(q)
