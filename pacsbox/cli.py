@@ -137,6 +137,41 @@ def cmd_check(args: argparse.Namespace, cfg: config.Config) -> int:
         archive.close()
 
 
+# -- media: import, export and burn ------------------------------------------------------
+
+
+@command("import")
+def cmd_import(args: argparse.Namespace, cfg: config.Config) -> int:
+    from functools import partial
+
+    from pacsbox.errors import MediaError
+    from pacsbox.media.importer import run_import
+    from pacsbox.progress import Bar
+
+    if bool(args.path) == bool(args.device):
+        raise UsageError("give a PATH to import, or --device DEV")
+    archive = _archive(cfg)
+    bar = Bar("import")
+    store = partial(archive.store, source="import")
+    try:
+        if args.device:
+            from pacsbox.media.autoimport import import_device
+
+            report = import_device(args.device, cfg, store, progress=lambda p: bar(p.done, p.total))
+        else:
+            path = Path(args.path)
+            if not path.exists():
+                raise NotFound(f"{path}: no such file or folder")
+            report = run_import(path, store, progress=lambda p: bar(p.done, p.total))
+    finally:
+        archive.close()
+    for line in report.lines():
+        print(line)
+    if getattr(report, "aborted", None):
+        raise MediaError(report.aborted)
+    return 0 if report.ok else 1
+
+
 # -- media: export and burn ------------------------------------------------------------
 
 
@@ -268,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rebuild the whole index from the archived files")
     sub.add_parser("check", parents=[common],
                    help="compare files and index, change nothing (exit 1 on differences)")
+    s = sub.add_parser("import", parents=[common],
+                       help="import a folder, mounted medium, DICOMDIR or ZIP (or --device)")
+    s.add_argument("path", nargs="?", help="folder, medium, DICOMDIR file or ZIP")
+    s.add_argument("--device", help="a block device to mount read-only, import and eject "
+                   "(what the udev-started unit runs)")
     s = sub.add_parser("export", parents=[common],
                        help="export patients/studies/series as DICOMDIR volumes")
     s.add_argument("--patient", action="append", default=[], metavar="ID", help="a Patient ID")

@@ -44,6 +44,9 @@ class Daemon:
         self._today = dt.date.today()
         self._lock = threading.Lock()
         self.state = "starting"
+        self.workers: list = []
+        self._addresses: list[str] = []
+        self._addresses_at = 0.0
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -58,6 +61,7 @@ class Daemon:
         services.extend(self._optional_services())
         self.listener = Listener(self.cfg, self.archive, services)
         self.listener.start()
+        self._start_workers()
         self.state = "ok"
         self.write_status()
         notify.notify("READY=1")
@@ -66,6 +70,22 @@ class Daemon:
             "pacsbox %s ready on port %d (pid %d)",
             self.cfg.ApplicationEntityTitle, self.listener.port, os.getpid(),
         )
+
+    def _start_workers(self) -> None:
+        """Background workers; each beats its heartbeat so the watchdog can tell it hung."""
+        if self.cfg.WatchFolder:
+            from functools import partial
+
+            from pacsbox.media.watchfolder import WatchFolder
+
+            self.heartbeats.register("watchfolder", 120.0)
+            wf = WatchFolder(
+                self.cfg.WatchFolder,
+                partial(self.archive.store, source="watch"),
+                heartbeat=lambda: self.heartbeats.beat("watchfolder"),
+            )
+            wf.start()
+            self.workers.append(wf)
 
     def _optional_services(self) -> list:
         """Services from other modules (query/retrieve, ...) when present."""
@@ -96,8 +116,12 @@ class Daemon:
         self.state = "stopping"
         self.write_status()
         self.listener.stop(SHUTDOWN_GRACE)
+        for worker in self.workers:
+            worker.stop()
         supervisor.stop()
         self.archive.checkpoint()
+        self.state = "stopped"
+        self.write_status()
         self.archive.close()
         log.info("pacsbox %s stopped", self.cfg.ApplicationEntityTitle)
         return 0
@@ -140,27 +164,31 @@ class Daemon:
             free = st.f_bavail * st.f_frsize
             pct = round(100.0 * (total - free) / total, 1) if total else 0.0
             disks.append({"path": str(root), "percent": pct, "free_bytes": free, "total_bytes": total})
+        if time.monotonic() - self._addresses_at > 30:
+            self._addresses = status.local_addresses()
+            self._addresses_at = time.monotonic()
         with self._lock:
-            return {
-                "version": 1,
-                "updated": dt.datetime.now().isoformat(timespec="seconds"),
-                "pid": os.getpid(),
-                "ae_title": self.cfg.ApplicationEntityTitle,
-                "port": self.listener.port if self.listener else self.cfg.ServerPortNumber,
-                "tls_port": self.cfg.TLSPortNumber,
-                "web_url": f"http://{self.cfg.WebAddress}:{self.cfg.WebPort}/" if self.cfg.WebPort else "",
-                "addresses": status.local_addresses(),
-                "state": self.state,
-                "studies_total": totals["studies"],
-                "instances_total": totals["instances"],
-                "studies_today": len(self.studies_today),
-                "last_study": self.last_study,
-                "associations_active": self.listener.active_associations if self.listener else 0,
-                "disk": disks,
-                "storage_full": False,
-                "jobs": [],
-                "last_error": self.last_error,
-            }
+            return status.make_snapshot(
+                ae_title=self.cfg.ApplicationEntityTitle,
+                port=self.listener.port if self.listener else self.cfg.ServerPortNumber,
+                tls_port=self.cfg.TLSPortNumber,
+                web_url=self.web_url,
+                addresses=self._addresses,
+                state=self.state,
+                studies_total=totals["studies"],
+                instances_total=totals["instances"],
+                studies_today=len(self.studies_today),
+                last_study=self.last_study,
+                associations_active=self.listener.active_associations if self.listener else 0,
+                disk=disks,
+                storage_full=False,
+                jobs=[],
+                last_error=self.last_error,
+            )
+
+    @property
+    def web_url(self) -> str | None:
+        return None
 
     def write_status(self) -> None:
         try:

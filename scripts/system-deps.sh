@@ -6,7 +6,7 @@
 set -euo pipefail
 want=(python3-venv python3-dev gcc pkg-config libsystemd-dev)
 if [ "${1:-base}" = test ]; then
-  want+=(dcmtk orthanc xorriso dicom3tools systemd systemd-container chromium chromium-driver fuseiso)
+  want+=(dcmtk orthanc xorriso dicom3tools systemd systemd-container chromium chromium-driver fuseiso udev eject squashfs-tools)
 fi
 missing=()
 for p in "${want[@]}"; do
