@@ -74,7 +74,10 @@ def cmd_ae(args: argparse.Namespace, cfg: config.Config) -> int:
     archive = _archive(cfg)
     try:
         if args.ae_cmd == "add":
-            title = config._ae_title(args.title)  # same rule as our own AE title
+            try:
+                title = config.parse_ae_title(args.title)  # same rule as our own AE title
+            except ValueError as exc:
+                raise UsageError(f"AE title {args.title!r}: {exc}") from None
             fields = {"hostname": args.host or "", "port": args.port}
             if args.ip is not None:
                 fields["ipaddr"] = args.ip

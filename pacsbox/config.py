@@ -31,7 +31,7 @@ EMBEDDED_BASE = Path("var")
 # -- parsers: each returns the parsed value or raises ValueError(allowed) ----
 
 
-def _ae_title(text: str) -> str:
+def parse_ae_title(text: str) -> str:
     value = text.strip()
     if not value or len(value) > 16 or not all(32 <= ord(c) < 127 and c != "\\" for c in value):
         raise ValueError("1 to 16 printable ASCII characters, no backslash")
@@ -126,7 +126,7 @@ class Setting:
 S = Setting
 SETTINGS: tuple[Setting, ...] = (
     # -- DICOM server (names from the PacsOne conformance statement) --------
-    S("ApplicationEntityTitle", "server", DEFAULT_AE, _ae_title,
+    S("ApplicationEntityTitle", "server", DEFAULT_AE, parse_ae_title,
       "AE title of this archive; the called AE title of every association must match it."),
     S("ServerPortNumber", "server", "11112", _port,
       "TCP port of the DICOM listener (104 is the registered port; needs CAP_NET_BIND_SERVICE)."),

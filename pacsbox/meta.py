@@ -160,6 +160,15 @@ def attrs_from_dataset(ds: Dataset, transfer_syntax: str) -> InstanceAttrs:
     return attrs
 
 
+def _looks_like_bare_dataset(data: bytes) -> bool:
+    """A bare data set (old media, no preamble) starts with a low group: 0002, 0004 or 0008."""
+    if len(data) < 8:
+        return False
+    le = int.from_bytes(data[0:2], "little")
+    be = int.from_bytes(data[0:2], "big")
+    return le in (0x0002, 0x0004, 0x0008) or be in (0x0002, 0x0004, 0x0008)
+
+
 def _meta_length(data: bytes) -> int:
     """Offset of the data set in a Part-10 file (after preamble, DICM and group 2)."""
     # Group 0002 is always Explicit VR Little Endian; its first element is
@@ -195,6 +204,8 @@ def parse(data: bytes, transfer_syntax: str | None = None) -> Parsed:
             ts = transfer_syntax
             offset = 0
         else:
+            if not _looks_like_bare_dataset(data):
+                raise CannotUnderstand("neither a DICOM file nor a DICOM data set")
             ds = pydicom.dcmread(
                 io.BytesIO(data), stop_before_pixels=True, defer_size=4096, force=True
             )

@@ -1,0 +1,268 @@
+"""The archive's one write path, in process, on a real SQLite file and real files."""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import threading
+from pathlib import Path
+
+import pydicom
+import pytest
+from peewee import OperationalError
+
+from pacsbox import storage
+from pacsbox.archive import Archive
+from pacsbox.config import load
+from pacsbox.db import index as idx
+from pacsbox.db.models import Instance, Patient, Series, Study
+from pacsbox.errors import (
+    CannotUnderstand,
+    DatabaseError,
+    DatasetMismatch,
+    DuplicateRejected,
+    OutOfResources,
+)
+from tests.helpers import cli, write_config
+from tests.synth import make_instance, make_study
+
+
+def _archive(tmp_path: Path, **settings) -> Archive:
+    return Archive(load(write_config(tmp_path / "box", **settings)))
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def _counts_are_exact() -> None:
+    for st in Study.select():
+        assert st.num_instances == Instance.select().join(Series).where(Series.study == st).count()
+        assert st.num_series == Series.select().where(Series.study == st).count()
+    for p in Patient.select():
+        assert p.num_studies == Study.select().where(Study.patient == p).count()
+
+
+@pytest.fixture
+def archive(tmp_path):
+    a = _archive(tmp_path)
+    yield a
+    a.close()
+
+
+def test_store_indexes_every_level_and_names_files_itself(archive):
+    datas = make_study(patient_id="P1", n_series=2, per_series=3, modality="MR")
+    for d in datas:
+        assert archive.store(d).outcome == "stored"
+    st = Study.get()
+    assert (st.num_series, st.num_instances, st.modalities) == (2, 6, "MR")
+    assert st.patient.num_instances == 6
+    files = _files(archive.cfg.archive_dir)
+    assert len(files) == 6
+    # Server-made names: hex only, all in the study's one folder.
+    assert len({f.parent for f in files}) == 1
+    assert all(f.stem.isalnum() and st.study_instance_uid not in str(f) for f in files)
+
+
+def test_identical_resend_keeps_one_copy(archive):
+    data = make_instance()
+    assert archive.store(data).outcome == "stored"
+    assert archive.store(data).outcome == "duplicate"
+    assert Instance.select().count() == 1 and len(_files(archive.cfg.archive_dir)) == 1
+
+
+def _changed(data: bytes, **changes) -> bytes:
+    ds = pydicom.dcmread(io.BytesIO(data))
+    for k, v in changes.items():
+        setattr(ds, k, v)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def test_replace_policy_swaps_and_holds_the_earlier_file(archive, caplog):
+    first = make_instance()
+    second = _changed(first, StudyDescription="CORRECTED")
+    archive.store(first)
+    old_path = idx.instance_path(Instance.get())
+    with caplog.at_level("INFO"):
+        assert archive.store(second).outcome == "replaced"
+    assert Instance.select().count() == 1
+    inst = Instance.get()
+    assert idx.instance_path(inst).read_bytes() == second
+    assert not old_path.exists()
+    held = _files(archive.cfg.holding_dir)
+    assert len(held) == 1 and held[0].read_bytes() == first
+    assert any("replaced SOP Instance" in r.message for r in caplog.records)
+    _counts_are_exact()
+
+
+def test_keep_first_and_reject_policies(tmp_path):
+    for policy, expect in (("keep-first", "kept-first"), ("reject", DuplicateRejected)):
+        a = _archive(tmp_path / policy, DuplicatePolicy=policy)
+        try:
+            first = make_instance()
+            a.store(first)
+            second = _changed(first, StudyDescription="OTHER")
+            if expect is DuplicateRejected:
+                with pytest.raises(DuplicateRejected) as exc:
+                    a.store(second)
+                assert exc.value.dimse_status & 0xF000 == 0xA000
+            else:
+                assert a.store(second).outcome == expect
+            assert idx.instance_path(Instance.get()).read_bytes() == first
+            assert len(_files(a.cfg.archive_dir)) == 1
+        finally:
+            a.close()
+
+
+def test_parallel_senders_of_one_instance(archive):
+    data = make_instance()
+    outcomes, errors = [], []
+
+    def send():
+        try:
+            outcomes.append(archive.store(data).outcome)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert outcomes.count("stored") == 1 and outcomes.count("duplicate") == 9
+    assert Instance.select().count() == 1 and len(_files(archive.cfg.archive_dir)) == 1
+
+
+def test_status_classes(archive):
+    with pytest.raises(CannotUnderstand) as e:
+        archive.store(b"this is not DICOM at all" * 10)
+    assert e.value.dimse_status == 0xC000
+    no_uid = _changed(make_instance(), StudyInstanceUID="")
+    with pytest.raises(DatasetMismatch) as e:
+        archive.store(no_uid)
+    assert e.value.dimse_status == 0xA900
+    with pytest.raises(DatasetMismatch):
+        archive.store(make_instance(), expect_sop_class="1.2.840.10008.5.1.4.1.1.4")
+    truncated = make_instance()[:-100]
+    with pytest.raises(CannotUnderstand):
+        archive.store(truncated)
+    assert _files(archive.cfg.archive_dir) == []
+
+
+def test_disk_full_is_a700_and_leaves_earlier_images(archive, monkeypatch):
+    kept = make_instance()
+    archive.store(kept)
+    real_write = os.write
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(storage.os, "write", full)
+    with pytest.raises(OutOfResources) as e:
+        archive.store(make_instance())
+    assert e.value.dimse_status == 0xA700
+    monkeypatch.setattr(storage.os, "write", real_write)
+    files = _files(archive.cfg.archive_dir)
+    assert len(files) == 1 and files[0].read_bytes() == kept
+    assert Instance.select().count() == 1
+
+
+def test_index_failure_is_a701_and_removes_the_file(archive, monkeypatch):
+    def broken(*a, **k):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(idx, "record_instance", broken)
+    with pytest.raises(DatabaseError) as e:
+        archive.store(make_instance())
+    assert e.value.dimse_status == 0xA701
+    assert _files(archive.cfg.archive_dir) == []
+
+
+def test_native_format_stores_the_data_set_alone(tmp_path):
+    a = _archive(tmp_path, StorageFormat="Native")
+    try:
+        data = make_instance()
+        a.store(data)
+        inst = Instance.get()
+        stored = idx.instance_path(inst).read_bytes()
+        assert inst.native and stored[128:132] != b"DICM" and data.endswith(stored)
+        assert a.read_part10(inst)[128:132] == b"DICM"
+        assert pydicom.dcmread(io.BytesIO(a.read_part10(inst))).SOPInstanceUID == inst.sop_instance_uid
+    finally:
+        a.close()
+
+
+def test_per_ae_archivedir(tmp_path):
+    ini = write_config(tmp_path / "box")
+    other = tmp_path / "mr-archive"
+    cli(ini, "ae", "add", "MR1", "--archivedir", str(other))
+    a = Archive(load(ini))
+    try:
+        a.store(make_instance(), calling_ae="MR1")
+        a.store(make_instance(), calling_ae="CT9")
+        assert len(_files(other)) == 1
+        assert len(_files(a.cfg.archive_dir)) == 1
+    finally:
+        a.close()
+
+
+def test_startup_check_removes_temp_files_and_adopts_orphans(tmp_path):
+    a = _archive(tmp_path)
+    study = make_study(n_series=1, per_series=3)
+    a.store(study[0])
+    folder = idx.instance_path(Instance.get()).parent
+    # A crash left: a half-written temp file, and a complete file never indexed.
+    (folder / "deadbeef.dcm.part").write_bytes(study[1][:500])
+    orphan = folder / "0123456789abcdef.dcm"
+    orphan.write_bytes(study[2])
+    a.close()
+    b = Archive(a.cfg)
+    try:
+        report = b.startup_check()
+        assert report.parts_removed == 1 and report.indexed == 1
+        assert not (folder / "deadbeef.dcm.part").exists()
+        assert Instance.select().count() == 2
+        _counts_are_exact()
+    finally:
+        b.close()
+
+
+def test_rebuild_index_after_losing_the_database(tmp_path):
+    ini = write_config(tmp_path / "box")
+    a = Archive(load(ini))
+    sops = {a.store(d).sop_instance_uid for d in make_study(n_series=2, per_series=4)}
+    sops |= {a.store(d).sop_instance_uid for d in make_study(patient_id="P2", per_series=3)}
+    db_file = Path(a.cfg.database_url[len("sqlite:///"):])
+    a.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(db_file) + suffix).unlink(missing_ok=True)
+    r = cli(ini, "rebuild-index")
+    assert "11 indexed" in r.stdout
+    b = Archive(load(ini))
+    try:
+        assert {i.sop_instance_uid for i in Instance.select()} == sops
+        _counts_are_exact()
+    finally:
+        b.close()
+    assert cli(ini, "check").returncode == 0
+
+
+def test_check_reports_without_changing(tmp_path):
+    ini = write_config(tmp_path / "box")
+    a = Archive(load(ini))
+    a.store(make_instance())
+    a.store(make_instance())
+    victim = idx.instance_path(Instance.select().first())
+    a.close()
+    victim.unlink()
+    r = cli(ini, "check", check=False)
+    assert r.returncode == 1 and "missing file for SOP Instance" in r.stdout
+    b = Archive(load(ini))
+    try:
+        assert Instance.select().count() == 2  # check changed nothing
+    finally:
+        b.close()
