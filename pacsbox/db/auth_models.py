@@ -1,0 +1,87 @@
+"""Users, groups, web sessions and the system journal (WEB-2, WEB-3).
+
+Kept apart from the image index models because only the web page and the
+``pacsbox user`` commands use them. Times are Unix seconds (floats) so the
+web layer can run on an injected clock in tests. Sessions store a hash of
+the cookie value, never the value itself: a copied database cannot be used
+to log in.
+
+Importing this module registers migration 10; ``ensure_schema`` applies it
+on a database opened before the import.
+"""
+
+from __future__ import annotations
+
+from peewee import (
+    BooleanField,
+    CharField,
+    Database,
+    FloatField,
+    ForeignKeyField,
+    IntegerField,
+    TextField,
+)
+
+from pacsbox.db.migrations import MIGRATIONS, migrate, register
+from pacsbox.db.models import BaseModel, database
+
+
+class Group(BaseModel):
+    """A user group; its description is matched against (0008,0080) Institution Name."""
+
+    name = CharField(max_length=64, unique=True)
+    description = CharField(max_length=255, default="")
+
+
+class User(BaseModel):
+    name = CharField(max_length=64, unique=True)
+    first_name = CharField(max_length=64, default="")
+    last_name = CharField(max_length=64, default="")
+    email = CharField(max_length=255, default="")
+    group = ForeignKeyField(Group, null=True, backref="users", on_delete="SET NULL")
+    # Comma-separated privilege keys (see pacsbox.web.privileges.PRIVILEGES).
+    privileges = TextField(default="")
+    password_hash = TextField(default="")
+    password_changed = FloatField(default=0.0)
+    must_change = BooleanField(default=False)  # a generated one-time password
+    wado_only = BooleanField(default=False)  # the dedicated WADO account
+    disabled = BooleanField(default=False)
+    failed_logins = IntegerField(default=0)
+    locked_until = FloatField(default=0.0)
+    created = FloatField(default=0.0)
+
+
+class Session(BaseModel):
+    token_hash = CharField(max_length=64, unique=True)  # sha256 hex of the cookie value
+    user = ForeignKeyField(User, backref="sessions", on_delete="CASCADE", index=True)
+    csrf = CharField(max_length=64)
+    created = FloatField()
+    last_seen = FloatField()
+    address = CharField(max_length=64, default="")
+
+
+class Journal(BaseModel):
+    """The system journal (audit log): who did what to which object, when, from where."""
+
+    time = FloatField(index=True)
+    user = CharField(max_length=64, default="")
+    address = CharField(max_length=64, default="")
+    action = CharField(max_length=32, index=True)
+    target = CharField(max_length=128, default="")
+    detail = TextField(default="")
+
+
+AUTH_MODELS = [Group, User, Session, Journal]
+
+
+def _m0010_users(db: Database) -> None:
+    db.create_tables(AUTH_MODELS)
+
+
+if not any(n == 10 for n, _, _ in MIGRATIONS):
+    register(10, "web users, groups, sessions and the system journal", _m0010_users)
+
+
+def ensure_schema() -> None:
+    """Apply migration 10 (and anything else pending) on the open database."""
+    migrate(database.obj)

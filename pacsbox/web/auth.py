@@ -1,0 +1,316 @@
+"""Logins, server-side sessions, CSRF, idle logout, password expiry, throttling (WEB-1, WEB-3).
+
+Why each choice:
+- Sessions live in the database; the cookie holds only a random token and
+  the database only its SHA-256, so neither a stolen database nor bottle's
+  pickled signed cookies can be replayed. A new token at every login.
+- Passwords use scrypt (memory-hard, in the standard library: no native
+  dependency on the appliance image) with a per-password salt.
+- Every state-changing request (not GET/HEAD) must carry the session's CSRF
+  token (form field ``csrf_token`` or header ``X-CSRF-Token``); GET never
+  changes state.
+- Failed logins are counted per user name and per address; after
+  ``MAX_FAILURES`` inside ``THROTTLE_WINDOW`` seconds further attempts are
+  refused without checking the password, for the rest of the window.
+- Time comes from an injected clock so idle logout and expiry are testable.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import secrets
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pacsbox.db.auth_models import Journal, Session, User
+from pacsbox.db.index import write_transaction
+from pacsbox.errors import AccessDenied, PacsboxError, UsageError
+from pacsbox.web.privileges import KEYS, ROOT, Principal
+
+log = logging.getLogger("pacsbox.web")
+
+COOKIE = "pacsbox_sid"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+MAX_FAILURES = 5
+THROTTLE_WINDOW = 15 * 60.0
+MIN_PASSWORD = 8
+LAST_SEEN_GRANULARITY = 5.0  # seconds; fewer writes, idle time still exact enough
+
+# scrypt cost: 2**14 * 8 * 128 bytes = 16 MiB per hash, ~50 ms on a small board.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+
+
+class Throttled(PacsboxError):
+    """Too many failed logins; the message says when to try again."""
+
+    http_status = 429
+
+
+class LoginFailed(PacsboxError):
+    http_status = 401
+
+
+# -- password hashing -------------------------------------------------------------
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(
+        password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, maxmem=64 * 1024 * 1024
+    )
+    b64 = base64.b64encode
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        want = base64.b64decode(digest)
+        got = hashlib.scrypt(
+            password.encode(),
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            maxmem=64 * 1024 * 1024,
+            dklen=len(want),
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got, want)
+
+
+_DUMMY_HASH = hash_password(secrets.token_hex(8))  # equal work for unknown users
+
+
+def check_new_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise UsageError(f"a password needs at least {MIN_PASSWORD} characters")
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# -- the logged-in user of one request ---------------------------------------------------
+
+
+@dataclass
+class Identity:
+    principal: Principal
+    user_id: int
+    session_id: int | None  # None for HTTP Basic (WADO)
+    csrf: str
+    expired: bool  # password expired or one-time: only /password is allowed
+    address: str
+
+
+class Auth:
+    """Login, session lookup and the journal for one web app."""
+
+    def __init__(self, idle_minutes: int, expiry_days: int, clock: Callable[[], float]) -> None:
+        self.idle = idle_minutes * 60.0
+        self.expiry = expiry_days * 86400.0
+        self.clock = clock
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    # -- throttling --------------------------------------------------------------
+
+    def _recent(self, key: str, now: float) -> list[float]:
+        times = [t for t in self._failures.get(key, []) if now - t < THROTTLE_WINDOW]
+        self._failures[key] = times
+        return times
+
+    def _check_throttle(self, keys: list[str], now: float) -> None:
+        with self._lock:
+            for key in keys:
+                times = self._recent(key, now)
+                if len(times) >= MAX_FAILURES:
+                    wait = int(THROTTLE_WINDOW - (now - times[0])) + 1
+                    raise Throttled(f"too many failed logins; try again in {wait} s")
+
+    def _fail(self, keys: list[str], now: float) -> None:
+        with self._lock:
+            for key in keys:
+                self._recent(key, now).append(now)
+
+    def _succeed(self, keys: list[str]) -> None:
+        with self._lock:
+            for key in keys:
+                self._failures.pop(key, None)
+
+    # -- checking a password ---------------------------------------------------------
+
+    def check_credentials(self, name: str, password: str, address: str) -> User:
+        """The user for a correct name/password; raises Throttled or LoginFailed."""
+        now = self.clock()
+        keys = ["u:" + name.lower(), "a:" + address]
+        self._check_throttle(keys, now)
+        user = User.get_or_none(User.name == name)
+        ok = verify_password(password, user.password_hash if user else _DUMMY_HASH)
+        if not ok or user is None or user.disabled or not user.password_hash:
+            self._fail(keys, now)
+            self.journal("login-failed", name, address, target=name)
+            log.warning("web login failed for %s from %s", name, address)
+            raise LoginFailed("wrong user name or password")
+        self._succeed(keys)
+        return user
+
+    def password_expired(self, user: User) -> bool:
+        if user.must_change:
+            return True
+        return bool(self.expiry) and self.clock() - user.password_changed > self.expiry
+
+    # -- sessions ----------------------------------------------------------------------
+
+    def login(self, name: str, password: str, address: str) -> tuple[str, User]:
+        """A new session for a correct login: returns (cookie token, user)."""
+        user = self.check_credentials(name, password, address)
+        if user.wado_only:
+            self.journal("login-failed", name, address, target=name, detail="WADO-only account")
+            raise LoginFailed("this account may only be used for WADO")
+        token = secrets.token_urlsafe(32)
+        now = self.clock()
+        with write_transaction():
+            Session.create(
+                token_hash=_token_hash(token),
+                user=user,
+                csrf=secrets.token_urlsafe(24),
+                created=now,
+                last_seen=now,
+                address=address,
+            )
+        self.journal("login", name, address)
+        log.info("web login %s from %s", name, address)
+        return token, user
+
+    def logout(self, token: str | None, address: str) -> None:
+        if not token:
+            return
+        row = Session.get_or_none(Session.token_hash == _token_hash(token))
+        if row is not None:
+            name = row.user.name
+            with write_transaction():
+                row.delete_instance()
+            self.journal("logout", name, address)
+
+    def from_session(self, token: str | None, address: str) -> Identity | None:
+        """The identity behind a session cookie, or None (unknown, idle-expired or disabled)."""
+        if not token:
+            return None
+        row = Session.get_or_none(Session.token_hash == _token_hash(token))
+        if row is None:
+            return None
+        now = self.clock()
+        user = row.user
+        if now - row.last_seen > self.idle or user.disabled:
+            with write_transaction():
+                row.delete_instance()
+            self.journal("logout-idle", user.name, address)
+            return None
+        if now - row.last_seen > LAST_SEEN_GRANULARITY:
+            with write_transaction():
+                Session.update(last_seen=now).where(Session.id == row.id).execute()
+        return Identity(
+            Principal.of(user), user.id, row.id, row.csrf, self.password_expired(user), address
+        )
+
+    def from_basic(self, header: str | None, address: str) -> Identity | None:
+        """HTTP Basic credentials (WADO); raises Throttled/LoginFailed on a wrong password."""
+        if not header or not header.lower().startswith("basic "):
+            return None
+        try:
+            raw = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+            name, _, password = raw.partition(":")
+        except (ValueError, UnicodeDecodeError):
+            raise LoginFailed("malformed Basic credentials") from None
+        user = self.check_credentials(name, password, address)
+        if self.password_expired(user) and not user.wado_only:
+            raise LoginFailed("password expired: change it on the web page")
+        return Identity(Principal.of(user), user.id, None, "", False, address)
+
+    def drop_sessions(self, user_id: int, keep: int | None = None) -> None:
+        with write_transaction():
+            q = Session.delete().where(Session.user == user_id)
+            if keep is not None:
+                q = q.where(Session.id != keep)
+            q.execute()
+
+    # -- the journal -----------------------------------------------------------------
+
+    def journal(
+        self, action: str, user: str, address: str, *, target: str = "", detail: str = ""
+    ) -> None:
+        try:
+            with write_transaction():
+                Journal.create(
+                    time=self.clock(),
+                    user=user[:64],
+                    address=address[:64],
+                    action=action[:32],
+                    target=target[:128],
+                    detail=detail,
+                )
+        except Exception as exc:  # noqa: BLE001 - the journal must not break the page
+            log.error("cannot write the system journal: %s", exc)
+
+
+def csrf_ok(identity: Identity, supplied: str | None) -> bool:
+    return bool(identity.csrf) and bool(supplied) and hmac.compare_digest(identity.csrf, supplied)
+
+
+# -- accounts (used by users.py and the first start) ------------------------------------------
+
+
+def set_user_password(user: User, password: str, clock: Callable[[], float], *, one_time: bool) -> None:
+    with write_transaction():
+        user.password_hash = hash_password(password)
+        user.password_changed = clock()
+        user.must_change = one_time
+        user.failed_logins = 0
+        user.save()
+
+
+def ensure_root(clock: Callable[[], float], *, announce: bool = True) -> str | None:
+    """Create ``root`` with a one-time password on first start; returns it (else None).
+
+    There is no default password: the generated one is printed once to the
+    console and the log, and must be changed at first login.
+    """
+    if User.select().where(User.name == ROOT).exists():
+        return None
+    password = generate_password()
+    with write_transaction():
+        if User.select().where(User.name == ROOT).exists():
+            return None
+        User.create(
+            name=ROOT,
+            privileges=",".join(KEYS),
+            password_hash=hash_password(password),
+            password_changed=clock(),
+            must_change=True,
+            created=clock(),
+        )
+    if announce:
+        msg = f"first start: web user root has the one-time password {password}"
+        print("pacsbox: " + msg, file=sys.stderr, flush=True)
+        log.warning("%s (change it at first login or with `pacsbox user passwd root`)", msg)
+    return password
+
+
+def require_root(p: Principal) -> None:
+    if not p.is_root:
+        raise AccessDenied("only root manages users and groups")

@@ -1,0 +1,42 @@
+% rebase('layout.tpl')
+% s = study
+<h1>{{s['description'] or 'Study'}} <small>{{s['study_date']}} {{s['study_time']}}</small></h1>
+<dl class="facts">
+  <dt>Patient</dt><dd><a href="/patients/{{s['patient_pk']}}">{{s['patient_name']}}</a> ({{s['patient_id']}})</dd>
+  <dt>Accession</dt><dd>{{s['accession_number']}}</dd>
+  <dt>Study ID</dt><dd>{{s['study_id']}}</dd>
+  <dt>Referring</dt><dd>{{s['referring_physician']}}</dd>
+  <dt>Reading</dt><dd>{{s['reading_physician']}}</dd>
+  <dt>Institution</dt><dd>{{s['institution_name']}}</dd>
+  <dt>Status</dt><dd>{{'private' if s['private'] else 'public'}}, {{'read' if s['read'] else 'unread'}}</dd>
+  <dt>Study UID</dt><dd class="uid">{{s['study_uid']}}</dd>
+</dl>
+<div class="actions">
+% if can('mark'):
+  <form class="inline" method="post" action="{{s['url']}}/read">
+    <input type="hidden" name="csrf_token" value="{{csrf}}">
+    <input type="hidden" name="read" value="{{'no' if s['read'] else 'yes'}}">
+    <button type="submit">Mark {{'unread' if s['read'] else 'read'}}</button>
+  </form>
+% end
+% if can('modify'):
+  <form class="inline" method="post" action="{{s['url']}}/private">
+    <input type="hidden" name="csrf_token" value="{{csrf}}">
+    <input type="hidden" name="private" value="{{'no' if s['private'] else 'yes'}}">
+    <button type="submit">Make {{'public' if s['private'] else 'private'}}</button>
+  </form>
+  <a class="button" href="{{s['url']}}/edit">Edit</a>
+  <a class="button danger" href="{{s['url']}}/delete">Delete…</a>
+% end
+</div>
+<h2>Series</h2>
+<div class="tiles">
+% for se in series:
+<a class="tile series-link" href="{{se['url']}}">
+  % if se['thumb']:
+  <img src="{{se['thumb']}}" alt="series {{se['series_number']}}" loading="lazy">
+  % end
+  <span>{{se['modality']}} #{{se['series_number'] if se['series_number'] is not None else ''}} {{se['description']}}<br>{{se['num_instances']}} images</span>
+</a>
+% end
+</div>

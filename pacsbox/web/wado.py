@@ -1,0 +1,176 @@
+"""Rendered images, file downloads and WADO-URI (WEB-5, WEB-6, INT-3).
+
+WADO-URI follows the conformance statement: ``requestType=WADO`` and the
+three UIDs are required, ``contentType`` is image/jpeg by default,
+image/png or application/dicom on request. Authentication is the web
+session, else HTTP Basic (also the dedicated WADO-only account the
+administrator creates with ``--wado``). Credentials in the URL, which the
+statement also allows, are not accepted: URLs end up in proxy and browser
+logs. Files are only ever found through the index (a UID is never part of a
+path), so a traversal attempt is a malformed UID (400) or unknown (404).
+A private study the user may not see answers 404, like an unknown one.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import bottle
+
+from pacsbox.db.index import instance_path
+from pacsbox.db.models import Instance
+from pacsbox.errors import NotFound, PacsboxError, UsageError
+from pacsbox.web import render
+from pacsbox.web.auth import Identity
+from pacsbox.web.browse import UID, get_instance
+from pacsbox.web.core import PUBLIC, Ctx, arg, error_response
+from pacsbox.web.privileges import can_see_study
+
+# PS3.5 9.1: components of digits, no leading zero (except "0"), at most 64 chars.
+UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+CONTENT_TYPES = ("image/jpeg", "image/png", "application/dicom")
+WADO_PARAMS = {
+    "requestType", "studyUID", "seriesUID", "objectUID", "contentType", "aetitle",
+    "frameNumber", "windowCenter", "windowWidth", "rows", "columns", "charset",
+    "transferSyntax", "anonymize", "imageQuality", "region", "presentationUID",
+    "presentationSeriesUID",
+}  # fmt: skip
+
+
+def valid_uid(value: str) -> bool:
+    return 0 < len(value) <= 64 and bool(UID_RE.match(value))
+
+
+def _number(name: str, value: str, *, integer: bool = False, lo: float | None = None):
+    if not value:
+        return None
+    try:
+        n = int(value) if integer else float(value)
+    except ValueError:
+        raise UsageError(f"{name} must be a number") from None
+    if lo is not None and n < lo:
+        raise UsageError(f"{name} must be at least {lo}")
+    return n
+
+
+def image_response(inst: Instance, fmt: str, frame, wc, ww, size) -> bottle.HTTPResponse:
+    path: Path = instance_path(inst)
+    native_ts = inst.transfer_syntax_uid if inst.native else None
+    try:
+        body, mime = render.render(
+            path, fmt=fmt, frame=frame or 1, wc=wc, ww=ww, size=size, native_ts=native_ts
+        )
+    except FileNotFoundError:
+        raise NotFound("the stored file is missing") from None
+    return bottle.HTTPResponse(
+        body=body,
+        headers={"Content-Type": mime, "Cache-Control": "private, max-age=300"},
+    )
+
+
+def dicom_response(inst: Instance) -> bottle.HTTPResponse:
+    path = instance_path(inst)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise NotFound("the stored file is missing") from None
+    return bottle.HTTPResponse(
+        body=data,
+        headers={
+            "Content-Type": "application/dicom",
+            "Content-Disposition": f'attachment; filename="{inst.sop_instance_uid}.dcm"',
+            "Cache-Control": "private, no-store",
+        },
+    )
+
+
+def register(ctx: Ctx) -> None:
+    def image(ident: Identity, uid: str, fmt: str):
+        inst = get_instance(ctx, ident.principal, uid)
+        frame = _number("frame", arg("frame"), integer=True, lo=1)
+        wc = _number("wc", arg("wc"))
+        ww = _number("ww", arg("ww"), lo=1)
+        size = _number("size", arg("size"), integer=True)
+        return image_response(inst, fmt, frame, wc, ww, size)
+
+    @ctx.page("/instances/" + UID + "/image.jpg", json_twin=False)
+    def image_jpg(ident, uid):
+        return image(ident, uid, "jpeg")
+
+    @ctx.page("/instances/" + UID + "/image.png", json_twin=False)
+    def image_png(ident, uid):
+        return image(ident, uid, "png")
+
+    @ctx.page("/instances/" + UID + "/file", json_twin=False, privilege="download")
+    def download(ident, uid):
+        inst = get_instance(ctx, ident.principal, uid)
+        ctx.journal("download", uid)
+        return dicom_response(inst)
+
+    @ctx.page("/wado", json_twin=False, privilege=PUBLIC, note="session, Basic or WADO account")
+    def wado(_ident):
+        address = ctx.address()
+        try:
+            ident = ctx.identity()
+            if ident is not None and ident.expired:
+                ident = None
+            if ident is None:
+                ident = ctx.auth.from_basic(bottle.request.get_header("Authorization"), address)
+            if ident is None:
+                return error_response(401, "log in or send HTTP Basic credentials", False)
+            return _wado(ctx, ident)
+        except PacsboxError as exc:
+            return error_response(exc.http_status, str(exc), False)
+
+
+def _wado(ctx: Ctx, ident: Identity) -> bottle.HTTPResponse:
+    q = bottle.request.query
+    unknown = sorted(set(q.keys()) - WADO_PARAMS)
+    if unknown:
+        raise UsageError("unknown parameter " + ", ".join(unknown))
+    if q.get("requestType") != "WADO":
+        raise UsageError("requestType must be WADO")
+    uids = {}
+    for name in ("studyUID", "seriesUID", "objectUID"):
+        value = q.get(name, "")
+        if not value:
+            raise UsageError(f"{name} is required")
+        if not valid_uid(value):
+            raise UsageError(f"{name} is not a valid UID")
+        uids[name] = value
+    content = (q.get("contentType") or "image/jpeg").split(",")[0].strip().lower()
+    if content not in CONTENT_TYPES:
+        raise UsageError("contentType must be image/jpeg, image/png or application/dicom")
+    aetitle = q.get("aetitle")
+    if aetitle and aetitle.strip() != ctx.cfg.ApplicationEntityTitle:
+        raise NotFound(f"this server is {ctx.cfg.ApplicationEntityTitle}, not {aetitle}")
+    inst = Instance.get_or_none(Instance.sop_instance_uid == uids["objectUID"])
+    if inst is None:
+        raise NotFound("no such object")
+    series = inst.series
+    study = series.study
+    if (
+        series.series_instance_uid != uids["seriesUID"]
+        or study.study_instance_uid != uids["studyUID"]
+        or not can_see_study(ident.principal, study)
+    ):
+        raise NotFound("no such object")
+    if study.private:
+        ctx.auth.journal(
+            "wado-private", ident.principal.name, ident.address, target=uids["objectUID"]
+        )
+    if content == "application/dicom":
+        if not ident.principal.has("download"):
+            return error_response(403, "application/dicom needs the Download privilege", False)
+        return dicom_response(inst)
+    frame = _number("frameNumber", q.get("frameNumber", ""), integer=True, lo=1)
+    wc = _number("windowCenter", q.get("windowCenter", ""))
+    ww = _number("windowWidth", q.get("windowWidth", ""), lo=1)
+    rows = _number("rows", q.get("rows", ""), integer=True, lo=16)
+    cols = _number("columns", q.get("columns", ""), integer=True, lo=16)
+    if (wc is None) != (ww is None):
+        raise UsageError("windowCenter and windowWidth go together")
+    size = max(rows or 0, cols or 0) or None
+    fmt = "png" if content == "image/png" else "jpeg"
+    return image_response(inst, fmt, frame, wc, ww, size)
