@@ -159,33 +159,38 @@ class QueryRetrieve:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("C-FIND from %s: identifier %s", calling, _debug_identifier(ident))
         matches = 0
-        outcome = "success"
+
+        def done(outcome: str) -> None:
+            # Logged before the final status is yielded: pynetdicom stops
+            # iterating after a final status.
+            log.info(
+                "C-FIND from %s model %s level %s: %d keys, %d matches, %s (%.0f ms)",
+                calling,
+                model,
+                q.level,
+                q.matched_keys,
+                matches,
+                outcome,
+                (time.monotonic() - t0) * 1000,
+            )
+
         try:
             for rsp in query.find(q, ae_title=self.cfg.ApplicationEntityTitle):
                 if event.is_cancelled:
-                    outcome = "cancelled"
+                    done("cancelled")
                     yield 0xFE00, None
-                    break
+                    return
                 matches += 1
                 yield 0xFF00, rsp
         except OperationalError as exc:
-            outcome = "database busy"
-            log.error("C-FIND from %s: database: %s", calling, exc)
+            done(f"database busy: {exc}")
             yield 0xA700, None
+            return
         except (PeeweeException, PacsboxError, ValueError) as exc:
-            outcome = "failed"
-            log.error("C-FIND from %s: %s", calling, exc)
+            done(f"failed: {exc}")
             yield 0xC000, None
-        log.info(
-            "C-FIND from %s model %s level %s: %d keys, %d matches, %s (%.0f ms)",
-            calling,
-            model,
-            q.level,
-            q.matched_keys,
-            matches,
-            outcome,
-            (time.monotonic() - t0) * 1000,
-        )
+            return
+        done("success")
 
     # -- C-MOVE / C-GET ----------------------------------------------------------
 
