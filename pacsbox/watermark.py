@@ -199,6 +199,8 @@ class Watermark:
         self.full_reason = ""
         self.last_report: PurgeReport | None = None
         self.progress: dict[str, Any] | None = None  # a running purge, for the snapshot's jobs
+        self._stop_event: threading.Event | None = None
+        self._thread: threading.Thread | None = None
 
     # -- measuring -------------------------------------------------------------
 
@@ -572,12 +574,22 @@ class Watermark:
             if self.heartbeats is not None:
                 self.heartbeats.unregister(HEARTBEAT)
 
-    def start(self, stop_event: threading.Event) -> threading.Thread:
-        t = threading.Thread(
-            target=self.run, args=(stop_event,), name="pacsbox-watermark", daemon=True
+    def start(self, stop_event: threading.Event | None = None) -> threading.Thread:
+        """Run the monitor in a daemon thread until ``stop_event`` is set or :meth:`stop`."""
+        self._stop_event = stop_event or threading.Event()
+        self._thread = threading.Thread(
+            target=self.run, args=(self._stop_event,), name="pacsbox-watermark", daemon=True
         )
-        t.start()
-        return t
+        self._thread.start()
+        return self._thread
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the monitor thread (a purge in progress stops after its current study)."""
+        if self._stop_event is not None:
+            self._stop_event.set()
+            self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
 
     # -- state for the status snapshot ----------------------------------------
 
@@ -598,8 +610,8 @@ class Watermark:
 def purge_command(cfg: Config, dry_run: bool, out: IO[str]) -> int:
     """List what a purge would remove and why (and why the others stay); purge unless dry run.
 
-    Returns 0, or 1 when a disk is still above the high-water mark with
-    nothing left that may be purged.
+    Returns 0, or 1 when a disk is (or, in a dry run, would stay) above the
+    high-water mark with nothing left that may be purged, or a purge failed.
     """
     archive = Archive(cfg)
     try:
@@ -607,6 +619,10 @@ def purge_command(cfg: Config, dry_run: bool, out: IO[str]) -> int:
         return _purge_command(wm, dry_run, out)
     finally:
         archive.close()
+
+
+def _n(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
 
 
 def _purge_command(wm: Watermark, dry_run: bool, out: IO[str]) -> int:
@@ -629,7 +645,7 @@ def _purge_command(wm: Watermark, dry_run: bool, out: IO[str]) -> int:
         chosen = {s.id for s, _ in plan}
         planned = sum(s.size_bytes for s, _ in plan)
         out.write(
-            f"  {len(plan)} studies, {human(planned)} estimated, to reach "
+            f"  {_n(len(plan), 'study', 'studies')}, {human(planned)} estimated, to reach "
             f"{wm.low:g}% ({human(wm._bytes_to_free(disk))} to free)\n"
         )
         recent = 0
@@ -653,13 +669,17 @@ def _purge_command(wm: Watermark, dry_run: bool, out: IO[str]) -> int:
             )
         if recent:
             out.write(
-                f"  {'keep':>12}  {recent} studies received within the last "
+                f"  {'keep':>12}  {_n(recent, 'study', 'studies')} received within the last "
                 f"{wm.cfg.PurgeMinAgeHours} h\n"
             )
         if planned < wm._bytes_to_free(disk):
             out.write("  not enough can be purged to reach the low-water mark\n")
-            if not plan:
+            if _percent(disk.used - planned, disk.free + planned) >= wm.high:
                 stuck = True
+                out.write(
+                    "  the disk would stay above the high-water mark: C-STORE answers A700 "
+                    "until space is freed\n"
+                )
     if dry_run:
         return 1 if stuck else 0
     report = wm.purge()
