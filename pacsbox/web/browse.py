@@ -142,7 +142,8 @@ def study_query(p: pv.Principal, params: dict[str, str]):
     return q
 
 
-def page_studies(p: pv.Principal, params: dict[str, str], limit: int = PAGE) -> dict[str, Any]:
+def page_studies(p: pv.Principal, params: dict[str, str], limit: int | None = None) -> dict[str, Any]:
+    limit = limit or PAGE
     desc = params.get("sort", "date_desc") != "date_asc"
     q = study_query(p, params)
     cur = _cursor_in(params.get("after", ""))

@@ -129,9 +129,9 @@ def web(app):
     return webtest.TestApp(app)
 
 
-def store(archive, **kw) -> str:
-    data = make_dicom(**kw)
-    return archive.store(data, source="test").sop_instance_uid
+def store(archive, **kw):
+    """Store one generated image; returns the archive's StoreResult (all three UIDs)."""
+    return archive.store(make_dicom(**kw), source="test")
 
 
 class Browser:

@@ -3,12 +3,12 @@
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{title}} - pacsbox {{ae_title}}</title>
+<title>{{title}} - pacsbox {{get('ae_title', '')}}</title>
 <link rel="stylesheet" href="/static/pacsbox.css">
 </head>
 <body>
 <header>
-  <a class="brand" href="/studies">pacsbox <small>{{ae_title}}</small></a>
+  <a class="brand" href="/studies">pacsbox <small>{{get('ae_title', '')}}</small></a>
   % if me:
   <nav>
     <a href="/studies">Studies</a>

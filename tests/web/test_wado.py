@@ -1,0 +1,99 @@
+"""WADO-URI: authentication (session, Basic, WADO account), 400 reasons, 404, privacy."""
+
+from __future__ import annotations
+
+import base64
+
+import webtest
+from pydicom import dcmread
+import io
+
+from pacsbox.db.models import Patient, Study
+from pacsbox.web import users
+from tests.web.conftest import PASSWORD, login, store
+
+
+def basic(name: str, password: str = PASSWORD) -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()}
+
+
+def wado_url(res, **extra) -> str:
+    q = {
+        "requestType": "WADO",
+        "studyUID": res.study_instance_uid,
+        "seriesUID": res.series_instance_uid,
+        "objectUID": res.sop_instance_uid,
+        **extra,
+    }
+    return "/wado?" + "&".join(f"{k}={v}" for k, v in q.items())
+
+
+def test_wado_with_session_basic_and_wado_account(app, archive):
+    res = store(archive)
+    t = webtest.TestApp(app)
+    r = t.get(wado_url(res), expect_errors=True)
+    assert r.status_int == 401 and "Basic" in r.headers["WWW-Authenticate"]
+    b = login(app, "root")
+    r = b.get(wado_url(res))
+    assert r.content_type == "image/jpeg" and r.body[:2] == b"\xff\xd8"
+    assert b.get(wado_url(res, contentType="image/png")).body[:4] == b"\x89PNG"
+    users.add_user("pacs-wado", ["view", "download"], PASSWORD, wado_only=True)
+    r = t.get(wado_url(res, contentType="application/dicom"), headers=basic("pacs-wado"))
+    assert r.content_type == "application/dicom"
+    assert dcmread(io.BytesIO(r.body)).SOPInstanceUID == res.sop_instance_uid
+    assert t.get(wado_url(res), headers=basic("pacs-wado", "wrong-pass"), expect_errors=True).status_int == 401
+    # application/dicom needs Download.
+    users.add_user("looker", ["view"], PASSWORD)
+    r = t.get(wado_url(res, contentType="application/dicom"), headers=basic("looker"), expect_errors=True)
+    assert r.status_int == 403
+    r = t.get(wado_url(res, windowCenter=100, windowWidth=50, rows=32), headers=basic("looker"))
+    assert r.content_type == "image/jpeg"
+
+
+def test_malformed_requests_are_400_with_a_reason(app, archive):
+    res = store(archive)
+    b = login(app, "root")
+    ok = wado_url(res)
+    cases = {
+        ok.replace("requestType=WADO", "requestType=QIDO"): "requestType",
+        ok.replace(f"objectUID={res.sop_instance_uid}", "objectUID=1.2.3.abc"): "objectUID",
+        ok.replace(f"objectUID={res.sop_instance_uid}", "objectUID=../../etc/passwd"): "objectUID",
+        ok.replace(f"objectUID={res.sop_instance_uid}", "objectUID=%2e%2e%2fpacsbox.db"): "objectUID",
+        ok.replace(f"seriesUID={res.series_instance_uid}", "seriesUID=1.02.3"): "seriesUID",
+        ok.replace(f"studyUID={res.study_instance_uid}", "studyUID=" + "1." * 40): "studyUID",
+        ok.replace(f"&seriesUID={res.series_instance_uid}", ""): "seriesUID",
+        ok + "&contentType=text/html": "contentType",
+        ok + "&frameNumber=x": "frameNumber",
+        ok + "&windowCenter=10": "windowWidth",
+        ok + "&foo=bar": "unknown parameter",
+    }
+    for url, reason in cases.items():
+        r = b.get(url, expect_errors=True)
+        assert r.status_int == 400 and reason in r.text, (url, r.status_int)
+
+
+def test_unknown_and_private_objects_are_404(app, archive):
+    res = store(archive, referring="WELBY^MARCUS")
+    other = store(archive)
+    b = login(app, "root")
+    assert b.get(wado_url(res, objectUID="1.2.3.4"), expect_errors=True).status_int == 404
+    # The object exists but not in that series/study.
+    r = b.get(wado_url(res, seriesUID=other.series_instance_uid), expect_errors=True)
+    assert r.status_int == 404
+    assert b.get(wado_url(res, aetitle="OTHERBOX"), expect_errors=True).status_int == 404
+    Study.update(private=True).execute()
+    Patient.update(private=True).execute()
+    users.add_user("plain", [], PASSWORD)
+    users.add_user("welby", [], PASSWORD, first_name="marcus", last_name="welby")
+    t = webtest.TestApp(app)
+    assert t.get(wado_url(res), headers=basic("plain"), expect_errors=True).status_int == 404
+    assert t.get(wado_url(res), headers=basic("welby")).status_int == 200
+    assert t.get(wado_url(other), headers=basic("welby"), expect_errors=True).status_int == 404
+
+
+def test_image_urls_refuse_traversal(app, archive):
+    store(archive)
+    b = login(app, "root")
+    for url in ("/instances/..%2f..%2fpacsbox.db/image.jpg", "/instances/1.2/../../x/image.jpg",
+                "/instances/1.2.3/image.jpg?size=99999", "/instances/abc/file"):
+        assert b.get(url, expect_errors=True).status_int in (400, 404), url
