@@ -11,7 +11,7 @@ Security threshold: `systemd-analyze security --offline=yes` scores exposure
 from 0 (locked down) to 10. We require <= 2.0 for every pacsbox@ instance
 (also one with the port-104 drop-in) and <= 2.5 for the front panel and the
 self-check ("OK" ends at 3.9 in systemd's own scale). At the time of writing:
-pacsbox@ 1.2, with port 104 1.4, front panel 1.3, self-check 1.9.
+pacsbox@ 1.3, with port 104 1.5, front panel 1.3, self-check 1.9.
 """
 
 from __future__ import annotations
