@@ -248,7 +248,7 @@ def convert(item: StoredInstance, offered: list[str]):
         return None  # Big Endian pixel data would need byte swapping: not converted
     if ts.is_compressed:
         try:
-            ds.decompress()
+            ds.decompress(generate_instance_uid=False)
         except Exception as exc:  # noqa: BLE001 - no plugin or a corrupt stream: a failed sub-op
             log.warning("cannot decompress %s (%s): %s", item.sop_instance_uid, ts.name, exc)
             return None

@@ -224,6 +224,13 @@ class Retrieval:
         self.t0 = time.monotonic()
         self.level = "?"
         self.keys = 0
+        self.cancel_seen = False
+
+    def _cancelled(self) -> bool:
+        # pynetdicom forgets a C-CANCEL once it has been reported: remember it.
+        if not self.cancel_seen and self.event.is_cancelled:
+            self.cancel_seen = True
+        return self.cancel_seen
 
     # responses ------------------------------------------------------------------
 
@@ -329,7 +336,7 @@ class Retrieval:
             finished = sender.send_all(
                 query.retrieve_instances(q),
                 counts,
-                cancelled=lambda: self.event.is_cancelled,
+                cancelled=self._cancelled,
                 progress=lambda c: self._respond(0xFF00, c, final=False),
             )
         finally:
@@ -339,7 +346,7 @@ class Retrieval:
             f", {sender.converted} converted" if sender.converted else ""
         )
         if not finished:
-            cancelled = self.event.is_cancelled
+            cancelled = self.cancel_seen
             self._log("cancelled" if cancelled else "association lost", counts, extra)
             if cancelled:
                 self._respond(0xFE00, counts, failed_uids=counts.failed_uids)

@@ -1,0 +1,461 @@
+"""C-MOVE and C-GET against a running pacsbox with DCMTK movescu/getscu/storescp and Orthanc.
+
+What a user checks: the images arrive, their data sets are byte-identical to
+what was stored (or pixel-identical after a conversion to Implicit VR LE that
+the destination forced), an unknown destination is refused with A801, a
+destination that refuses a SOP class gets B000 with the right counts, and a
+cancelled move stops.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import subprocess
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.uid import ImplicitVRLittleEndian
+
+from tests.helpers import DCMTK_ENV, Server, cli, free_port, poll
+from tests.interop.test_find import (
+    build,
+    instances,
+    start_box,
+    store_folder,
+    studies,
+)
+
+pytestmark = pytest.mark.interop
+
+COMPRESSED = ["SC_rgb_jpeg_dcmtk.dcm", "MR_small_RLE.dcm", "JPEG2000.dcm"]
+LARGE = 300  # instances of the study a cancel interrupts
+
+
+def dataset_bytes(path: Path) -> bytes:
+    """The data set of a Part-10 file: what the archive must send unchanged."""
+    data = path.read_bytes()
+    assert data[128:132] == b"DICM"
+    (group_len,) = struct.unpack_from("<I", data, 140)
+    return data[144 + group_len :]
+
+
+def sop_uid(path: Path) -> str:
+    return str(pydicom.dcmread(path, stop_before_pixels=True, force=True).SOPInstanceUID)
+
+
+@dataclass
+class Env:
+    server: Server
+    ini: Path
+    tmp: Path
+    patients: list
+    originals: dict  # SOP Instance UID -> the file that was stored
+    large_study: str
+    runs: int = 0
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("qr")
+    patients = build(tmp / "corpus")
+    # A study with a private SOP class (that storescp refuses); storescu does
+    # not propose unknown classes, so it enters through ``pacsbox import``.
+    patients += build(
+        tmp / "private",
+        [
+            (
+                "PID777",
+                "PRIVATE^CLASS",
+                "19990101",
+                "F",
+                "",
+                [("20240401", "100000", "ACC7001", [("CT", 2), ("XX", 1)])],
+            )
+        ],
+    )
+    large = build(
+        tmp / "large",
+        [
+            (
+                "PID888",
+                "LARGE^STUDY",
+                "19990101",
+                "M",
+                "",
+                [
+                    ("20240501", "100000", "ACC8001", [("CT", LARGE)]),
+                ],
+            )
+        ],
+        rows=4,
+        cols=4,
+    )
+    comp = tmp / "compressed"
+    comp.mkdir()
+    for name in COMPRESSED:
+        shutil.copy(get_testdata_file(name, download=False), comp / name)
+    ini, srv = start_box(tmp)
+    try:
+        for folder in ("corpus", "large"):
+            store_folder(srv, tmp / folder)
+        for folder in ("private", "compressed"):
+            cli(ini, "import", str(tmp / folder))
+        originals = {i.uid: i.path for _, _, _, i in instances(patients)}
+        originals.update({sop_uid(p): p for p in comp.iterdir()})
+        yield Env(srv, ini, tmp, patients, originals, large[0].studies[0].uid)
+    finally:
+        srv.stop()
+
+
+class StoreSCP:
+    """DCMTK storescp on a free loopback port, registered in pacsbox's AE table."""
+
+    def __init__(self, env: Env, title: str, *options: str) -> None:
+        env.runs += 1
+        self.dir = env.tmp / f"{title.lower()}{env.runs}"
+        self.dir.mkdir()
+        self.port = free_port()
+        self.log = open(self.dir.with_suffix(".log"), "wb")
+        self.proc = subprocess.Popen(
+            ["storescp", "-aet", title, "-od", str(self.dir), *options, str(self.port)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=DCMTK_ENV,
+        )
+        cli(env.ini, "ae", "add", title, "--host", "127.0.0.1", "--port", str(self.port))
+        poll(lambda: _listening(self.port), 10, what="storescp to listen")
+
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.dir.iterdir() if p.is_file())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.log.close()
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def storescp(env):
+    started = []
+
+    def start(title: str = "STORESCP", *options: str) -> StoreSCP:
+        scp = StoreSCP(env, title, *options)
+        started.append(scp)
+        return scp
+
+    yield start
+    for scp in started:
+        scp.stop()
+
+
+def run(tool: str, env: Env, model: str, level: str, *keys: str, extra: tuple = (), final=True):
+    args = [tool, "-v", f"-{model}", "-aet", "FINDSCU", "-aec", env.server.ae_title, *extra]
+    args += ["127.0.0.1", str(env.server.port), "-k", f"QueryRetrieveLevel={level}"]
+    for k in keys:
+        args += ["-k", k]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=120, env=DCMTK_ENV)
+    text = proc.stdout + proc.stderr
+    return (last_status(text) if final else ""), text
+
+
+def last_status(output: str) -> str:
+    """movescu prints "Received Final Move Response (X)", getscu "Received C-GET Response (X)"."""
+    found = [
+        line.split("(", 1)[1].rsplit(")", 1)[0]
+        for line in output.splitlines()
+        if ("Received Final" in line or "Received C-GET Response" in line) and "(" in line
+    ]
+    found = [f for f in found if f != "Pending"]
+    if not found:
+        raise AssertionError(f"no final response in:\n{output}")
+    return found[-1]
+
+
+def counts_in(output: str) -> dict[str, int]:
+    """Sub-operation counts of the last response (getscu -v, or movescu -d's message dump)."""
+    out = {}
+    for line in output.splitlines():
+        for what in ("Remaining", "Completed", "Failed", "Warning"):
+            if f"{what} Suboperations" in line:
+                value = line.rsplit(":", 1)[1].strip()
+                out[what.lower()] = int(value) if value.isdigit() else 0
+    return out
+
+
+def final_dimse_status(output: str) -> str:
+    """movescu -d: the DIMSE Status line of the last message ("0xb000: Warning...")."""
+    last = [x for x in output.splitlines() if "DIMSE Status" in x][-1]
+    return last.split("DIMSE Status", 1)[1].split(":", 1)[1].strip()
+
+
+def assert_identical(env: Env, files: list[Path]) -> None:
+    assert files
+    for f in files:
+        original = env.originals[sop_uid(f)]
+        assert dataset_bytes(f) == dataset_bytes(original), f"{f.name} differs from what was stored"
+
+
+# -- C-MOVE to DCMTK storescp -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "level", "key"),
+    [
+        ("S", "STUDY", "study"),
+        ("P", "PATIENT", "patient"),
+        ("O", "STUDY", "study"),
+        ("S", "SERIES", "series"),
+    ],
+)
+def test_move_to_storescp_is_byte_identical(env, storescp, model, level, key):
+    p, st = next((p, s) for p, s in studies(env.patients) if p.pid == "PID003")
+    keys = {
+        "study": [f"StudyInstanceUID={st.uid}"],
+        "patient": [f"PatientID={p.pid}"],
+        "series": [f"SeriesInstanceUID={st.series[0].uid}"],
+    }[key]
+    if model == "O":
+        keys = [f"PatientID={p.pid}", *keys]
+    want = {
+        "study": {i.uid for se in st.series for i in se.instances},
+        "patient": {i.uid for s in p.studies for se in s.series for i in se.instances},
+        "series": {i.uid for i in st.series[0].instances},
+    }[key]
+    scp = storescp()
+    status, out = run("movescu", env, model, level, *keys, extra=("-aem", "STORESCP"))
+    assert status == "Success", out
+    files = scp.files()
+    assert {sop_uid(f) for f in files} == want
+    assert_identical(env, files)
+    assert "C-MOVE from FINDSCU" in env.server.output()
+
+
+def test_move_unknown_destination_is_a801(env):
+    status, _ = run(
+        "movescu", env, "S", "STUDY", "StudyInstanceUID=1.2.3", extra=("-aem", "NOBODY")
+    )
+    assert status == "Refused: MoveDestinationUnknown"
+
+
+def test_move_without_unique_key_is_a900(env, storescp):
+    storescp()
+    status, _ = run("movescu", env, "S", "STUDY", "PatientName=*", extra=("-aem", "STORESCP"))
+    assert status == "Error: DataSetDoesNotMatchSOPClass"
+
+
+def test_refused_sop_class_gives_b000_with_counts(env, storescp):
+    """storescp (not promiscuous) refuses the private SOP class: 2 sent, 1 failed."""
+    _, st = next((p, s) for p, s in studies(env.patients) if p.pid == "PID777")
+    scp = storescp()
+    _, out = run(
+        "movescu",
+        env,
+        "S",
+        "STUDY",
+        f"StudyInstanceUID={st.uid}",
+        extra=("-aem", "STORESCP", "-d"),
+        final=False,
+    )
+    assert final_dimse_status(out).startswith("0xb000"), out
+    counts = counts_in(out)
+    assert (counts["completed"], counts["failed"], counts["warning"]) == (2, 1, 0), out
+    assert len(scp.files()) == 2
+
+
+def test_conversion_when_destination_accepts_only_implicit(env, storescp):
+    """JPEG baseline, RLE and JPEG 2000 files are decompressed for an implicit-only peer."""
+    comp = sorted((env.tmp / "compressed").iterdir())
+    uids = [sop_uid(p) for p in comp]
+    scp = storescp("IMPLICIT", "+xi")
+    status, out = run(
+        "movescu",
+        env,
+        "S",
+        "IMAGE",
+        "SOPInstanceUID=" + "\\".join(uids),
+        extra=("-aem", "IMPLICIT"),
+    )
+    assert status == "Success", out
+    files = scp.files()
+    assert len(files) == len(comp)
+    for f in files:
+        got = pydicom.dcmread(f)
+        assert got.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
+        original = pydicom.dcmread(env.originals[got.SOPInstanceUID])
+        assert np.array_equal(got.pixel_array, original.pixel_array), f.name
+    assert "3 converted" in env.server.output()
+
+
+def test_uncompressed_explicit_converted_for_implicit_peer(env, storescp):
+    _, st = next((p, s) for p, s in studies(env.patients) if p.pid == "PID002")
+    scp = storescp("IMPLICIT2", "+xi")
+    status, _ = run(
+        "movescu", env, "S", "STUDY", f"StudyInstanceUID={st.uid}", extra=("-aem", "IMPLICIT2")
+    )
+    assert status == "Success"
+    for f in scp.files():
+        got = pydicom.dcmread(f)
+        original = pydicom.dcmread(env.originals[got.SOPInstanceUID])
+        assert got.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
+        assert got.PixelData == original.PixelData and got.PatientName == original.PatientName
+
+
+def test_cancel_stops_a_large_move(env, storescp):
+    scp = storescp()
+    _, out = run(
+        "movescu",
+        env,
+        "S",
+        "STUDY",
+        f"StudyInstanceUID={env.large_study}",
+        extra=("-aem", "STORESCP", "--cancel", "2", "-d"),
+        final=False,
+    )
+    assert final_dimse_status(out).startswith("0xfe00"), out
+    counts = counts_in(out)
+    assert 0 < counts["remaining"] < LARGE
+    assert counts["completed"] + counts["remaining"] == LARGE
+    poll(lambda: "cancelled" in env.server.output(), 10, what="the cancel in the log")
+    assert len(scp.files()) < LARGE
+
+
+# -- C-GET --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("model", "level"), [("S", "STUDY"), ("P", "STUDY"), ("O", "STUDY")])
+def test_get_is_byte_identical(env, model, level):
+    p, st = next((p, s) for p, s in studies(env.patients) if p.pid == "PID001")
+    env.runs += 1
+    out_dir = env.tmp / f"get{env.runs}"
+    out_dir.mkdir()
+    keys = [f"StudyInstanceUID={st.uid}"]
+    if model in ("P", "O"):
+        keys.insert(0, f"PatientID={p.pid}")
+    status, out = run("getscu", env, model, level, *keys, extra=("-od", str(out_dir)))
+    assert status == "Success", out
+    files = sorted(out_dir.iterdir())
+    assert {sop_uid(f) for f in files} == {i.uid for se in st.series for i in se.instances}
+    assert_identical(env, files)
+    assert "C-GET from FINDSCU" in env.server.output()
+
+
+def test_get_compressed_as_stored(env):
+    """getscu proposes the stored syntaxes too, so compressed files come back unchanged."""
+    comp = sorted((env.tmp / "compressed").iterdir())
+    env.runs += 1
+    out_dir = env.tmp / f"get{env.runs}"
+    out_dir.mkdir()
+    uid = sop_uid(comp[0])
+    status, out = run(
+        "getscu",
+        env,
+        "S",
+        "IMAGE",
+        f"SOPInstanceUID={uid}",
+        extra=("-od", str(out_dir), "+xa") if _getscu_has("+xa") else ("-od", str(out_dir)),
+    )
+    assert status == "Success", out
+    files = list(out_dir.iterdir())
+    assert len(files) == 1
+    got = pydicom.dcmread(files[0])
+    original = pydicom.dcmread(comp[0])
+    if got.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID:
+        assert dataset_bytes(files[0]) == dataset_bytes(comp[0])
+    else:  # getscu did not offer the compressed syntax: converted
+        assert np.array_equal(got.pixel_array, original.pixel_array)
+
+
+def _getscu_has(option: str) -> bool:
+    proc = subprocess.run(["getscu", "--help"], capture_output=True, text=True)
+    return f" {option} " in proc.stdout
+
+
+# -- C-MOVE to Orthanc ---------------------------------------------------------------------
+
+
+class Orthanc:
+    """An Orthanc started with its own configuration on free loopback ports."""
+
+    def __init__(self, tmp: Path, pacsbox_port: int, aet: str = "ORTHANC") -> None:
+        self.http = free_port()
+        self.dicom = free_port()
+        self.aet = aet
+        tmp.mkdir(parents=True, exist_ok=True)
+        cfg = {
+            "Name": "pacsbox-test",
+            "StorageDirectory": str(tmp / "storage"),
+            "IndexDirectory": str(tmp / "storage"),
+            "HttpPort": self.http,
+            "DicomPort": self.dicom,
+            "DicomAet": aet,
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "DicomModalities": {"pacsbox": ["PACSBOX", "127.0.0.1", pacsbox_port]},
+            "Plugins": [],
+            "StableAge": 1,
+        }
+        (tmp / "orthanc.json").write_text(json.dumps(cfg))
+        self.log = open(tmp / "orthanc.log", "wb")
+        self.proc = subprocess.Popen(
+            ["Orthanc", str(tmp / "orthanc.json")], stdout=self.log, stderr=subprocess.STDOUT
+        )
+        poll(self._ready, 30, what="Orthanc to answer")
+
+    def _ready(self):
+        if self.proc.poll() is not None:
+            raise AssertionError("Orthanc exited; see orthanc.log")
+        try:
+            return self.get("/system")
+        except OSError:
+            return None
+
+    def get(self, path: str):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http}{path}", timeout=10) as r:
+            data = r.read()
+        return data if path.endswith("/file") else json.loads(data)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+@pytest.mark.skipif(shutil.which("Orthanc") is None, reason="Orthanc is not installed")
+def test_move_to_orthanc(env):
+    orthanc = Orthanc(env.tmp / "orthanc", env.server.port)
+    try:
+        cli(env.ini, "ae", "add", "ORTHANC", "--host", "127.0.0.1", "--port", str(orthanc.dicom))
+        _, st = next((p, s) for p, s in studies(env.patients) if p.pid == "PID004")
+        status, out = run(
+            "movescu", env, "S", "STUDY", f"StudyInstanceUID={st.uid}", extra=("-aem", "ORTHANC")
+        )
+        assert status == "Success", out
+        ids = orthanc.get("/instances")
+        assert len(ids) == st.n_instances
+        for oid in ids:
+            path = env.tmp / "orthanc" / f"{oid}.dcm"
+            path.write_bytes(orthanc.get(f"/instances/{oid}/file"))
+            assert dataset_bytes(path) == dataset_bytes(env.originals[sop_uid(path)])
+        # Orthanc reads the Latin-1 name as stored.
+        tags = orthanc.get(f"/instances/{ids[0]}/simplified-tags")
+        assert tags["PatientName"] == "MÜLLER^JÜRGEN"
+    finally:
+        orthanc.stop()
