@@ -17,12 +17,19 @@ from pacsbox.web.core import Ctx, form, json_response, redirect_after_post, want
 log = logging.getLogger("pacsbox.web")
 
 
-def _echo_function():
+def ping(ae, calling_ae: str) -> tuple[bool, str]:
+    """C-ECHO through the SCU module (SCU-1); (success, one-line result)."""
+    from pacsbox.scu import Peer, echo
+
+    host = ae.ipaddr or ae.hostname
+    if not host or not ae.port:
+        return False, "no host or port in the AE table"
     try:
-        from pacsbox.scu import echo  # the Q/R engineer's SCU, when it exists
-    except ImportError:
-        from pacsbox.web.ping import echo
-    return echo
+        res = echo(calling_ae, Peer(ae.title, host, int(ae.port)))
+    except (OSError, ValueError) as exc:
+        return False, f"cannot connect to {host}:{ae.port}: {exc}"
+    word = "succeeded" if res.ok else f"failed: {res.message}"
+    return res.ok, f"C-ECHO to {ae.title} at {host}:{ae.port} {word} ({res.elapsed_ms:.0f} ms)"
 
 
 def ae_row(ae) -> dict:
@@ -86,7 +93,7 @@ def register(ctx: Ctx) -> None:
         ae = idx.ae_get(title)
         if ae is None:
             raise NotFound(f"AE {title} is not in the AE table")
-        ok, message = _echo_function()(ae)
+        ok, message = ping(ae, ctx.cfg.ApplicationEntityTitle)
         ctx.journal("ping", title, message)
         log.info("ping %s: %s", title, message)
         result = {"title": title, "ok": ok, "message": message}

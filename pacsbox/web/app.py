@@ -85,8 +85,14 @@ def _register_session_routes(ctx: Ctx) -> None:
             return {"title": "Log in", "error": str(exc), "next": form("next")}
         ident = ctx.auth.from_session(token, ctx.address())
         if wants_json():
-            resp = json_response({"ok": True, "user": user.name, "csrf": ident.csrf,
-                                  "password_expired": ident.expired})
+            resp = json_response(
+                {
+                    "ok": True,
+                    "user": user.name,
+                    "csrf": ident.csrf,
+                    "password_expired": ident.expired,
+                }
+            )
         elif ident.expired:
             resp = bottle.HTTPResponse(status=303, headers={"Location": "/password"})
         else:

@@ -275,7 +275,9 @@ def csrf_ok(identity: Identity, supplied: str | None) -> bool:
 # -- accounts (used by users.py and the first start) ------------------------------------------
 
 
-def set_user_password(user: User, password: str, clock: Callable[[], float], *, one_time: bool) -> None:
+def set_user_password(
+    user: User, password: str, clock: Callable[[], float], *, one_time: bool
+) -> None:
     with write_transaction():
         user.password_hash = hash_password(password)
         user.password_changed = clock()

@@ -142,7 +142,9 @@ def study_query(p: pv.Principal, params: dict[str, str]):
     return q
 
 
-def page_studies(p: pv.Principal, params: dict[str, str], limit: int | None = None) -> dict[str, Any]:
+def page_studies(
+    p: pv.Principal, params: dict[str, str], limit: int | None = None
+) -> dict[str, Any]:
     limit = limit or PAGE
     desc = params.get("sort", "date_desc") != "date_asc"
     q = study_query(p, params)
@@ -153,9 +155,7 @@ def page_studies(p: pv.Principal, params: dict[str, str], limit: int | None = No
             q = q.where((Study.study_date < d) | ((Study.study_date == d) & (Study.id < i)))
         else:
             q = q.where((Study.study_date > d) | ((Study.study_date == d) & (Study.id > i)))
-    order = (
-        (Study.study_date.desc(), Study.id.desc()) if desc else (Study.study_date, Study.id)
-    )
+    order = (Study.study_date.desc(), Study.id.desc()) if desc else (Study.study_date, Study.id)
     rows = list(q.order_by(*order).limit(limit + 1))
     more = len(rows) > limit
     rows = rows[:limit]
@@ -264,7 +264,9 @@ def delete_instances(ctx: Ctx, instances) -> int:
         try:
             storage.remove_file(path, sync=ctx.archive.sync)
         except OSError as exc:
-            log.warning("deleted %s from the index but not its file: %s", inst.sop_instance_uid, exc)
+            log.warning(
+                "deleted %s from the index but not its file: %s", inst.sop_instance_uid, exc
+            )
         n += 1
     for folder in folders:
         try:
@@ -287,7 +289,9 @@ def register(ctx: Ctx) -> None:
         params = params_from_query()
         data = page_studies(ident.principal, params)
         data.update(title="Studies", params=params)
-        data["next_url"] = url("/studies", **{**params, "after": data["next"]}) if data["next"] else ""
+        data["next_url"] = (
+            url("/studies", **{**params, "after": data["next"]}) if data["next"] else ""
+        )
         return data
 
     @ctx.page("/patients", template="patients.tpl")
@@ -303,8 +307,7 @@ def register(ctx: Ctx) -> None:
         if cur is not None:
             n, i = str(cur[0]), cur[1]
             q = q.where(
-                (Patient.patient_name_ci > n)
-                | ((Patient.patient_name_ci == n) & (Patient.id > i))
+                (Patient.patient_name_ci > n) | ((Patient.patient_name_ci == n) & (Patient.id > i))
             )
         rows = list(q.order_by(Patient.patient_name_ci, Patient.id).limit(PAGE + 1))
         more = len(rows) > PAGE
@@ -542,7 +545,12 @@ def register(ctx: Ctx) -> None:
         if form("confirm") != "yes":
             raise UsageError("deletion not confirmed")
         q = Instance.select().join(Series).join(Study).where(Study.patient == pt.id)
-        uids = [u for (u,) in Study.select(Study.study_instance_uid).where(Study.patient == pt.id).tuples()]
+        uids = [
+            u
+            for (u,) in Study.select(Study.study_instance_uid)
+            .where(Study.patient == pt.id)
+            .tuples()
+        ]
         n = delete_instances(ctx, q)
         for u in uids:
             ctx.archive.forget_location(u)

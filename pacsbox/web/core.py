@@ -203,8 +203,16 @@ def error_response(status: int, message: str, as_json: bool) -> bottle.HTTPRespo
         resp = json_response({"error": message, "status": status}, status)
     else:
         html = bottle.template(
-            "error.tpl", template_lookup=[VIEWS], status=status, message=message, me=None,
-            csrf="", title=f"Error {status}", flash="", can=lambda _p: False, url=url,
+            "error.tpl",
+            template_lookup=[VIEWS],
+            status=status,
+            message=message,
+            me=None,
+            csrf="",
+            title=f"Error {status}",
+            flash="",
+            can=lambda _p: False,
+            url=url,
         )
         resp = bottle.HTTPResponse(body=html, status=status)
     if status == 401 and bottle.request.path.startswith("/wado"):

@@ -37,7 +37,9 @@ def _first(value) -> float | None:
     if value is None or value == "":
         return None
     try:
-        return float(value[0] if hasattr(value, "__len__") and not isinstance(value, str) else value)
+        return float(
+            value[0] if hasattr(value, "__len__") and not isinstance(value, str) else value
+        )
     except (TypeError, ValueError, IndexError):
         return None
 
@@ -60,7 +62,13 @@ def _load_frame(path: Path, frame: int, native_ts: str | None) -> tuple[np.ndarr
             raise UsageError(f"frame {frame}: this image has {frames} frame(s)")
         index = frame - 1 if frames > 1 else None
         arr = ds.pixel_array if index is None else _frame(ds, index)
-    except (InvalidDicomError, AttributeError, ValueError, NotImplementedError, RuntimeError) as exc:
+    except (
+        InvalidDicomError,
+        AttributeError,
+        ValueError,
+        NotImplementedError,
+        RuntimeError,
+    ) as exc:
         raise CannotUnderstand(f"cannot decode the pixel data: {exc}") from None
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     if photometric == "PALETTE COLOR":

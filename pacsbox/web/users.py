@@ -167,7 +167,9 @@ def list_users() -> list[dict[str, Any]]:
                 "first_name": u.first_name,
                 "last_name": u.last_name,
                 "group": u.group.name if u.group else "",
-                "privileges": pv.KEYS if u.name == pv.ROOT else [k for k in u.privileges.split(",") if k],
+                "privileges": pv.KEYS
+                if u.name == pv.ROOT
+                else [k for k in u.privileges.split(",") if k],
                 "wado_only": u.wado_only,
                 "disabled": u.disabled,
                 "must_change": u.must_change,

@@ -85,7 +85,7 @@ def make_dicom(
         arr = np.zeros((rows, columns, 3), np.uint8)
         arr[..., 0] = 200
     else:
-        arr = (np.arange(rows * columns, dtype=np.uint16).reshape(rows, columns) % 4096)
+        arr = np.arange(rows * columns, dtype=np.uint16).reshape(rows, columns) % 4096
         ds.WindowCenter = 2048
         ds.WindowWidth = 4096
         ds.RescaleSlope = 1

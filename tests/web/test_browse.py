@@ -16,8 +16,9 @@ def uids(b, url):
 
 def test_search_with_wildcards_and_ranges(app, archive):
     a = store(archive, patient_name="DOE^JOHN", patient_id="PID-1", study_date="20240105")
-    b_ = store(archive, patient_name="DOE^JANE", patient_id="PID-2", study_date="20231231",
-               modality="MR")
+    b_ = store(
+        archive, patient_name="DOE^JANE", patient_id="PID-2", study_date="20231231", modality="MR"
+    )
     c = store(archive, patient_name="ROE^RICHARD", patient_id="X7", study_date="20240301")
     b = login(app, "root")
     A, B, C = a.study_instance_uid, b_.study_instance_uid, c.study_instance_uid
@@ -43,7 +44,10 @@ def test_search_with_wildcards_and_ranges(app, archive):
 
 def test_keyset_paging_returns_every_study_once(app, archive, monkeypatch):
     monkeypatch.setattr(browse, "PAGE", 3)
-    made = {store(archive, study_date=f"202401{d:02d}").study_instance_uid for d in (1, 1, 2, 3, 3, 3, 4)}
+    made = {
+        store(archive, study_date=f"202401{d:02d}").study_instance_uid
+        for d in (1, 1, 2, 3, 3, 3, 4)
+    }
     b = login(app, "root")
     seen, url, pages = [], "/studies.json", 0
     while url:
@@ -63,7 +67,9 @@ def test_mark_read_edit_and_delete_with_confirmation(app, archive, cfg):
     b.post(f"/studies/{uid}/read", {"read": "yes"})
     assert uids(b, "/studies.json?read=yes") == [uid]
     # Edit (index only) with a journal entry.
-    r = b.post(f"/studies/{uid}/edit.json", {"study_description": "BRAIN W/O", "accession_number": "A9"})
+    r = b.post(
+        f"/studies/{uid}/edit.json", {"study_description": "BRAIN W/O", "accession_number": "A9"}
+    )
     assert r.json["changed"] == ["accession_number", "study_description"]
     assert b.get(f"/studies/{uid}.json").json["study"]["description"] == "BRAIN W/O"
     pk = Study.get(Study.study_instance_uid == uid).patient_id
@@ -91,11 +97,19 @@ XSS = '<script>alert("x")</script>'
 
 
 def test_dicom_text_is_escaped(app, archive):
-    res = store(archive, patient_name=f"EVIL^{XSS}"[:60], description=f'"><img src=x onerror=alert(1)>')
+    res = store(
+        archive, patient_name=f"EVIL^{XSS}"[:60], description='"><img src=x onerror=alert(1)>'
+    )
     b = login(app, "root")
     uid = res.study_instance_uid
-    for url in ("/studies", f"/studies/{uid}", f"/instances/{res.sop_instance_uid}",
-                f"/series/{res.series_instance_uid}", "/patients", f"/studies/{uid}/edit"):
+    for url in (
+        "/studies",
+        f"/studies/{uid}",
+        f"/instances/{res.sop_instance_uid}",
+        f"/series/{res.series_instance_uid}",
+        "/patients",
+        f"/studies/{uid}/edit",
+    ):
         html = b.get(url).text
         assert "<script>alert" not in html and "<img src=x" not in html, url
     assert "&lt;script&gt;" in b.get("/studies").text
@@ -106,7 +120,9 @@ def test_dicom_text_is_escaped(app, archive):
 
 def test_viewer_pages_through_a_series(app, archive):
     first = store(archive)
-    second = store(archive, study_uid=first.study_instance_uid, series_uid=first.series_instance_uid)
+    second = store(
+        archive, study_uid=first.study_instance_uid, series_uid=first.series_instance_uid
+    )
     Instance.update(instance_number=2).where(
         Instance.sop_instance_uid == second.sop_instance_uid
     ).execute()

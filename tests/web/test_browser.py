@@ -60,11 +60,24 @@ def test_login_search_view_logout(server, tmp_path, browser):
     # A 512x512 CT sent by DCMTK's storescu to the running daemon.
     dcm = tmp_path / "ct.dcm"
     dcm.write_bytes(
-        make_dicom(patient_name="BROWSER^TEST", patient_id="BT1", description="HEAD CT WEB",
-                   rows=512, columns=512)
+        make_dicom(
+            patient_name="BROWSER^TEST",
+            patient_id="BT1",
+            description="HEAD CT WEB",
+            rows=512,
+            columns=512,
+        )
     )
-    r = dcmtk("storescu", "-aet", "STORESCU", "-aec", server.ae_title, "127.0.0.1",
-              str(server.port), str(dcm))
+    r = dcmtk(
+        "storescu",
+        "-aet",
+        "STORESCU",
+        "-aec",
+        server.ae_title,
+        "127.0.0.1",
+        str(server.port),
+        str(dcm),
+    )
     assert r.returncode == 0, r.stderr
 
     archive = Archive(server.cfg)
@@ -127,5 +140,9 @@ def test_login_search_view_logout(server, tmp_path, browser):
         handle.stop()
         archive.close()
     assert sorted(p.name for p in shots.iterdir()) == [
-        "1-login.png", "2-search.png", "3-study.png", "4-image.png", "5-logged-out.png"
+        "1-login.png",
+        "2-search.png",
+        "3-study.png",
+        "4-image.png",
+        "5-logged-out.png",
     ]

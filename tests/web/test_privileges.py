@@ -123,9 +123,11 @@ def test_private_study_rules(app, archive):
     # Viewing a private study is journaled.
     from pacsbox.db.auth_models import Journal
 
-    assert Journal.select().where(
-        (Journal.action == "view-private") & (Journal.user == "welby")
-    ).exists()
+    assert (
+        Journal.select()
+        .where((Journal.action == "view-private") & (Journal.user == "welby"))
+        .exists()
+    )
 
 
 def test_propagation_rules(app, archive):

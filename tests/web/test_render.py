@@ -44,7 +44,9 @@ def test_monochrome1_is_inverted(tmp_path):
 
 
 def test_rgb_and_multiframe(tmp_path):
-    rgb = pixels(render.render(write(tmp_path, make_dicom(photometric="RGB"), "c.dcm"), fmt="png")[0])
+    rgb = pixels(
+        render.render(write(tmp_path, make_dicom(photometric="RGB"), "c.dcm"), fmt="png")[0]
+    )
     assert rgb.shape == (64, 64, 3) and rgb[0, 0, 0] == 200 and rgb[0, 0, 1] == 0
     p = write(tmp_path, make_dicom(frames=3), "d.dcm")
     assert pixels(render.render(p, fmt="png", frame=3)[0]).shape == (64, 64)

@@ -85,3 +85,26 @@ def test_upload_goes_through_the_archive(app):
     assert [f["name"] for f in report["rejected"]] == ["notes.txt"]
     assert Study.select().count() == 1
     assert json.dumps(report)  # serialisable
+
+
+def test_ping_a_real_peer_through_c_echo(server):
+    """Ping from the AE table page: our own daemon answers C-ECHO."""
+
+    from pacsbox.archive import Archive
+    from pacsbox.db.index import ae_upsert
+    from pacsbox.web.app import create_app
+
+    archive = Archive(server.cfg)
+    try:
+        ae_upsert(server.ae_title, hostname="127.0.0.1", port=server.port)
+        ae_upsert("DEAD", hostname="127.0.0.1", port=1)
+        users.set_password("root", PASSWORD)
+        b = Browser(create_app(server.cfg, archive), "root")
+        r = b.post(f"/aes/{server.ae_title}/ping.json").json
+        assert r["ok"] is True and "succeeded" in r["message"]
+        r = b.post("/aes/DEAD/ping.json").json
+        assert r["ok"] is False
+        html = b.post(f"/aes/{server.ae_title}/ping").text
+        assert 'id="ping-result"' in html
+    finally:
+        archive.close()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import base64
+import io
 
 import webtest
 from pydicom import dcmread
-import io
 
 from pacsbox.db.models import Patient, Study
 from pacsbox.web import users
@@ -41,10 +41,17 @@ def test_wado_with_session_basic_and_wado_account(app, archive):
     r = t.get(wado_url(res, contentType="application/dicom"), headers=basic("pacs-wado"))
     assert r.content_type == "application/dicom"
     assert dcmread(io.BytesIO(r.body)).SOPInstanceUID == res.sop_instance_uid
-    assert t.get(wado_url(res), headers=basic("pacs-wado", "wrong-pass"), expect_errors=True).status_int == 401
+    assert (
+        t.get(
+            wado_url(res), headers=basic("pacs-wado", "wrong-pass"), expect_errors=True
+        ).status_int
+        == 401
+    )
     # application/dicom needs Download.
     users.add_user("looker", ["view"], PASSWORD)
-    r = t.get(wado_url(res, contentType="application/dicom"), headers=basic("looker"), expect_errors=True)
+    r = t.get(
+        wado_url(res, contentType="application/dicom"), headers=basic("looker"), expect_errors=True
+    )
     assert r.status_int == 403
     r = t.get(wado_url(res, windowCenter=100, windowWidth=50, rows=32), headers=basic("looker"))
     assert r.content_type == "image/jpeg"
@@ -58,7 +65,9 @@ def test_malformed_requests_are_400_with_a_reason(app, archive):
         ok.replace("requestType=WADO", "requestType=QIDO"): "requestType",
         ok.replace(f"objectUID={res.sop_instance_uid}", "objectUID=1.2.3.abc"): "objectUID",
         ok.replace(f"objectUID={res.sop_instance_uid}", "objectUID=../../etc/passwd"): "objectUID",
-        ok.replace(f"objectUID={res.sop_instance_uid}", "objectUID=%2e%2e%2fpacsbox.db"): "objectUID",
+        ok.replace(
+            f"objectUID={res.sop_instance_uid}", "objectUID=%2e%2e%2fpacsbox.db"
+        ): "objectUID",
         ok.replace(f"seriesUID={res.series_instance_uid}", "seriesUID=1.02.3"): "seriesUID",
         ok.replace(f"studyUID={res.study_instance_uid}", "studyUID=" + "1." * 40): "studyUID",
         ok.replace(f"&seriesUID={res.series_instance_uid}", ""): "seriesUID",
@@ -94,6 +103,10 @@ def test_unknown_and_private_objects_are_404(app, archive):
 def test_image_urls_refuse_traversal(app, archive):
     store(archive)
     b = login(app, "root")
-    for url in ("/instances/..%2f..%2fpacsbox.db/image.jpg", "/instances/1.2/../../x/image.jpg",
-                "/instances/1.2.3/image.jpg?size=99999", "/instances/abc/file"):
+    for url in (
+        "/instances/..%2f..%2fpacsbox.db/image.jpg",
+        "/instances/1.2/../../x/image.jpg",
+        "/instances/1.2.3/image.jpg?size=99999",
+        "/instances/abc/file",
+    ):
         assert b.get(url, expect_errors=True).status_int in (400, 404), url
