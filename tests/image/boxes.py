@@ -1,0 +1,330 @@
+"""Boot the built appliance image and talk to it, as the image tests and the
+benchmark need: in a container (systemd-nspawn, about a second to boot) or in
+a virtual machine (qemu-system-x86_64 under software emulation, about half a
+minute). Both run the image's real systemd, units, watchdog and data
+partition logic; the DICOM port is reached from the host on loopback.
+
+Commands run inside with ``box.sh("...")``: nsenter into the container's
+namespaces, or the virtio-console debug shell of the VM (the image starts it
+only when the kernel command line says ``pacsbox.debug_shell``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+OUT = Path(os.environ.get("PACSBOX_IMAGE_OUT", REPO / "image-build" / "out"))
+ROOT = OUT / "root"
+IMG = OUT / "pacsbox.img"
+KERNEL = OUT / "vmlinuz"
+INITRD = OUT / "initrd.img"
+CMDLINE = OUT / "cmdline"
+AE = "PACSBOX"
+UNIT = f"pacsbox@{AE}.service"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check, timeout: float, what: str, interval: float = 0.2):
+    """Poll ``check`` until truthy; AssertionError naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0}
+
+
+def timespan(text: str) -> float:
+    """Seconds in a systemd time span as `systemctl show` prints it ("30s", "1min 30s")."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text) / 1e6  # a raw USec value
+    total = 0.0
+    for number, unit in re.findall(r"([0-9.]+)\s*(us|ms|min|s|h)", text):
+        total += float(number) * _UNITS[unit]
+    return total
+
+
+def not_built_reason(need_disk: bool = False) -> str | None:
+    """Why the image tests cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "image tests need root (systemd-nspawn, qemu with the image's files)"
+    if not (ROOT / "usr/lib/pacsbox/bin/pacsbox").exists():
+        return f"image not built ({ROOT} missing): run `make image` or `make test-image`"
+    if need_disk:
+        for f in (IMG, KERNEL, INITRD, CMDLINE):
+            if not f.exists():
+                return f"image not built ({f} missing): run `make image`"
+        if not shutil.which("qemu-system-x86_64"):
+            return "qemu-system-x86_64 not installed (apt-get install qemu-system-x86)"
+    elif not shutil.which("systemd-nspawn"):
+        return "systemd-nspawn not installed (apt-get install systemd-container)"
+    return None
+
+
+def instance_ini(port: int, web_port: int = 0, **extra: str) -> str:
+    """The image's shipped default INI with this test's ports."""
+    text = (ROOT / "usr/share/pacsbox/PACSBOX.ini").read_text(encoding="utf-8")
+    settings = {"ServerPortNumber": str(port), "WebPort": str(web_port), **extra}
+    out = []
+    for line in text.splitlines():
+        key = line.lstrip("#; ").split("=", 1)[0].strip()
+        if "=" in line and key in settings:
+            line = f"{key} = {settings.pop(key)}"
+        out.append(line)
+    assert not settings, f"keys not in the shipped INI: {settings}"
+    return "\n".join(out) + "\n"
+
+
+class Box:
+    """What both kinds of box share: commands inside, units, the daemon."""
+
+    port: int
+    log_path: Path
+
+    def sh(self, command: str, timeout: float = 60.0, check: bool = False) -> tuple[int, str]:
+        raise NotImplementedError
+
+    def out(self, command: str, timeout: float = 60.0) -> str:
+        rc, text = self.sh(command, timeout)
+        if rc != 0:
+            raise AssertionError(f"`{command}` exited {rc} in the image: {text.strip()}")
+        return text
+
+    def show(self, unit: str, *props: str) -> dict[str, str]:
+        text = self.out(f"systemctl show {unit} " + " ".join(f"-p {p}" for p in props))
+        return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+    def wait_booted(self, timeout: float) -> str:
+        """Wait until systemd finished starting up; returns running/degraded."""
+
+        def state():
+            rc, text = self.sh("systemctl is-system-running", timeout=30)
+            text = text.strip().splitlines()[-1] if text.strip() else ""
+            return text if text in ("running", "degraded", "maintenance") else None
+
+        return wait_for(state, timeout, "the image to finish booting", interval=0.5)
+
+    def failed_units(self) -> list[str]:
+        text = self.out("systemctl --failed --no-legend --plain --no-pager")
+        return [line.split()[0] for line in text.splitlines() if line.strip()]
+
+    def journal(self, unit: str, lines: int = 60) -> str:
+        return self.sh(f"journalctl -b -u {unit} --no-pager -n {lines} -o cat")[1]
+
+    def register_ae(self, title: str, host: str = "") -> None:
+        """Add a calling AE to the AE table as an administrator would (pacsbox user)."""
+        host_arg = f"--host {host}" if host else ""
+        self.out(f"runuser -u pacsbox -- pacsbox ae add {title} {host_arg} --allow")
+
+
+class NspawnBox(Box):
+    """The built root in systemd-nspawn: read-only root, /var a tmpfs
+    (--volatile=state, as the image's systemd.volatile=state), the data
+    partition a host folder bound on /var/lib/pacsbox, the host's network."""
+
+    def __init__(self, data: Path | None, log_path: Path, port: int = 0) -> None:
+        self.data = data
+        self.log_path = log_path
+        self.port = port
+        self.proc: subprocess.Popen | None = None
+        self.pid1 = 0
+        self.started = 0.0
+        self.name = "pacsbox-test-" + uuid.uuid4().hex[:8]
+
+    def start(self, timeout: float = 60.0) -> NspawnBox:
+        cmd = [
+            "systemd-nspawn", "--register=no", "--keep-unit", "--quiet",
+            "--volatile=state", "-M", self.name, "-D", str(ROOT),
+            "--console=read-only", "--kill-signal=SIGRTMIN+3",
+        ]
+        if self.data is not None:
+            cmd.append(f"--bind={self.data}:/var/lib/pacsbox")
+        cmd.append("--boot")
+        self._log = open(self.log_path, "ab")
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+
+        def pid1():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"systemd-nspawn exited {self.proc.returncode}: see {self.log_path}")
+            kids = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
+            pids = kids.stdout.split()
+            return int(pids[0]) if pids else 0
+
+        self.pid1 = wait_for(pid1, timeout, "the container's init")
+        # systemctl answers once PID 1 set up its private socket.
+        wait_for(lambda: self.sh("systemctl is-system-running", timeout=10)[1].strip() != "",
+                 timeout, "systemd inside the container")
+        return self
+
+    def sh(self, command: str, timeout: float = 60.0, check: bool = False) -> tuple[int, str]:
+        proc = subprocess.run(
+            ["nsenter", "-t", str(self.pid1), "-m", "-u", "-i", "-p", "--",
+             "/bin/sh", "-c", command],
+            capture_output=True, text=True, timeout=timeout,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "SYSTEMD_COLORS": "0"},
+        )
+        return proc.returncode, proc.stdout + proc.stderr
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)  # nspawn asks the container's systemd to power off
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._log.close()
+
+
+class QemuBox(Box):
+    """The disk image in qemu-system-x86_64: the kernel and initramfs of the
+    image, its GPT disk (ESP + squashfs root, the data partition appended on
+    first boot), user networking with the DICOM port (and the web port)
+    forwarded from loopback, the serial console in ``log_path``."""
+
+    def __init__(self, disk: Path, workdir: Path, port: int, web_port: int = 0,
+                 memory_mb: int = 1024) -> None:
+        self.disk = disk
+        self.workdir = workdir
+        self.port = port
+        self.web_port = web_port
+        self.memory_mb = memory_mb
+        self.log_path = workdir / "serial.log"
+        self.sock_path = workdir / "debug.sock"
+        self.proc: subprocess.Popen | None = None
+        self._sock: socket.socket | None = None
+        self._buf = b""
+        self.started = 0.0
+
+    @staticmethod
+    def make_disk(dest: Path, size: str = "2G") -> Path:
+        """A fresh copy of the flashable image, grown as if written to a bigger disk."""
+        subprocess.run(["cp", "--sparse=always", str(IMG), str(dest)], check=True)
+        subprocess.run(["truncate", "-s", size, str(dest)], check=True)
+        return dest
+
+    def start(self) -> QemuBox:
+        fwd = f"hostfwd=tcp:127.0.0.1:{self.port}-:11112"
+        if self.web_port:
+            fwd += f",hostfwd=tcp:127.0.0.1:{self.web_port}-:8080"
+        if self.sock_path.exists():
+            self.sock_path.unlink()
+        cmdline = CMDLINE.read_text().strip() + " pacsbox.debug_shell"
+        cmd = [
+            "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-smp", "2",
+            "-m", str(self.memory_mb), "-display", "none", "-no-user-config", "-nodefaults",
+            "-serial", f"file:{self.log_path}",
+            "-kernel", str(KERNEL), "-initrd", str(INITRD), "-append", cmdline,
+            "-drive", f"file={self.disk},format=raw,if=virtio",
+            "-netdev", f"user,id=n0,{fwd}", "-device", "virtio-net-pci,netdev=n0",
+            "-device", "virtio-serial-pci",
+            "-chardev", f"socket,id=dbg,path={self.sock_path},server=on,wait=off",
+            "-device", "virtconsole,chardev=dbg",
+        ]
+        self._out = open(self.workdir / "qemu.out", "ab")
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        wait_for(self.sock_path.exists, 30, "qemu's debug console socket")
+        return self
+
+    def _connect(self) -> socket.socket:
+        if self._sock is None:
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(str(self.sock_path))
+            self._sock = s
+            self._buf = b""
+        return self._sock
+
+    def sh(self, command: str, timeout: float = 60.0, check: bool = False) -> tuple[int, str]:
+        """Run ``command`` in the VM's debug shell; (exit status, output)."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"qemu exited {self.proc.returncode}: see {self.log_path}")
+        tag = uuid.uuid4().hex
+        s = self._connect()
+        # A subshell so `exit` or `set -e` in a command cannot end the shell.
+        # The tag is split in the command so a terminal echo of it cannot match.
+        s.sendall(
+            f"( {command} ) </dev/null 2>&1; rc=$?; echo; echo {tag[:16]}''{tag[16:]}:$rc\n".encode()
+        )
+        deadline = time.monotonic() + timeout
+        marker = f"{tag}:".encode()
+        while True:
+            i = self._buf.find(marker)
+            if i >= 0:
+                j = self._buf.find(b"\n", i)
+                if j >= 0:
+                    out = self._buf[:i].decode(errors="replace").replace("\r", "")
+                    rc = int(self._buf[i + len(marker):j].strip() or b"255")
+                    self._buf = self._buf[j + 1:]
+                    return rc, out[:-1] if out.endswith("\n") else out
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"`{command}` gave no answer in {timeout:.0f}s")
+            s.settimeout(left)
+            try:
+                chunk = s.recv(65536)
+            except TimeoutError:
+                continue
+            if not chunk:
+                self._sock = None
+                raise AssertionError("the VM's debug console closed")
+            self._buf += chunk
+
+    def wait_shell(self, timeout: float = 180.0) -> None:
+        """Wait until the debug shell answers (the VM has booted far enough)."""
+
+        def answers():
+            try:
+                return self.sh("echo up", timeout=5)[1].strip().endswith("up")
+            except (AssertionError, OSError):
+                self._sock = None
+                return False
+
+        wait_for(answers, timeout, f"the VM's debug shell (serial log: {self.log_path})", 1.0)
+
+    def stop(self, timeout: float = 90.0) -> None:
+        """Clean power-off from inside, as a person pressing the power button."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            s = self._connect()
+            s.sendall(b"systemctl poweroff\n")
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._sock = None
+        self._out.close()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._sock = None
