@@ -23,7 +23,7 @@ from peewee import (
 )
 
 from pacsbox.db.migrations import MIGRATIONS, migrate, register
-from pacsbox.db.models import BaseModel, database
+from pacsbox.db.models import BaseModel, SchemaVersion, database
 
 
 class Group(BaseModel):
@@ -75,7 +75,7 @@ AUTH_MODELS = [Group, User, Session, Journal]
 
 
 def _m0010_users(db: Database) -> None:
-    db.create_tables(AUTH_MODELS)
+    db.create_tables(AUTH_MODELS, safe=True)
 
 
 if not any(n == 10 for n, _, _ in MIGRATIONS):
@@ -83,5 +83,17 @@ if not any(n == 10 for n, _, _ in MIGRATIONS):
 
 
 def ensure_schema() -> None:
-    """Apply migration 10 (and anything else pending) on the open database."""
-    migrate(database.obj)
+    """Apply migration 10 (and anything else pending) on the open database.
+
+    Also covers a database migrated past 10 by a process that never imported
+    this module (so 10 was not registered then): the tables are created and
+    10 recorded, instead of being skipped as "already applied".
+    """
+    db = database.obj
+    migrate(db)
+    if not all(db.table_exists(m._meta.table_name) for m in AUTH_MODELS):
+        with db.atomic():
+            _m0010_users(db)
+            SchemaVersion.insert(
+                version=10, name="web users, groups, sessions and the system journal"
+            ).on_conflict_ignore().execute()

@@ -56,6 +56,15 @@ def _set_cookie(ctx: Ctx, resp: bottle.BaseResponse, token: str) -> None:
     )
 
 
+def _same_origin() -> bool:
+    """Login has no session (so no CSRF token) yet: refuse a cross-site form post instead."""
+    origin = bottle.request.get_header("Origin")
+    if not origin or origin == "null":
+        return origin is None
+    host = bottle.request.get_header("Host", "")
+    return origin.split("://", 1)[-1].rstrip("/") == host
+
+
 def _register_session_routes(ctx: Ctx) -> None:
     app = ctx.app
 
@@ -75,6 +84,8 @@ def _register_session_routes(ctx: Ctx) -> None:
 
     @ctx.page("/login", method="POST", template="login.tpl", privilege=PUBLIC)
     def login(_ident):
+        if not _same_origin():
+            return json_response({"error": "cross-site login refused"}, 403)
         name, password = form("name"), bottle.request.forms.getunicode("password") or ""
         try:
             token, user = ctx.auth.login(name, password, ctx.address())

@@ -13,6 +13,7 @@ import threading
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from pacsbox.config import Config
+from pacsbox.db import close_database
 
 log = logging.getLogger("pacsbox.web")
 
@@ -20,6 +21,15 @@ log = logging.getLogger("pacsbox.web")
 class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def process_request_thread(self, request, client_address):  # noqa: ANN001
+        # Each request thread gets its own database connection (peewee keeps
+        # them per thread); close it when the thread ends instead of leaving
+        # it to the garbage collector.
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            close_database()
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -182,3 +182,19 @@ def test_no_open_redirect_after_login(app, target):
     users.add_user("erin", [], PASSWORD)
     r = webtest.TestApp(app).post("/login", {"name": "erin", "password": PASSWORD, "next": target})
     assert r.headers["Location"] == "/studies"
+
+
+def test_cross_site_login_is_refused(app):
+    users.add_user("frank", [], PASSWORD)
+    t = webtest.TestApp(app)
+    r = t.post(
+        "/login",
+        {"name": "frank", "password": PASSWORD},
+        headers={"Origin": "http://evil.example"},
+        expect_errors=True,
+    )
+    assert r.status_int == 403 and "pacsbox_sid" not in t.cookies
+    r = t.post(
+        "/login", {"name": "frank", "password": PASSWORD}, headers={"Origin": "http://localhost:80"}
+    )
+    assert r.status_int == 303

@@ -108,3 +108,21 @@ def test_ping_a_real_peer_through_c_echo(server):
         assert 'id="ping-result"' in html
     finally:
         archive.close()
+
+
+def test_users_tables_appear_even_if_a_later_migration_ran_first(cfg):
+    """Migration 10 must not be skipped on a database another process took past it."""
+    from pacsbox.db import close_database, open_database
+    from pacsbox.db.auth_models import AUTH_MODELS, ensure_schema
+    from pacsbox.db.models import SchemaVersion, database
+
+    open_database(cfg.database_url)
+    try:
+        database.obj.drop_tables(AUTH_MODELS)
+        SchemaVersion.delete().where(SchemaVersion.version == 10).execute()
+        SchemaVersion.create(version=99, name="someone else's later migration")
+        ensure_schema()
+        users.add_user("late", [], PASSWORD)
+        assert SchemaVersion.get_or_none(SchemaVersion.version == 10) is not None
+    finally:
+        close_database()
