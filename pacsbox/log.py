@@ -47,7 +47,20 @@ def setup(log_dir: str | None, level: str = "info", *, console: bool = True) -> 
         handlers.append(sh)
     for h in handlers:
         root.addHandler(h)
-    # pynetdicom logs every PDU at INFO; operators want our one line per event.
-    logging.getLogger("pynetdicom").setLevel(
-        logging.DEBUG if level == "debug" else logging.WARNING
-    )
+    # pynetdicom logs every PDU at INFO, and a dropped connection with a
+    # traceback; operators want our one line per event.
+    pnd = logging.getLogger("pynetdicom")
+    pnd.setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
+    if level != "debug":
+        pnd.addFilter(_one_line)
+
+
+def _one_line(record: logging.LogRecord) -> bool:
+    """Drop tracebacks from a library's expected errors (network drops, timeouts)."""
+    if record.exc_info:
+        exc = record.exc_info[1]
+        record.msg = f"{record.getMessage()} ({exc.__class__.__name__})" if exc else record.msg
+        record.args = ()
+        record.exc_info = None
+        record.exc_text = None
+    return True

@@ -61,6 +61,7 @@ STORAGE_CLASS_UIDS = frozenset(_STORAGE_CLASSES.values())
 # Association rejection reasons (PS3.8 9.3.4): (result, source, diagnostic)
 REJECT_CALLING_AE = (0x01, 0x01, 0x03)
 REJECT_CALLED_AE = (0x01, 0x01, 0x07)
+REJECT_BUSY = (0x02, 0x03, 0x02)  # transient, local limit exceeded
 
 
 @dataclass
@@ -100,7 +101,11 @@ class Listener:
         self.ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
         self.ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
         self.ae.maximum_pdu_size = cfg.MaxPDULength
-        self.ae.maximum_associations = cfg.MaxAssociations
+        # pynetdicom counts every open TCP connection against its limit, so
+        # idle sockets could lock a modality out; we count only real
+        # association requests ourselves (EVT_REQUESTED) and let pynetdicom
+        # hold many idle connections until AcseTimeout closes them.
+        self.ae.maximum_associations = max(1000, cfg.MaxAssociations * 4)
         self.ae.acse_timeout = cfg.AcseTimeout
         self.ae.dimse_timeout = cfg.DimseTimeout
         self.ae.network_timeout = cfg.NetworkTimeout
@@ -140,9 +145,28 @@ class Listener:
         """Bind and serve in background threads; raises OSError when the port is taken."""
         address = (self.cfg.BindAddress, self.cfg.ServerPortNumber if port is None else port)
         self.server = self.ae.start_server(address, block=False, evt_handlers=self.handlers)
+        self._limit_silence(self.server)
         log.info(
             "DICOM listener %s on %s:%d", self.cfg.ApplicationEntityTitle, address[0], self.port
         )
+
+    def _limit_silence(self, server) -> None:
+        """Give every accepted socket NetworkTimeout.
+
+        Python hands out accepted sockets in blocking mode, so a client that
+        sends half a PDU header and goes quiet would hold its thread forever;
+        with a timeout the read fails, pynetdicom closes that connection, and
+        nothing else notices.
+        """
+        accept = server.get_request
+        timeout = self.cfg.NetworkTimeout
+
+        def get_request():
+            sock, addr = accept()
+            sock.settimeout(timeout)
+            return sock, addr
+
+        server.get_request = get_request
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop accepting, let associations in flight finish (bounded), then close."""
@@ -171,6 +195,9 @@ class Listener:
         reason = self.archive.check_peer(calling, address)
         if reason:
             self._reject(assoc, REJECT_CALLING_AE, calling, address, reason)
+            return
+        if self.active_associations >= self.cfg.MaxAssociations:
+            self._reject(assoc, REJECT_BUSY, calling, address, "MaxAssociations reached")
             return
         self._add_storage_contexts(assoc)
 

@@ -1,0 +1,113 @@
+"""NET-11: many modalities at once, and no idle, slow or broken client can stop a real one."""
+
+from __future__ import annotations
+
+import select
+import socket
+import struct
+import subprocess
+import time
+
+import pytest
+
+from pacsbox.db import close_database, open_database
+from pacsbox.db.models import Instance
+from tests.helpers import DCMTK_ENV, Server, cli, dcmtk, poll, write_config
+from tests.synth import make_instance, write_files
+
+
+def _store(server, files, aet="STORESCU"):
+    return dcmtk("storescu", "-aet", aet, "-aec", server.ae_title, "127.0.0.1", str(server.port),
+                 *[str(f) for f in files], timeout=120)
+
+
+@pytest.fixture
+def fast_timeouts(tmp_path):
+    ini = write_config(tmp_path / "box", AcseTimeout=2, NetworkTimeout=3, MaxAssociations=30)
+    for i in range(20):
+        cli(ini, "ae", "add", f"MOD{i:02d}")
+    cli(ini, "ae", "add", "STORESCU")
+    srv = Server(ini).start()
+    yield srv
+    srv.stop()
+
+
+def _count(server) -> int:
+    open_database(server.cfg.database_url, run_migrations=False)
+    try:
+        return Instance.select().count()
+    finally:
+        close_database()
+
+
+def test_twenty_modalities_at_once(fast_timeouts, tmp_path):
+    server = fast_timeouts
+    procs = []
+    for i in range(20):
+        files = write_files(tmp_path / f"m{i}", [make_instance(patient_id=f"M{i}", rows=16,
+                                                               columns=16, instance_number=n + 1)
+                                                 for n in range(10)])
+        procs.append(subprocess.Popen(
+            ["storescu", "-aet", f"MOD{i:02d}", "-aec", server.ae_title, "127.0.0.1",
+             str(server.port), *map(str, files)],
+            env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        assert p.wait(120) == 0, p.stderr.read()
+    assert _count(server) == 200
+
+
+def test_idle_slow_and_burst_connections_do_not_block_a_modality(fast_timeouts, tmp_path):
+    server = fast_timeouts
+    files = write_files(tmp_path / "real", [make_instance(rows=16, columns=16)])
+    # 50 connections that never speak, more than MaxAssociations (30).
+    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(50)]
+    # A slow client: half a PDU header, then silence.
+    slow = socket.create_connection(("127.0.0.1", server.port))
+    slow.sendall(b"\x01\x00\x00\x00")
+    try:
+        t0 = time.monotonic()
+        r = _store(server, files)
+        assert r.returncode == 0, r.stderr
+        assert time.monotonic() - t0 < 10
+        # The idle ones are closed by the server after AcseTimeout/NetworkTimeout.
+        open_socks = set(idle + [slow])
+
+        def all_closed():
+            readable, _, _ = select.select(list(open_socks), [], [], 0.2)
+            for s in readable:
+                try:
+                    if s.recv(1) == b"":
+                        open_socks.discard(s)
+                except OSError:
+                    open_socks.discard(s)
+            return not open_socks
+
+        poll(all_closed, timeout=20, what="idle connections to be closed")
+    finally:
+        for s in idle + [slow]:
+            s.close()
+    assert _count(server) == 1
+
+
+@pytest.mark.parametrize("garbage", [
+    b"\xff" * 64,  # unknown PDU type
+    struct.pack(">BBL", 0x01, 0, 0xFFFFFFF0) + b"\x00" * 32,  # A-ASSOCIATE-RQ claiming ~4 GB
+    struct.pack(">BBL", 0x04, 0, 100) + b"\x00" * 100,  # P-DATA before any association
+])
+def test_malformed_pdu_drops_only_that_connection(fast_timeouts, tmp_path, garbage):
+    server = fast_timeouts
+    bad = socket.create_connection(("127.0.0.1", server.port))
+    bad.sendall(garbage)
+    files = write_files(tmp_path / "ok", [make_instance(rows=16, columns=16)])
+    r = _store(server, files)
+    assert r.returncode == 0, r.stderr
+    bad.settimeout(10)
+    try:
+        while bad.recv(4096):
+            pass
+    except OSError:
+        pass
+    bad.close()
+    assert dcmtk("echoscu", "-aet", "STORESCU", "-aec", server.ae_title, "127.0.0.1",
+                 str(server.port)).returncode == 0
+    assert server.proc.poll() is None
