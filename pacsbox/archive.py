@@ -237,7 +237,10 @@ class Archive:
         for _ in range(3):
             f = idx.StoredFile(root, folder, written.path.name, written.size, written.digest, native)
             try:
-                rec = idx.record_instance(attrs, f, calling_ae=ae, policy=self.cfg.DuplicatePolicy)
+                rec = idx.record_instance(
+                    attrs, f, calling_ae=ae, policy=self.cfg.DuplicatePolicy,
+                    private=self.cfg.NewStudiesPrivate,
+                )
                 self._remember(attrs.study_instance_uid, (root, folder))
                 return rec
             except idx.LocationChanged as moved:
@@ -408,7 +411,7 @@ class Archive:
             root, folder, path.name, len(data), storage.digest(data), not parsed.has_meta
         )
         try:
-            idx.record_instance(attrs, f, policy="keep-first")
+            idx.record_instance(attrs, f, policy="keep-first", private=self.cfg.NewStudiesPrivate)
         except idx.LocationChanged as moved:
             target = Path(moved.storage_root) / moved.folder
             storage.ensure_dir(target, self.sync)
@@ -416,7 +419,7 @@ class Archive:
             f = idx.StoredFile(
                 moved.storage_root, moved.folder, path.name, f.size, f.digest, f.native
             )
-            idx.record_instance(attrs, f, policy="keep-first")
+            idx.record_instance(attrs, f, policy="keep-first", private=self.cfg.NewStudiesPrivate)
 
     def rebuild(self, progress: Callable[[int, int], None] | None = None) -> CheckReport:
         """Rebuild the whole index from the files (the AE table is kept)."""

@@ -44,7 +44,7 @@ def cmd_serve(args: argparse.Namespace, cfg: config.Config) -> int:
     oplog.setup(cfg.LogDirectory, "debug" if args.debug else cfg.LogLevel)
     if args.port is not None:
         cfg = cfg.replace(ServerPortNumber=args.port)
-    return serve(cfg)
+    return serve(cfg, web_port=args.web_port)
 
 
 @command("default-config")
@@ -255,6 +255,48 @@ def cmd_frontpanel(args: argparse.Namespace, cfg: config.Config) -> int:
     return 0
 
 
+@command("user")
+def cmd_user(args: argparse.Namespace, cfg: config.Config) -> int:
+    import getpass
+
+    from pacsbox.web import users
+
+    archive = _archive(cfg)
+    try:
+        if args.user_cmd == "add":
+            pw = users.add_user(
+                args.name, args.privilege or [], first_name=args.first_name or "",
+                last_name=args.last_name or "", group=args.group, wado_only=args.wado,
+            )
+            print(f"user {args.name} created; one-time password: {pw}")
+        elif args.user_cmd == "passwd":
+            pw = None
+            if not args.generate:
+                if sys.stdin.isatty():
+                    pw = getpass.getpass("new password: ")
+                    if getpass.getpass("again: ") != pw:
+                        raise UsageError("the passwords differ")
+                else:
+                    pw = sys.stdin.readline().rstrip("\n")
+            out = users.set_password(args.name, pw)
+            print(f"one-time password for {args.name}: {out}" if pw is None
+                  else f"password of {args.name} changed")
+        elif args.user_cmd == "list":
+            for u in users.list_users():
+                print(f"{u['name']:16} {u['first_name']} {u['last_name']:20} {u['group']:12} "
+                      f"{','.join(u['privileges'])}")
+        return 0
+    finally:
+        archive.close()
+
+
+@command("purge")
+def cmd_purge(args: argparse.Namespace, cfg: config.Config) -> int:
+    from pacsbox.watermark import purge_command
+
+    return purge_command(cfg, args.dry_run, sys.stdout)
+
+
 # -- argument parsing --------------------------------------------------------------
 
 
@@ -278,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", parents=[common], help="run the daemon in the foreground")
     s.add_argument("--port", type=int, help="override ServerPortNumber (0 picks a free port)")
+    s.add_argument("--web-port", type=int, help="override WebPort (0 picks a free port)")
 
     s = sub.add_parser("default-config", parents=[common],
                        help="print (or write) the commented default INI")
@@ -306,6 +349,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rebuild the whole index from the archived files")
     sub.add_parser("check", parents=[common],
                    help="compare files and index, change nothing (exit 1 on differences)")
+    s = sub.add_parser("user", parents=[common], help="manage web users (root manages all)")
+    usub = s.add_subparsers(dest="user_cmd", required=True, metavar="ACTION")
+    u = usub.add_parser("add", parents=[common], help="add a user; prints a one-time password")
+    u.add_argument("name")
+    u.add_argument("--privilege", action="append", metavar="P",
+                   help="a privilege (view, modify, forward, query, move, download, export, "
+                   "import, print, upload, monitor, mark, storage, admin); repeat for more")
+    u.add_argument("--first-name")
+    u.add_argument("--last-name")
+    u.add_argument("--group")
+    u.add_argument("--wado", action="store_true", help="the dedicated WADO-only account")
+    u = usub.add_parser("passwd", parents=[common],
+                        help="set a password (read from the terminal or standard input)")
+    u.add_argument("name")
+    u.add_argument("--generate", action="store_true", help="make a one-time password instead")
+    usub.add_parser("list", parents=[common], help="list users")
+    s = sub.add_parser("purge", parents=[common],
+                       help="purge the oldest studies of disks above the high-water mark")
+    s.add_argument("--dry-run", action="store_true",
+                   help="only list what would be purged and why (and why others are kept)")
     s = sub.add_parser("import", parents=[common],
                        help="import a folder, mounted medium, DICOMDIR or ZIP (or --device)")
     s.add_argument("path", nargs="?", help="folder, medium, DICOMDIR file or ZIP")

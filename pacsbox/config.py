@@ -162,6 +162,9 @@ SETTINGS: tuple[Setting, ...] = (
       "What to do when a SOP Instance UID arrives again with different bytes."),
     S("HoldingDays", "storage", "30", _int_range(0, 3650),
       "Days a replaced file is kept in the holding area before it is deleted."),
+    S("NewStudiesPrivate", "storage", "yes", _bool,
+      "Received patients and studies start private (PacsOne's rule); users without the "
+      "View privilege see them only through the physician/institution rules."),
     S("SyncWrites", "storage", "yes", _bool,
       "fsync every file and folder before acknowledging; turn off only for throwaway tests."),
     # -- database -----------------------------------------------------------

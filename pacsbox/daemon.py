@@ -23,6 +23,7 @@ from pacsbox.db import index as idx
 from pacsbox.db import ping
 from pacsbox.scp.server import Listener
 from pacsbox.scp.store import make_store_service
+from pacsbox.watermark import Watermark
 
 log = logging.getLogger("pacsbox.daemon")
 
@@ -44,6 +45,10 @@ class Daemon:
         self._today = dt.date.today()
         self._lock = threading.Lock()
         self.state = "starting"
+        self.watermark: Watermark | None = None
+        self.web = None
+        self.web_port: int | None = None
+        self.frozen = False  # debug trigger (SIGUSR2): stop beating, let the watchdog act
         self.workers: list = []
         self._addresses: list[str] = []
         self._addresses_at = 0.0
@@ -54,6 +59,11 @@ class Daemon:
         """Everything READY=1 promises; raises on a failure to start."""
         self.archive = Archive(self.cfg)
         self.archive.listeners.append(self._on_stored)
+        self.watermark = Watermark(self.cfg, self.archive, self.heartbeats)
+        # A purge interrupted by a crash is finished first, or the start-up
+        # check would report its half-deleted study as rows without files.
+        self.watermark.resume()
+        self.archive.space_check = self.watermark.check
         report = self.archive.startup_check()
         if report.missing_files:
             self._error(f"{len(report.missing_files)} index rows without a file (see log)")
@@ -61,6 +71,11 @@ class Daemon:
         services.extend(self._optional_services())
         self.listener = Listener(self.cfg, self.archive, services)
         self.listener.start()
+        from pacsbox.web.server import start_web
+
+        self.web = start_web(self.cfg, self.archive, port=self.web_port)
+        self.heartbeats.register("scp", 30.0)
+        self.listener.on_poll = lambda: self.heartbeats.beat("scp")
         self._start_workers()
         self.state = "ok"
         self.write_status()
@@ -73,6 +88,8 @@ class Daemon:
 
     def _start_workers(self) -> None:
         """Background workers; each beats its heartbeat so the watchdog can tell it hung."""
+        self.watermark.start()
+        self.workers.append(self.watermark)
         if self.cfg.WatchFolder:
             from functools import partial
 
@@ -100,13 +117,15 @@ class Daemon:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGUSR2, self._on_freeze)
         self.start()
         self.heartbeats.register("main", 30.0)
         supervisor = notify.Supervisor(self.heartbeats, ping, self.status_line)
         supervisor.start()
         last_checkpoint = time.monotonic()
         while not self.stop_event.wait(STATUS_INTERVAL):
-            self.heartbeats.beat("main")
+            if not self.frozen:
+                self.heartbeats.beat("main")
             self.write_status()
             if time.monotonic() - last_checkpoint > CHECKPOINT_INTERVAL:
                 last_checkpoint = time.monotonic()
@@ -120,6 +139,8 @@ class Daemon:
             worker.stop()
         supervisor.stop()
         self.archive.checkpoint()
+        if self.web:
+            self.web.stop()
         self.state = "stopped"
         self.write_status()
         self.archive.close()
@@ -128,6 +149,11 @@ class Daemon:
 
     def _on_signal(self, signum, frame) -> None:
         self.stop_event.set()
+
+    def _on_freeze(self, signum, frame) -> None:
+        """Debug trigger for the watchdog test: the main loop stops beating its heartbeat."""
+        log.warning("SIGUSR2: main heartbeat frozen (watchdog test); the service will be restarted")
+        self.frozen = True
 
     # -- state for the status snapshot ------------------------------------------------
 
@@ -164,6 +190,7 @@ class Daemon:
             free = st.f_bavail * st.f_frsize
             pct = round(100.0 * (total - free) / total, 1) if total else 0.0
             disks.append({"path": str(root), "percent": pct, "free_bytes": free, "total_bytes": total})
+        wm = self.watermark.state() if self.watermark else {}
         if time.monotonic() - self._addresses_at > 30:
             self._addresses = status.local_addresses()
             self._addresses_at = time.monotonic()
@@ -181,14 +208,15 @@ class Daemon:
                 last_study=self.last_study,
                 associations_active=self.listener.active_associations if self.listener else 0,
                 disk=disks,
-                storage_full=False,
-                jobs=[],
+                storage_full=wm.get("storage_full", False),
+                last_purge=wm.get("last_purge"),
+                jobs=[wm["purge_job"]] if wm.get("purge_job") else [],
                 last_error=self.last_error,
             )
 
     @property
     def web_url(self) -> str | None:
-        return None
+        return self.web.url if self.web else None
 
     def write_status(self) -> None:
         try:
@@ -206,6 +234,8 @@ class Daemon:
         )
 
 
-def serve(cfg: Config) -> int:
+def serve(cfg: Config, *, web_port: int | None = None) -> int:
     Path(cfg.DataDirectory).mkdir(parents=True, exist_ok=True)
-    return Daemon(cfg).run()
+    daemon = Daemon(cfg)
+    daemon.web_port = web_port
+    return daemon.run()

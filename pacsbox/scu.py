@@ -11,6 +11,7 @@ sender on the requestor's own association.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import socket
@@ -97,6 +98,28 @@ def nodelay(assoc) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except (AttributeError, OSError):
         pass
+
+
+@contextlib.contextmanager
+def busy_dul(*assocs, delay: float = 0.00002):
+    """Shorten pynetdicom's DUL idle sleep (1 ms) while a burst of messages flows.
+
+    Every outgoing DIMSE message waits for the DUL thread's next loop, so a
+    C-FIND with 50 matches or a C-MOVE of 500 images would otherwise pay up to
+    1 ms per message; the normal delay comes back when the burst is over so an
+    idle association costs no CPU.
+    """
+    saved = []
+    for assoc in assocs:
+        dul = getattr(assoc, "dul", None)
+        if dul is not None and hasattr(dul, "_run_loop_delay"):
+            saved.append((dul, dul._run_loop_delay))
+            dul._run_loop_delay = delay
+    try:
+        yield
+    finally:
+        for dul, value in saved:
+            dul._run_loop_delay = value
 
 
 def store_contexts(syntaxes: dict[str, set[str]]) -> list:

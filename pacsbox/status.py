@@ -66,6 +66,7 @@ DEFAULTS: dict[str, Any] = {
     "data_disk_problem": None,
     "jobs": [],
     "last_error": None,
+    "last_purge": None,
     "reason": None,
 }
 

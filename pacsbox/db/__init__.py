@@ -11,6 +11,7 @@ from __future__ import annotations
 from peewee import Database, SqliteDatabase
 from playhouse.db_url import connect
 
+from pacsbox.db import auth_models  # noqa: F401 - registers its migration
 from pacsbox.db.migrations import migrate
 from pacsbox.db.models import database
 

@@ -94,7 +94,7 @@ def _merge(target, values: dict[str, str]) -> bool:
     return changed
 
 
-def _upsert_patient(attrs: InstanceAttrs) -> Patient:
+def _upsert_patient(attrs: InstanceAttrs, private: bool) -> Patient:
     p = attrs.patient
     patient = Patient.get_or_none(
         (Patient.patient_id == p["patient_id"]) & (Patient.issuer == p["issuer"])
@@ -104,13 +104,15 @@ def _upsert_patient(attrs: InstanceAttrs) -> Patient:
     if attrs.charset:
         values["charset"] = attrs.charset
     if patient is None:
-        return Patient.create(**values)
+        return Patient.create(private=private, **values)
     if _merge(patient, {k: v for k, v in values.items() if k not in ("patient_id", "issuer")}):
         patient.save()
     return patient
 
 
-def _upsert_study(attrs: InstanceAttrs, patient: Patient, f: StoredFile, calling_ae: str):
+def _upsert_study(
+    attrs: InstanceAttrs, patient: Patient, f: StoredFile, calling_ae: str, private: bool
+):
     study = Study.get_or_none(Study.study_instance_uid == attrs.study_instance_uid)
     if study is None:
         study = Study.create(
@@ -120,6 +122,7 @@ def _upsert_study(attrs: InstanceAttrs, patient: Patient, f: StoredFile, calling
             folder=f.folder,
             calling_ae=calling_ae,
             charset=attrs.charset,
+            private=private,
             **attrs.study,
         )
         Patient.update(num_studies=Patient.num_studies + 1).where(
@@ -198,7 +201,12 @@ def _insert_instance(attrs: InstanceAttrs, series: Series, f: StoredFile, callin
 
 
 def record_instance(
-    attrs: InstanceAttrs, f: StoredFile, *, calling_ae: str = "", policy: str = "replace"
+    attrs: InstanceAttrs,
+    f: StoredFile,
+    *,
+    calling_ae: str = "",
+    policy: str = "replace",
+    private: bool = False,
 ) -> Recorded:
     """Index a stored file in one transaction, applying the duplicate policy.
 
@@ -219,8 +227,8 @@ def record_instance(
                 )
             replaced = instance_path(existing)
             _delete_instance_rows(existing)
-        patient = _upsert_patient(attrs)
-        study, _ = _upsert_study(attrs, patient, f, calling_ae)
+        patient = _upsert_patient(attrs, private)
+        study, _ = _upsert_study(attrs, patient, f, calling_ae, private)
         series, new_series = _upsert_series(attrs, study)
         _insert_instance(attrs, series, f, calling_ae)
         if new_series or replaced is not None:

@@ -175,13 +175,14 @@ class QueryRetrieve:
             )
 
         try:
-            for rsp in query.find(q, ae_title=self.cfg.ApplicationEntityTitle):
-                if event.is_cancelled:
-                    done("cancelled")
-                    yield 0xFE00, None
-                    return
-                matches += 1
-                yield 0xFF00, rsp
+            with scu.busy_dul(event.assoc):
+                for rsp in query.find(q, ae_title=self.cfg.ApplicationEntityTitle):
+                    if event.is_cancelled:
+                        done("cancelled")
+                        yield 0xFE00, None
+                        return
+                    matches += 1
+                    yield 0xFF00, rsp
         except OperationalError as exc:
             done(f"database busy: {exc}")
             yield 0xA700, None
@@ -333,12 +334,13 @@ class Retrieval:
             store_assoc = None
             sender = scu.Sender(self.assoc)
         try:
-            finished = sender.send_all(
-                query.retrieve_instances(q),
-                counts,
-                cancelled=self._cancelled,
-                progress=lambda c: self._respond(0xFF00, c, final=False),
-            )
+            with scu.busy_dul(self.assoc, sender.assoc):
+                finished = sender.send_all(
+                    query.retrieve_instances(q),
+                    counts,
+                    cancelled=self._cancelled,
+                    progress=lambda c: self._respond(0xFF00, c, final=False),
+                )
         finally:
             if store_assoc is not None and store_assoc.is_established:
                 store_assoc.release()

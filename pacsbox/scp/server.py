@@ -128,7 +128,7 @@ class Listener:
                 cx.abstract_syntax, cx.transfer_syntax, scu_role=cx.scu_role, scp_role=cx.scp_role
             )
         self.server = None
-        self.on_association: Callable[[int], None] | None = None
+        self.on_poll: Callable[[], None] | None = None
         self._active = 0
         self._lock = threading.Lock()
 
@@ -167,6 +167,15 @@ class Listener:
             return sock, addr
 
         server.get_request = get_request
+        actions = server.service_actions
+
+        def service_actions():
+            # Called by serve_forever about twice a second: proof the accept loop runs.
+            actions()
+            if self.on_poll is not None:
+                self.on_poll()
+
+        server.service_actions = service_actions
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop accepting, let associations in flight finish (bounded), then close."""
@@ -192,7 +201,7 @@ class Listener:
         if called != self.cfg.ApplicationEntityTitle:
             self._reject(assoc, REJECT_CALLED_AE, calling, address, f"called AE {called!r} is not ours")
             return
-        reason = self.archive.check_peer(calling, address)
+        reason = None if self._is_self(calling, address) else self.archive.check_peer(calling, address)
         if reason:
             self._reject(assoc, REJECT_CALLING_AE, calling, address, reason)
             return
@@ -200,6 +209,10 @@ class Listener:
             self._reject(assoc, REJECT_BUSY, calling, address, "MaxAssociations reached")
             return
         self._add_storage_contexts(assoc)
+
+    def _is_self(self, calling: str, address: str) -> bool:
+        """The box's own self-check: our AE title, from this machine."""
+        return calling == self.cfg.ApplicationEntityTitle and address in ("127.0.0.1", "::1")
 
     def _reject(self, assoc, rsd: tuple[int, int, int], calling: str, address: str, why: str) -> None:
         log.warning("association rejected: calling AE %r from %s: %s", calling, address, why)
