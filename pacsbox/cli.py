@@ -290,6 +290,18 @@ def cmd_user(args: argparse.Namespace, cfg: config.Config) -> int:
         archive.close()
 
 
+@command("selfcheck")
+def cmd_selfcheck(args: argparse.Namespace, cfg: config.Config) -> int:
+    from pacsbox import scu, selfcheck
+
+    # The box calls itself with its own AE title from loopback, which the
+    # listener accepts without an AE-table entry.
+    peer = scu.Peer(cfg.ApplicationEntityTitle, "127.0.0.1", cfg.ServerPortNumber)
+    return selfcheck.run(
+        cfg, lambda: scu.echo(cfg.ApplicationEntityTitle, peer, timeout=5).ok
+    )
+
+
 @command("purge")
 def cmd_purge(args: argparse.Namespace, cfg: config.Config) -> int:
     from pacsbox.watermark import purge_command
@@ -365,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("name")
     u.add_argument("--generate", action="store_true", help="make a one-time password instead")
     usub.add_parser("list", parents=[common], help="list users")
+    sub.add_parser("selfcheck", parents=[common],
+                   help="succeed only when no systemd unit failed and pacsbox answers C-ECHO")
     s = sub.add_parser("purge", parents=[common],
                        help="purge the oldest studies of disks above the high-water mark")
     s.add_argument("--dry-run", action="store_true",
