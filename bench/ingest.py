@@ -16,7 +16,17 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench.common import DCMTK_ENV, WORK, Orthanc, Server, cli, env_int, free_port, poll, write_config
+from bench.common import (
+    DCMTK_ENV,
+    WORK,
+    Orthanc,
+    Server,
+    cli,
+    env_int,
+    free_port,
+    poll,
+    write_config,
+)
 from tests.synth import make_instance
 
 CORPUS = WORK / "corpus"
