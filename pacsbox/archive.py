@@ -173,8 +173,8 @@ class Archive:
         chunks, native = self._stored_form(data, parsed)
         ae = calling_ae or ""
         try:
-            existing = idx.find_instance(attrs.sop_instance_uid)
-            if existing is not None and existing.digest == storage.digest(b"".join(chunks)):
+            existing = idx.stored_digest(attrs.sop_instance_uid)
+            if existing is not None and existing == storage.digest(b"".join(chunks)):
                 return self._result("duplicate", attrs, ae, source)
             loc = self._location(attrs.study_instance_uid, calling_ae)
             self._begin_write(loc)

@@ -72,132 +72,160 @@ def instance_path(inst: Instance) -> Path:
 
 
 def study_location(study_uid: str) -> tuple[str, str] | None:
-    row = (
-        Study.select(Study.storage_root, Study.folder)
-        .where(Study.study_instance_uid == study_uid)
-        .first()
-    )
-    return (row.storage_root, row.folder) if row else None
+    row = _one("SELECT storage_root, folder FROM study WHERE study_instance_uid = ?", (study_uid,))
+    return (row[0], row[1]) if row else None
 
 
 def find_instance(sop_instance_uid: str) -> Instance | None:
     return Instance.get_or_none(Instance.sop_instance_uid == sop_instance_uid)
 
 
-def _merge(target, values: dict[str, str]) -> bool:
-    """Latest non-empty value wins; returns True when something changed."""
-    changed = False
-    for k, v in values.items():
-        if v and getattr(target, k) != v:
-            setattr(target, k, v)
-            changed = True
-    return changed
+# The store path runs once per received image, so it speaks parameterised
+# SQL directly: compiling peewee queries cost ~3 ms per image, the SQL below
+# ~0.2 ms. The schema is still the peewee models' (column names included);
+# rare paths (replace, delete) keep using the models.
+
+PATIENT_COLS = ("patient_name", "patient_name_ci", "birth_date", "birth_time", "sex", "age",
+                "size", "weight", "charset")
+STUDY_COLS = ("study_date", "study_time", "accession_number", "study_id", "referring_physician",
+              "reading_physician", "study_description", "institution_name", "charset")
+SERIES_COLS = ("modality", "series_number", "series_date", "series_time", "body_part",
+               "series_description", "protocol_name")
+INSTANCE_COLS = ("sop_instance_uid", "series_id", "sop_class_uid", "instance_number",
+                 "transfer_syntax_uid", "file_name", "file_size", "digest", "native",
+                 "calling_ae", "received", "creation_date", "creation_time", "overlay_number",
+                 "curve_number", "lut_number", "samples_per_pixel", "rows", "columns",
+                 "bits_allocated", "bits_stored", "pixel_representation", "number_of_frames")
 
 
-def _upsert_patient(attrs: InstanceAttrs, private: bool) -> Patient:
-    p = attrs.patient
-    patient = Patient.get_or_none(
-        (Patient.patient_id == p["patient_id"]) & (Patient.issuer == p["issuer"])
+def _sql(text: str) -> str:
+    """Our SQL is written with ``?``; PostgreSQL's driver wants ``%s``."""
+    p = database.obj.param
+    return text if p == "?" else text.replace("?", p)
+
+
+def _one(sql: str, params: tuple):
+    return database.execute_sql(_sql(sql), params).fetchone()
+
+
+def _run(sql: str, params: tuple) -> None:
+    database.execute_sql(_sql(sql), params)
+
+
+def _insert(table: str, values: dict) -> int:
+    cols = ", ".join(values)
+    marks = ", ".join("?" for _ in values)
+    row = _one(f"INSERT INTO {table} ({cols}) VALUES ({marks}) RETURNING id", tuple(values.values()))
+    return row[0]
+
+
+def _merge_row(table: str, row_id: int, cols: tuple, current: tuple, new: dict) -> None:
+    """Latest non-empty value wins; one UPDATE only when something changed."""
+    changes = {c: new[c] for c, old in zip(cols, current, strict=True)
+               if new.get(c) not in ("", None) and new[c] != old}
+    if changes:
+        sets = ", ".join(f"{c} = ?" for c in changes)
+        _run(f"UPDATE {table} SET {sets} WHERE id = ?", (*changes.values(), row_id))
+
+
+def _patient_row(attrs: InstanceAttrs, private: bool) -> int:
+    p = dict(attrs.patient)
+    p["patient_name_ci"] = p["patient_name"].upper()
+    p["charset"] = attrs.charset
+    row = _one(
+        f"SELECT id, {', '.join(PATIENT_COLS)} FROM patient WHERE patient_id = ? AND issuer = ?",
+        (p["patient_id"], p["issuer"]),
     )
-    values = dict(p)
-    values["patient_name_ci"] = p["patient_name"].upper()
-    if attrs.charset:
-        values["charset"] = attrs.charset
-    if patient is None:
-        return Patient.create(private=private, **values)
-    if _merge(patient, {k: v for k, v in values.items() if k not in ("patient_id", "issuer")}):
-        patient.save()
-    return patient
+    if row is None:
+        values = {c: p.get(c, "") for c in ("patient_id", "issuer", *PATIENT_COLS)}
+        values.update(num_studies=0, num_series=0, num_instances=0, private=int(private),
+                      created=str(utcnow()))
+        return _insert("patient", values)
+    _merge_row("patient", row[0], PATIENT_COLS, row[1:], p)
+    return row[0]
 
 
-def _upsert_study(
-    attrs: InstanceAttrs, patient: Patient, f: StoredFile, calling_ae: str, private: bool
-):
-    study = Study.get_or_none(Study.study_instance_uid == attrs.study_instance_uid)
-    if study is None:
-        study = Study.create(
-            study_instance_uid=attrs.study_instance_uid,
-            patient=patient,
-            storage_root=f.storage_root,
-            folder=f.folder,
-            calling_ae=calling_ae,
-            charset=attrs.charset,
-            private=private,
-            **attrs.study,
+def _study_row(attrs: InstanceAttrs, patient_id: int, f: StoredFile, calling_ae: str,
+               private: bool) -> tuple[int, int]:
+    """(study row id, its patient row id); raises LocationChanged."""
+    st = dict(attrs.study)
+    st["charset"] = attrs.charset
+    row = _one(
+        f"SELECT id, patient_id, storage_root, folder, {', '.join(STUDY_COLS)} FROM study "
+        "WHERE study_instance_uid = ?",
+        (attrs.study_instance_uid,),
+    )
+    now = str(utcnow())
+    if row is None:
+        values = {c: st.get(c, "") for c in STUDY_COLS}
+        values.update(
+            study_instance_uid=attrs.study_instance_uid, patient_id=patient_id,
+            modalities="", num_series=0, num_instances=0, size_bytes=0,
+            storage_root=f.storage_root, folder=f.folder, calling_ae=calling_ae,
+            received=now, updated=now, private=int(private), read=0, protected=0,
+            purge_state="",
         )
-        Patient.update(num_studies=Patient.num_studies + 1).where(
-            Patient.id == patient.id
-        ).execute()
-        return study, True
-    if (study.storage_root, study.folder) != (f.storage_root, f.folder):
-        raise LocationChanged(study.storage_root, study.folder)
-    changed = _merge(study, attrs.study)
-    if attrs.charset and study.charset != attrs.charset:
-        study.charset = attrs.charset
-        changed = True
-    if changed:
-        study.save()
-    return study, False
+        study_id = _insert("study", values)
+        _run("UPDATE patient SET num_studies = num_studies + 1 WHERE id = ?", (patient_id,))
+        return study_id, patient_id
+    if (row[2], row[3]) != (f.storage_root, f.folder):
+        raise LocationChanged(row[2], row[3])
+    _merge_row("study", row[0], STUDY_COLS, row[4:], st)
+    return row[0], row[1]
 
 
-def _upsert_series(attrs: InstanceAttrs, study: Study) -> tuple[Series, bool]:
-    series = Series.get_or_none(Series.series_instance_uid == attrs.series_instance_uid)
-    if series is None:
-        series = Series.create(
-            series_instance_uid=attrs.series_instance_uid,
-            study=study,
-            series_number=attrs.series_number,
-            **attrs.series,
-        )
-        Study.update(num_series=Study.num_series + 1).where(Study.id == study.id).execute()
-        Patient.update(num_series=Patient.num_series + 1).where(
-            Patient.id == study.patient_id
-        ).execute()
-        return series, True
-    changed = _merge(series, attrs.series)
-    if attrs.series_number is not None and series.series_number != attrs.series_number:
-        series.series_number = attrs.series_number
-        changed = True
-    if changed:
-        series.save()
-    return series, False
+def _series_row(attrs: InstanceAttrs, study_id: int, patient_id: int) -> tuple[int, bool]:
+    se = dict(attrs.series)
+    se["series_number"] = attrs.series_number
+    row = _one(
+        f"SELECT id, {', '.join(SERIES_COLS)} FROM series WHERE series_instance_uid = ?",
+        (attrs.series_instance_uid,),
+    )
+    if row is None:
+        values = {c: se.get(c, "") for c in SERIES_COLS}
+        values.update(series_instance_uid=attrs.series_instance_uid, study_id=study_id,
+                      num_instances=0)
+        series_id = _insert("series", values)
+        _run("UPDATE study SET num_series = num_series + 1 WHERE id = ?", (study_id,))
+        _run("UPDATE patient SET num_series = num_series + 1 WHERE id = ?", (patient_id,))
+        return series_id, True
+    _merge_row("series", row[0], SERIES_COLS, row[1:], se)
+    return row[0], False
+
+
+def _instance_row(attrs: InstanceAttrs, series_id: int, study_id: int, patient_id: int,
+                  f: StoredFile, calling_ae: str) -> None:
+    inst = attrs.instance
+    values = (
+        attrs.sop_instance_uid, series_id, attrs.sop_class_uid, attrs.instance_number,
+        attrs.transfer_syntax_uid, f.file_name, f.size, f.digest, int(f.native), calling_ae,
+        str(utcnow()), inst.get("creation_date", ""), inst.get("creation_time", ""),
+        inst.get("overlay_number", ""), inst.get("curve_number", ""), inst.get("lut_number", ""),
+        inst.get("samples_per_pixel"), inst.get("rows"), inst.get("columns"),
+        inst.get("bits_allocated"), inst.get("bits_stored"), inst.get("pixel_representation"),
+        inst.get("number_of_frames"),
+    )
+    _run(f"INSERT INTO instance ({', '.join(INSTANCE_COLS)}) "
+         f"VALUES ({', '.join('?' for _ in INSTANCE_COLS)})", values)
+    _run("UPDATE series SET num_instances = num_instances + 1 WHERE id = ?", (series_id,))
+    _run("UPDATE study SET num_instances = num_instances + 1, size_bytes = size_bytes + ?, "
+         "updated = ? WHERE id = ?", (f.size, str(utcnow()), study_id))
+    _run("UPDATE patient SET num_instances = num_instances + 1 WHERE id = ?", (patient_id,))
 
 
 def _refresh_modalities(study_id: int) -> None:
     mods = sorted(
-        {
-            m
-            for (m,) in Series.select(Series.modality)
-            .where((Series.study == study_id) & (Series.modality != ""))
-            .tuples()
-        }
+        {m for (m,) in database.execute_sql(
+            _sql("SELECT DISTINCT modality FROM series WHERE study_id = ? AND modality <> ''"),
+            (study_id,)).fetchall()}
     )
-    Study.update(modalities="\\".join(mods), updated=utcnow()).where(
-        Study.id == study_id
-    ).execute()
+    _run("UPDATE study SET modalities = ? WHERE id = ?", ("\\".join(mods), study_id))
 
 
-def _insert_instance(attrs: InstanceAttrs, series: Series, f: StoredFile, calling_ae: str) -> None:
-    Instance.create(
-        sop_instance_uid=attrs.sop_instance_uid,
-        series=series,
-        sop_class_uid=attrs.sop_class_uid,
-        instance_number=attrs.instance_number,
-        transfer_syntax_uid=attrs.transfer_syntax_uid,
-        file_name=f.file_name,
-        file_size=f.size,
-        digest=f.digest,
-        native=f.native,
-        calling_ae=calling_ae,
-        **attrs.instance,
-    )
-    Series.update(num_instances=Series.num_instances + 1).where(Series.id == series.id).execute()
-    Study.update(
-        num_instances=Study.num_instances + 1, size_bytes=Study.size_bytes + f.size
-    ).where(Study.id == series.study_id).execute()
-    Patient.update(num_instances=Patient.num_instances + 1).where(
-        Patient.id == Study.select(Study.patient).where(Study.id == series.study_id)
-    ).execute()
+def stored_digest(sop_instance_uid: str) -> str | None:
+    """The digest of the stored object with this UID, or None (a cheap duplicate pre-check)."""
+    row = _one("SELECT digest FROM instance WHERE sop_instance_uid = ?", (sop_instance_uid,))
+    return row[0] if row else None
 
 
 def record_instance(
@@ -214,10 +242,10 @@ def record_instance(
     lives in another folder), and peewee errors when the database fails.
     """
     with write_transaction():
-        existing = find_instance(attrs.sop_instance_uid)
         replaced: Path | None = None
-        if existing is not None:
-            if existing.digest == f.digest:
+        digest = stored_digest(attrs.sop_instance_uid)
+        if digest is not None:
+            if digest == f.digest:
                 return Recorded("duplicate")
             if policy == "keep-first":
                 return Recorded("kept-first")
@@ -225,14 +253,15 @@ def record_instance(
                 raise DuplicateRejected(
                     f"SOP Instance {attrs.sop_instance_uid} is already stored with other content"
                 )
+            existing = find_instance(attrs.sop_instance_uid)
             replaced = instance_path(existing)
             _delete_instance_rows(existing)
-        patient = _upsert_patient(attrs, private)
-        study, _ = _upsert_study(attrs, patient, f, calling_ae, private)
-        series, new_series = _upsert_series(attrs, study)
-        _insert_instance(attrs, series, f, calling_ae)
+        patient_id = _patient_row(attrs, private)
+        study_id, patient_id = _study_row(attrs, patient_id, f, calling_ae, private)
+        series_id, new_series = _series_row(attrs, study_id, patient_id)
+        _instance_row(attrs, series_id, study_id, patient_id, f, calling_ae)
         if new_series or replaced is not None:
-            _refresh_modalities(study.id)
+            _refresh_modalities(study_id)
         return Recorded("replaced" if replaced is not None else "stored", replaced)
 
 
