@@ -15,6 +15,7 @@ import contextlib
 import io
 import logging
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -212,6 +213,7 @@ class Sender:
                 if payload is None:
                     return CANNOT_CONVERT
                 self.converted += 1
+            self._settle()
             rsp = self.assoc.send_c_store(
                 payload,
                 msg_id=self._next_id(),
@@ -224,6 +226,28 @@ class Sender:
         if "Status" not in rsp:
             return None
         return int(rsp.Status)
+
+    def _settle(self) -> None:
+        """Wait until the association's reactor has really resumed after the last send.
+
+        pynetdicom's send_c_store pauses the reactor by waiting for its
+        ``_is_paused`` flag, which is still True from the previous send until
+        the reactor thread wakes up. Sending again before that lets the woken
+        reactor take our C-STORE response off the queue as an "unexpected
+        C-STORE service message", and the send then waits for the DIMSE
+        timeout. Not needed when we run inside the reactor (C-GET).
+        """
+        a = self.assoc
+        if threading.current_thread() is a:
+            return
+        deadline = time.monotonic() + 2.0
+        while (
+            a._is_paused
+            and a._reactor_checkpoint.is_set()
+            and a.is_alive()
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.00005)
 
     def send_all(
         self,

@@ -25,6 +25,7 @@ import pynetdicom.association as _pn_association
 from peewee import OperationalError, PeeweeException
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import _config as _pn_config
 from pynetdicom import evt
 from pynetdicom.dimse_primitives import C_GET, C_MOVE
 from pynetdicom.dsutils import encode
@@ -68,6 +69,11 @@ GET = {
     StudyRootQueryRetrieveInformationModelGet: query.STUDY_ROOT,
     PatientStudyOnlyQueryRetrieveInformationModelGet: query.PATIENT_STUDY_ONLY,
 }
+# pynetdicom would pretty-print every identifier (patient names included) for
+# its debug log even when debug is off: a cost per response and a privacy leak.
+_pn_config.LOG_REQUEST_IDENTIFIERS = False
+_pn_config.LOG_RESPONSE_IDENTIFIERS = False
+
 QR_SYNTAXES = [ImplicitVRLittleEndian, ExplicitVRLittleEndian]
 US_MAX = 65535  # Number of ... Sub-operations are US
 
