@@ -24,6 +24,7 @@ from pynetdicom.sop_class import _STORAGE_CLASSES, Verification, uid_to_service_
 from pacsbox import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from pacsbox.archive import Archive
 from pacsbox.config import Config
+from pacsbox.scp import reactor
 
 log = logging.getLogger("pacsbox.scp")
 
@@ -114,6 +115,7 @@ class Listener:
             build_context(Verification, ACCEPTED_TRANSFER_SYNTAXES)
         ]
         self.handlers: list[tuple] = [
+            (evt.EVT_CONN_OPEN, self._on_conn_open),
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_ESTABLISHED, self._on_established),
@@ -144,6 +146,7 @@ class Listener:
     def start(self, port: int | None = None) -> None:
         """Bind and serve in background threads; raises OSError when the port is taken."""
         address = (self.cfg.BindAddress, self.cfg.ServerPortNumber if port is None else port)
+        reactor.install()
         self.server = self.ae.start_server(address, block=False, evt_handlers=self.handlers)
         self._limit_silence(self.server)
         log.info(
@@ -191,6 +194,9 @@ class Listener:
             assoc.abort()
 
     # -- events ------------------------------------------------------------------
+
+    def _on_conn_open(self, event) -> None:
+        reactor.attach(event.assoc)
 
     def _on_requested(self, event) -> None:
         assoc = event.assoc
