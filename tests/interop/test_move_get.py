@@ -459,3 +459,16 @@ def test_move_to_orthanc(env):
         assert tags["PatientName"] == "MÜLLER^JÜRGEN"
     finally:
         orthanc.stop()
+
+
+# -- C-ECHO SCU (the web page's Ping) --------------------------------------------------------
+
+
+def test_echo_scu(env, storescp):
+    from pacsbox import scu
+
+    scp = storescp("ECHOTARGET")
+    res = scu.echo("PACSBOX", scu.Peer("ECHOTARGET", "127.0.0.1", scp.port), timeout=5)
+    assert res.ok and res.status == 0
+    res = scu.echo("PACSBOX", scu.Peer("NOBODY", "127.0.0.1", free_port()), timeout=5)
+    assert not res.ok and res.message == "association no answer"
