@@ -14,6 +14,7 @@ returned value is not plain ASCII.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -436,13 +437,19 @@ def find(q: Query, *, ae_title: str = "") -> Iterator[Dataset]:
         yield ds
 
 
-def _set(ds: Dataset, keyword: str, value) -> None:
+@functools.lru_cache(maxsize=512)
+def _tag_vr(keyword: str) -> tuple[int, str] | None:
     tag = tag_for_keyword(keyword)
-    if tag is None:
+    return None if tag is None else (tag, dictionary_VR(tag))
+
+
+def _set(ds: Dataset, keyword: str, value) -> None:
+    tv = _tag_vr(keyword)
+    if tv is None:
         return
     if isinstance(value, str) and value == "":
         value = None
-    ds.add_new(tag, dictionary_VR(tag), value)
+    ds.add_new(tv[0], tv[1], value)
 
 
 @dataclass(frozen=True)
