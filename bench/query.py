@@ -357,7 +357,7 @@ def main() -> dict:
         orthanc.stop()
     result["note"] = (
         "findscu wall time, median of 20, start and association included. "
-        "10,000,000 instances not run: the fill takes ~10x longer and ~2.5 GB."
+        "QUERY_STUDIES=1000000 runs the 10,000,000-instance size (fill ~3 min, ~4 GB)."
     )
     return result
 

@@ -25,7 +25,9 @@ from pydicom.uid import ImplicitVRLittleEndian
 
 from tests.helpers import DCMTK_ENV, Server, cli, free_port, poll
 from tests.interop.test_find import (
+    Box,
     build,
+    findscu,
     instances,
     start_box,
     store_folder,
@@ -331,6 +333,18 @@ def test_cancel_stops_a_large_move(env, storescp):
     assert counts["completed"] + counts["remaining"] == LARGE
     poll(lambda: "cancelled" in env.server.output(), 10, what="the cancel in the log")
     assert len(scp.files()) < LARGE
+
+
+def test_find_cancel_stops_the_responses(env):
+    """findscu --cancel 1 on the 300 images of the large study: FE00, fewer responses."""
+    box = Box(env.server, env.ini, env.patients, env.tmp, runs=1000)
+    status, rsps = findscu(
+        box, "S", "IMAGE", f"StudyInstanceUID={env.large_study}", "SOPInstanceUID",
+        extra=("--cancel", "1"),
+    )  # fmt: skip
+    assert status.startswith("Cancel"), status
+    assert 1 <= len(rsps) < LARGE
+    poll(lambda: "matches, cancelled" in env.server.output(), 10, what="the cancel in the log")
 
 
 # -- C-GET --------------------------------------------------------------------------------
