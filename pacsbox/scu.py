@@ -112,6 +112,8 @@ def busy_dul(*assocs, delay: float = 0.00002):
     """
     saved = []
     for assoc in assocs:
+        if getattr(assoc, "_pacsbox_waker", None) is not None:
+            continue  # scp.reactor already wakes this one on work
         dul = getattr(assoc, "dul", None)
         if dul is not None and hasattr(dul, "_run_loop_delay"):
             saved.append((dul, dul._run_loop_delay))
