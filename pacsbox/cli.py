@@ -47,6 +47,17 @@ def cmd_serve(args: argparse.Namespace, cfg: config.Config) -> int:
     return serve(cfg, web_port=args.web_port)
 
 
+@command("scp-worker")
+def cmd_scp_worker(args: argparse.Namespace, cfg: config.Config) -> int:
+    from pacsbox import log as oplog
+    from pacsbox.workers import run_worker
+
+    # Workers log to standard error only: the daemon's file (or the journal)
+    # gets one writer, and systemd collects the workers' lines from stderr.
+    oplog.setup(None, "debug" if args.debug else cfg.LogLevel)
+    return run_worker(cfg, args.index, args.port)
+
+
 @command("default-config")
 def cmd_default_config(args: argparse.Namespace, cfg: config.Config) -> int:
     text = config.default_ini(
@@ -334,6 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, help="override ServerPortNumber (0 picks a free port)")
     s.add_argument("--web-port", type=int, help="override WebPort (0 picks a free port)")
 
+    s = sub.add_parser("scp-worker", parents=[common],
+                       help="(internal) a DICOM worker process started by serve")
+    s.add_argument("--index", type=int, required=True)
+    s.add_argument("--port", type=int, required=True)
     s = sub.add_parser("default-config", parents=[common],
                        help="print (or write) the commented default INI")
     s.add_argument("--out", help="write to this file instead of standard output")

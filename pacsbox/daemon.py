@@ -16,13 +16,13 @@ import threading
 import time
 from pathlib import Path
 
-from pacsbox import notify, status
-from pacsbox.archive import Archive, StoreResult
+from pacsbox import notify, status, workers
+from pacsbox.archive import Archive
 from pacsbox.config import Config
 from pacsbox.db import index as idx
 from pacsbox.db import ping
 from pacsbox.scp.server import Listener
-from pacsbox.scp.store import make_store_service
+from pacsbox.scp.services import make_services
 from pacsbox.watermark import Watermark
 
 log = logging.getLogger("pacsbox.daemon")
@@ -39,14 +39,12 @@ class Daemon:
         self.archive: Archive | None = None
         self.listener: Listener | None = None
         self.heartbeats = notify.Heartbeats()
-        self.last_study: dict | None = None
         self.last_error: dict | None = None
-        self.studies_today: set[str] = set()
-        self._today = dt.date.today()
         self._lock = threading.Lock()
         self.state = "starting"
         self.watermark: Watermark | None = None
         self.web = None
+        self.pool: workers.Pool | None = None
         self.web_port: int | None = None
         self.frozen = False  # debug trigger (SIGUSR2): stop beating, let the watchdog act
         self.workers: list = []
@@ -58,7 +56,6 @@ class Daemon:
     def start(self) -> None:
         """Everything READY=1 promises; raises on a failure to start."""
         self.archive = Archive(self.cfg)
-        self.archive.listeners.append(self._on_stored)
         self.watermark = Watermark(self.cfg, self.archive, self.heartbeats)
         # A purge interrupted by a crash is finished first, or the start-up
         # check would report its half-deleted study as rows without files.
@@ -67,15 +64,16 @@ class Daemon:
         report = self.archive.startup_check()
         if report.missing_files:
             self._error(f"{len(report.missing_files)} index rows without a file (see log)")
-        services = [make_store_service(self.archive)]
-        services.extend(self._optional_services())
-        self.listener = Listener(self.cfg, self.archive, services)
+        self.listener = Listener(self.cfg, self.archive, make_services(self.cfg, self.archive))
         self.listener.start()
+        self.pool = workers.Pool(self.cfg, self.listener.port, workers.worker_count(self.cfg))
+        self.pool.start()
         from pacsbox.web.server import start_web
 
         self.web = start_web(self.cfg, self.archive, port=self.web_port)
         self.heartbeats.register("scp", 30.0)
         self.listener.on_poll = lambda: self.heartbeats.beat("scp")
+        self.heartbeats.register("workers", 30.0)
         self._start_workers()
         self.state = "ok"
         self.write_status()
@@ -104,16 +102,6 @@ class Daemon:
             wf.start()
             self.workers.append(wf)
 
-    def _optional_services(self) -> list:
-        """Services from other modules (query/retrieve, ...) when present."""
-        out = []
-        try:
-            from pacsbox.scp import qr  # noqa: PLC0415 - added by the Q/R module
-        except ImportError:
-            return out
-        out.extend(qr.make_services(self.cfg, self.archive))
-        return out
-
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
@@ -126,6 +114,8 @@ class Daemon:
         while not self.stop_event.wait(STATUS_INTERVAL):
             if not self.frozen:
                 self.heartbeats.beat("main")
+            if self.pool.check():
+                self.heartbeats.beat("workers")
             self.write_status()
             if time.monotonic() - last_checkpoint > CHECKPOINT_INTERVAL:
                 last_checkpoint = time.monotonic()
@@ -134,7 +124,9 @@ class Daemon:
         log.info("stopping: letting associations in flight finish")
         self.state = "stopping"
         self.write_status()
+        self.pool.stop_accepting()
         self.listener.stop(SHUTDOWN_GRACE)
+        self.pool.stop(SHUTDOWN_GRACE)
         for worker in self.workers:
             worker.stop()
         supervisor.stop()
@@ -157,23 +149,6 @@ class Daemon:
 
     # -- state for the status snapshot ------------------------------------------------
 
-    def _on_stored(self, res: StoreResult) -> None:
-        if res.outcome not in ("stored", "replaced"):
-            return
-        with self._lock:
-            today = dt.date.today()
-            if today != self._today:
-                self._today = today
-                self.studies_today.clear()
-            self.studies_today.add(res.study_instance_uid)
-            self.last_study = {
-                "received": dt.datetime.now().isoformat(timespec="seconds"),
-                "study_uid": res.study_instance_uid,
-                "calling_ae": res.calling_ae,
-                "modality": res.modality,
-                "description": res.study_description,
-            }
-
     def _error(self, message: str) -> None:
         log.error(message)
         self.last_error = {"time": dt.datetime.now().isoformat(timespec="seconds"), "message": message}
@@ -191,6 +166,12 @@ class Daemon:
             pct = round(100.0 * (total - free) / total, 1) if total else 0.0
             disks.append({"path": str(root), "percent": pct, "free_bytes": free, "total_bytes": total})
         wm = self.watermark.state() if self.watermark else {}
+        last = idx.last_study()
+        midnight = dt.datetime.combine(dt.date.today(), dt.time()).astimezone(dt.UTC)
+        today = idx.studies_received_since(midnight.replace(tzinfo=None))
+        if last:
+            utc = dt.datetime.fromisoformat(last.pop("received_utc")).replace(tzinfo=dt.UTC)
+            last["received"] = utc.astimezone().replace(tzinfo=None).isoformat(timespec="seconds")
         if time.monotonic() - self._addresses_at > 30:
             self._addresses = status.local_addresses()
             self._addresses_at = time.monotonic()
@@ -204,9 +185,10 @@ class Daemon:
                 state=self.state,
                 studies_total=totals["studies"],
                 instances_total=totals["instances"],
-                studies_today=len(self.studies_today),
-                last_study=self.last_study,
-                associations_active=self.listener.active_associations if self.listener else 0,
+                studies_today=today,
+                last_study=last,
+                associations_active=(self.listener.active_associations if self.listener else 0)
+                + (self.pool.associations() if self.pool else 0),
                 disk=disks,
                 storage_full=wm.get("storage_full", False),
                 last_purge=wm.get("last_purge"),

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from peewee import SqliteDatabase, fn
 
+from pacsbox import db as dbpkg
 from pacsbox.db.models import (
     ApplicationEntity,
     DirtyFolder,
@@ -59,7 +60,12 @@ def write_transaction() -> Iterator[None]:
     """A transaction that takes the writer lock at once (SQLite IMMEDIATE)."""
     db = database.obj
     if isinstance(db, SqliteDatabase):
-        with db.atomic("IMMEDIATE"):
+        lock = dbpkg.writer_lock
+        if lock is None or db.in_transaction():
+            with db.atomic("IMMEDIATE"):
+                yield
+            return
+        with lock, db.atomic("IMMEDIATE"):
             yield
     else:
         with db.atomic():
@@ -409,3 +415,20 @@ def select_instances(
         .order_by(Patient.id, Study.id, Series.series_number, Series.id, Instance.instance_number)
     )
     return list(q)
+
+
+def last_study() -> dict | None:
+    """The most recently received study, for the status snapshot (no patient data)."""
+    row = _one(
+        "SELECT study_instance_uid, calling_ae, modalities, study_description, received "
+        "FROM study ORDER BY received DESC LIMIT 1", (),
+    )
+    if row is None:
+        return None
+    received = row[4] if isinstance(row[4], str) else str(row[4])
+    return {"study_uid": row[0], "calling_ae": row[1], "modality": row[2],
+            "description": row[3], "received_utc": received}
+
+
+def studies_received_since(utc_naive) -> int:
+    return _one("SELECT COUNT(*) FROM study WHERE received >= ?", (str(utc_naive),))[0]

@@ -10,6 +10,7 @@ offered (NET-3), and unsupported transfer syntaxes are rejected per context.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from pynetdicom import AE, evt
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.sop_class import _STORAGE_CLASSES, Verification, uid_to_service_class
+from pynetdicom.transport import ThreadedAssociationServer
 
 from pacsbox import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from pacsbox.archive import Archive
@@ -63,6 +65,18 @@ STORAGE_CLASS_UIDS = frozenset(_STORAGE_CLASSES.values())
 REJECT_CALLING_AE = (0x01, 0x01, 0x03)
 REJECT_CALLED_AE = (0x01, 0x01, 0x07)
 REJECT_BUSY = (0x02, 0x03, 0x02)  # transient, local limit exceeded
+
+
+class SharedPortServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server with SO_REUSEPORT, so worker processes share one port.
+
+    The kernel spreads new connections over every process listening on the
+    port, which is how pacsbox uses both cores for many modalities at once.
+    """
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
 
 
 @dataclass
@@ -147,7 +161,14 @@ class Listener:
         """Bind and serve in background threads; raises OSError when the port is taken."""
         address = (self.cfg.BindAddress, self.cfg.ServerPortNumber if port is None else port)
         reactor.install()
-        self.server = self.ae.start_server(address, block=False, evt_handlers=self.handlers)
+        self.server = self.ae.make_server(
+            address, evt_handlers=self.handlers, server_class=SharedPortServer
+        )
+        thread = threading.Thread(
+            target=self.server.serve_forever, name="pacsbox-accept", daemon=True
+        )
+        thread.start()
+        self.ae._servers.append(self.server)  # so AE.shutdown() and server.shutdown() agree
         self._limit_silence(self.server)
         log.info(
             "DICOM listener %s on %s:%d", self.cfg.ApplicationEntityTitle, address[0], self.port

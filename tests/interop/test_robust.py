@@ -111,3 +111,30 @@ def test_malformed_pdu_drops_only_that_connection(fast_timeouts, tmp_path, garba
     assert dcmtk("echoscu", "-aet", "STORESCU", "-aec", server.ae_title, "127.0.0.1",
                  str(server.port)).returncode == 0
     assert server.proc.poll() is None
+
+
+def test_worker_processes_share_the_port_and_die_with_the_daemon(tmp_path):
+    import psutil
+
+    ini = write_config(tmp_path / "box", WorkerProcesses=2)
+    cli(ini, "ae", "add", "STORESCU")
+    server = Server(ini).start()
+    try:
+        kids = psutil.Process(server.proc.pid).children()
+        assert len(kids) == 1 and "scp-worker" in " ".join(kids[0].cmdline())
+        procs = []
+        for i in range(4):
+            files = write_files(tmp_path / f"s{i}", [
+                make_instance(patient_id=f"W{i}", rows=16, columns=16, instance_number=n + 1)
+                for n in range(25)])
+            procs.append(subprocess.Popen(
+                ["storescu", "-aet", "STORESCU", "-aec", server.ae_title, "127.0.0.1",
+                 str(server.port), *map(str, files)], env=DCMTK_ENV,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        assert all(p.wait(120) == 0 for p in procs)
+        assert _count(server) == 100
+        server.kill9()
+        poll(lambda: not kids[0].is_running() or kids[0].status() == psutil.STATUS_ZOMBIE,
+             timeout=10, what="the worker to die with the daemon")
+    finally:
+        server.stop()

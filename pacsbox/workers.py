@@ -1,0 +1,170 @@
+"""DICOM worker processes: both cores serving one port.
+
+Python runs one thread at a time per process, so one process tops out at
+one core. The daemon starts ``WorkerProcesses - 1`` extra processes that
+each run the same listener on the same port (SO_REUSEPORT); the kernel
+spreads associations over them. Each worker writes through the same archive
+code and database (SQLite serialises writers), beats a heartbeat file the
+main process checks before it pings the watchdog, and dies with the main
+process (PR_SET_PDEATHSIG), so a crash of the daemon is a crash of all.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from pacsbox.config import Config
+
+log = logging.getLogger("pacsbox.workers")
+
+BEAT_EVERY = 1.0
+STALE_AFTER = 15.0
+
+
+def worker_count(cfg: Config) -> int:
+    n = cfg.WorkerProcesses or (os.cpu_count() or 1)
+    return max(1, min(n, 16))
+
+
+def beat_path(cfg: Config, index: int) -> Path:
+    return cfg.data_dir / "run" / f"worker-{index}.json"
+
+
+class Pool:
+    """The extra worker processes, restarted when one dies."""
+
+    def __init__(self, cfg: Config, port: int, count: int) -> None:
+        self.cfg = cfg
+        self.port = port
+        self.count = count
+        self.procs: dict[int, subprocess.Popen] = {}
+        self.restarts = 0
+
+    def _spawn(self, index: int) -> None:
+        args = [sys.executable, "-m", "pacsbox.cli", "scp-worker", "--index", str(index),
+                "--port", str(self.port)]
+        if self.cfg.source is not None:
+            args += ["--config", str(self.cfg.source)]
+        path = beat_path(self.cfg, index)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        self.procs[index] = subprocess.Popen(args)
+
+    def start(self, timeout: float = 30.0) -> None:
+        for i in range(1, self.count):
+            self._spawn(i)
+        deadline = time.monotonic() + timeout
+        while not all(self._fresh(i) for i in self.procs):
+            if time.monotonic() > deadline:
+                raise RuntimeError("DICOM worker processes did not start")
+            for i, p in self.procs.items():
+                if p.poll() is not None:
+                    raise RuntimeError(f"DICOM worker {i} exited with {p.returncode} at start")
+            time.sleep(0.05)
+        if self.procs:
+            log.info("%d DICOM worker processes share port %d", len(self.procs), self.port)
+
+    def _fresh(self, index: int) -> bool:
+        try:
+            return time.time() - beat_path(self.cfg, index).stat().st_mtime < STALE_AFTER
+        except OSError:
+            return False
+
+    def check(self) -> bool:
+        """Restart dead workers; True when every worker is alive and beating."""
+        healthy = True
+        for i, p in list(self.procs.items()):
+            if p.poll() is not None:
+                log.error("DICOM worker %d exited with %s; restarting it", i, p.returncode)
+                self.restarts += 1
+                self._spawn(i)
+                healthy = False
+            elif not self._fresh(i):
+                healthy = False
+        return healthy
+
+    def associations(self) -> int:
+        total = 0
+        for i in self.procs:
+            try:
+                total += json.loads(beat_path(self.cfg, i).read_text()).get("associations", 0)
+            except (OSError, ValueError):
+                pass
+        return total
+
+    def stop_accepting(self) -> None:
+        """SIGTERM every worker: each stops accepting and finishes what it has."""
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stop_accepting()
+        deadline = time.monotonic() + timeout
+        for p in self.procs.values():
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this worker when the daemon that started it dies."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    if os.getppid() == 1:
+        os._exit(1)
+
+
+def run_worker(cfg: Config, index: int, port: int) -> int:
+    """One worker: the same listener and services as the main process, nothing else."""
+    _die_with_parent()
+    from pacsbox.archive import Archive
+    from pacsbox.scp.server import Listener
+    from pacsbox.scp.services import make_services
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    archive = Archive(cfg, migrate=False)
+    from pacsbox.watermark import Watermark
+
+    # Same A700 rule as the main process; the purge itself runs only there.
+    archive.space_check = Watermark(cfg, archive).check
+    listener = Listener(cfg, archive, make_services(cfg, archive))
+    listener.start(port=port)
+    path = beat_path(cfg, index)
+    last = 0.0
+
+    def beat() -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= BEAT_EVERY:
+            last = now
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"pid": os.getpid(),
+                                       "associations": listener.active_associations}))
+            os.replace(tmp, path)
+
+    listener.on_poll = beat
+    beat()
+    while not stop.wait(1.0):
+        pass
+    listener.stop(8.0)
+    archive.checkpoint()
+    archive.close()
+    path.unlink(missing_ok=True)
+    return 0
