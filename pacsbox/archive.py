@@ -170,8 +170,8 @@ class Archive:
             )
         if expect_sop_instance and attrs.sop_instance_uid != expect_sop_instance:
             raise DatasetMismatch("SOP Instance UID differs from the request's")
-        chunks, native = self._stored_form(data, parsed)
         ae = calling_ae or ""
+        chunks, native = self._stored_form(data, parsed, ae)
         try:
             existing = idx.stored_digest(attrs.sop_instance_uid)
             if existing is not None and existing == storage.digest(b"".join(chunks)):
@@ -185,14 +185,16 @@ class Archive:
         finally:
             self._end_write(loc)
 
-    def _stored_form(self, data: bytes, parsed: meta.Parsed) -> tuple[list[bytes], bool]:
+    def _stored_form(
+        self, data: bytes, parsed: meta.Parsed, source_ae: str = ""
+    ) -> tuple[list[bytes], bool]:
         if self.cfg.StorageFormat == "Native":
             body = data[parsed.dataset_offset :] if parsed.has_meta else data
             return [body], True
         if parsed.has_meta:
             return [data], False
         header = meta.part10_header(
-            parsed.attrs, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+            parsed.attrs, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, source_ae
         )
         return [header, data], False
 
