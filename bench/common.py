@@ -65,7 +65,11 @@ class Orthanc:
     """Orthanc with its own configuration in ``folder`` (storage kept between runs)."""
 
     def __init__(
-        self, folder: Path, modalities: dict[str, tuple[str, int]], aet: str = "ORTHANC"
+        self,
+        folder: Path,
+        modalities: dict[str, tuple[str, int]],
+        aet: str = "ORTHANC",
+        overrides: dict | None = None,
     ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
@@ -91,6 +95,7 @@ class Orthanc:
             "LimitFindInstances": 0,
             "SyncStorageArea": False,
         }
+        cfg.update(overrides or {})
         (folder / "orthanc.json").write_text(json.dumps(cfg, indent=1))
         self.log = open(folder / "orthanc.log", "ab")
         self.proc = subprocess.Popen(

@@ -131,10 +131,17 @@ class StorescpTarget:
 
 
 class OrthancTarget:
+    """Orthanc as shipped: SyncStorageArea (fsync of every file) is its default."""
+
     name = "orthanc"
 
+    def __init__(self, sync: bool = True) -> None:
+        self.sync = sync
+        if not sync:
+            self.name = "orthanc-nosync"
+
     def start(self, folder: Path) -> tuple[int, str, int]:
-        self.orthanc = Orthanc(folder, {})
+        self.orthanc = Orthanc(folder, {}, overrides={"SyncStorageArea": self.sync})
         return self.orthanc.dicom, self.orthanc.aet, self.orthanc.proc.pid
 
     def stop(self) -> None:
@@ -173,7 +180,7 @@ def main() -> dict:
         "ct_512x512": corpus("ct", N_CT, 512),
         "small_64x64": corpus("small", N_SMALL, 64),
     }
-    targets = [PacsboxTarget(), StorescpTarget(), OrthancTarget()]
+    targets = [PacsboxTarget(), StorescpTarget(), OrthancTarget(), OrthancTarget(sync=False)]
     out: dict = {"corpus": {k: {"files": len(v), "MB": round(sum(f.stat().st_size for f in v) / 1e6, 1)}
                             for k, v in sets.items()}}
     for set_name, files in sets.items():
@@ -182,7 +189,7 @@ def main() -> dict:
             for t in targets:
                 res[f"{t.name}_{parallel}assoc"] = measure(t, files, parallel)
             ours = res[f"pacsbox_{parallel}assoc"]["instances_per_s"]
-            for ref in ("storescp-disk", "orthanc"):
+            for ref in ("storescp-disk", "orthanc", "orthanc-nosync"):
                 theirs = res[f"{ref}_{parallel}assoc"]["instances_per_s"]
                 res[f"ratio_vs_{ref}_{parallel}assoc"] = round(ours / theirs, 2) if theirs else None
         out[set_name] = res
