@@ -91,8 +91,10 @@ class Archive:
         self._inflight: dict[tuple[str, str], int] = {}
         self._last_write: dict[tuple[str, str], float] = {}
         self._locations: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self.committer = idx.GroupCommitter()
 
     def close(self) -> None:
+        self.committer.close()
         close_database()
 
     # -- where things go ------------------------------------------------------
@@ -241,7 +243,7 @@ class Archive:
             try:
                 rec = idx.record_instance(
                     attrs, f, calling_ae=ae, policy=self.cfg.DuplicatePolicy,
-                    private=self.cfg.NewStudiesPrivate,
+                    private=self.cfg.NewStudiesPrivate, committer=self.committer,
                 )
                 self._remember(attrs.study_instance_uid, (root, folder))
                 return rec
