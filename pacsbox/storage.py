@@ -15,6 +15,7 @@ import hashlib
 import os
 import secrets
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,48 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class _FolderSync:
+    """Group fsyncs of one folder: every rename done before an fsync started is covered by it.
+
+    Parallel associations writing into the same study folder each need the
+    folder synced after their rename; one fsync that starts after all of
+    their renames serves them all.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # one fsync of this folder at a time
+        self.count_lock = threading.Lock()
+        self.renamed = 0  # renames announced
+        self.synced = 0  # renames covered by a finished fsync
+
+    def after_rename(self, folder: Path) -> None:
+        with self.count_lock:
+            self.renamed += 1
+            ticket = self.renamed
+        with self.lock:
+            if self.synced >= ticket:
+                return
+            with self.count_lock:
+                target = self.renamed
+            fsync_dir(folder)
+            self.synced = target
+
+
+_folder_syncs: dict[str, _FolderSync] = {}
+_folder_syncs_lock = threading.Lock()
+
+
+def sync_after_rename(folder: Path) -> None:
+    key = str(folder)
+    with _folder_syncs_lock:
+        fs = _folder_syncs.get(key)
+        if fs is None:
+            if len(_folder_syncs) > 1024:
+                _folder_syncs.clear()  # forget idle folders; a new syncer is always safe
+            fs = _folder_syncs[key] = _FolderSync()
+    fs.after_rename(folder)
 
 
 def ensure_dir(path: Path, sync: bool) -> None:
@@ -99,7 +142,7 @@ def write_file(folder: Path, chunks: list[bytes | memoryview], *, sync: bool = T
             os.close(fd)
         os.rename(tmp, final)
         if sync:
-            fsync_dir(folder)
+            sync_after_rename(folder)
     except OSError as exc:
         _unlink_quietly(tmp)
         _unlink_quietly(final)
