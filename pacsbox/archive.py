@@ -22,11 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from peewee import PeeweeException
-
 from pacsbox import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, meta, storage
 from pacsbox.config import Config
-from pacsbox.db import close_database, open_database
+from pacsbox.db import DbError, close_database, open_database
 from pacsbox.db import index as idx
 from pacsbox.db.models import ApplicationEntity, Instance, Patient, Series, Study
 from pacsbox.errors import (
@@ -180,7 +178,7 @@ class Archive:
                 return self._result("duplicate", attrs, ae, source)
             loc = self._location(attrs.study_instance_uid, calling_ae)
             self._begin_write(loc)
-        except PeeweeException as exc:
+        except DbError as exc:
             raise DatabaseError(f"index unavailable: {exc}") from None
         try:
             return self._write_and_index(chunks, native, attrs, loc, ae, source)
@@ -218,7 +216,7 @@ class Archive:
         except DuplicateRejected:
             storage.remove_file(written.path, sync=self.sync)
             raise
-        except (PeeweeException, OSError) as exc:
+        except (DbError, OSError) as exc:
             storage.remove_file(written.path, sync=self.sync)
             log.error(
                 "index update failed for %s from %s, file removed: %s",

@@ -12,12 +12,16 @@ import fcntl
 import os
 import threading
 
-from peewee import Database, SqliteDatabase
+from peewee import Database, OperationalError, PeeweeException, SqliteDatabase
 from playhouse.db_url import connect
 
 from pacsbox.db import auth_models  # noqa: F401 - registers its migration
 from pacsbox.db.migrations import migrate
 from pacsbox.db.models import database
+
+# What callers outside db/ catch when the index fails (they never import peewee).
+DbError = PeeweeException
+DbUnavailable = OperationalError  # locked, disk I/O error, cannot open
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
