@@ -119,8 +119,8 @@ class Box:
 
         def state():
             rc, text = self.sh("systemctl is-system-running", timeout=30)
-            text = text.strip().splitlines()[-1] if text.strip() else ""
-            return text if text in ("running", "degraded", "maintenance") else None
+            found = re.findall(r"\b(running|degraded|maintenance)\b", text)
+            return found[-1] if found else None
 
         return wait_for(state, timeout, "the image to finish booting", interval=0.5)
 
@@ -153,36 +153,65 @@ class NspawnBox(Box):
 
     def start(self, timeout: float = 60.0) -> NspawnBox:
         cmd = [
-            "systemd-nspawn", "--register=no", "--keep-unit", "--quiet",
-            "--volatile=state", "-M", self.name, "-D", str(ROOT),
-            "--console=read-only", "--kill-signal=SIGRTMIN+3",
+            "systemd-nspawn",
+            "--register=no",
+            "--keep-unit",
+            "--quiet",
+            "--volatile=state",
+            "-M",
+            self.name,
+            "-D",
+            str(ROOT),
+            "--console=read-only",
+            "--kill-signal=SIGRTMIN+3",
         ]
         if self.data is not None:
             cmd.append(f"--bind={self.data}:/var/lib/pacsbox")
         cmd.append("--boot")
         self._log = open(self.log_path, "ab")
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
 
         def pid1():
             if self.proc.poll() is not None:
-                raise AssertionError(f"systemd-nspawn exited {self.proc.returncode}: see {self.log_path}")
-            kids = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
+                raise AssertionError(
+                    f"systemd-nspawn exited {self.proc.returncode}: see {self.log_path}"
+                )
+            kids = subprocess.run(
+                ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True
+            )
             pids = kids.stdout.split()
             return int(pids[0]) if pids else 0
 
         self.pid1 = wait_for(pid1, timeout, "the container's init")
         # systemctl answers once PID 1 set up its private socket.
-        wait_for(lambda: self.sh("systemctl is-system-running", timeout=10)[1].strip() != "",
-                 timeout, "systemd inside the container")
+        wait_for(
+            lambda: self.sh("systemctl is-system-running", timeout=10)[1].strip() != "",
+            timeout,
+            "systemd inside the container",
+        )
         return self
 
     def sh(self, command: str, timeout: float = 60.0, check: bool = False) -> tuple[int, str]:
         proc = subprocess.run(
-            ["nsenter", "-t", str(self.pid1), "-m", "-u", "-i", "-p", "--",
-             "/bin/sh", "-c", command],
-            capture_output=True, text=True, timeout=timeout,
+            [
+                "nsenter",
+                "-t",
+                str(self.pid1),
+                "-m",
+                "-u",
+                "-i",
+                "-p",
+                "--",
+                "/bin/sh",
+                "-c",
+                command,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
             env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "SYSTEMD_COLORS": "0"},
         )
         return proc.returncode, proc.stdout + proc.stderr
@@ -205,8 +234,9 @@ class QemuBox(Box):
     first boot), user networking with the DICOM port (and the web port)
     forwarded from loopback, the serial console in ``log_path``."""
 
-    def __init__(self, disk: Path, workdir: Path, port: int, web_port: int = 0,
-                 memory_mb: int = 1024) -> None:
+    def __init__(
+        self, disk: Path, workdir: Path, port: int, web_port: int = 0, memory_mb: int = 1024
+    ) -> None:
         self.disk = disk
         self.workdir = workdir
         self.port = port
@@ -234,27 +264,62 @@ class QemuBox(Box):
             self.sock_path.unlink()
         cmdline = CMDLINE.read_text().strip() + " pacsbox.debug_shell"
         cmd = [
-            "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-smp", "2",
-            "-m", str(self.memory_mb), "-display", "none", "-no-user-config", "-nodefaults",
-            "-serial", f"file:{self.log_path}",
-            "-kernel", str(KERNEL), "-initrd", str(INITRD), "-append", cmdline,
-            "-drive", f"file={self.disk},format=raw,if=virtio",
-            "-netdev", f"user,id=n0,{fwd}", "-device", "virtio-net-pci,netdev=n0",
-            "-device", "virtio-serial-pci",
-            "-chardev", f"socket,id=dbg,path={self.sock_path},server=on,wait=off",
-            "-device", "virtconsole,chardev=dbg",
+            "qemu-system-x86_64",
+            "-accel",
+            "tcg",
+            "-cpu",
+            "max",
+            "-smp",
+            "2",
+            "-m",
+            str(self.memory_mb),
+            "-display",
+            "none",
+            "-no-user-config",
+            "-nodefaults",
+            "-serial",
+            f"file:{self.log_path}",
+            "-kernel",
+            str(KERNEL),
+            "-initrd",
+            str(INITRD),
+            "-append",
+            cmdline,
+            "-drive",
+            f"file={self.disk},format=raw,if=virtio",
+            "-netdev",
+            f"user,id=n0,{fwd}",
+            "-device",
+            "virtio-net-pci,netdev=n0",
+            "-device",
+            "virtio-serial-pci",
+            "-chardev",
+            f"socket,id=dbg,path={self.sock_path},server=on,wait=off",
+            "-device",
+            "virtconsole,chardev=dbg",
         ]
         self._out = open(self.workdir / "qemu.out", "ab")
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
         wait_for(self.sock_path.exists, 30, "qemu's debug console socket")
         return self
+
+    def _drop(self) -> None:
+        """Close the console connection (qemu serves one client at a time)."""
+        if self._sock is not None:
+            self._sock.close()
+        self._sock = None
+        self._buf = b""
 
     def _connect(self) -> socket.socket:
         if self._sock is None:
             s = socket.socket(socket.AF_UNIX)
             s.connect(str(self.sock_path))
+            # No prompt, no echo: the output is only what commands print.
+            s.sendall(b"PS1=; PS2=; export SYSTEMD_COLORS=0 SYSTEMD_PAGER=cat TERM=dumb; "
+                      b"stty -echo 2>/dev/null\n")
             self._sock = s
             self._buf = b""
         return self._sock
@@ -278,11 +343,12 @@ class QemuBox(Box):
                 j = self._buf.find(b"\n", i)
                 if j >= 0:
                     out = self._buf[:i].decode(errors="replace").replace("\r", "")
-                    rc = int(self._buf[i + len(marker):j].strip() or b"255")
-                    self._buf = self._buf[j + 1:]
+                    rc = int(self._buf[i + len(marker) : j].strip() or b"255")
+                    self._buf = self._buf[j + 1 :]
                     return rc, out[:-1] if out.endswith("\n") else out
             left = deadline - time.monotonic()
             if left <= 0:
+                # Keep the connection: a late answer carries its own tag.
                 raise AssertionError(f"`{command}` gave no answer in {timeout:.0f}s")
             s.settimeout(left)
             try:
@@ -290,7 +356,7 @@ class QemuBox(Box):
             except TimeoutError:
                 continue
             if not chunk:
-                self._sock = None
+                self._drop()
                 raise AssertionError("the VM's debug console closed")
             self._buf += chunk
 
@@ -298,10 +364,15 @@ class QemuBox(Box):
         """Wait until the debug shell answers (the VM has booted far enough)."""
 
         def answers():
+            if self.proc is not None and self.proc.poll() is not None:
+                out = (self.workdir / "qemu.out").read_text(errors="replace").strip()
+                raise RuntimeError(f"qemu exited {self.proc.returncode}: {out[-500:]}")
             try:
-                return self.sh("echo up", timeout=5)[1].strip().endswith("up")
-            except (AssertionError, OSError):
-                self._sock = None
+                return self.sh("echo up", timeout=10)[1].strip().endswith("up")
+            except OSError:
+                self._drop()
+                return False
+            except AssertionError:
                 return False
 
         wait_for(answers, timeout, f"the VM's debug shell (serial log: {self.log_path})", 1.0)
@@ -320,11 +391,11 @@ class QemuBox(Box):
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(10)
-        self._sock = None
+        self._drop()
         self._out.close()
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-        self._sock = None
+        self._drop()

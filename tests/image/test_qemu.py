@@ -1,0 +1,143 @@
+"""The full image layer: the flashable disk image booted in qemu-system-x86_64.
+
+Software emulation (no KVM here), the image's own kernel and initramfs, its
+GPT disk grown to 2 GB as if written to a bigger card, so the first boot
+creates and formats the data partition exactly as on hardware. User
+networking forwards loopback ports to the DICOM port 11112 (and the web
+page's 8080) of the shipped default configuration. Commands inside run in the
+debug shell on the virtio console (kernel option pacsbox.debug_shell).
+
+Slow (about a minute to boot, twice): marked slow; skips with the reason when
+the image is not built.
+"""
+
+from __future__ import annotations
+
+import http.client
+
+import pytest
+
+from tests.image.boxes import (
+    ROOT,
+    UNIT,
+    QemuBox,
+    free_port,
+    not_built_reason,
+    wait_for,
+)
+from tests.image.test_nspawn import (
+    CALLING_AE,
+    a_study,
+    assert_watchdog_restarts_a_frozen_daemon,
+    echoscu,
+    storescu,
+    studies_total,
+)
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        bool(not_built_reason(need_disk=True)), reason=not_built_reason(need_disk=True) or ""
+    ),
+]
+
+BOOT_TIMEOUT = 300  # software emulation on a shared 2-core machine
+HAS_WEB = (ROOT / "usr/lib/pacsbox/lib/python3.11/site-packages/pacsbox/web").is_dir()
+
+
+def boot(box: QemuBox) -> QemuBox:
+    box.start()
+    box.wait_shell(BOOT_TIMEOUT)
+    box.wait_booted(BOOT_TIMEOUT)
+    return box
+
+
+@pytest.fixture(scope="module")
+def vm(tmp_path_factory):
+    work = tmp_path_factory.mktemp("qemu")
+    disk = QemuBox.make_disk(work / "disk.img")
+    box = QemuBox(disk, work, free_port(), web_port=free_port())
+    try:
+        boot(box)
+        wait_for(
+            lambda: box.show(UNIT, "ActiveState")["ActiveState"] == "active", 120, f"{UNIT} active"
+        )
+        box.register_ae(CALLING_AE)
+        yield box
+    finally:
+        box.kill()
+
+
+def test_first_boot_made_the_data_partition_and_the_self_check_passed(vm):
+    source = vm.out("findmnt -n -o SOURCE,FSTYPE /var/lib/pacsbox")
+    assert "ext4" in source, source
+    assert (
+        vm.out("blkid -s PARTLABEL -o value $(findmnt -n -o SOURCE /var/lib/pacsbox)").strip()
+        == "pacsbox-data"
+    )
+    wait_for(
+        lambda: (
+            vm.show("pacsbox-selfcheck.service", "ActiveState")["ActiveState"]
+            in ("active", "failed")
+        ),
+        120,
+        "the self-check to finish",
+    )
+    failed = vm.failed_units()
+    assert failed == [], (
+        "failed units: " + " ".join(failed) + "\n" + "\n".join(vm.journal(u, 10) for u in failed)
+    )
+    props = vm.show("pacsbox-selfcheck.service", "ActiveState", "Result")
+    assert props == {"ActiveState": "active", "Result": "success"}, vm.journal(
+        "pacsbox-selfcheck.service"
+    )
+
+
+def test_root_is_a_read_only_squashfs(vm):
+    assert vm.out("findmnt -n -o FSTYPE /").strip() == "squashfs"
+    assert "ro" in vm.out("findmnt -n -o OPTIONS /").split(",")
+    rc, out = vm.sh("touch /usr/x")
+    assert rc != 0 and "Read-only file system" in out
+    assert vm.out("findmnt -n -o FSTYPE /var").strip() == "tmpfs"
+    rc, _ = vm.sh("test -e /usr/sbin/sshd")
+    assert rc != 0, "sshd is installed"
+
+
+def test_echoscu_and_storescu_from_the_host(vm, tmp_path):
+    res = echoscu(vm.port)
+    assert res.returncode == 0, res.stdout + res.stderr
+    path, _ = a_study(tmp_path)
+    res = storescu(vm.port, path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    wait_for(lambda: studies_total(vm) >= 1, 30, "the study in pacsbox status")
+
+
+@pytest.mark.skipif(not HAS_WEB, reason="the image has no pacsbox.web module yet")
+def test_the_web_page_answers(vm):
+    conn = http.client.HTTPConnection("127.0.0.1", vm.web_port, timeout=30)
+    conn.request("GET", "/")
+    resp = conn.getresponse()
+    assert resp.status in (200, 302, 303, 401), resp.status
+
+
+def test_a_hung_daemon_is_restarted_by_the_watchdog(vm):
+    assert_watchdog_restarts_a_frozen_daemon(vm)
+
+
+def test_a_stored_study_survives_a_reboot(vm):
+    """Last: powers the VM off and boots the same disk again."""
+    if studies_total(vm) < 1:
+        pytest.skip("no study stored by the earlier test")
+    vm.stop()
+    assert vm.proc.returncode is not None, "the VM did not power off"
+    boot(vm)
+    wait_for(
+        lambda: vm.show(UNIT, "ActiveState")["ActiveState"] == "active",
+        120,
+        f"{UNIT} active after the reboot",
+    )
+    wait_for(lambda: studies_total(vm) >= 1, 30, "the study after the reboot")
+    res = echoscu(vm.port)
+    assert res.returncode == 0, res.stdout + res.stderr
+    # Second boot: the data partition was found, not made again.
+    assert "first boot" not in vm.journal("pacsbox-data.service")
