@@ -345,7 +345,7 @@ class Retrieval:
                     query.retrieve_instances(q),
                     counts,
                     cancelled=self._cancelled,
-                    progress=lambda c: self._respond(0xFF00, c, final=False),
+                    progress=self._progress(sender),
                 )
         finally:
             if store_assoc is not None and store_assoc.is_established:
@@ -370,6 +370,14 @@ class Retrieval:
             return
         self._log("success", counts, extra)
         self._respond(0x0000, counts)
+
+    def _progress(self, sender: scu.Sender):
+        """Pending responses; for C-GET on the raw path they go out on the same socket
+        in order with the sub-operations, never from pynetdicom's DUL thread."""
+        if self.kind == "C-GET" and sender.raw is not None:
+            cx_id = self.cx.context_id
+            return lambda c: sender.raw.get_pending(cx_id, self.req, c)
+        return lambda c: self._respond(0xFF00, c, final=False)
 
     def _destination(self) -> scu.Peer | None:
         title = str(self.req.MoveDestination or "").strip()
