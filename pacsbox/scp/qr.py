@@ -76,6 +76,7 @@ _pn_config.LOG_RESPONSE_IDENTIFIERS = False
 
 QR_SYNTAXES = [ImplicitVRLittleEndian, ExplicitVRLittleEndian]
 US_MAX = 65535  # Number of ... Sub-operations are US
+PENDING_INTERVAL = 0.02  # seconds between pending C-MOVE/C-GET responses
 
 
 # -- retrieve service class: the handler owns the C-MOVE/C-GET exchange -------
@@ -372,12 +373,29 @@ class Retrieval:
         self._respond(0x0000, counts)
 
     def _progress(self, sender: scu.Sender):
-        """Pending responses; for C-GET on the raw path they go out on the same socket
+        """Pending responses (optional, PS3.4 C.4.2.3.1): the first at once, then at
+        most one per PENDING_INTERVAL, so a fast move is not slowed by hundreds of
+        status messages. For C-GET on the raw path they go out on the same socket
         in order with the sub-operations, never from pynetdicom's DUL thread."""
         if self.kind == "C-GET" and sender.raw is not None:
             cx_id = self.cx.context_id
-            return lambda c: sender.raw.get_pending(cx_id, self.req, c)
-        return lambda c: self._respond(0xFF00, c, final=False)
+
+            def send(c):
+                sender.raw.get_pending(cx_id, self.req, c)
+        else:
+
+            def send(c):
+                self._respond(0xFF00, c, final=False)
+
+        last = [0.0]
+
+        def progress(c: scu.Counts) -> None:
+            now = time.monotonic()
+            if now - last[0] >= PENDING_INTERVAL:
+                last[0] = now
+                send(c)
+
+        return progress
 
     def _destination(self) -> scu.Peer | None:
         title = str(self.req.MoveDestination or "").strip()

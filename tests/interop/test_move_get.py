@@ -324,7 +324,7 @@ def test_cancel_stops_a_large_move(env, storescp):
         "S",
         "STUDY",
         f"StudyInstanceUID={env.large_study}",
-        extra=("-aem", "STORESCP", "--cancel", "2", "-d"),
+        extra=("-aem", "STORESCP", "--cancel", "1", "-d"),
         final=False,
     )
     assert final_dimse_status(out).startswith("0xfe00"), out
