@@ -289,7 +289,7 @@ class RawStoreWriter:
         body = encode(cmd, True, True)
         self._pdv(cx_id, 0x03, struct.pack("<HHII", 0, 0, 4, len(body)) + body)
 
-    def send(self, cx_id: int, command: bytes, path: str | None, data: bytes | None):
+    def send(self, cx_id: int, command: bytes, path: str | None, data: bytes | None, native=False):
         """Send one C-STORE-RQ and wait for its response; the peer's status or None."""
         self._pdv(cx_id, 0x03, command)  # command, last fragment
         if data is not None:
@@ -300,7 +300,7 @@ class RawStoreWriter:
                 self._pdv(cx_id, 0x02 if last else 0x00, chunk)
         else:
             with open(path, "rb", buffering=0) as fh:
-                offset = _dataset_offset(fh, path)
+                offset = 0 if native else _dataset_offset(fh, path)
                 fh.seek(offset)
                 size = os.fstat(fh.fileno()).st_size - offset
                 sent = 0
@@ -397,9 +397,10 @@ class Sender:
         msg_id = self._next_id()
         try:
             command = self.raw.command(item, msg_id, self.originator_ae, self.originator_id)
-            if item.transfer_syntax_uid in offered and not item.native:
+            if item.transfer_syntax_uid in offered:
+                # As stored, byte for byte (a Native file is the bare data set).
                 cx_id = self.context_ids[(item.sop_class_uid, item.transfer_syntax_uid)]
-                return self.raw.send(cx_id, command, item.path, None)
+                return self.raw.send(cx_id, command, item.path, None, native=item.native)
             ds = convert(item, offered)
             if ds is None:
                 return CANNOT_CONVERT

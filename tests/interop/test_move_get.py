@@ -486,3 +486,28 @@ def test_echo_scu(env, storescp):
     assert res.ok and res.status == 0
     res = scu.echo("PACSBOX", scu.Peer("NOBODY", "127.0.0.1", free_port()), timeout=5)
     assert not res.ok and res.message == "association no answer"
+
+
+def test_get_from_native_storage_is_byte_identical(tmp_path):
+    """StorageFormat=Native keeps the bare data set; C-GET still sends it unchanged."""
+    patients = build(tmp_path / "corpus", [("PIDN01", "NATIVE^ONE", "19700101", "F", "", [
+        ("20240102", "101010", "ACCN1", [("CT", 2)]),
+    ])], rows=4, cols=4)  # fmt: skip
+    ini, srv = start_box(tmp_path, StorageFormat="Native")
+    try:
+        store_folder(srv, tmp_path / "corpus")
+        st = patients[0].studies[0]
+        out_dir = tmp_path / "got"
+        out_dir.mkdir()
+        env = Env(srv, ini, tmp_path, patients, {}, "")
+        status, out = run(
+            "getscu", env, "S", "STUDY", f"StudyInstanceUID={st.uid}", extra=("-od", str(out_dir))
+        )
+        assert status == "Success", out
+        originals = {i.uid: i.path for _, _, _, i in instances(patients)}
+        files = sorted(out_dir.iterdir())
+        assert len(files) == 2
+        for f in files:
+            assert dataset_bytes(f) == dataset_bytes(originals[sop_uid(f)])
+    finally:
+        srv.stop()
