@@ -99,7 +99,9 @@ class Orthanc:
         (folder / "orthanc.json").write_text(json.dumps(cfg, indent=1))
         self.log = open(folder / "orthanc.log", "ab")
         self.proc = subprocess.Popen(
-            ["Orthanc", str(folder / "orthanc.json")], stdout=self.log, stderr=subprocess.STDOUT,
+            ["Orthanc", str(folder / "orthanc.json")],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
             env=DCMTK_ENV,  # Orthanc speaks DICOM through DCMTK: Nagle off, as for the SCUs
         )
         poll(self._ready, 120, what="Orthanc to answer")
