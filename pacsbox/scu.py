@@ -2,11 +2,14 @@
 
 C-MOVE sends on ONE association to the destination, proposing one context
 per SOP class found with the stored transfer syntaxes plus Implicit VR
-Little Endian (NET-5). A file whose stored syntax was accepted is streamed
-from disk as stored (byte-identical, flat memory: pynetdicom's chunked send);
-otherwise it is converted to the uncompressed syntax the peer accepted,
-decompressing with pylibjpeg (or GDCM) through pydicom. C-GET uses the same
-sender on the requestor's own association.
+Little Endian (NET-5). A file whose stored syntax was accepted goes out as
+stored, byte for byte, read from disk one buffer at a time (flat memory):
+``RawStoreWriter`` writes the C-STORE PDUs to the socket itself and lets
+pynetdicom decode only the responses. Otherwise the file is converted to the
+uncompressed syntax the peer accepted, decompressing with pylibjpeg (or GDCM)
+through pydicom. C-GET uses the same sender on the requestor's own
+association. When the socket cannot be written directly, pynetdicom's own
+send_c_store is used (chunked from the file).
 """
 
 from __future__ import annotations
@@ -327,6 +330,10 @@ class RawStoreWriter:
                         break
         _, rsp = self.assoc.dimse.get_msg(block=True)
         if rsp is None:
+            # DIMSE timeout or the peer went away: like pynetdicom, end the association.
+            if self.assoc.is_established:
+                log.error("no C-STORE response within the DIMSE timeout: aborting")
+                self.assoc.abort()
             return None
         status = getattr(rsp, "Status", None)
         return int(status) if status is not None else None
