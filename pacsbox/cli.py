@@ -191,33 +191,18 @@ def cmd_import(args: argparse.Namespace, cfg: config.Config) -> int:
 
 @command("export")
 def cmd_export(args: argparse.Namespace, cfg: config.Config) -> int:
-    import tempfile
-
-    from pacsbox.db import index as idx
-    from pacsbox.export import export_fileset
+    from pacsbox.export.selection import export_selection
     from pacsbox.progress import Bar
 
     if not (args.patient or args.study or args.series):
         raise UsageError("choose what to export with --patient, --study or --series")
     archive = _archive(cfg)
     try:
-        instances = idx.select_instances(args.patient, args.study, args.series)
-        if not instances:
-            raise NotFound("nothing in the archive matches that selection")
-        with tempfile.TemporaryDirectory(prefix="pacsbox-export-") as tmp:
-            paths = []
-            for n, inst in enumerate(instances):
-                if inst.native:  # File-sets need Part-10 files: give Native ones their header
-                    p = Path(tmp) / f"{n}.dcm"
-                    p.write_bytes(archive.read_part10(inst))
-                    paths.append(p)
-                else:
-                    paths.append(idx.instance_path(inst))
-            volumes = export_fileset(
-                paths, Path(args.out), media=args.media, zip_volumes=args.zip,
-                label=args.label, viewer_dir=Path(args.viewer) if args.viewer else None,
-                progress=Bar("export"),
-            )
+        volumes = export_selection(
+            archive, Path(args.out), patients=args.patient, studies=args.study,
+            series=args.series, media=args.media, zip_volumes=args.zip, label=args.label,
+            viewer_dir=Path(args.viewer) if args.viewer else None, progress=Bar("export"),
+        )
         for v in volumes:
             extra = f", deviations: {'; '.join(v.deviations)}" if v.deviations else ""
             zipped = f", zip {v.zip_path}" if v.zip_path else ""

@@ -13,7 +13,7 @@ import bottle
 
 from pacsbox.config import Config
 from pacsbox.db.auth_models import ensure_schema
-from pacsbox.web import aes, browse, system, upload, users, wado
+from pacsbox.web import aes, browse, exports, system, upload, users, wado
 from pacsbox.web.auth import COOKIE, Auth, LoginFailed, Throttled, ensure_root
 from pacsbox.web.core import (
     PUBLIC,
@@ -42,6 +42,7 @@ def create_app(cfg: Config, archive, *, clock: Callable[[], float] = time.time) 
     system.register(ctx)
     users.register(ctx)
     upload.register(ctx)
+    exports.register(ctx)
     return app
 
 

@@ -28,6 +28,12 @@
   <a class="button" href="{{s['url']}}/edit">Edit</a>
   <a class="button danger" href="{{s['url']}}/delete">Delete…</a>
 % end
+% if can('export'):
+  <form class="inline" method="post" action="{{s['url']}}/export">
+    <input type="hidden" name="csrf_token" value="{{csrf}}">
+    <button type="submit">Export DICOMDIR (ZIP)</button>
+  </form>
+% end
 </div>
 <h2>Series</h2>
 <div class="tiles">
