@@ -150,6 +150,8 @@ SETTINGS: tuple[Setting, ...] = (
       "Seconds an idle or half-open connection is kept before it is closed."),
     S("PreferredXferSyntaxRx", "server", "", _uid_or_empty,
       "Transfer syntax UID chosen when a storage SCU offers it; otherwise the first proposed wins."),
+    S("PersonNameCaseInsensitive", "server", "no", _bool,
+      "C-FIND matches Patient Name without regard to case (PS3.4 C.2.2.2.1 allows it)."),
     S("WorklistPollInterval", "server", "10", _int_range(0, 1440),
       "Minutes between polls of remote worklist SCPs; 0 disables polling."),
     # -- storage ------------------------------------------------------------

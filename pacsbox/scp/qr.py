@@ -22,7 +22,6 @@ import logging
 import time
 
 import pynetdicom.association as _pn_association
-from peewee import OperationalError, PeeweeException
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import _config as _pn_config
@@ -47,8 +46,8 @@ from pynetdicom.sop_class import uid_to_service_class as _pn_uid_to_service_clas
 from pacsbox import scu
 from pacsbox.archive import Archive
 from pacsbox.config import Config
+from pacsbox.db import DbError, DbUnavailable, query
 from pacsbox.db import index as idx
-from pacsbox.db import query
 from pacsbox.errors import PacsboxError
 from pacsbox.scp.server import Service
 
@@ -190,11 +189,11 @@ class QueryRetrieve:
                         return
                     matches += 1
                     yield 0xFF00, rsp
-        except OperationalError as exc:
+        except DbUnavailable as exc:
             done(f"database busy: {exc}")
             yield 0xA700, None
             return
-        except (PeeweeException, PacsboxError, ValueError) as exc:
+        except (DbError, PacsboxError, ValueError) as exc:
             done(f"failed: {exc}")
             yield 0xC000, None
             return
@@ -313,7 +312,7 @@ class Retrieval:
         try:
             total = query.retrieve_count(q)
             syntaxes = query.retrieve_syntaxes(q) if total else {}
-        except PeeweeException as exc:
+        except DbError as exc:
             self._log(f"database: {exc}")
             self._respond(0xA701)
             return

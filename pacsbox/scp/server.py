@@ -218,6 +218,10 @@ class Listener:
 
     def _on_conn_open(self, event) -> None:
         reactor.attach(event.assoc)
+        try:  # answers go out at once, not after Nagle's 40 ms
+            event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (AttributeError, OSError):
+            pass
 
     def _on_requested(self, event) -> None:
         assoc = event.assoc
