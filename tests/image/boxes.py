@@ -318,8 +318,10 @@ class QemuBox(Box):
             s = socket.socket(socket.AF_UNIX)
             s.connect(str(self.sock_path))
             # No prompt, no echo: the output is only what commands print.
-            s.sendall(b"PS1=; PS2=; export SYSTEMD_COLORS=0 SYSTEMD_PAGER=cat TERM=dumb; "
-                      b"stty -echo 2>/dev/null\n")
+            s.sendall(
+                b"PS1=; PS2=; export SYSTEMD_COLORS=0 SYSTEMD_PAGER=cat TERM=dumb; "
+                b"stty -echo 2>/dev/null\n"
+            )
             self._sock = s
             self._buf = b""
         return self._sock
