@@ -71,7 +71,7 @@ class Daemon:
         from pacsbox.web.server import start_web
 
         self.web = start_web(self.cfg, self.archive, port=self.web_port)
-        self.heartbeats.register("scp", 30.0)
+        self.heartbeats.register("scp", 10.0)
         self.listener.on_poll = lambda: self.heartbeats.beat("scp")
         self.heartbeats.register("workers", 30.0)
         self._start_workers()
@@ -107,7 +107,8 @@ class Daemon:
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGUSR2, self._on_freeze)
         self.start()
-        self.heartbeats.register("main", 30.0)
+        # Six seconds without a beat of the main loop (it beats every 2 s) is a hang.
+        self.heartbeats.register("main", 6.0)
         supervisor = notify.Supervisor(self.heartbeats, ping, self.status_line)
         supervisor.start()
         last_checkpoint = time.monotonic()
