@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from pacsbox import notify, status, workers
+from pacsbox import jobs, notify, status, workers
 from pacsbox.archive import Archive
 from pacsbox.config import Config
 from pacsbox.db import index as idx
@@ -193,7 +193,8 @@ class Daemon:
                 disk=disks,
                 storage_full=wm.get("storage_full", False),
                 last_purge=wm.get("last_purge"),
-                jobs=[wm["purge_job"]] if wm.get("purge_job") else [],
+                jobs=([wm["purge_job"]] if wm.get("purge_job") else [])
+                + jobs.registry.for_status(),
                 last_error=self.last_error,
             )
 

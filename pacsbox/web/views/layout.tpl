@@ -17,6 +17,7 @@
     % if can('import'):
     <a href="/upload">Upload</a>
     % end
+    <a href="/jobs">Jobs</a>
     % if can('monitor'):
     <a href="/status">Status</a>
     % end

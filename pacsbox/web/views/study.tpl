@@ -33,6 +33,12 @@
     <input type="hidden" name="csrf_token" value="{{csrf}}">
     <button type="submit">Export DICOMDIR (ZIP)</button>
   </form>
+  <form class="inline" method="post" action="{{s['url']}}/burn">
+    <input type="hidden" name="csrf_token" value="{{csrf}}">
+    <select name="media"><option value="cd">CD</option><option value="dvd">DVD</option>
+      <option value="dvd-dl">DVD-DL</option></select>
+    <button type="submit">Burn disc</button>
+  </form>
 % end
 </div>
 <h2>Series</h2>
