@@ -94,12 +94,12 @@ def register(ctx: Ctx) -> None:
         mine = [j for j in jobs.registry.all() if p.name == "root" or j.owner == p.name]
         return {"title": "Jobs", "jobs": [j.as_dict() for j in mine]}
 
-    @ctx.page("/jobs/<job_id:int>", template="jobs.tpl")
-    def job_page(ident, job_id):
-        job = jobs.registry.get(job_id)
+    @ctx.page("/jobs/<pk:int>", template="jobs.tpl")
+    def job_page(ident, pk):
+        job = jobs.registry.get(pk)
         if job is None or (ident.principal.name not in ("root", job.owner)):
-            raise NotFound(f"no job {job_id}")
-        return {"title": f"Job {job_id}", "jobs": [job.as_dict()]}
+            raise NotFound(f"no job {pk}")
+        return {"title": f"Job {pk}", "jobs": [job.as_dict()]}
 
 
 class _Closing:
