@@ -28,6 +28,8 @@ IMG = OUT / "pacsbox.img"
 KERNEL = OUT / "vmlinuz"
 INITRD = OUT / "initrd.img"
 CMDLINE = OUT / "cmdline"
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 AE = "PACSBOX"
 UNIT = f"pacsbox@{AE}.service"
 
@@ -187,8 +189,9 @@ class NspawnBox(Box):
 
         self.pid1 = wait_for(pid1, timeout, "the container's init")
         # systemctl answers once PID 1 set up its private socket.
+        states = r"\b(offline|initializing|starting|running|degraded|maintenance|stopping)\b"
         wait_for(
-            lambda: self.sh("systemctl is-system-running", timeout=10)[1].strip() != "",
+            lambda: re.search(states, self.sh("systemctl is-system-running", timeout=10)[1]),
             timeout,
             "systemd inside the container",
         )
@@ -235,8 +238,17 @@ class QemuBox(Box):
     forwarded from loopback, the serial console in ``log_path``."""
 
     def __init__(
-        self, disk: Path, workdir: Path, port: int, web_port: int = 0, memory_mb: int = 1024
+        self,
+        disk: Path,
+        workdir: Path,
+        port: int,
+        web_port: int = 0,
+        memory_mb: int = 1024,
+        uefi: bool = False,
     ) -> None:
+        """``uefi``: boot the disk through OVMF and its systemd-boot entry, as a
+        flashed PC would (no kernel options added, so no debug shell)."""
+        self.uefi = uefi
         self.disk = disk
         self.workdir = workdir
         self.port = port
@@ -263,6 +275,14 @@ class QemuBox(Box):
         if self.sock_path.exists():
             self.sock_path.unlink()
         cmdline = CMDLINE.read_text().strip() + " pacsbox.debug_shell"
+        boot = ["-kernel", str(KERNEL), "-initrd", str(INITRD), "-append", cmdline]
+        if self.uefi:
+            vars_fd = self.workdir / "OVMF_VARS.fd"
+            shutil.copyfile(OVMF_VARS, vars_fd)
+            boot = [
+                "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+                "-drive", f"if=pflash,format=raw,file={vars_fd}",
+            ]  # fmt: skip
         cmd = [
             "qemu-system-x86_64",
             "-accel",
@@ -279,12 +299,7 @@ class QemuBox(Box):
             "-nodefaults",
             "-serial",
             f"file:{self.log_path}",
-            "-kernel",
-            str(KERNEL),
-            "-initrd",
-            str(INITRD),
-            "-append",
-            cmdline,
+            *boot,
             "-drive",
             f"file={self.disk},format=raw,if=virtio",
             "-netdev",

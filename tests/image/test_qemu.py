@@ -18,6 +18,7 @@ import http.client
 import pytest
 
 from tests.image.boxes import (
+    OVMF_CODE,
     ROOT,
     UNIT,
     QemuBox,
@@ -141,3 +142,23 @@ def test_a_stored_study_survives_a_reboot(vm):
     assert res.returncode == 0, res.stdout + res.stderr
     # Second boot: the data partition was found, not made again.
     assert "first boot" not in vm.journal("pacsbox-data.service")
+
+
+@pytest.mark.skipif(not OVMF_CODE.exists(), reason="no UEFI firmware (apt-get install ovmf)")
+def test_the_flashable_disk_boots_by_uefi(tmp_path):
+    """As written to a PC's disk: OVMF finds systemd-boot on the ESP, which
+    boots the pacsbox entry; the first boot makes the data partition and the
+    daemon listens (it rejects an unknown calling AE, which proves it is ours)."""
+    disk = QemuBox.make_disk(tmp_path / "disk.img")
+    box = QemuBox(disk, tmp_path, free_port(), uefi=True)
+    box.start()
+    try:
+
+        def listening():
+            res = echoscu(box.port)
+            return "Calling AE Title Not Recognized" in res.stdout + res.stderr
+
+        wait_for(listening, BOOT_TIMEOUT, f"DICOM on the UEFI-booted disk ({box.log_path})", 1.0)
+        assert "pacsbox-data" in box.log_path.read_text(errors="replace")
+    finally:
+        box.kill()
