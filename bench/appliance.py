@@ -127,14 +127,16 @@ def qemu_figures(work: Path) -> dict:
     try:
 
         def answered():
-            res = subprocess.run(
-                ["echoscu", "-to", "5", "127.0.0.1", str(box.port)],
-                capture_output=True,
-                text=True,
-                timeout=30,
-            )
-            # Any DICOM answer (even "calling AE not recognized") means the
-            # daemon is READY and listening.
+            # qemu accepts the TCP connection itself before the guest listens:
+            # bound every phase, and count any DICOM answer (even "calling AE
+            # not recognized") as the daemon being READY.
+            try:
+                res = subprocess.run(
+                    ["echoscu", "-to", "5", "-ta", "5", "-td", "5", "127.0.0.1", str(box.port)],
+                    capture_output=True, text=True, timeout=30,
+                )  # fmt: skip
+            except subprocess.TimeoutExpired:
+                return False
             return res.returncode == 0 or "Association Rejected" in res.stdout + res.stderr
 
         wait_for(answered, 400, "the DICOM port of the VM", interval=0.5)

@@ -189,12 +189,16 @@ class NspawnBox(Box):
 
         self.pid1 = wait_for(pid1, timeout, "the container's init")
         # systemctl answers once PID 1 set up its private socket.
-        states = r"\b(offline|initializing|starting|running|degraded|maintenance|stopping)\b"
-        wait_for(
-            lambda: re.search(states, self.sh("systemctl is-system-running", timeout=10)[1]),
-            timeout,
-            "systemd inside the container",
-        )
+        # ("offline": not yet systemd, the child nspawn forks first.)
+        states = r"\b(initializing|starting|running|degraded|maintenance|stopping)\b"
+
+        def systemd_answers():
+            self.pid1 = pid1()
+            return self.pid1 and re.search(
+                states, self.sh("systemctl is-system-running", timeout=10)[1]
+            )
+
+        wait_for(systemd_answers, timeout, "systemd inside the container")
         return self
 
     def sh(self, command: str, timeout: float = 60.0, check: bool = False) -> tuple[int, str]:

@@ -39,7 +39,21 @@ CALLING_AE = "IMGTEST"
 
 def echoscu(port: int, calling: str = CALLING_AE) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["echoscu", "-to", "10", "-aet", calling, "-aec", AE, "127.0.0.1", str(port)],
+        [
+            "echoscu",
+            "-to",
+            "10",
+            "-ta",
+            "10",
+            "-td",
+            "10",
+            "-aet",
+            calling,
+            "-aec",
+            AE,
+            "127.0.0.1",
+            str(port),
+        ],
         capture_output=True,
         text=True,
         timeout=30,
@@ -52,6 +66,10 @@ def storescu(port: int, *files: Path) -> subprocess.CompletedProcess:
             "storescu",
             "-to",
             "10",
+            "-ta",
+            "10",
+            "-td",
+            "30",
             "-aet",
             CALLING_AE,
             "-aec",
