@@ -61,9 +61,16 @@ def image_sizes() -> dict:
     }
 
 
-def _ready_monotonic(box) -> float:
-    text = box.out(f"systemctl show -p ActiveEnterTimestampMonotonic --value {UNIT}").strip()
-    return int(text) / 1e6
+def _ready_monotonic(box, timeout: float = 60.0) -> float:
+    """When systemd marked the daemon active (READY=1), on CLOCK_MONOTONIC."""
+    import re
+
+    def stamp():
+        text = box.sh(f"systemctl show -p ActiveEnterTimestampMonotonic {UNIT}")[1]
+        m = re.search(r"ActiveEnterTimestampMonotonic=(\d+)", text)
+        return int(m.group(1)) if m and int(m.group(1)) > 0 else None
+
+    return wait_for(stamp, timeout, f"{UNIT} ActiveEnterTimestampMonotonic") / 1e6
 
 
 def _wait_active(box, timeout: float) -> None:
