@@ -13,6 +13,8 @@ import zlib
 from dataclasses import dataclass, field
 
 import pydicom
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset
@@ -103,7 +105,43 @@ class Parsed:
     dataset_offset: int  # where the data set starts in ``data``
 
 
-def _text(ds: Dataset, keyword: str) -> str:
+# An archive reads what it is sent: pydicom's read-time validation (regexes
+# over every value) is for authoring, and cost a third of the parse.
+pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+
+# Character sets whose bytes decode without pydicom's ISO 2022 machinery.
+_SIMPLE_CHARSETS = {"": "ascii", "ISO_IR 6": "ascii", "ISO_IR 100": "latin-1",
+                    "ISO_IR 192": "utf-8"}
+_TAGS = {}
+
+
+def _tag(keyword: str) -> int:
+    tag = _TAGS.get(keyword)
+    if tag is None:
+        tag = _TAGS[keyword] = tag_for_keyword(keyword)
+    return tag
+
+
+def _raw_text(ds: Dataset, keyword: str, codec: str | None) -> str | None:
+    """A text value straight from the undecoded element, or None to ask pydicom."""
+    elem = ds._dict.get(_tag(keyword))
+    if elem is None:
+        return ""
+    if codec is None or not isinstance(elem, RawDataElement) or elem.value is None:
+        return None
+    raw = elem.value
+    if isinstance(raw, (bytes, bytearray)):
+        try:
+            return raw.decode(codec).rstrip(" \x00")
+        except UnicodeDecodeError:
+            return None
+    return None
+
+
+def _text(ds: Dataset, keyword: str, codec: str | None = None) -> str:
+    fast = _raw_text(ds, keyword, codec)
+    if fast is not None:
+        return fast
     try:
         value = ds.get(keyword)
     except Exception:  # noqa: BLE001 - a malformed optional element must not block storage
@@ -134,13 +172,14 @@ def attrs_from_dataset(ds: Dataset, transfer_syntax: str) -> InstanceAttrs:
     """Extract the index attributes; raises DatasetMismatch when a UID is missing."""
     uids = {}
     for key in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
-        value = _text(ds, key).strip().rstrip("\x00")
+        value = _text(ds, key, "ascii").strip().rstrip("\x00")
         if not value:
             raise DatasetMismatch(f"data set lacks {key}")
         if len(value) > 64:
             raise DatasetMismatch(f"{key} is longer than 64 characters")
         uids[key] = value
     charset = _text(ds, "SpecificCharacterSet")
+    codec = _SIMPLE_CHARSETS.get(charset.strip())
     attrs = InstanceAttrs(
         sop_class_uid=uids["SOPClassUID"],
         sop_instance_uid=uids["SOPInstanceUID"],
@@ -151,10 +190,12 @@ def attrs_from_dataset(ds: Dataset, transfer_syntax: str) -> InstanceAttrs:
         series_number=_int(ds, "SeriesNumber"),
         instance_number=_int(ds, "InstanceNumber"),
     )
-    attrs.patient = {k: _clip(k, _text(ds, kw)) for k, kw in PATIENT_TAGS.items()}
-    attrs.study = {k: _clip(k, _text(ds, kw)) for k, kw in STUDY_TAGS.items()}
-    attrs.series = {k: _clip(k, _text(ds, kw)) for k, kw in SERIES_TAGS.items()}
-    inst: dict[str, object] = {k: _clip(k, _text(ds, kw)) for k, kw in INSTANCE_TEXT_TAGS.items()}
+    attrs.patient = {k: _clip(k, _text(ds, kw, codec)) for k, kw in PATIENT_TAGS.items()}
+    attrs.study = {k: _clip(k, _text(ds, kw, codec)) for k, kw in STUDY_TAGS.items()}
+    attrs.series = {k: _clip(k, _text(ds, kw, codec)) for k, kw in SERIES_TAGS.items()}
+    inst: dict[str, object] = {
+        k: _clip(k, _text(ds, kw, codec)) for k, kw in INSTANCE_TEXT_TAGS.items()
+    }
     inst.update({k: _int(ds, kw) for k, kw in INSTANCE_INT_TAGS.items()})
     attrs.instance = inst
     return attrs

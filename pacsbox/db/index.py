@@ -298,11 +298,21 @@ class GroupCommitter:
 
     def __init__(self) -> None:
         self._queue: queue.Queue = queue.Queue()
+        # Held by whoever commits now (an inline caller or the writer's batch).
+        self._idle = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="pacsbox-index-writer",
                                         daemon=True)
         self._thread.start()
 
     def run(self, fn):
+        # Alone (one association, an import): commit in the caller's thread,
+        # with no hand-over to the writer. Several at once: join the batch.
+        if self._idle.acquire(blocking=False):
+            try:
+                with write_transaction():
+                    return fn()
+            finally:
+                self._idle.release()
         fut: Future = Future()
         self._queue.put((fn, fut))
         return fut.result()
@@ -334,6 +344,10 @@ class GroupCommitter:
             database.close()
 
     def _commit(self, batch: list) -> None:
+        with self._idle:
+            self._commit_batch(batch)
+
+    def _commit_batch(self, batch: list) -> None:
         outcomes = []
         try:
             with write_transaction():
