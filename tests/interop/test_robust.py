@@ -7,6 +7,7 @@ import socket
 import struct
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -138,3 +139,19 @@ def test_worker_processes_share_the_port_and_die_with_the_daemon(tmp_path):
              timeout=10, what="the worker to die with the daemon")
     finally:
         server.stop()
+
+
+def test_ten_storescu_send_the_same_instance_at_once(fast_timeouts, tmp_path):
+    server = fast_timeouts
+    (path,) = write_files(tmp_path / "same", [make_instance(patient_id="SAME")])
+    procs = [
+        subprocess.Popen(["storescu", "-aet", f"MOD{i:02d}", "-aec", server.ae_title, "127.0.0.1",
+                          str(server.port), str(path)], env=DCMTK_ENV,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for i in range(10)
+    ]
+    for p in procs:
+        assert p.wait(60) == 0, p.stderr.read()
+    assert _count(server) == 1
+    files = [p for p in Path(server.cfg.ArchiveDirectory).rglob("*") if p.is_file()]
+    assert len(files) == 1 and files[0].read_bytes().endswith(path.read_bytes()[-2000:])
