@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import io
-import time
 
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -18,6 +17,7 @@ from pacsbox import config
 from pacsbox.archive import Archive
 from pacsbox.db import index as idx
 from pacsbox.media.watchfolder import WatchFolder, being_written
+from tests.helpers import poll
 
 
 @pytest.fixture
@@ -128,10 +128,8 @@ def test_thread_loop_imports_and_beats(store, tmp_path):
     (folder / "drop.dcm").write_bytes(data)
     watch.start()
     try:
-        deadline = time.monotonic() + 30
-        while not (folder / "done" / "drop.dcm").exists():
-            assert time.monotonic() < deadline, "watch folder did not import the file"
-            time.sleep(0.05)
+        poll(lambda: (folder / "done" / "drop.dcm").exists(), timeout=30,
+             what="the watch folder to import the file")
     finally:
         watch.stop()
     assert idx.find_instance(uid) is not None

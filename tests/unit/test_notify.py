@@ -21,6 +21,7 @@ import pytest
 
 from pacsbox import notify as notify_mod
 from pacsbox.notify import Heartbeats, Supervisor, notify, watchdog_interval
+from tests.helpers import poll as shared_poll
 
 DEADLINE_S = 10.0
 
@@ -59,10 +60,7 @@ class Manager:
 
 
 def poll(predicate: Callable[[], object], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
+    shared_poll(predicate, timeout=DEADLINE_S, interval=0.01, what=what)
 
 
 @pytest.fixture(params=["socket", "systemd-python"])
