@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-ALL = ["ingest", "query", "retrieve", "web", "media", "appliance"]
+ALL = ["ingest", "query", "retrieve", "web", "media", "appliance", "startup"]
 
 
 def _print(name: str, figures: dict, indent: str = "  ") -> None:
