@@ -30,6 +30,8 @@ log = logging.getLogger("pacsbox.daemon")
 STATUS_INTERVAL = 2.0
 CHECKPOINT_INTERVAL = 60.0
 SHUTDOWN_GRACE = 8.0
+TOTALS_EVERY = 60.0
+RECENT_EVERY = 10.0
 
 
 class Daemon:
@@ -50,6 +52,10 @@ class Daemon:
         self.workers: list = []
         self._addresses: list[str] = []
         self._addresses_at = 0.0
+        self._totals_cache: dict[str, int] | None = None
+        self._totals_at = 0.0
+        self._recent_cache: tuple[dict | None, int] | None = None
+        self._recent_at = 0.0
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -154,8 +160,29 @@ class Daemon:
         log.error(message)
         self.last_error = {"time": dt.datetime.now().isoformat(timespec="seconds"), "message": message}
 
+    def _totals(self) -> dict[str, int]:
+        """Counts for the status line, refreshed at most once a minute (a scan at 10M rows)."""
+        if self._totals_cache is None or time.monotonic() - self._totals_at > TOTALS_EVERY:
+            self._totals_cache = idx.totals()
+            self._totals_at = time.monotonic()
+        return self._totals_cache
+
+    def _recent(self) -> tuple[dict | None, int]:
+        """Last study and studies today, from the index (covers every worker), every 10 s."""
+        if self._recent_cache is None or time.monotonic() - self._recent_at > RECENT_EVERY:
+            last = idx.last_study()
+            midnight = dt.datetime.combine(dt.date.today(), dt.time()).astimezone(dt.UTC)
+            today = idx.studies_received_since(midnight.replace(tzinfo=None))
+            if last:
+                utc = dt.datetime.fromisoformat(last.pop("received_utc")).replace(tzinfo=dt.UTC)
+                local = utc.astimezone().replace(tzinfo=None)
+                last["received"] = local.isoformat(timespec="seconds")
+            self._recent_cache = (last, today)
+            self._recent_at = time.monotonic()
+        return self._recent_cache
+
     def snapshot(self) -> dict:
-        totals = idx.totals()
+        totals = self._totals()
         disks = []
         for root in {self.cfg.archive_dir, self.cfg.data_dir}:
             try:
@@ -167,12 +194,7 @@ class Daemon:
             pct = round(100.0 * (total - free) / total, 1) if total else 0.0
             disks.append({"path": str(root), "percent": pct, "free_bytes": free, "total_bytes": total})
         wm = self.watermark.state() if self.watermark else {}
-        last = idx.last_study()
-        midnight = dt.datetime.combine(dt.date.today(), dt.time()).astimezone(dt.UTC)
-        today = idx.studies_received_since(midnight.replace(tzinfo=None))
-        if last:
-            utc = dt.datetime.fromisoformat(last.pop("received_utc")).replace(tzinfo=dt.UTC)
-            last["received"] = utc.astimezone().replace(tzinfo=None).isoformat(timespec="seconds")
+        last, today = self._recent()
         if time.monotonic() - self._addresses_at > 30:
             self._addresses = status.local_addresses()
             self._addresses_at = time.monotonic()
