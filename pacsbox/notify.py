@@ -148,6 +148,16 @@ class Heartbeats:
                 if now - self._last.get(name, now) > max_age
             )
 
+    def hung(self, factor: float = 2.0) -> list[str]:
+        """Workers silent for ``factor`` times their max age: past doubt, not a slow moment."""
+        now = self._clock()
+        with self._lock:
+            return sorted(
+                name
+                for name, max_age in self._max_age.items()
+                if now - self._last.get(name, now) > factor * max_age
+            )
+
     def age(self, name: str) -> float | None:
         """Seconds since ``name`` last beat, or None if it never did."""
         with self._lock:
@@ -193,12 +203,20 @@ class Supervisor(threading.Thread):
         self._stop_event = threading.Event()
         self._last_status: str | None = None
         self._withheld: str | None = None
+        self._triggered = False
         self._status_error: str | None = None
 
     def run(self) -> None:
+        # Health is checked every second, pings go out every period: a hung
+        # worker is noticed within a second of going stale, not a period later.
+        check_s = min(self.period_s, 1.0)
+        last_ping = float("-inf")
         while True:
-            self.tick()
-            if self._stop_event.wait(self.period_s):
+            now = time.monotonic()
+            due = now - last_ping >= self.period_s - check_s / 2
+            if self.tick(ping=due) and due:
+                last_ping = now
+            if self._stop_event.wait(check_s):
                 return
 
     def stop(self, timeout: float | None = 5.0) -> None:
@@ -207,21 +225,34 @@ class Supervisor(threading.Thread):
         if self.is_alive() and threading.current_thread() is not self:
             self.join(timeout)
 
-    def tick(self) -> None:
-        """One round: refresh STATUS=, then ping the watchdog if healthy."""
+    def tick(self, ping: bool = True) -> bool:
+        """One round: refresh STATUS=, ping the watchdog if healthy; True when healthy.
+
+        A worker silent for twice its allowance is hung beyond doubt: then
+        ``WATCHDOG=trigger`` asks systemd to act now instead of waiting out
+        WatchdogSec after the last ping (once per episode).
+        """
         self._update_status()
         problem = self._problem()
         if problem is None:
             if self._withheld is not None:
                 log.info("watchdog pings resumed")
                 self._withheld = None
-            if self.watchdog_enabled:
+                self._triggered = False
+            if self.watchdog_enabled and ping:
                 self._send("WATCHDOG=1")
-            return
+            return True
         key, message = problem
         if key != self._withheld:  # one line per episode, not per tick
             log.warning("watchdog ping withheld: %s", message)
             self._withheld = key
+            self._triggered = False
+        hung = self.heartbeats.hung()
+        if hung and self.watchdog_enabled and not self._triggered:
+            log.error("watchdog triggered: %s hung", ", ".join(hung))
+            self._send("WATCHDOG=trigger")
+            self._triggered = True
+        return False
 
     def _problem(self) -> tuple[str, str] | None:
         """None when healthy, else (a key stable over the episode, a one-line reason)."""

@@ -326,3 +326,25 @@ def test_stop_ends_the_thread(manager: Manager, monkeypatch: pytest.MonkeyPatch)
     manager.wait_for("WATCHDOG=1")
     sup.stop()
     assert not sup.is_alive()
+
+
+def test_a_worker_hung_twice_its_allowance_triggers_the_watchdog(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WATCHDOG_USEC", "30000000")
+    now = [1000.0]
+    beats = Heartbeats(clock=lambda: now[0])
+    beats.register("scp", 5.0)
+    sent: list[str] = []
+    sup = Supervisor(beats, lambda: True, lambda: "ok", send=sent.append)
+    assert sup.tick() is True and "WATCHDOG=1" in sent
+    now[0] += 6  # stale: pings withheld, no trigger yet (a slow moment)
+    sent.clear()
+    assert sup.tick() is False and sent == []
+    now[0] += 5  # 11 s > 2 x 5 s: hung
+    sup.tick()
+    sup.tick()
+    assert sent.count("WATCHDOG=trigger") == 1 and "WATCHDOG=1" not in sent
+    beats.beat("scp")  # recovered: pings resume, a new episode may trigger again
+    sent.clear()
+    assert sup.tick() is True and sent == ["WATCHDOG=1"]
