@@ -54,6 +54,7 @@ class Daemon:
         self._addresses_at = 0.0
         self._totals_cache: dict[str, int] | None = None
         self._totals_at = 0.0
+        self._totals_signal = -1
         self._recent_cache: tuple[dict | None, int] | None = None
         self._recent_at = 0.0
 
@@ -161,10 +162,15 @@ class Daemon:
         self.last_error = {"time": dt.datetime.now().isoformat(timespec="seconds"), "message": message}
 
     def _totals(self) -> dict[str, int]:
-        """Counts for the status line, refreshed at most once a minute (a scan at 10M rows)."""
-        if self._totals_cache is None or time.monotonic() - self._totals_at > TOTALS_EVERY:
+        """Counts for the status line: a scan (80 ms at 10M rows), so only when something
+        was stored (at most every 10 s) and otherwise once a minute (deletions, purges)."""
+        newest = idx.newest_instance_id()
+        age = time.monotonic() - self._totals_at
+        changed = newest != self._totals_signal and age > RECENT_EVERY
+        if self._totals_cache is None or changed or age > TOTALS_EVERY:
             self._totals_cache = idx.totals()
             self._totals_at = time.monotonic()
+            self._totals_signal = newest
         return self._totals_cache
 
     def _recent(self) -> tuple[dict | None, int]:

@@ -530,3 +530,8 @@ def last_study() -> dict | None:
 
 def studies_received_since(utc_naive) -> int:
     return _one("SELECT COUNT(*) FROM study WHERE received >= ?", (str(utc_naive),))[0]
+
+
+def newest_instance_id() -> int:
+    """The highest instance row id: an O(1) sign that something was stored."""
+    return _one("SELECT COALESCE(MAX(id), 0) FROM instance", ())[0]
