@@ -7,9 +7,10 @@ non-zero exit code (tracebacks only with ``--debug``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pacsbox import __version__, config
@@ -27,10 +28,16 @@ def command(name: str) -> Callable[[Handler], Handler]:
     return wrap
 
 
-def _archive(cfg: config.Config):
+@contextlib.contextmanager
+def _archive(cfg: config.Config) -> Iterator:
+    """The archive, open for one command and closed however it ends."""
     from pacsbox.archive import Archive
 
-    return Archive(cfg)
+    archive = Archive(cfg)
+    try:
+        yield archive
+    finally:
+        archive.close()
 
 
 # -- serve and configuration ---------------------------------------------------
@@ -82,8 +89,7 @@ def cmd_default_config(args: argparse.Namespace, cfg: config.Config) -> int:
 def cmd_ae(args: argparse.Namespace, cfg: config.Config) -> int:
     from pacsbox.db import index as idx
 
-    archive = _archive(cfg)
-    try:
+    with _archive(cfg):  # opens and migrates the index
         if args.ae_cmd == "add":
             try:
                 title = config.parse_ae_title(args.title)  # same rule as our own AE title
@@ -113,8 +119,6 @@ def cmd_ae(args: argparse.Namespace, cfg: config.Config) -> int:
                 raise NotFound(f"AE {args.title} is not in the AE table")
             print(f"AE {args.title} removed")
         return 0
-    finally:
-        archive.close()
 
 
 # -- consistency -------------------------------------------------------------------
@@ -124,21 +128,17 @@ def cmd_ae(args: argparse.Namespace, cfg: config.Config) -> int:
 def cmd_rebuild(args: argparse.Namespace, cfg: config.Config) -> int:
     from pacsbox.progress import Bar
 
-    archive = _archive(cfg)
-    try:
+    with _archive(cfg) as archive:
         report = archive.rebuild(progress=Bar("rebuild"))
         print("index rebuilt: " + report.summary())
         return 0
-    finally:
-        archive.close()
 
 
 @command("check")
 def cmd_check(args: argparse.Namespace, cfg: config.Config) -> int:
     from pacsbox.progress import Bar
 
-    archive = _archive(cfg)
-    try:
+    with _archive(cfg) as archive:
         report = archive.full_check(repair=False, progress=Bar("check"))
         print("check: " + report.summary().replace(" indexed", " not indexed"))
         for sop in report.missing_files:
@@ -147,8 +147,6 @@ def cmd_check(args: argparse.Namespace, cfg: config.Config) -> int:
             print(f"unreadable: {path}")
         clean = not (report.indexed or report.missing_files or report.unreadable or report.held)
         return 0 if clean else 1
-    finally:
-        archive.close()
 
 
 # -- media: import, export and burn ------------------------------------------------------
@@ -164,10 +162,9 @@ def cmd_import(args: argparse.Namespace, cfg: config.Config) -> int:
 
     if bool(args.path) == bool(args.device):
         raise UsageError("give a PATH to import, or --device DEV")
-    archive = _archive(cfg)
     bar = Bar("import")
-    store = partial(archive.store, source="import")
-    try:
+    with _archive(cfg) as archive:
+        store = partial(archive.store, source="import")
         if args.device:
             from pacsbox.media.autoimport import import_device
 
@@ -177,8 +174,6 @@ def cmd_import(args: argparse.Namespace, cfg: config.Config) -> int:
             if not path.exists():
                 raise NotFound(f"{path}: no such file or folder")
             report = run_import(path, store, progress=lambda p: bar(p.done, p.total))
-    finally:
-        archive.close()
     for line in report.lines():
         print(line)
     if getattr(report, "aborted", None):
@@ -196,8 +191,7 @@ def cmd_export(args: argparse.Namespace, cfg: config.Config) -> int:
 
     if not (args.patient or args.study or args.series):
         raise UsageError("choose what to export with --patient, --study or --series")
-    archive = _archive(cfg)
-    try:
+    with _archive(cfg) as archive:
         volumes = export_selection(
             archive, Path(args.out), patients=args.patient, studies=args.study,
             series=args.series, media=args.media, zip_volumes=args.zip, label=args.label,
@@ -209,8 +203,6 @@ def cmd_export(args: argparse.Namespace, cfg: config.Config) -> int:
             print(f"volume {v.number} {v.label}: {v.instances} instances, {v.bytes} bytes, "
                   f"{v.profile}, {v.directory}{zipped}{extra}")
         return 0
-    finally:
-        archive.close()
 
 
 @command("burn")
@@ -257,8 +249,7 @@ def cmd_user(args: argparse.Namespace, cfg: config.Config) -> int:
 
     from pacsbox.web import users
 
-    archive = _archive(cfg)
-    try:
+    with _archive(cfg):  # opens and migrates the index
         if args.user_cmd == "add":
             pw = users.add_user(
                 args.name, args.privilege or [], first_name=args.first_name or "",
@@ -282,8 +273,6 @@ def cmd_user(args: argparse.Namespace, cfg: config.Config) -> int:
                 print(f"{u['name']:16} {u['first_name']} {u['last_name']:20} {u['group']:12} "
                       f"{','.join(u['privileges'])}")
         return 0
-    finally:
-        archive.close()
 
 
 @command("selfcheck")

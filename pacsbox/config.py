@@ -39,34 +39,28 @@ def parse_ae_title(text: str) -> str:
 
 
 def _port(text: str) -> int:
-    value = _int_range(0, 65535)(text)
-    return value
+    return _int_range(0, 65535)(text)
+
+
+def _range(kind: type, noun: str, lo: float, hi: float) -> Callable[[str], Any]:
+    def parse(text: str):
+        try:
+            value = kind(text.strip())
+        except ValueError:
+            value = None
+        if value is None or not lo <= value <= hi:
+            raise ValueError(f"{noun} from {lo} to {hi}")
+        return value
+
+    return parse
 
 
 def _int_range(lo: int, hi: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text.strip())
-        except ValueError:
-            raise ValueError(f"a whole number from {lo} to {hi}") from None
-        if not lo <= value <= hi:
-            raise ValueError(f"a whole number from {lo} to {hi}")
-        return value
-
-    return parse
+    return _range(int, "a whole number", lo, hi)
 
 
 def _float_range(lo: float, hi: float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text.strip())
-        except ValueError:
-            raise ValueError(f"a number from {lo} to {hi}") from None
-        if not lo <= value <= hi:
-            raise ValueError(f"a number from {lo} to {hi}")
-        return value
-
-    return parse
+    return _range(float, "a number", lo, hi)
 
 
 def _choice(*choices: str) -> Callable[[str], str]:

@@ -69,10 +69,10 @@ def image_response(inst: Instance, fmt: str, frame, wc, ww, size) -> bottle.HTTP
     )
 
 
-def dicom_response(inst: Instance) -> bottle.HTTPResponse:
-    path = instance_path(inst)
+def dicom_response(archive, inst: Instance) -> bottle.HTTPResponse:
+    """The object as a Part-10 file: ``read_part10`` gives Native-stored ones their header."""
     try:
-        data = path.read_bytes()
+        data = archive.read_part10(inst)
     except FileNotFoundError:
         raise NotFound("the stored file is missing") from None
     return bottle.HTTPResponse(
@@ -106,7 +106,7 @@ def register(ctx: Ctx) -> None:
     def download(ident, uid):
         inst = get_instance(ctx, ident.principal, uid)
         ctx.journal("download", uid)
-        return dicom_response(inst)
+        return dicom_response(ctx.archive, inst)
 
     @ctx.page("/wado", json_twin=False, privilege=PUBLIC, note="session, Basic or WADO account")
     def wado(_ident):
@@ -163,7 +163,7 @@ def _wado(ctx: Ctx, ident: Identity) -> bottle.HTTPResponse:
     if content == "application/dicom":
         if not ident.principal.has("download"):
             return error_response(403, "application/dicom needs the Download privilege", False)
-        return dicom_response(inst)
+        return dicom_response(ctx.archive, inst)
     frame = _number("frameNumber", q.get("frameNumber", ""), integer=True, lo=1)
     wc = _number("windowCenter", q.get("windowCenter", ""))
     ww = _number("windowWidth", q.get("windowWidth", ""), lo=1)

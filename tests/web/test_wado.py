@@ -110,3 +110,23 @@ def test_image_urls_refuse_traversal(app, archive):
         "/instances/abc/file",
     ):
         assert b.get(url, expect_errors=True).status_int in (400, 404), url
+
+
+def test_native_storage_downloads_as_part10(cfg, clock, tmp_path):
+    """StorageFormat=Native keeps the data set alone; downloads must still be Part-10 files."""
+    from pacsbox.archive import Archive
+    from pacsbox.web.app import create_app
+
+    archive = Archive(cfg.replace(StorageFormat="Native"))
+    try:
+        res = store(archive, patient_name="NATIVE^ONE")
+        app = create_app(archive.cfg, archive, clock=clock)
+        b = login(app, "dl", privileges=("view", "download"))
+        for url in (wado_url(res, contentType="application/dicom"),
+                    f"/instances/{res.sop_instance_uid}/file"):
+            r = b.get(url)
+            assert r.content_type == "application/dicom"
+            assert r.body[128:132] == b"DICM", url
+            assert dcmread(io.BytesIO(r.body)).SOPInstanceUID == res.sop_instance_uid
+    finally:
+        archive.close()
