@@ -435,15 +435,20 @@ class Watermark:
     def _purge_one(self, study: Study, why: str, report: PurgeReport) -> None:
         if not pdb.mark_purging(study.id):
             return  # protected, marked or deleted since the plan was made
+        deleted = self._files_then_rows(study, report, "purge of study {} stopped")
+        if deleted is not None:
+            self._finished(study, why, deleted, report)
+
+    def _files_then_rows(self, study: Study, report: PurgeReport, failure: str):
+        """Phases 2 and 3 of a marked study; None (and a report line) when they stop."""
         try:
             ids = self._delete_files(study)
-            deleted = self._delete_rows(study, ids)
+            return self._delete_rows(study, ids)
         except (OSError, PacsboxError) as exc:
-            msg = f"purge of study {study.study_instance_uid} stopped: {exc}"
+            msg = f"{failure.format(study.study_instance_uid)}: {exc}"
             log.error(msg)
             report.errors.append(msg)
-            return
-        self._finished(study, why, deleted, report)
+            return None
 
     def _delete_files(self, study: Study) -> list[int]:
         """Phase 2: delete the files of the study's indexed instances (gone already is fine).
@@ -526,13 +531,8 @@ class Watermark:
 
     def _resume(self, report: PurgeReport) -> None:
         for study in pdb.purging_studies():
-            try:
-                ids = self._delete_files(study)
-                deleted = self._delete_rows(study, ids)
-            except (OSError, PacsboxError) as exc:
-                msg = f"cannot finish the purge of study {study.study_instance_uid}: {exc}"
-                log.error(msg)
-                report.errors.append(msg)
+            deleted = self._files_then_rows(study, report, "cannot finish the purge of study {}")
+            if deleted is None:
                 continue
             report.resumed += 1
             self._finished(study, "finishing a purge interrupted by a crash", deleted, report)

@@ -12,7 +12,7 @@ from pathlib import Path
 from pacsbox import config
 from pacsbox.db import index as idx
 from pacsbox.errors import NotFound, UsageError
-from pacsbox.web.core import Ctx, form, json_response, redirect_after_post, wants_json
+from pacsbox.web.core import Ctx, done, form, json_response, wants_json
 
 log = logging.getLogger("pacsbox.web")
 
@@ -75,18 +75,14 @@ def register(ctx: Ctx) -> None:
             description=form("description")[:255],
         )
         ctx.journal("ae-save", title)
-        if wants_json():
-            return json_response({"ok": True, "title": title})
-        return redirect_after_post("/aes", f"AE {title} saved")
+        return done("/aes", f"AE {title} saved", title=title)
 
     @ctx.page("/aes/<title>/delete", method="POST", privilege="admin")
     def ae_delete(ident, title):
         if not idx.ae_remove(title):
             raise NotFound(f"AE {title} is not in the AE table")
         ctx.journal("ae-delete", title)
-        if wants_json():
-            return json_response({"ok": True})
-        return redirect_after_post("/aes", f"AE {title} removed")
+        return done("/aes", f"AE {title} removed")
 
     @ctx.page("/aes/<title>/ping", method="POST", template="aes.tpl")
     def ae_ping(ident, title):

@@ -24,7 +24,7 @@ from pacsbox.db.index import write_transaction
 from pacsbox.db.models import Instance, Patient, Series, Study, utcnow
 from pacsbox.errors import NotFound, UsageError
 from pacsbox.web import privileges as pv
-from pacsbox.web.core import Ctx, arg, form, redirect_after_post, url
+from pacsbox.web.core import Ctx, arg, done, form, url
 
 log = logging.getLogger("pacsbox.web")
 
@@ -606,9 +606,4 @@ def register(ctx: Ctx) -> None:
         return _done(f"/series/{series_uid}", "image deleted", deleted=n)
 
 
-def _done(target: str, message: str, **data: Any):
-    from pacsbox.web.core import json_response, wants_json
-
-    if wants_json():
-        return json_response({"ok": True, "message": message, **data})
-    return redirect_after_post(target, message)
+_done = done  # the shared post answer (core.done)

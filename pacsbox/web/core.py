@@ -220,6 +220,13 @@ def error_response(status: int, message: str, as_json: bool) -> bottle.HTTPRespo
     return resp
 
 
+def done(target: str, message: str, **data: Any):
+    """The answer to a form post: JSON for the JSON twin, else post/redirect/get."""
+    if wants_json():
+        return json_response({"ok": True, "message": message, **data})
+    return redirect_after_post(target, message)
+
+
 def redirect_after_post(default: str, message: str = "") -> bottle.HTTPResponse:
     """Post/redirect/get; ``next`` must be a local path (no open redirect)."""
     target = bottle.request.forms.get("next") or default

@@ -27,7 +27,7 @@ from pacsbox.web.auth import (
     set_user_password,
     verify_password,
 )
-from pacsbox.web.core import Ctx, form, json_response, redirect_after_post, wants_json
+from pacsbox.web.core import Ctx, done, form, wants_json
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 Clock = Callable[[], float]
@@ -252,9 +252,7 @@ def register(ctx: Ctx) -> None:
             disabled=bool(form("disabled")),
         )
         ctx.journal("user-change", name)
-        if wants_json():
-            return json_response({"ok": True})
-        return redirect_after_post("/users", f"user {name} saved")
+        return done("/users", f"user {name} saved")
 
     @ctx.page("/users/<name>/password", method="POST", template="users.tpl", privilege="root")
     def user_reset(ident, name):
@@ -266,25 +264,19 @@ def register(ctx: Ctx) -> None:
     def user_delete(ident, name):
         delete_user(name)
         ctx.journal("user-delete", name)
-        if wants_json():
-            return json_response({"ok": True})
-        return redirect_after_post("/users", f"user {name} deleted")
+        return done("/users", f"user {name} deleted")
 
     @ctx.page("/groups", method="POST", privilege="root")
     def group_create(ident):
         add_group(form("name"), form("description"))
         ctx.journal("group-add", form("name"), form("description"))
-        if wants_json():
-            return json_response({"ok": True})
-        return redirect_after_post("/users", "group created")
+        return done("/users", "group created")
 
     @ctx.page("/groups/<name>/delete", method="POST", privilege="root")
     def group_delete(ident, name):
         delete_group(name)
         ctx.journal("group-delete", name)
-        if wants_json():
-            return json_response({"ok": True})
-        return redirect_after_post("/users", f"group {name} deleted")
+        return done("/users", f"group {name} deleted")
 
     # -- one's own password (also the page an expired password leads to) --------------------
 
@@ -316,6 +308,4 @@ def register(ctx: Ctx) -> None:
         set_user_password(user, new, ctx.clock, one_time=False)
         ctx.auth.drop_sessions(user.id, keep=ident.session_id)
         ctx.journal("password-change", user.name)
-        if wants_json():
-            return json_response({"ok": True})
-        return redirect_after_post("/studies", "password changed")
+        return done("/studies", "password changed")
