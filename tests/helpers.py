@@ -16,7 +16,16 @@ from pacsbox import config
 
 VENV_BIN = Path(sys.executable).parent
 PACSBOX = str(VENV_BIN / "pacsbox")
-DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+# pynetdicom installs its own storescu/findscu/movescu/getscu/storescp into the
+# venv's bin: keep that folder off the PATH so the peers are always DCMTK's.
+DCMTK_ENV = {
+    **os.environ,
+    "TCP_NODELAY": "1",
+    "PATH": os.pathsep.join(
+        p for p in os.environ.get("PATH", os.defpath).split(os.pathsep)
+        if p and Path(p).resolve() != VENV_BIN.resolve()
+    ),
+}
 
 
 def free_port() -> int:
