@@ -18,6 +18,7 @@ import contextlib
 import io
 import logging
 import os
+import select
 import socket
 import struct
 import threading
@@ -199,6 +200,21 @@ def _us(n: int) -> bytes:
     return struct.pack("<H", n & 0xFFFF)
 
 
+_NOT_MINE = object()
+
+
+def _command_fields(command: bytes) -> dict[int, int]:
+    """The US elements of an Implicit VR LE command set, by element number."""
+    out = {}
+    offset = 0
+    while offset + 8 <= len(command):
+        group, element, length = struct.unpack_from("<HHI", command, offset)
+        if group == 0 and length == 2:
+            (out[element],) = struct.unpack_from("<H", command, offset + 8)
+        offset += 8 + length
+    return out
+
+
 def _dataset_offset(fh, path: str) -> int:
     """Where the data set starts in a stored Part-10 file (after the group 2 meta)."""
     head = fh.read(144)
@@ -209,15 +225,21 @@ def _dataset_offset(fh, path: str) -> int:
 
 
 class RawStoreWriter:
-    """Writes C-STORE requests straight to the association's socket.
+    """Writes C-STORE requests straight to the association's socket and reads
+    their responses straight back.
 
     pynetdicom spends ~3 ms of Python per image (message objects, a queue hop
     to its DUL thread per PDV, per-chunk reads); Orthanc sends a 0.5 MB image
-    in ~0.5 ms. Here the command set is encoded once per image, the data set
-    goes out as P-DATA-TF PDUs read straight from the stored file into one
-    buffer, and only the response comes back through pynetdicom (its DUL
-    thread decodes it into the DIMSE queue). The association's reactor is kept
-    paused for the whole transfer so it never takes a response off the queue.
+    in ~0.5 ms. Here the command set is encoded once per image and the data
+    set goes out as P-DATA-TF PDUs read straight from the stored file into one
+    buffer. The response used to come back through pynetdicom's DUL thread
+    (decode, event queue, DIMSE queue, a wake-up of this thread): 0.4 ms of
+    every image's 0.6 ms. While ``hold()`` is in force the DUL thread leaves
+    the socket alone and ``response()`` reads the P-DATA-TF itself; any other
+    PDU (A-ABORT, A-RELEASE-RQ) is only peeked at, the hold is lifted and
+    pynetdicom handles it as always. A C-CANCEL-RQ read this way is filed
+    where pynetdicom files it, so ``event.is_cancelled`` still sees it. The
+    association's reactor is kept paused for the whole transfer.
     PS3.8 9.3.5 (P-DATA-TF) and E.2 (message control header).
     """
 
@@ -232,6 +254,8 @@ class RawStoreWriter:
         self.buf = bytearray(self.fragment + 12)
         self.view = memoryview(self.buf)
         self.paused_here = False
+        self.held = False
+        self.timeout = float(getattr(assoc, "dimse_timeout", None) or 60.0)
 
     @property
     def usable(self) -> bool:
@@ -249,9 +273,48 @@ class RawStoreWriter:
         self.paused_here = True
 
     def resume(self) -> None:
+        self.unhold()
         if self.paused_here:
             self.assoc._reactor_checkpoint.set()
             self.paused_here = False
+
+    def hold(self) -> None:
+        """Keep the DUL thread off the socket (it still sends what it is given)."""
+        if self.held:
+            return
+        dul = self.assoc.dul
+        gate = getattr(dul, "_pacsbox_gate", None)
+        if gate is None:
+            gate = threading.Lock()
+            check = dul._is_transport_event  # the library's bound method
+
+            def gated() -> bool:
+                with gate:
+                    return False if dul._pacsbox_held else check()
+
+            dul._pacsbox_gate = gate
+            dul._pacsbox_held = False
+            dul._is_transport_event = gated
+        with gate:  # waits out a PDU the DUL thread may be reading right now
+            dul._pacsbox_held = True
+            # Nothing to poll for while held: don't let busy_dul's short delay spin it.
+            self._saved_delay = getattr(dul, "_run_loop_delay", None)
+            if self._saved_delay is not None:
+                dul._run_loop_delay = max(self._saved_delay, 0.001)
+        self.held = True
+
+    def unhold(self) -> None:
+        if not self.held:
+            return
+        dul = self.assoc.dul
+        with dul._pacsbox_gate:
+            dul._pacsbox_held = False
+            if self._saved_delay is not None:
+                dul._run_loop_delay = self._saved_delay
+        self.held = False
+        waker = getattr(dul, "_pacsbox_waker", None)
+        if waker is not None:
+            waker.wake_dul()  # it may be asleep in select() without the socket
 
     def _pdv(self, cx_id: int, control: int, data) -> None:
         n = len(data)
@@ -328,6 +391,22 @@ class RawStoreWriter:
                     self.sock.sendall(self.view[: 12 + got])
                     if last:
                         break
+        return self.response()
+
+    def response(self) -> int | None:
+        """The status of the C-STORE-RSP that answers the request just sent."""
+        if self.held:
+            try:
+                status = self._read_response()
+            except OSError as exc:
+                log.warning("C-STORE response could not be read: %s", exc)
+                status = None
+            if status is not _NOT_MINE:
+                if status is None and self.assoc.is_established:
+                    log.error("no C-STORE response within the DIMSE timeout: aborting")
+                    self.assoc.abort()
+                return status
+            self.unhold()  # a PDU for pynetdicom: let its DUL thread read it
         _, rsp = self.assoc.dimse.get_msg(block=True)
         if rsp is None:
             # DIMSE timeout or the peer went away: like pynetdicom, end the association.
@@ -337,6 +416,65 @@ class RawStoreWriter:
             return None
         status = getattr(rsp, "Status", None)
         return int(status) if status is not None else None
+
+    def _recv_exact(self, n: int) -> bytearray:
+        out = bytearray(n)
+        view = memoryview(out)
+        got = 0
+        while got < n:
+            r = self.sock.recv_into(view[got:], n - got)
+            if r == 0:
+                raise ConnectionError("the peer closed the connection")
+            got += r
+        return out
+
+    def _read_response(self):
+        """Read P-DATA-TF PDUs until a C-STORE-RSP command is complete.
+
+        Returns its status, None on timeout, or _NOT_MINE when the next PDU is
+        not a P-DATA-TF (it is left unread for pynetdicom).
+        """
+        command = bytearray()
+        deadline = time.monotonic() + self.timeout
+        while True:
+            ready, _, _ = select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                return None
+            kind = self.sock.recv(1, socket.MSG_PEEK)
+            if not kind:
+                raise ConnectionError("the peer closed the connection")
+            if kind[0] != 0x04:
+                return _NOT_MINE
+            (length,) = struct.unpack(">I", bytes(self._recv_exact(6)[2:6]))
+            body = self._recv_exact(length)
+            restart = getattr(getattr(self.assoc.dul, "_idle_timer", None), "restart", None)
+            if restart is not None:
+                restart()  # the DUL did not see this traffic: keep its idle timer honest
+            offset = 0
+            while offset + 6 <= length:
+                (item_len,) = struct.unpack_from(">I", body, offset)
+                control = body[offset + 5]
+                if control & 0x01:  # a command fragment (data fragments: none expected)
+                    command += body[offset + 6 : offset + 4 + item_len]
+                    if control & 0x02:
+                        fields = _command_fields(command)
+                        command = bytearray()
+                        field = fields.get(0x0100)
+                        if field == 0x8001:  # C-STORE-RSP
+                            status = fields.get(0x0900)
+                            return status
+                        if field == 0x0FFF:  # C-CANCEL-RQ for the C-GET in progress
+                            self._file_cancel(fields.get(0x0120))
+                offset += 4 + item_len
+
+    def _file_cancel(self, msg_id: int | None) -> None:
+        if msg_id is None:
+            return
+        from pynetdicom.dimse_primitives import C_CANCEL  # noqa: PLC0415 - rare
+
+        cancel = C_CANCEL()
+        cancel.MessageIDBeingRespondedTo = msg_id
+        self.assoc.dimse.cancel_req[msg_id] = cancel
 
 
 class Sender:
@@ -470,6 +608,7 @@ class Sender:
         """Send every item; False when cancelled or the association went away."""
         if self.raw is not None:
             self.raw.pause()
+            self.raw.hold()
         try:
             for item in items:
                 if cancelled():

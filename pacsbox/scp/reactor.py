@@ -107,6 +107,8 @@ class _SleepShim:
             return
         if self._kind == "dul":
             sock = getattr(getattr(thread, "socket", None), "socket", None)
+            if getattr(thread, "_pacsbox_held", False):
+                sock = None  # scu.RawStoreWriter reads it now: don't spin on its data
             fds = [waker.r] + ([sock] if sock is not None else [])
             try:
                 ready, _, _ = select.select(fds, [], [], seconds)

@@ -335,6 +335,47 @@ def test_cancel_stops_a_large_move(env, storescp):
     assert len(scp.files()) < LARGE
 
 
+def test_destination_that_aborts_mid_move_ends_it_promptly(env):
+    """A destination that sends A-ABORT after 10 images (pynetdicom's storage SCP:
+    storescp cannot be told to): the move ends at once with A702/B000 and the
+    failed count covering the rest, no DIMSE timeout, and the box keeps serving."""
+    import time
+
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import CTImageStorage
+
+    got = []
+
+    def on_store(event):
+        got.append(1)
+        if len(got) == 10:
+            event.assoc.abort()
+        return 0x0000
+
+    port = free_port()
+    dest = AE(ae_title="ABORTER")
+    dest.add_supported_context(CTImageStorage)
+    server = dest.start_server(
+        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
+    try:
+        cli(env.ini, "ae", "add", "ABORTER", "--host", "127.0.0.1", "--port", str(port))
+        t0 = time.monotonic()
+        _, out = run(
+            "movescu", env, "S", "STUDY", f"StudyInstanceUID={env.large_study}",
+            extra=("-aem", "ABORTER", "-d"), final=False,
+        )  # fmt: skip
+        elapsed = time.monotonic() - t0
+    finally:
+        server.shutdown()
+    assert final_dimse_status(out).startswith(("0xa702", "0xb000")), out
+    counts = counts_in(out)
+    assert counts["completed"] <= 10 and counts["failed"] + counts["completed"] == LARGE, counts
+    assert elapsed < 20, f"the move took {elapsed:.0f} s: it waited for a timeout"
+    status, _ = run("findscu", env, "S", "STUDY", f"StudyInstanceUID={env.large_study}")
+    assert status == "Success"
+
+
 def test_find_cancel_stops_the_responses(env):
     """findscu --cancel 1 on the 300 images of the large study: FE00, fewer responses."""
     box = Box(env.server, env.ini, env.patients, env.tmp, runs=1000)
@@ -348,6 +389,56 @@ def test_find_cancel_stops_the_responses(env):
 
 
 # -- C-GET --------------------------------------------------------------------------------
+
+
+def test_get_cancel_mid_stream_stops_the_sub_operations(env):
+    """A C-CANCEL sent while the images flow (getscu has no --cancel: pynetdicom's
+    SCU sends it from its C-STORE handler after 20 images) ends the C-GET with
+    FE00 and fewer images than the study holds."""
+    from pynetdicom import AE, build_role, evt
+    from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformationModelGet
+
+    received = []
+    state = {}
+
+    def on_store(event):
+        received.append(event.request.AffectedSOPInstanceUID)
+        if len(received) == 20:
+            event.assoc.send_c_cancel(state["msg_id"], state["cx_id"])
+        return 0x0000
+
+    ae = AE(ae_title="FINDSCU")
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    ae.add_requested_context(CTImageStorage)
+    assoc = ae.associate(
+        "127.0.0.1", env.server.port, ae_title=env.server.ae_title,
+        ext_neg=[build_role(CTImageStorage, scp_role=True)],
+        evt_handlers=[(evt.EVT_C_STORE, on_store)],
+    )  # fmt: skip
+    assert assoc.is_established
+    cx = next(
+        c for c in assoc.accepted_contexts
+        if c.abstract_syntax == StudyRootQueryRetrieveInformationModelGet
+    )  # fmt: skip
+    state.update(msg_id=1, cx_id=cx.context_id)
+    ident = pydicom.Dataset()
+    ident.QueryRetrieveLevel = "STUDY"
+    ident.StudyInstanceUID = env.large_study
+    try:
+        statuses = [
+            (int(rsp.Status), rsp)
+            for rsp, _ in assoc.send_c_get(ident, StudyRootQueryRetrieveInformationModelGet, msg_id=1)
+            if rsp is not None and "Status" in rsp
+        ]
+    finally:
+        assoc.release()
+    final, rsp = statuses[-1]
+    assert final == 0xFE00, [hex(s) for s, _ in statuses]
+    assert 20 <= len(received) < LARGE
+    assert rsp.NumberOfCompletedSuboperations == len(received)
+    assert rsp.NumberOfRemainingSuboperations == LARGE - len(received)
+    poll(lambda: "C-GET from FINDSCU" in env.server.output() and "cancelled" in env.server.output(),
+         10, what="the cancelled C-GET in the log")  # fmt: skip
 
 
 @pytest.mark.parametrize(("model", "level"), [("S", "STUDY"), ("P", "STUDY"), ("O", "STUDY")])
