@@ -11,6 +11,7 @@ only when the kernel command line says ``pacsbox.debug_shell``).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -249,10 +250,15 @@ class QemuBox(Box):
         web_port: int = 0,
         memory_mb: int = 1024,
         uefi: bool = False,
+        media_slots: bool = False,
     ) -> None:
         """``uefi``: boot the disk through OVMF and its systemd-boot entry, as a
-        flashed PC would (no kernel options added, so no debug shell)."""
+        flashed PC would (no kernel options added, so no debug shell).
+        ``media_slots``: an empty IDE CD drive (block node ``cd0``) and a USB 3
+        controller (``xhci``), for discs and sticks hot-plugged through
+        :meth:`qmp` (see :meth:`insert_disc`, :meth:`plug_usb_stick`)."""
         self.uefi = uefi
+        self.media_slots = media_slots
         self.disk = disk
         self.workdir = workdir
         self.port = port
@@ -260,6 +266,9 @@ class QemuBox(Box):
         self.memory_mb = memory_mb
         self.log_path = workdir / "serial.log"
         self.sock_path = workdir / "debug.sock"
+        self.qmp_path = workdir / "qmp.sock"
+        self._qmp: socket.socket | None = None
+        self._qmp_buf = b""
         self.proc: subprocess.Popen | None = None
         self._sock: socket.socket | None = None
         self._buf = b""
@@ -276,8 +285,10 @@ class QemuBox(Box):
         fwd = f"hostfwd=tcp:127.0.0.1:{self.port}-:11112"
         if self.web_port:
             fwd += f",hostfwd=tcp:127.0.0.1:{self.web_port}-:8080"
-        if self.sock_path.exists():
-            self.sock_path.unlink()
+        for old in (self.sock_path, self.qmp_path):
+            if old.exists():
+                old.unlink()
+        self._qmp_close()
         cmdline = CMDLINE.read_text().strip() + " pacsbox.debug_shell"
         boot = ["-kernel", str(KERNEL), "-initrd", str(INITRD), "-append", cmdline]
         if self.uefi:
@@ -316,7 +327,16 @@ class QemuBox(Box):
             f"socket,id=dbg,path={self.sock_path},server=on,wait=off",
             "-device",
             "virtconsole,chardev=dbg",
+            # The monitor, for the tests' hands: media in and out, block state.
+            "-qmp",
+            f"unix:{self.qmp_path},server=on,wait=off",
         ]
+        if self.media_slots:
+            cmd += [
+                "-drive", "if=none,id=cd0,media=cdrom,readonly=on",
+                "-device", "ide-cd,drive=cd0,id=cdrom0,bus=ide.1",
+                "-device", "qemu-xhci,id=xhci",
+            ]  # fmt: skip
         self._out = open(self.workdir / "qemu.out", "ab")
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
@@ -324,6 +344,82 @@ class QemuBox(Box):
         )
         wait_for(self.sock_path.exists, 30, "qemu's debug console socket")
         return self
+
+    # -- the QEMU monitor (QMP) ---------------------------------------------------------
+
+    def _qmp_close(self) -> None:
+        if self._qmp is not None:
+            self._qmp.close()
+        self._qmp = None
+        self._qmp_buf = b""
+
+    def _qmp_message(self, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._qmp_buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"the QEMU monitor gave no answer in {timeout:.0f}s")
+            self._qmp.settimeout(left)
+            chunk = self._qmp.recv(65536)
+            if not chunk:
+                self._qmp_close()
+                raise AssertionError("the QEMU monitor closed")
+            self._qmp_buf += chunk
+        line, self._qmp_buf = self._qmp_buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def qmp(self, command: str, timeout: float = 30.0, **arguments):
+        """Run one QMP command; its ``return`` value, AssertionError on an ``error``.
+        Asynchronous events arriving meanwhile are kept in ``self.qmp_events``."""
+        if self._qmp is None:
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(str(self.qmp_path))
+            self._qmp, self._qmp_buf = s, b""
+            self.qmp_events: list[dict] = []
+            self._qmp_message(timeout)  # the greeting
+            self.qmp("qmp_capabilities")
+        msg: dict = {"execute": command}
+        if arguments:
+            msg["arguments"] = arguments
+        self._qmp.sendall(json.dumps(msg).encode() + b"\n")
+        while True:
+            answer = self._qmp_message(timeout)
+            if "event" in answer:
+                self.qmp_events.append(answer)
+            elif "error" in answer:
+                raise AssertionError(f"QMP {command} {arguments}: {answer['error']}")
+            elif "return" in answer:
+                return answer["return"]
+
+    def block(self, device: str) -> dict:
+        """``query-block``'s entry for a drive (``tray_open``, ``inserted``...)."""
+        for entry in self.qmp("query-block"):
+            if device in (entry.get("device"), entry.get("qdev")):
+                return entry
+        raise AssertionError(f"no block device {device!r} in query-block")
+
+    def insert_disc(self, iso: Path, drive: str = "cdrom0") -> None:
+        """Put a disc in the (empty) CD drive and close the tray, as a hand would."""
+        self.qmp(
+            "blockdev-change-medium",
+            id=drive,
+            filename=str(iso),
+            format="raw",
+            **{"read-only-mode": "read-only"},
+        )
+
+    def plug_usb_stick(self, image: Path, name: str = "stick0") -> None:
+        """Plug a USB mass-storage stick holding ``image`` into the xHCI controller."""
+        self.qmp(
+            "blockdev-add",
+            **{"node-name": name, "driver": "raw", "read-only": False},
+            file={"driver": "file", "filename": str(image)},
+        )
+        self.qmp("device_add", driver="usb-storage", bus="xhci.0", drive=name, id=name)
+
+    def unplug_usb_stick(self, name: str = "stick0") -> None:
+        """Pull the stick out (no warning to the guest, as a hand would)."""
+        self.qmp("device_del", id=name)
 
     def _drop(self) -> None:
         """Close the console connection (qemu serves one client at a time)."""
@@ -413,6 +509,7 @@ class QemuBox(Box):
             self.proc.kill()
             self.proc.wait(10)
         self._drop()
+        self._qmp_close()
         self._out.close()
 
     def kill(self) -> None:
@@ -420,3 +517,4 @@ class QemuBox(Box):
             self.proc.kill()
             self.proc.wait(10)
         self._drop()
+        self._qmp_close()
