@@ -7,6 +7,8 @@ set -euo pipefail
 want=(python3-venv python3-dev gcc pkg-config libsystemd-dev)
 if [ "${1:-base}" = test ]; then
   want+=(dcmtk orthanc xorriso dicom3tools systemd systemd-container chromium chromium-driver fuseiso udev eject squashfs-tools)
+  # The image layers: the build (image-build/build.sh) and qemu with UEFI firmware.
+  want+=(mmdebstrap fdisk mtools dosfstools zstd qemu-system-x86 ovmf)
 fi
 missing=()
 for p in "${want[@]}"; do

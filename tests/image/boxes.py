@@ -33,6 +33,7 @@ OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 AE = "PACSBOX"
 UNIT = f"pacsbox@{AE}.service"
+BOOT_TIMEOUT = 300  # qemu: software emulation on a shared 2-core machine
 
 
 def free_port() -> int:
@@ -67,12 +68,24 @@ def timespan(text: str) -> float:
     return total
 
 
-def not_built_reason(need_disk: bool = False) -> str | None:
-    """Why the image tests cannot run here, or None."""
+def absent_reason() -> str | None:
+    """Why no image test can run here at all (no image, or not root), or None."""
+    skip = OUT / "skip-reason"  # left by `build.sh --for-tests` (make test)
+    if skip.exists():
+        return skip.read_text(encoding="utf-8", errors="replace").strip() or "image not built"
     if os.geteuid() != 0:
         return "image tests need root (systemd-nspawn, qemu with the image's files)"
     if not (ROOT / "usr/lib/pacsbox/bin/pacsbox").exists():
         return f"image not built ({ROOT} missing): run `make image` or `make test-image`"
+    return None
+
+
+def not_built_reason(need_disk: bool = False) -> str | None:
+    """Why the image tests (of the nspawn layer, or with ``need_disk`` the qemu
+    layer) cannot run here, or None."""
+    reason = absent_reason()
+    if reason:
+        return reason
     if need_disk:
         for f in (IMG, KERNEL, INITRD, CMDLINE):
             if not f.exists():
@@ -476,6 +489,13 @@ class QemuBox(Box):
                 self._drop()
                 raise AssertionError("the VM's debug console closed")
             self._buf += chunk
+
+    def boot(self, timeout: float = BOOT_TIMEOUT) -> QemuBox:
+        """Start the VM and wait until systemd finished booting (debug shell answering)."""
+        self.start()
+        self.wait_shell(timeout)
+        self.wait_booted(timeout)
+        return self
 
     def wait_shell(self, timeout: float = 180.0) -> None:
         """Wait until the debug shell answers (the VM has booted far enough)."""

@@ -242,7 +242,9 @@ def assert_watchdog_restarts_a_frozen_daemon(b) -> None:
     after = wait_for(restarted, 2 * watchdog_s + 20, "the watchdog to restart the daemon")
     took = time.monotonic() - t0
     journal = b.journal(UNIT, 200)
-    if not re.search(r"Watchdog (timeout|request)", journal):  # WatchdogSec ran out, or WATCHDOG=trigger
+    if not re.search(
+        r"Watchdog (timeout|request)", journal
+    ):  # WatchdogSec ran out, or WATCHDOG=trigger
         if re.search(r"USR2", journal):
             pytest.skip(
                 "the daemon has no SIGUSR2 freeze trigger yet: SIGUSR2 killed it "

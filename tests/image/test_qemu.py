@@ -7,8 +7,9 @@ networking forwards loopback ports to the DICOM port 11112 (and the web
 page's 8080) of the shipped default configuration. Commands inside run in the
 debug shell on the virtio console (kernel option pacsbox.debug_shell).
 
-Slow (about a minute to boot, twice): marked slow; skips with the reason when
-the image is not built.
+Slow (about 40 s to boot, twice, on the VM shared with test_qemu_media.py,
+and once more by UEFI): marked slow; skips with the reason when the image is
+not built.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import http.client
 import pytest
 
 from tests.image.boxes import (
+    BOOT_TIMEOUT,
     OVMF_CODE,
     ROOT,
     UNIT,
@@ -27,7 +29,6 @@ from tests.image.boxes import (
     wait_for,
 )
 from tests.image.test_nspawn import (
-    CALLING_AE,
     a_study,
     assert_watchdog_restarts_a_frozen_daemon,
     echoscu,
@@ -42,31 +43,13 @@ pytestmark = [
     ),
 ]
 
-BOOT_TIMEOUT = 300  # software emulation on a shared 2-core machine
 HAS_WEB = (ROOT / "usr/lib/pacsbox/lib/python3.11/site-packages/pacsbox/web").is_dir()
 
 
-def boot(box: QemuBox) -> QemuBox:
-    box.start()
-    box.wait_shell(BOOT_TIMEOUT)
-    box.wait_booted(BOOT_TIMEOUT)
-    return box
-
-
 @pytest.fixture(scope="module")
-def vm(tmp_path_factory):
-    work = tmp_path_factory.mktemp("qemu")
-    disk = QemuBox.make_disk(work / "disk.img")
-    box = QemuBox(disk, work, free_port(), web_port=free_port())
-    try:
-        boot(box)
-        wait_for(
-            lambda: box.show(UNIT, "ActiveState")["ActiveState"] == "active", 120, f"{UNIT} active"
-        )
-        box.register_ae(CALLING_AE)
-        yield box
-    finally:
-        box.kill()
+def vm(qemu_vm):
+    """The session's VM (tests/image/conftest.py), shared with test_qemu_media.py."""
+    return qemu_vm
 
 
 def test_first_boot_made_the_data_partition_and_the_self_check_passed(vm):
@@ -131,7 +114,7 @@ def test_a_stored_study_survives_a_reboot(vm):
         pytest.skip("no study stored by the earlier test")
     vm.stop()
     assert vm.proc.returncode is not None, "the VM did not power off"
-    boot(vm)
+    vm.boot()
     wait_for(
         lambda: vm.show(UNIT, "ActiveState")["ActiveState"] == "active",
         120,

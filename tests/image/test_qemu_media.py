@@ -11,9 +11,9 @@ it into the running archive, unmounts it and ejects the disc. The test then
 asks from the host: the studies answer a C-FIND on the forwarded DICOM port,
 the unit's journal says it finished, the monitor shows the tray open.
 
-Slow (one VM boot, about a minute under software emulation, and each medium
-about half a minute): marked slow; skips with the reason when the image is
-not built.
+Slow (each medium about 15 s; the VM, booted once, is shared with
+test_qemu.py): marked slow; skips with the reason when the image is not
+built.
 """
 
 from __future__ import annotations
@@ -27,14 +27,7 @@ import pydicom
 import pytest
 from pydicom.fileset import FileSet
 
-from tests.image.boxes import (
-    AE,
-    UNIT,
-    QemuBox,
-    free_port,
-    not_built_reason,
-    wait_for,
-)
+from tests.image.boxes import AE, QemuBox, not_built_reason, wait_for
 from tests.image.test_nspawn import CALLING_AE
 from tests.synth import make_study, write_files
 
@@ -49,26 +42,13 @@ pytestmark = [
     ),
 ]
 
-BOOT_TIMEOUT = 300  # software emulation on a shared 2-core machine
 IMPORT_TIMEOUT = 180
 
 
 @pytest.fixture(scope="module")
-def vm(tmp_path_factory):
-    work = tmp_path_factory.mktemp("qemu-media")
-    disk = QemuBox.make_disk(work / "disk.img")
-    box = QemuBox(disk, work, free_port(), media_slots=True)
-    try:
-        box.start()
-        box.wait_shell(BOOT_TIMEOUT)
-        box.wait_booted(BOOT_TIMEOUT)
-        wait_for(
-            lambda: box.show(UNIT, "ActiveState")["ActiveState"] == "active", 120, f"{UNIT} active"
-        )
-        box.register_ae(CALLING_AE)
-        yield box
-    finally:
-        box.kill()
+def vm(qemu_vm):
+    """The session's VM (tests/image/conftest.py), shared with test_qemu.py."""
+    return qemu_vm
 
 
 # -- media made on the host ----------------------------------------------------------------
