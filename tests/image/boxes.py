@@ -430,9 +430,33 @@ class QemuBox(Box):
         )
         self.qmp("device_add", driver="usb-storage", bus="xhci.0", drive=name, id=name)
 
-    def unplug_usb_stick(self, name: str = "stick0") -> None:
-        """Pull the stick out (no warning to the guest, as a hand would)."""
+    def unplug_usb_stick(self, name: str = "stick0", timeout: float = 30.0) -> None:
+        """Pull the stick out (no warning to the guest, as a hand would), then
+        drop its block node so the name can be plugged again."""
         self.qmp("device_del", id=name)
+        self.wait_event("DEVICE_DELETED", timeout, device=name)
+        self.qmp("blockdev-del", **{"node-name": name})
+
+    def wait_event(self, event: str, timeout: float = 30.0, **data) -> dict:
+        """The first QMP event ``event`` whose data has ``data`` (consumed)."""
+        deadline = time.monotonic() + timeout
+
+        def match(e):
+            return e.get("event") == event and all(
+                e.get("data", {}).get(k) == v for k, v in data.items()
+            )
+
+        while True:
+            for e in self.qmp_events:
+                if match(e):
+                    self.qmp_events.remove(e)
+                    return e
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no QMP event {event} {data} in {timeout:.0f}s")
+            answer = self._qmp_message(left)
+            if "event" in answer:
+                self.qmp_events.append(answer)
 
     def _drop(self) -> None:
         """Close the console connection (qemu serves one client at a time)."""

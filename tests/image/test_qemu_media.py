@@ -3,15 +3,16 @@ MEDIA-1, issue 6): the whole chain as on hardware, with nothing stood in.
 
 The VM has an empty IDE CD drive and a USB 3 controller from boot; the test
 builds the media on the host (pydicom files, a DICOMDIR, xorriso's ISO 9660;
-a partitioned FAT stick made with sfdisk, mkfs.vfat and mtools, no mounting)
-and puts them in through the QEMU monitor (QMP). Inside, the kernel sees the
+FAT sticks, partitioned or not, made with sfdisk, mkfs.vfat and mtools, no
+mounting) and puts them in through the QEMU monitor (QMP). Inside, the kernel sees the
 disc or the stick, udev's ``61-pacsbox-media.rules`` asks systemd for
 ``pacsbox-import@<dev>.service``, which mounts the medium read-only, imports
 it into the running archive, unmounts it and ejects the disc. The test then
 asks from the host: the studies answer a C-FIND on the forwarded DICOM port,
-the unit's journal says it finished, the monitor shows the tray open.
+the unit's journal says it finished, the monitor shows the tray open; a
+stick is pulled out again and nothing is left failed or behind.
 
-Slow (each medium about 15 s; the VM, booted once, is shared with
+Slow (each medium 8-15 s; the VM, booted once, is shared with
 test_qemu.py): marked slow; skips with the reason when the image is not
 built.
 """
@@ -91,13 +92,16 @@ def patient_cd(tmp: Path) -> tuple[Path, dict]:
     return iso, counts
 
 
-def usb_stick(tmp: Path, size_mb: int = 64) -> tuple[Path, dict]:
+def usb_stick(tmp: Path, size_mb: int = 64, partitioned: bool = True) -> tuple[Path, dict]:
     """A USB stick as a laptop leaves it: MBR, one FAT32 partition from 1 MiB,
-    loose DICOM files in folders (no DICOMDIR). Made without mounting: the
-    filesystem is built in a file with mkfs.vfat -C and mtools, then placed."""
-    files, counts = studies(tmp / "src", "USBPAT", 2, per_series=3)
+    loose DICOM files in folders (no DICOMDIR); or, not ``partitioned``, FAT
+    on the whole device (a "superfloppy", as some cameras and tools format).
+    Made without mounting: the filesystem is built in a file with
+    mkfs.vfat -C and mtools, then placed."""
+    patient = "USBPAT" if partitioned else "FLOPPYPAT"
+    files, counts = studies(tmp / "src", patient, 2, per_series=3)
     fat = tmp / "fat.img"
-    fat_mb = size_mb - 1
+    fat_mb = size_mb - 1 if partitioned else size_mb
     subprocess.run(
         ["mkfs.vfat", "-F", "32", "-n", "STICK", "-C", str(fat), str(fat_mb * 1024)],
         check=True,
@@ -106,6 +110,8 @@ def usb_stick(tmp: Path, size_mb: int = 64) -> tuple[Path, dict]:
     subprocess.run(["mmd", "-i", str(fat), "::/EXPORT"], check=True)
     for d in sorted({f.parent for f in files}):
         subprocess.run(["mcopy", "-s", "-i", str(fat), str(d), "::/EXPORT/"], check=True)
+    if not partitioned:
+        return fat, counts
     stick = tmp / "stick.img"
     subprocess.run(["truncate", "-s", f"{size_mb}M", str(stick)], check=True)
     subprocess.run(
@@ -209,30 +215,38 @@ def test_a_patient_cd_put_in_the_drive_is_imported_and_ejected(vm, tmp_path):
     assert all_runs.count("Starting pacsbox-import@sr0.service") == 2, all_runs
 
 
-def test_a_usb_stick_plugged_in_is_imported(vm, tmp_path):
-    stick, counts = usb_stick(tmp_path)
+@pytest.mark.parametrize("partitioned", [True, False], ids=["partitioned", "superfloppy"])
+def test_a_usb_stick_plugged_in_is_imported(vm, tmp_path, partitioned):
+    stick, counts = usb_stick(tmp_path, partitioned=partitioned)
+    before = vm.sh("journalctl -b -u 'pacsbox-import@sd*' --no-pager -o cat")[1]
+    runs = before.count("Starting pacsbox-import@") + 1
 
     vm.plug_usb_stick(stick)
 
     unit, journal = wait_for(
-        lambda: import_runs(vm, "pacsbox-import@sd*"),
+        lambda: import_runs(vm, "pacsbox-import@sd*", runs),
         IMPORT_TIMEOUT,
         "the import unit of the stick to finish",
         interval=2.0,
     )
-    # The partition, not the whole disk (which holds a partition table, no filesystem).
-    assert re.fullmatch(r"pacsbox-import@sd[a-z]1\.service", unit), unit
+    # The partition, not the whole disk (which holds a partition table, no
+    # filesystem); a superfloppy's filesystem is the whole disk.
+    pattern = (
+        r"pacsbox-import@sd[a-z]1\.service" if partitioned else r"pacsbox-import@sd[a-z]\.service"
+    )
+    assert re.fullmatch(pattern, unit), unit
     assert_succeeded(journal, sum(counts.values()))
     assert "vfat 'STICK' read as folder" in journal, journal
     all_runs = vm.sh("journalctl -b -u 'pacsbox-import@sd*' --no-pager -o cat")[1]
-    assert all_runs.count("Starting pacsbox-import@") == 1, all_runs
+    assert all_runs.count("Starting pacsbox-import@") == runs, all_runs
     for uid, n in counts.items():
         assert study_instances(vm.port, uid, tmp_path) == n, uid
     assert vm.failed_units() == []
 
-    # Pulled out afterwards: nothing fails, nothing is left mounted.
+    # Pulled out afterwards: nothing fails, no mount point is left behind
+    # (the mount itself lived in the unit's own namespace).
     dev = unit.split("@")[1].removesuffix(".service")
     vm.unplug_usb_stick()
     wait_for(lambda: vm.sh(f"test -e /dev/{dev}")[0] != 0, 60, f"/dev/{dev} to go away")
     assert vm.failed_units() == []
-    assert f"/dev/{dev}" not in vm.out("cat /proc/mounts")
+    assert vm.sh(f"test -e /run/pacsbox/media/{dev}")[0] != 0, "mount point left behind"
