@@ -170,6 +170,9 @@ def import_runs(vm: QemuBox, unit_glob: str, runs: int = 1) -> tuple[str, str] |
 
 def assert_succeeded(journal: str, imported: int, present: int = 0) -> None:
     assert "Failed with result" not in journal, journal
+    # Not stopped from outside (BindsTo= the device: an eject seen too early
+    # would stop the unit before its report).
+    assert "Stopping pacsbox-import@" not in journal, journal
     assert "Deactivated successfully" in journal, journal
     assert f"{imported} imported, {present} already present, 0 rejected" in journal, journal
 
