@@ -35,7 +35,7 @@ from pynetdicom.dsutils import encode, split_dataset
 from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import Verification
 
-from pacsbox import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from pacsbox import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, pdata
 from pacsbox.db.query import StoredInstance
 
 log = logging.getLogger("pacsbox.scu")
@@ -187,32 +187,7 @@ class Counts:
                 self.failed_uids.append(uid)
 
 
-def _el(element: int, value: bytes) -> bytes:
-    return struct.pack("<HHI", 0x0000, element, len(value)) + value
-
-
-def _ui(uid: str) -> bytes:
-    raw = uid.encode("ascii")
-    return raw + b"\x00" * (len(raw) % 2)
-
-
-def _us(n: int) -> bytes:
-    return struct.pack("<H", n & 0xFFFF)
-
-
-_NOT_MINE = object()
-
-
-def _command_fields(command: bytes) -> dict[int, int]:
-    """The US elements of an Implicit VR LE command set, by element number."""
-    out = {}
-    offset = 0
-    while offset + 8 <= len(command):
-        group, element, length = struct.unpack_from("<HHI", command, offset)
-        if group == 0 and length == 2:
-            (out[element],) = struct.unpack_from("<H", command, offset + 8)
-        offset += 8 + length
-    return out
+_NOT_MINE = object()  # the next PDU is not a P-DATA-TF: pynetdicom's to read
 
 
 def _dataset_offset(fh, path: str) -> int:
@@ -226,7 +201,7 @@ def _dataset_offset(fh, path: str) -> int:
 
 class RawStoreWriter:
     """Writes C-STORE requests straight to the association's socket and reads
-    their responses straight back.
+    their responses straight back (``pdata``).
 
     pynetdicom spends ~3 ms of Python per image (message objects, a queue hop
     to its DUL thread per PDV, per-chunk reads); Orthanc sends a 0.5 MB image
@@ -235,12 +210,11 @@ class RawStoreWriter:
     buffer. The response used to come back through pynetdicom's DUL thread
     (decode, event queue, DIMSE queue, a wake-up of this thread): 0.4 ms of
     every image's 0.6 ms. While ``hold()`` is in force the DUL thread leaves
-    the socket alone and ``response()`` reads the P-DATA-TF itself; any other
-    PDU (A-ABORT, A-RELEASE-RQ) is only peeked at, the hold is lifted and
-    pynetdicom handles it as always. A C-CANCEL-RQ read this way is filed
-    where pynetdicom files it, so ``event.is_cancelled`` still sees it. The
-    association's reactor is kept paused for the whole transfer.
-    PS3.8 9.3.5 (P-DATA-TF) and E.2 (message control header).
+    the socket alone (``pdata.Tap``) and ``response()`` reads the P-DATA-TF
+    itself; any other PDU (A-ABORT, A-RELEASE-RQ) is only peeked at, the hold
+    is lifted and pynetdicom handles it as always. A C-CANCEL-RQ read this way
+    is filed where pynetdicom files it, so ``event.is_cancelled`` still sees
+    it. The association's reactor is kept paused for the whole transfer.
     """
 
     def __init__(self, assoc) -> None:
@@ -255,6 +229,7 @@ class RawStoreWriter:
         self.view = memoryview(self.buf)
         self.paused_here = False
         self.held = False
+        self._saved_delay = None
         self.timeout = float(getattr(assoc, "dimse_timeout", None) or 60.0)
 
     @property
@@ -279,38 +254,24 @@ class RawStoreWriter:
             self.paused_here = False
 
     def hold(self) -> None:
-        """Keep the DUL thread off the socket (it still sends what it is given)."""
+        """Keep the DUL thread off the socket's input (it still sends what it is given)."""
         if self.held:
             return
         dul = self.assoc.dul
-        gate = getattr(dul, "_pacsbox_gate", None)
-        if gate is None:
-            gate = threading.Lock()
-            check = dul._is_transport_event  # the library's bound method
-
-            def gated() -> bool:
-                with gate:
-                    return False if dul._pacsbox_held else check()
-
-            dul._pacsbox_gate = gate
-            dul._pacsbox_held = False
-            dul._is_transport_event = gated
-        with gate:  # waits out a PDU the DUL thread may be reading right now
-            dul._pacsbox_held = True
-            # Nothing to poll for while held: don't let busy_dul's short delay spin it.
-            self._saved_delay = getattr(dul, "_run_loop_delay", None)
-            if self._saved_delay is not None:
-                dul._run_loop_delay = max(self._saved_delay, 0.001)
+        pdata.Tap.of(dul).hold()
+        # Nothing to poll for while held: don't let busy_dul's short delay spin it.
+        self._saved_delay = getattr(dul, "_run_loop_delay", None)
+        if self._saved_delay is not None:
+            dul._run_loop_delay = max(self._saved_delay, 0.001)
         self.held = True
 
     def unhold(self) -> None:
         if not self.held:
             return
         dul = self.assoc.dul
-        with dul._pacsbox_gate:
-            dul._pacsbox_held = False
-            if self._saved_delay is not None:
-                dul._run_loop_delay = self._saved_delay
+        pdata.Tap.of(dul).release()
+        if self._saved_delay is not None:
+            dul._run_loop_delay = self._saved_delay
         self.held = False
         waker = getattr(dul, "_pacsbox_waker", None)
         if waker is not None:
@@ -318,27 +279,27 @@ class RawStoreWriter:
 
     def _pdv(self, cx_id: int, control: int, data) -> None:
         n = len(data)
-        head = struct.pack(">BBIIBB", 0x04, 0, n + 6, n + 2, cx_id, control)
+        head = pdata.pdu_header(n, cx_id, control)
         self.sock.sendall(head + bytes(data) if n < 65536 else head)
         if n >= 65536:
             self.sock.sendall(data)
 
     def command(self, item: StoredInstance, msg_id: int, originator_ae, originator_id) -> bytes:
-        """The C-STORE-RQ command set, Implicit VR LE, encoded by hand (PS3.7 9.3.1.1)."""
+        """The C-STORE-RQ command set (PS3.7 9.3.1.1)."""
         parts = [
-            _el(0x0002, _ui(item.sop_class_uid)),  # Affected SOP Class UID
-            _el(0x0100, _us(0x0001)),  # Command Field: C-STORE-RQ
-            _el(0x0110, _us(msg_id)),  # Message ID
-            _el(0x0700, _us(0x0000)),  # Priority: medium
-            _el(0x0800, _us(0x0000)),  # Command Data Set Type: a data set follows
-            _el(0x1000, _ui(item.sop_instance_uid)),  # Affected SOP Instance UID
+            pdata.element(pdata.AFFECTED_SOP_CLASS, pdata.ui(item.sop_class_uid)),
+            pdata.element(pdata.COMMAND_FIELD, pdata.us(pdata.C_STORE_RQ)),
+            pdata.element(pdata.MESSAGE_ID, pdata.us(msg_id)),
+            pdata.element(pdata.PRIORITY, pdata.us(0x0000)),  # medium
+            pdata.element(pdata.DATA_SET_TYPE, pdata.us(pdata.HAS_DATA_SET)),
+            pdata.element(pdata.AFFECTED_SOP_INSTANCE, pdata.ui(item.sop_instance_uid)),
         ]
         if originator_ae:
-            ae = originator_ae.encode("ascii", "replace")[:16]
-            parts.append(_el(0x1030, ae + b" " * (len(ae) % 2)))  # Move Originator AE
-            parts.append(_el(0x1031, _us(int(originator_id or 0))))  # Move Originator Message ID
-        body = b"".join(parts)
-        return struct.pack("<HHII", 0, 0, 4, len(body)) + body
+            parts.append(pdata.element(pdata.MOVE_ORIGINATOR_AE, pdata.ae_title(originator_ae)))
+            parts.append(
+                pdata.element(pdata.MOVE_ORIGINATOR_ID, pdata.us(int(originator_id or 0)))
+            )
+        return pdata.command_set(*parts)
 
     def get_pending(self, cx_id: int, request, counts: Counts) -> None:
         """A pending C-GET-RSP (FF00) on the same socket, so it never interleaves with a PDU."""
@@ -353,17 +314,17 @@ class RawStoreWriter:
         cmd.NumberOfFailedSuboperations = min(counts.failed, 65535)
         cmd.NumberOfWarningSuboperations = min(counts.warning, 65535)
         body = encode(cmd, True, True)
-        self._pdv(cx_id, 0x03, struct.pack("<HHII", 0, 0, 4, len(body)) + body)
+        self._pdv(cx_id, pdata.COMMAND | pdata.LAST, struct.pack("<HHII", 0, 0, 4, len(body)) + body)
 
     def send(self, cx_id: int, command: bytes, path: str | None, data: bytes | None, native=False):
         """Send one C-STORE-RQ and wait for its response; the peer's status or None."""
-        self._pdv(cx_id, 0x03, command)  # command, last fragment
+        self._pdv(cx_id, pdata.COMMAND | pdata.LAST, command)
         if data is not None:
             mv = memoryview(data)
             for start in range(0, len(mv), self.fragment):
                 chunk = mv[start : start + self.fragment]
                 last = start + self.fragment >= len(mv)
-                self._pdv(cx_id, 0x02 if last else 0x00, chunk)
+                self._pdv(cx_id, pdata.LAST if last else 0x00, chunk)
         else:
             with open(path, "rb", buffering=0) as fh:
                 offset = 0 if native else _dataset_offset(fh, path)
@@ -377,17 +338,7 @@ class RawStoreWriter:
                         break
                     sent += got
                     last = sent >= size
-                    struct.pack_into(
-                        ">BBIIBB",
-                        self.buf,
-                        0,
-                        0x04,
-                        0,
-                        got + 6,
-                        got + 2,
-                        cx_id,
-                        0x02 if last else 0x00,
-                    )
+                    self.buf[:12] = pdata.pdu_header(got, cx_id, pdata.LAST if last else 0x00)
                     self.sock.sendall(self.view[: 12 + got])
                     if last:
                         break
@@ -398,7 +349,7 @@ class RawStoreWriter:
         if self.held:
             try:
                 status = self._read_response()
-            except OSError as exc:
+            except (OSError, ValueError) as exc:
                 log.warning("C-STORE response could not be read: %s", exc)
                 status = None
             if status is not _NOT_MINE:
@@ -417,17 +368,6 @@ class RawStoreWriter:
         status = getattr(rsp, "Status", None)
         return int(status) if status is not None else None
 
-    def _recv_exact(self, n: int) -> bytearray:
-        out = bytearray(n)
-        view = memoryview(out)
-        got = 0
-        while got < n:
-            r = self.sock.recv_into(view[got:], n - got)
-            if r == 0:
-                raise ConnectionError("the peer closed the connection")
-            got += r
-        return out
-
     def _read_response(self):
         """Read P-DATA-TF PDUs until a C-STORE-RSP command is complete.
 
@@ -443,29 +383,25 @@ class RawStoreWriter:
             kind = self.sock.recv(1, socket.MSG_PEEK)
             if not kind:
                 raise ConnectionError("the peer closed the connection")
-            if kind[0] != 0x04:
+            if kind[0] != pdata.P_DATA_TF:
                 return _NOT_MINE
-            (length,) = struct.unpack(">I", bytes(self._recv_exact(6)[2:6]))
-            body = self._recv_exact(length)
+            (length,) = struct.unpack(">I", bytes(pdata.recv_exact(self.sock, 6)[2:6]))
+            body = pdata.recv_exact(self.sock, length)
             restart = getattr(getattr(self.assoc.dul, "_idle_timer", None), "restart", None)
             if restart is not None:
                 restart()  # the DUL did not see this traffic: keep its idle timer honest
-            offset = 0
-            while offset + 6 <= length:
-                (item_len,) = struct.unpack_from(">I", body, offset)
-                control = body[offset + 5]
-                if control & 0x01:  # a command fragment (data fragments: none expected)
-                    command += body[offset + 6 : offset + 4 + item_len]
-                    if control & 0x02:
-                        fields = _command_fields(command)
-                        command = bytearray()
-                        field = fields.get(0x0100)
-                        if field == 0x8001:  # C-STORE-RSP
-                            status = fields.get(0x0900)
-                            return status
-                        if field == 0x0FFF:  # C-CANCEL-RQ for the C-GET in progress
-                            self._file_cancel(fields.get(0x0120))
-                offset += 4 + item_len
+            for _cx, control, fragment in pdata.pdvs(body):
+                if not control & pdata.COMMAND:
+                    continue  # no data set follows a C-STORE-RSP or a C-CANCEL-RQ
+                command += fragment
+                if not control & pdata.LAST:
+                    continue
+                cmd = pdata.Command(bytes(command))
+                command = bytearray()
+                if cmd.field == pdata.C_STORE_RSP:
+                    return cmd.numbers.get(pdata.STATUS)
+                if cmd.field == pdata.C_CANCEL_RQ:  # for the C-GET in progress
+                    self._file_cancel(cmd.numbers.get(pdata.MESSAGE_ID_RESPONDED))
 
     def _file_cancel(self, msg_id: int | None) -> None:
         if msg_id is None:

@@ -107,7 +107,8 @@ class _SleepShim:
             return
         if self._kind == "dul":
             sock = getattr(getattr(thread, "socket", None), "socket", None)
-            if getattr(thread, "_pacsbox_held", False):
+            tap = getattr(thread, "_pacsbox_tap", None)
+            if tap is not None and tap.held:
                 sock = None  # scu.RawStoreWriter reads it now: don't spin on its data
             fds = [waker.r] + ([sock] if sock is not None else [])
             try:

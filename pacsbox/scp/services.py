@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from pacsbox.archive import Archive
 from pacsbox.config import Config
+from pacsbox.scp import qr
 from pacsbox.scp.server import Service
 from pacsbox.scp.store import make_store_service
 
 
 def make_services(cfg: Config, archive: Archive) -> list[Service]:
-    services = [make_store_service(archive)]
-    try:
-        from pacsbox.scp import qr
-    except ImportError:  # the Q/R module is optional while it is being built
-        return services
-    services.extend(qr.make_services(cfg, archive))
-    return services
+    store = make_store_service(archive, fast=cfg.FastStoreReceive, max_pdu=cfg.MaxPDULength)
+    return [store, *qr.make_services(cfg, archive)]

@@ -16,6 +16,7 @@ from pynetdicom import evt
 
 from pacsbox.archive import Archive
 from pacsbox.errors import PacsboxError
+from pacsbox.scp import fast_store
 from pacsbox.scp.server import Service
 
 log = logging.getLogger("pacsbox.scp.store")
@@ -48,38 +49,62 @@ def _stats(assoc) -> AssociationStats:
     return stats
 
 
-def make_store_service(archive: Archive) -> Service:
-    def on_store(event) -> int:
-        assoc = event.assoc
-        calling = assoc.requestor.ae_title.strip()
-        req = event.request
-        stats = _stats(assoc)
-        try:
-            result = archive.store(
-                event.encoded_dataset(include_meta=False),
-                calling_ae=calling,
-                source="dicom",
-                transfer_syntax=str(event.context.transfer_syntax),
-                expect_sop_class=str(req.AffectedSOPClassUID),
-                expect_sop_instance=str(req.AffectedSOPInstanceUID),
-            )
-        except PacsboxError as exc:
-            stats.failed += 1
-            log.warning(
-                "C-STORE from %s of SOP Instance %s failed (0x%04X): %s",
-                calling, req.AffectedSOPInstanceUID, exc.dimse_status, exc,
-            )
-            return exc.dimse_status
-        except Exception as exc:  # noqa: BLE001 - an unexpected failure still answers
-            stats.failed += 1
-            log.exception("C-STORE from %s: unexpected error: %s", calling, exc)
-            return 0xA701
-        stats.count(result.outcome)
-        if result.outcome != "stored":
-            log.info(
-                "C-STORE from %s: SOP Instance %s %s", calling, result.sop_instance_uid,
-                result.outcome,
-            )
-        return 0x0000
+def store_status(archive: Archive, assoc, data: bytes, transfer_syntax: str,
+                 sop_class: str, sop_instance: str) -> int:
+    """Store one received data set; the C-STORE status for the response.
 
-    return Service(handlers=[(evt.EVT_C_STORE, on_store)])
+    Shared by pynetdicom's handler and ``fast_store``: one place maps every
+    archive error to its status from the conformance statement.
+    """
+    calling = assoc.requestor.ae_title.strip()
+    stats = _stats(assoc)
+    try:
+        result = archive.store(
+            data,
+            calling_ae=calling,
+            source="dicom",
+            transfer_syntax=transfer_syntax,
+            expect_sop_class=sop_class,
+            expect_sop_instance=sop_instance,
+        )
+    except PacsboxError as exc:
+        stats.failed += 1
+        log.warning(
+            "C-STORE from %s of SOP Instance %s failed (0x%04X): %s",
+            calling, sop_instance, exc.dimse_status, exc,
+        )
+        return exc.dimse_status
+    except Exception as exc:  # noqa: BLE001 - an unexpected failure still answers
+        stats.failed += 1
+        log.exception("C-STORE from %s: unexpected error: %s", calling, exc)
+        return 0xA701
+    stats.count(result.outcome)
+    if result.outcome != "stored":
+        log.info(
+            "C-STORE from %s: SOP Instance %s %s", calling, result.sop_instance_uid,
+            result.outcome,
+        )
+    return 0x0000
+
+
+def make_store_service(archive: Archive, *, fast: bool = True, max_pdu: int = 0) -> Service:
+    def on_store(event) -> int:
+        req = event.request
+        return store_status(
+            archive, event.assoc, event.encoded_dataset(include_meta=False),
+            str(event.context.transfer_syntax), str(req.AffectedSOPClassUID),
+            str(req.AffectedSOPInstanceUID),
+        )  # fmt: skip
+
+    def on_conn_open(event) -> None:
+        assoc = event.assoc
+
+        def store(data: bytes, ts: str, sop_class: str, sop_instance: str) -> int:
+            return store_status(archive, assoc, data, ts, sop_class, sop_instance)
+
+        fast_store.attach(assoc, store, max_pdu)
+
+    handlers = [(evt.EVT_C_STORE, on_store)]
+    if fast:
+        handlers.append((evt.EVT_CONN_OPEN, on_conn_open))
+    return Service(handlers=handlers)

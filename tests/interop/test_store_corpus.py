@@ -23,7 +23,7 @@ from pynetdicom.sop_class import CTImageStorage, MRImageStorage, RTPlanStorage
 from pacsbox.db import close_database, open_database
 from pacsbox.db.index import instance_path
 from pacsbox.db.models import Instance
-from tests.helpers import DCMTK_ENV, dcmtk, free_port, poll
+from tests.helpers import DCMTK_ENV, Server, cli, dcmtk, free_port, poll, write_config
 
 TEST_FILES = Path(pydicom.data.__file__).parent / "test_files"
 
@@ -71,6 +71,16 @@ def _describe(path: Path) -> dict | None:
 
 def _corpus() -> list[Path]:
     return sorted(p for p in TEST_FILES.iterdir() if p.is_file())
+
+
+@pytest.fixture(params=["yes", "no"], ids=["fast-receive", "pynetdicom-receive"])
+def server(tmp_path, request):
+    """Both receive paths (FastStoreReceive): each must store every file as sent."""
+    ini = write_config(tmp_path / "box", FastStoreReceive=request.param)
+    cli(ini, "ae", "add", "STORESCU", "--host", "127.0.0.1")
+    srv = Server(ini).start()
+    yield srv
+    srv.stop()
 
 
 @pytest.fixture
