@@ -563,7 +563,8 @@ def convert(item: StoredInstance, offered: list[str]):
     """The instance decoded into an uncompressed syntax the peer accepted, or None.
 
     Compressed pixel data is decompressed with pylibjpeg/GDCM (pydicom picks
-    the plugin); Explicit/Implicit VR LE and Deflated are re-encoded by pynetdicom.
+    the plugin); Big Endian binary values are byte-swapped; Explicit/Implicit
+    VR LE and Deflated are re-encoded by pynetdicom.
     """
     targets = [UID(t) for t in offered if not UID(t).is_compressed and UID(t).is_little_endian]
     if not targets:
@@ -582,7 +583,8 @@ def convert(item: StoredInstance, offered: list[str]):
     ds = dcmread(io.BytesIO(data))
     ts = ds.file_meta.TransferSyntaxUID
     if not ts.is_little_endian:
-        return None  # Big Endian pixel data would need byte swapping: not converted
+        _swap_words(ds, ds.get("BitsAllocated"))
+        return ds
     if ts.is_compressed:
         try:
             ds.decompress(generate_instance_uid=False)
@@ -590,3 +592,32 @@ def convert(item: StoredInstance, offered: list[str]):
             log.warning("cannot decompress %s (%s): %s", item.sop_instance_uid, ts.name, exc)
             return None
     return ds
+
+
+# Bytes per word of the raw binary VRs whose order depends on the transfer syntax.
+_WORD = {"OW": 2, "OL": 4, "OF": 4, "OD": 8, "OV": 8}
+
+
+def _swap_words(ds: Dataset, bits_allocated: int | None) -> None:
+    """Byte-swap a Big Endian data set's raw binary values in place (PS3.5 7.3).
+
+    pydicom decodes numbers (US, SS, FL...) by themselves, so they re-encode
+    in any byte order; OW/OL/OF/OD/OV stay the bytes read and must be turned
+    word by word. Pixel Data of more than 8 bits is swapped per pixel cell;
+    8-bit (OB) data has no byte order.
+    """
+    import numpy as np  # noqa: PLC0415 - only for the rare Big Endian file
+
+    for elem in ds:
+        if elem.VR == "SQ":
+            for item in elem.value:
+                _swap_words(item, bits_allocated)
+            continue
+        width = _WORD.get(elem.VR)
+        if elem.tag == 0x7FE00010:
+            width = 2 if not bits_allocated or bits_allocated <= 16 else bits_allocated // 8
+            if bits_allocated == 8 or elem.VR == "OB":
+                width = None
+        if not width or not isinstance(elem.value, (bytes, bytearray)) or len(elem.value) % width:
+            continue
+        elem.value = np.frombuffer(elem.value, dtype=f">u{width}").astype(f"<u{width}").tobytes()

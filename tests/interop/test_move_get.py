@@ -37,6 +37,7 @@ from tests.interop.test_find import (
 pytestmark = pytest.mark.interop
 
 COMPRESSED = ["SC_rgb_jpeg_dcmtk.dcm", "MR_small_RLE.dcm", "JPEG2000.dcm"]
+BIG_ENDIAN = "MR_small_bigendian.dcm"
 LARGE = 300  # instances of the study a cancel interrupts
 
 
@@ -103,14 +104,17 @@ def env(tmp_path_factory):
     comp.mkdir()
     for name in COMPRESSED:
         shutil.copy(get_testdata_file(name, download=False), comp / name)
+    big = tmp / "bigendian"
+    big.mkdir()
+    shutil.copy(get_testdata_file(BIG_ENDIAN, download=False), big / BIG_ENDIAN)
     ini, srv = start_box(tmp)
     try:
         for folder in ("corpus", "large"):
             store_folder(srv, tmp / folder)
-        for folder in ("private", "compressed"):
+        for folder in ("private", "compressed", "bigendian"):
             cli(ini, "import", str(tmp / folder))
         originals = {i.uid: i.path for _, _, _, i in instances(patients)}
-        originals.update({sop_uid(p): p for p in comp.iterdir()})
+        originals.update({sop_uid(p): p for p in [*comp.iterdir(), *big.iterdir()]})
         yield Env(srv, ini, tmp, patients, originals, large[0].studies[0].uid)
     finally:
         srv.stop()
@@ -300,6 +304,25 @@ def test_conversion_when_destination_accepts_only_implicit(env, storescp):
         original = pydicom.dcmread(env.originals[got.SOPInstanceUID])
         assert np.array_equal(got.pixel_array, original.pixel_array), f.name
     assert "3 converted" in env.server.output()
+
+
+def test_big_endian_converted_for_implicit_peer(env, storescp):
+    """An Explicit VR Big Endian MR goes to an Implicit-LE-only peer byte-swapped:
+    the same pixel values, the same patient (PS3.5 7.3)."""
+    path = env.tmp / "bigendian" / BIG_ENDIAN
+    scp = storescp("IMPLICIT3", "+xi")
+    status, out = run(
+        "movescu", env, "S", "IMAGE", f"SOPInstanceUID={sop_uid(path)}", extra=("-aem", "IMPLICIT3")
+    )
+    assert status == "Success", out
+    (f,) = scp.files()
+    got = pydicom.dcmread(f)
+    original = pydicom.dcmread(path)
+    assert original.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.2"
+    assert got.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
+    assert np.array_equal(got.pixel_array, original.pixel_array)
+    assert got.pixel_array.std() > 0 and got.PatientName == original.PatientName
+    assert got.Rows == original.Rows and got.WindowCenter == original.WindowCenter
 
 
 def test_uncompressed_explicit_converted_for_implicit_peer(env, storescp):
