@@ -27,6 +27,7 @@ LAST = 0x02
 # Command Field values (PS3.7 E.1)
 C_STORE_RQ = 0x0001
 C_STORE_RSP = 0x8001
+C_FIND_RSP = 0x8020
 C_CANCEL_RQ = 0x0FFF
 
 # Command set elements (group 0000)
@@ -87,6 +88,31 @@ def store_response(sop_class: str, sop_instance: str, msg_id: int, status: int) 
         element(STATUS, us(status)),
         element(AFFECTED_SOP_INSTANCE, ui(sop_instance)),
     )
+
+
+def find_response(sop_class: str, msg_id: int, status: int) -> bytes:
+    """A C-FIND-RSP command set with an identifier following (PS3.7 9.3.2.2)."""
+    return command_set(
+        element(AFFECTED_SOP_CLASS, ui(sop_class)),
+        element(COMMAND_FIELD, us(C_FIND_RSP)),
+        element(MESSAGE_ID_RESPONDED, us(msg_id)),
+        element(DATA_SET_TYPE, us(HAS_DATA_SET)),
+        element(STATUS, us(status)),
+    )
+
+
+def send_message(
+    sock: socket.socket, cx_id: int, command: bytes, dataset=None, fragment: int = 1 << 20
+) -> None:
+    """One DIMSE message as P-DATA-TF PDUs: the command, then the data set in fragments."""
+    out = [pdu_header(len(command), cx_id, COMMAND | LAST), command]
+    if dataset is not None:
+        view = memoryview(dataset)
+        for start in range(0, max(len(view), 1), fragment):
+            chunk = view[start : start + fragment]
+            last = start + fragment >= len(view)
+            out += [pdu_header(len(chunk), cx_id, LAST if last else 0x00), chunk]
+    sock.sendall(b"".join(out))
 
 
 class Command:

@@ -43,7 +43,7 @@ from pynetdicom.sop_class import (
 )
 from pynetdicom.sop_class import uid_to_service_class as _pn_uid_to_service_class
 
-from pacsbox import scu
+from pacsbox import pdata, scu
 from pacsbox.archive import Archive
 from pacsbox.config import Config
 from pacsbox.db import DbError, DbUnavailable, query
@@ -180,6 +180,7 @@ class QueryRetrieve:
                 (time.monotonic() - t0) * 1000,
             )
 
+        send = _pending_sender(event)
         try:
             with scu.busy_dul(event.assoc):
                 for rsp in query.find(q, ae_title=self.cfg.ApplicationEntityTitle):
@@ -188,7 +189,8 @@ class QueryRetrieve:
                         yield 0xFE00, None
                         return
                     matches += 1
-                    yield 0xFF00, rsp
+                    if send is None or not send(rsp):
+                        yield 0xFF00, rsp
         except DbUnavailable as exc:
             done(f"database busy: {exc}")
             yield 0xA700, None
@@ -206,6 +208,37 @@ class QueryRetrieve:
 
     def on_get(self, event) -> None:
         Retrieval(self, event, "C-GET", GET).run()
+
+
+def _pending_sender(event):
+    """Writes pending C-FIND responses (FF00 + identifier) straight to the socket.
+
+    pynetdicom spends ~0.7 ms of Python on each (message objects, a queue hop
+    to its DUL thread, the command set encoded through pydicom): 30 ms of a
+    40-match query. The command set is the same for every match, so it is
+    encoded once; only the identifier is encoded per match. The final
+    response still goes through pynetdicom, after these in order. Returns
+    None when the socket is not reachable; the sender returns False when an
+    identifier cannot be encoded (then pynetdicom sends that one).
+    """
+    sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
+    if sock is None:
+        return None
+    cx = event.context
+    ts = cx.transfer_syntax
+    req = event.request
+    command = pdata.find_response(str(req.AffectedSOPClassUID), int(req.MessageID), 0xFF00)
+    max_pdu = int(event.assoc.requestor.maximum_length or 0)
+    fragment = max_pdu - 12 if max_pdu > 12 else 1 << 20
+
+    def send(identifier: Dataset) -> bool:
+        data = encode(identifier, ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated)
+        if data is None:
+            return False
+        pdata.send_message(sock, cx.context_id, command, data, fragment)
+        return True
+
+    return send
 
 
 def _debug_identifier(ds: Dataset) -> str:
