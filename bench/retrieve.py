@@ -9,7 +9,9 @@ Orthanc started with its own configuration, then times with the wall clock
   (``--ignore``: received, not written, so the sender is what is measured);
 - ``getscu --ignore`` C-GETting the study from each server.
 
-Also reports pacsbox's peak resident memory (VmHWM) after the runs.
+Also reports pacsbox's peak resident memory (VmHWM) after the runs, and
+(``flat_memory``) how much a C-MOVE and a C-GET of one 10,000-image study
+add to the daemon's resident size.
 """
 
 from __future__ import annotations
@@ -42,18 +44,27 @@ STUDY_UID = "1.2.826.0.1.3680043.10.4243.1"
 SERIES_UID = "1.2.826.0.1.3680043.10.4243.2"
 
 
-def make_files(folder: Path) -> list[Path]:
+# The flat-memory check (issue 3): one study of 10,000 small images.
+BIG_IMAGES = 10_000
+BIG_STUDY_UID = "1.2.826.0.1.3680043.10.4244.1"
+BIG_SERIES_UID = "1.2.826.0.1.3680043.10.4244.2"
+
+
+def make_files(
+    folder: Path, count: int = IMAGES, size: int = 512,
+    study: str = STUDY_UID, series: str = SERIES_UID, root: str = "1.2.826.0.1.3680043.10.4243.3",
+) -> list[Path]:  # fmt: skip
     import numpy as np
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian
 
     folder.mkdir(parents=True, exist_ok=True)
     files = sorted(folder.glob("*.dcm"))
-    if len(files) == IMAGES:
+    if len(files) == count:
         return files
     rng = np.random.default_rng(500)
-    for k in range(IMAGES):
-        uid = f"1.2.826.0.1.3680043.10.4243.3.{k}"
+    for k in range(count):
+        uid = f"{root}.{k}"
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
         meta.MediaStorageSOPInstanceUID = uid
@@ -64,8 +75,8 @@ def make_files(folder: Path) -> list[Path]:
         ds.SOPInstanceUID = uid
         ds.PatientName = "RETRIEVE^BENCH"
         ds.PatientID = "RB0001"
-        ds.StudyInstanceUID = STUDY_UID
-        ds.SeriesInstanceUID = SERIES_UID
+        ds.StudyInstanceUID = study
+        ds.SeriesInstanceUID = series
         ds.StudyDate = ds.SeriesDate = "20240601"
         ds.StudyTime = ds.SeriesTime = "120000"
         ds.AccessionNumber = "RB0001"
@@ -74,12 +85,12 @@ def make_files(folder: Path) -> list[Path]:
         ds.InstanceNumber = k + 1
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows = ds.Columns = 512
+        ds.Rows = ds.Columns = size
         ds.BitsAllocated = 16
         ds.BitsStored = 12
         ds.HighBit = 11
         ds.PixelRepresentation = 0
-        ds.PixelData = rng.integers(0, 4096, (512, 512), dtype=np.uint16).tobytes()
+        ds.PixelData = rng.integers(0, 4096, (size, size), dtype=np.uint16).tobytes()
         ds.save_as(folder / f"img{k:04d}.dcm", enforce_file_format=True)
     return sorted(folder.glob("*.dcm"))
 
@@ -101,8 +112,8 @@ class StoreSCP:
         self.proc.wait(10)
 
 
-def _keys() -> list[str]:
-    return ["-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={STUDY_UID}"]
+def _keys(study: str = STUDY_UID) -> list[str]:
+    return ["-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}"]
 
 
 def measure(port: int, aec: str, runs: int) -> dict:
@@ -124,11 +135,46 @@ def measure(port: int, aec: str, runs: int) -> dict:
     return out
 
 
-def _vm_hwm(pid: int) -> int:
+def _vm(pid: int, key: str = "VmHWM") -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{key}:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def flat_memory(srv, work: Path) -> dict:
+    """Peak RSS growth of the daemon while it C-MOVEs and C-GETs a 10,000-image study.
+
+    The peak is reset before each retrieve (``/proc/PID/clear_refs`` 5), so
+    each figure is what that retrieve alone added to the resting size.
+    """
+    files = make_files(work / "big", BIG_IMAGES, 32, BIG_STUDY_UID, BIG_SERIES_UID,
+                       "1.2.826.0.1.3680043.10.4244.3")  # fmt: skip
+    marker = work / "box" / "big.ok"
+    if not marker.exists():
+        t0 = time.perf_counter()
+        storescu(srv.port, srv.ae_title, work / "big")
+        print(f"retrieve bench: stored {len(files)} small images ({time.perf_counter() - t0:.0f} s)")
+        marker.write_text("ok\n")
+    pid = srv.proc.pid
+    out: dict = {"images": BIG_IMAGES}
+    move = ["movescu", "-S", "-aet", "FINDSCU", "-aec", srv.ae_title, "-aem", "STORESCP"]
+    get = ["getscu", "-S", "-aet", "FINDSCU", "-aec", srv.ae_title, "--ignore", "-pdu", "131072"]
+    for name, args in (("c_move", move), ("c_get", get)):
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        rest = _vm(pid, "VmRSS")
+        seconds, text = timed([*args, "127.0.0.1", str(srv.port), *_keys(BIG_STUDY_UID), "-v"])
+        if "Success" not in text:
+            raise RuntimeError(f"{name} of the 10,000-image study did not succeed:\n{text[-1500:]}")
+        peak = _vm(pid)
+        out[name] = {
+            "rss_before_MB": round(rest / 1e6, 1), "peak_MB": round(peak / 1e6, 1),
+            "growth_MB": round((peak - rest) / 1e6, 1),
+            "images_per_s": round(BIG_IMAGES / seconds, 1),
+        }  # fmt: skip
+        print(f"  10,000 images {name}: RSS {rest / 1e6:.0f} MB -> peak {peak / 1e6:.0f} MB "
+              f"({BIG_IMAGES / seconds:.0f} images/s)", flush=True)  # fmt: skip
+    return out
 
 
 def main() -> dict:
@@ -155,7 +201,8 @@ def main() -> dict:
             marker.write_text("ok\n")
         print("retrieve bench: one study of 500 images of 0.5 MB")
         result["pacsbox"] = measure(srv.port, srv.ae_title, runs)
-        result["pacsbox_peak_rss_bytes"] = _vm_hwm(srv.proc.pid)
+        result["pacsbox_peak_rss_bytes"] = _vm(srv.proc.pid)
+        result["flat_memory"] = flat_memory(srv, work)
     finally:
         srv.stop()
     orthanc = Orthanc(
