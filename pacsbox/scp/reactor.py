@@ -14,9 +14,13 @@ what their ``time.sleep`` does in the two threads that own an association:
 - the association thread waits on an Event that is set when a complete DIMSE
   message (or an ACSE primitive) is queued for it.
 
-The maximum sleep stays the library's own, so every timer (ARTIM, idle
-timeout, release and abort checks) behaves as before; sleeps only end
-earlier. Any other thread gets the real ``time.sleep``. ``install()`` is
+Because every piece of work now wakes them, the library's 1 ms polling
+interval is stretched to ``IDLE_POLL`` (20 ms): an idle association's two
+threads otherwise wake 2,000 times a second, which with four modalities
+sending was a tenth of a core spent polling. What is still only polled
+(the ARTIM and idle timers, a DUL thread that died) runs on second-scale
+timeouts, so 20 ms changes nothing a peer can see. Any other thread gets
+the real ``time.sleep``. ``install()`` is
 idempotent and is called by the listener; ``attach(assoc)`` wires one
 association and runs from EVT_CONN_OPEN, before its threads start.
 """
@@ -35,6 +39,7 @@ import pynetdicom.dul
 
 _installed = False
 _lock = threading.Lock()
+IDLE_POLL = 0.02  # seconds an attached, idle association thread sleeps between polls
 
 
 class _WakingQueue(queue.Queue):
@@ -105,6 +110,7 @@ class _SleepShim:
         if waker is None or waker.closed:
             _time.sleep(seconds)
             return
+        seconds = max(seconds, IDLE_POLL)
         if self._kind == "dul":
             sock = getattr(getattr(thread, "socket", None), "socket", None)
             tap = getattr(thread, "_pacsbox_tap", None)
