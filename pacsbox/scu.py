@@ -318,8 +318,9 @@ class RawStoreWriter:
 
     def send(self, cx_id: int, command: bytes, path: str | None, data: bytes | None, native=False):
         """Send one C-STORE-RQ and wait for its response; the peer's status or None."""
-        self._pdv(cx_id, pdata.COMMAND | pdata.LAST, command)
+        head = pdata.pdu_header(len(command), cx_id, pdata.COMMAND | pdata.LAST) + command
         if data is not None:
+            self.sock.sendall(head)
             mv = memoryview(data)
             for start in range(0, len(mv), self.fragment):
                 chunk = mv[start : start + self.fragment]
@@ -339,10 +340,28 @@ class RawStoreWriter:
                     sent += got
                     last = sent >= size
                     self.buf[:12] = pdata.pdu_header(got, cx_id, pdata.LAST if last else 0x00)
-                    self.sock.sendall(self.view[: 12 + got])
+                    if head:
+                        # The command PDU and the first data PDU in one system call
+                        # (and one segment on the wire when the data is small).
+                        self._send_parts(head, self.view[: 12 + got])
+                        head = b""
+                    else:
+                        self.sock.sendall(self.view[: 12 + got])
                     if last:
                         break
+                if head:
+                    self.sock.sendall(head)  # an empty file: the command alone
         return self.response()
+
+    def _send_parts(self, *parts) -> None:
+        """sendall() for several buffers with one sendmsg() where the kernel takes it all."""
+        sent = self.sock.sendmsg(parts)
+        for part in parts:
+            if sent >= len(part):
+                sent -= len(part)
+                continue
+            self.sock.sendall(memoryview(part)[sent:])
+            sent = 0
 
     def response(self) -> int | None:
         """The status of the C-STORE-RSP that answers the request just sent."""
