@@ -3,7 +3,7 @@
 ``main() -> dict`` makes (or reuses, under ``bench/work/retrieve/``) 500 CT
 images of 512x512x16 bits (0.5 MB each), stores them in a pacsbox and in an
 Orthanc started with its own configuration, then times with the wall clock
-(tool start included, median of ``RETRIEVE_RUNS``, default 3):
+(tool start included, median of ``RETRIEVE_RUNS``, default 11):
 
 - ``movescu`` asking each server to C-MOVE the study to a DCMTK ``storescp``
   (``--ignore``: received, not written, so the sender is what is measured);
@@ -178,7 +178,7 @@ def flat_memory(srv, work: Path) -> dict:
 
 
 def main() -> dict:
-    runs = env_int("RETRIEVE_RUNS", 3)
+    runs = env_int("RETRIEVE_RUNS", 11)
     work = WORK / "retrieve"
     files = make_files(work / "files")
     scp_port = free_port()
