@@ -22,6 +22,8 @@ import time
 import uuid
 from pathlib import Path
 
+from tests.helpers import free_port, poll  # noqa: F401 - free_port: the image tests import it from here
+
 REPO = Path(__file__).resolve().parents[2]
 OUT = Path(os.environ.get("PACSBOX_IMAGE_OUT", REPO / "image-build" / "out"))
 ROOT = OUT / "root"
@@ -36,22 +38,9 @@ UNIT = f"pacsbox@{AE}.service"
 BOOT_TIMEOUT = 300  # qemu: software emulation on a shared 2-core machine
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_for(check, timeout: float, what: str, interval: float = 0.2):
     """Poll ``check`` until truthy; AssertionError naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+    return poll(check, timeout, interval, what)
 
 
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0}
