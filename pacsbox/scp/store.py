@@ -1,7 +1,9 @@
 """C-STORE SCP: a thin handler that hands received bytes to the archive.
 
-The data set is taken as the peer encoded it (``encoded_dataset``), never
-decoded and re-encoded, and every archive error maps to its status from the
+The data set is taken as the peer encoded it, never decoded and re-encoded:
+``fast_store`` gathers it from the socket for the common case, pynetdicom's
+``encoded_dataset`` for anything it leaves to the library. Both end in
+``store_status``, where every archive error maps to its status from the
 conformance statement. The response goes out only after ``Archive.store``
 returned, i.e. after the file and the index row are durable.
 """
