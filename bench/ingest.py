@@ -169,10 +169,10 @@ class OrthancTarget:
         self.orthanc.stop()
 
 
-def measure(target, files: list[Path], parallel: int) -> dict:
+def measure(target, files: list[Path], parallel: int, reps: int = REPS) -> dict:
     rates, cpus, rss = [], [], []
     size = sum(f.stat().st_size for f in files)
-    for rep in range(REPS):
+    for rep in range(reps):
         folder = WORK / "ingest" / f"{target.name}-{parallel}-{rep}"
         shutil.rmtree(folder, ignore_errors=True)
         port, aec, pid = target.start(folder)
@@ -217,12 +217,7 @@ def main() -> dict:
     copies = env_int("BENCH_INGEST_BIG_COPIES", 5)
     if copies:
         big = big_corpus(copies)
-        global REPS
-        reps, REPS = REPS, 1
-        try:
-            res = measure(PacsboxTarget(), big, 4)
-        finally:
-            REPS = reps
+        res = measure(PacsboxTarget(), big, 4, reps=1)
         res["GB"] = round(sum(f.stat().st_size for f in big) / 1e9, 2)
         out["pacsbox_5GB_4assoc"] = res
         print(f"  pacsbox, {res['GB']} GB over 4 associations: {res['instances_per_s']} images/s, "

@@ -116,13 +116,19 @@ def _keys(study: str = STUDY_UID) -> list[str]:
     return ["-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}"]
 
 
+def _commands(port: int, aec: str, study: str = STUDY_UID) -> dict[str, list[str]]:
+    """movescu to the benchmark's storescp and getscu --ignore, for one study."""
+    where = ["127.0.0.1", str(port), *_keys(study)]
+    return {
+        "c_move": ["movescu", "-S", "-aet", "FINDSCU", "-aec", aec, "-aem", "STORESCP", *where],
+        "c_get": ["getscu", "-S", "-aet", "FINDSCU", "-aec", aec, "--ignore", "-pdu", "131072",
+                  *where],
+    }  # fmt: skip
+
+
 def measure(port: int, aec: str, runs: int) -> dict:
-    move = ["movescu", "-S", "-aet", "FINDSCU", "-aec", aec, "-aem", "STORESCP"]
-    move += ["127.0.0.1", str(port), *_keys()]
-    get = ["getscu", "-S", "-aet", "FINDSCU", "-aec", aec, "--ignore", "-pdu", "131072"]
-    get += ["127.0.0.1", str(port), *_keys()]
     out = {}
-    for name, args in (("c_move", move), ("c_get", get)):
+    for name, args in _commands(port, aec).items():
         _, text = timed(args + ["-v"])
         if "Success" not in text:
             raise RuntimeError(f"{name} against {aec} did not succeed:\n{text[-1500:]}")
@@ -158,12 +164,10 @@ def flat_memory(srv, work: Path) -> dict:
         marker.write_text("ok\n")
     pid = srv.proc.pid
     out: dict = {"images": BIG_IMAGES}
-    move = ["movescu", "-S", "-aet", "FINDSCU", "-aec", srv.ae_title, "-aem", "STORESCP"]
-    get = ["getscu", "-S", "-aet", "FINDSCU", "-aec", srv.ae_title, "--ignore", "-pdu", "131072"]
-    for name, args in (("c_move", move), ("c_get", get)):
+    for name, args in _commands(srv.port, srv.ae_title, BIG_STUDY_UID).items():
         Path(f"/proc/{pid}/clear_refs").write_text("5")
         rest = _vm(pid, "VmRSS")
-        seconds, text = timed([*args, "127.0.0.1", str(srv.port), *_keys(BIG_STUDY_UID), "-v"])
+        seconds, text = timed([*args, "-v"])
         if "Success" not in text:
             raise RuntimeError(f"{name} of the 10,000-image study did not succeed:\n{text[-1500:]}")
         peak = _vm(pid)

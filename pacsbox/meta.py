@@ -250,13 +250,13 @@ def parse(data: bytes, transfer_syntax: str | None = None) -> Parsed:
             )
             ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "")
             offset = _meta_length(data)
-            if offset < 0:
-                # Meta without a group length: let pydicom find the end.
-                offset = -1
+            # Meta without a group length: pydicom found the end; no walk.
+            walk = offset >= 0
+            offset = max(offset, 0)
         elif transfer_syntax:
             ds = _scan(data, transfer_syntax)
             ts = transfer_syntax
-            offset = -2  # checked whole by the scan
+            offset, walk = 0, False  # the scan already walked it whole
         else:
             if not _looks_like_bare_dataset(data):
                 raise CannotUnderstand("neither a DICOM file nor a DICOM data set")
@@ -266,7 +266,7 @@ def parse(data: bytes, transfer_syntax: str | None = None) -> Parsed:
             ts = str(ds.file_meta.get("TransferSyntaxUID", "") if ds.file_meta else "")
             if not ts:
                 ts = ImplicitVRLittleEndian if ds.is_implicit_VR else ExplicitVRLittleEndian
-            offset = 0
+            offset, walk = 0, True
         if len(ds) == 0:
             raise CannotUnderstand("no data elements could be read")
     except (
@@ -286,9 +286,8 @@ def parse(data: bytes, transfer_syntax: str | None = None) -> Parsed:
     if not ts:
         raise CannotUnderstand("file meta has no Transfer Syntax UID")
     attrs = attrs_from_dataset(ds, str(ts))
-    if offset >= 0:
+    if walk:
         check_complete(data, offset, str(ts))
-    offset = max(offset, 0)
     if has_meta:
         meta_sop = str(ds.file_meta.get("MediaStorageSOPInstanceUID", "") or "")
         if meta_sop and meta_sop != attrs.sop_instance_uid:

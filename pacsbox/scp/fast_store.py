@@ -79,7 +79,7 @@ class FastStore:
         try:
             ready, _, _ = select.select([self.sock], [], [], 0)
             if not ready:
-                return None
+                return False  # what the library would answer, without its own select()
             head = self.sock.recv(6, socket.MSG_PEEK)
         except (OSError, ValueError):
             return None  # pynetdicom notices the closed connection

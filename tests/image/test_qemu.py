@@ -30,6 +30,7 @@ from tests.image.boxes import (
 )
 from tests.image.test_nspawn import (
     a_study,
+    assert_self_check_passed,
     assert_watchdog_restarts_a_frozen_daemon,
     echoscu,
     storescu,
@@ -59,22 +60,7 @@ def test_first_boot_made_the_data_partition_and_the_self_check_passed(vm):
         vm.out("blkid -s PARTLABEL -o value $(findmnt -n -o SOURCE /var/lib/pacsbox)").strip()
         == "pacsbox-data"
     )
-    wait_for(
-        lambda: (
-            vm.show("pacsbox-selfcheck.service", "ActiveState")["ActiveState"]
-            in ("active", "failed")
-        ),
-        120,
-        "the self-check to finish",
-    )
-    failed = vm.failed_units()
-    assert failed == [], (
-        "failed units: " + " ".join(failed) + "\n" + "\n".join(vm.journal(u, 10) for u in failed)
-    )
-    props = vm.show("pacsbox-selfcheck.service", "ActiveState", "Result")
-    assert props == {"ActiveState": "active", "Result": "success"}, vm.journal(
-        "pacsbox-selfcheck.service"
-    )
+    assert_self_check_passed(vm)
 
 
 def test_root_is_a_read_only_squashfs(vm):
