@@ -25,6 +25,7 @@ from bench.common import (
     env_int,
     free_port,
     poll,
+    retire,
     write_config,
 )
 from tests.synth import make_instance
@@ -182,7 +183,7 @@ def measure(target, files: list[Path], parallel: int, reps: int = REPS) -> dict:
             cpu1, hwm = _proc_figures(pid)
         finally:
             target.stop()
-            shutil.rmtree(folder, ignore_errors=True)
+            retire(folder)
         rates.append(len(files) / secs)
         cpus.append(cpu1 - cpu0)
         rss.append(hwm)
