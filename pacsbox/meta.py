@@ -13,12 +13,11 @@ import zlib
 from dataclasses import dataclass, field
 
 import pydicom
-from pydicom.datadict import tag_for_keyword
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import (
-    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
@@ -126,6 +125,7 @@ _SIMPLE_CHARSETS = {
     "ISO_IR 192": "utf-8",
 }
 _TAGS = {}
+_DICT_VR = {tag: dictionary_VR(tag) for tag in _WANTED}
 
 
 def _tag(keyword: str) -> int:
@@ -135,26 +135,63 @@ def _tag(keyword: str) -> int:
     return tag
 
 
-def _raw_text(ds: Dataset, keyword: str, codec: str | None) -> str | None:
-    """A text value straight from the undecoded element, or None to ask pydicom."""
-    elem = ds._dict.get(_tag(keyword))
-    if elem is None:
-        return ""
-    if codec is None or not isinstance(elem, RawDataElement) or elem.value is None:
-        return None
-    raw = elem.value
-    if isinstance(raw, (bytes, bytearray)):
+class _Values:
+    """The wanted top-level elements, read from their undecoded bytes where that is exact.
+
+    ``raw`` maps a tag to (explicit VR or None, value bytes). Texts in a
+    single-byte or UTF-8 character set and US/IS numbers are decoded here;
+    anything else (ISO 2022 escapes, an odd VR) is left to pydicom, through
+    the Dataset ``make_dataset`` builds only when it is needed. With
+    ``complete``, a tag missing from ``raw`` is absent from the data set.
+    """
+
+    __slots__ = ("raw", "little", "complete", "_make", "_ds")
+
+    def __init__(self, raw: dict, little: bool, complete: bool, make_dataset) -> None:
+        self.raw = raw
+        self.little = little
+        self.complete = complete
+        self._make = make_dataset
+        self._ds: Dataset | None = None
+
+    def dataset(self) -> Dataset:
+        if self._ds is None:
+            self._ds = self._make()
+        return self._ds
+
+    def text(self, keyword: str, codec: str | None = None) -> str:
+        tag = _tag(keyword)
+        item = self.raw.get(tag)
+        if item is None:
+            return "" if self.complete else _pydicom_text(self.dataset(), keyword)
+        if codec is not None:
+            try:
+                return item[1].decode(codec).rstrip(" \x00")
+            except UnicodeDecodeError:
+                pass
+        return _pydicom_text(self.dataset(), keyword)
+
+    def number(self, keyword: str) -> int | None:
+        tag = _tag(keyword)
+        item = self.raw.get(tag)
+        if item is None:
+            return None if self.complete else _pydicom_int(self.dataset(), keyword)
+        vr = item[0] or _DICT_VR.get(tag)
+        value = item[1]
         try:
-            return raw.decode(codec).rstrip(" \x00")
-        except UnicodeDecodeError:
+            if vr == "US":
+                if len(value) < 2:
+                    return None
+                return int.from_bytes(value[:2], "little" if self.little else "big")
+            if vr == "IS":
+                first = value.decode("ascii").split("\\")[0].strip(" \x00")
+                return int(float(first)) if first else None
+        except (UnicodeDecodeError, ValueError, OverflowError):
             return None
-    return None
+        return _pydicom_int(self.dataset(), keyword)
 
 
-def _text(ds: Dataset, keyword: str, codec: str | None = None) -> str:
-    fast = _raw_text(ds, keyword, codec)
-    if fast is not None:
-        return fast
+def _pydicom_text(ds: Dataset, keyword: str) -> str:
     try:
         value = ds.get(keyword)
     except Exception:  # noqa: BLE001 - a malformed optional element must not block storage
@@ -166,7 +203,7 @@ def _text(ds: Dataset, keyword: str, codec: str | None = None) -> str:
     return str(value)
 
 
-def _int(ds: Dataset, keyword: str) -> int | None:
+def _pydicom_int(ds: Dataset, keyword: str) -> int | None:
     try:
         value = ds.get(keyword)
         if value is None or value == "":
@@ -176,40 +213,49 @@ def _int(ds: Dataset, keyword: str) -> int | None:
         return None
 
 
+def _dataset_values(ds: Dataset, transfer_syntax: str) -> _Values:
+    """Values of a Dataset pydicom read: its still undecoded elements take the fast path."""
+    raw = {}
+    for tag in _WANTED:
+        elem = ds._dict.get(tag)
+        if isinstance(elem, RawDataElement) and isinstance(elem.value, bytes):
+            raw[tag] = (elem.VR, elem.value)
+    return _Values(raw, transfer_syntax != ExplicitVRBigEndian, False, lambda: ds)
+
+
 def _clip(name: str, value: str) -> str:
     limit = _COLUMN_LIMITS.get(name, 324)
     return value[:limit]
 
 
-def attrs_from_dataset(ds: Dataset, transfer_syntax: str) -> InstanceAttrs:
+def attrs_from_values(v: _Values, transfer_syntax: str) -> InstanceAttrs:
     """Extract the index attributes; raises DatasetMismatch when a UID is missing."""
-    uids = {}
+    uids = []
     for key in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
-        value = _text(ds, key, "ascii").strip().rstrip("\x00")
+        value = v.text(key, "ascii").strip().rstrip("\x00")
         if not value:
             raise DatasetMismatch(f"data set lacks {key}")
         if len(value) > 64:
             raise DatasetMismatch(f"{key} is longer than 64 characters")
-        uids[key] = value
-    charset = _text(ds, "SpecificCharacterSet")
+        uids.append(value)
+    charset = "\\".join(part.strip() for part in v.text("SpecificCharacterSet", "ascii").split("\\"))
     codec = _SIMPLE_CHARSETS.get(charset.strip())
+    text = v.text
     attrs = InstanceAttrs(
-        sop_class_uid=uids["SOPClassUID"],
-        sop_instance_uid=uids["SOPInstanceUID"],
-        study_instance_uid=uids["StudyInstanceUID"],
-        series_instance_uid=uids["SeriesInstanceUID"],
+        *uids,
         transfer_syntax_uid=transfer_syntax,
         charset=charset,
-        series_number=_int(ds, "SeriesNumber"),
-        instance_number=_int(ds, "InstanceNumber"),
+        series_number=v.number("SeriesNumber"),
+        instance_number=v.number("InstanceNumber"),
     )
-    attrs.patient = {k: _clip(k, _text(ds, kw, codec)) for k, kw in PATIENT_TAGS.items()}
-    attrs.study = {k: _clip(k, _text(ds, kw, codec)) for k, kw in STUDY_TAGS.items()}
-    attrs.series = {k: _clip(k, _text(ds, kw, codec)) for k, kw in SERIES_TAGS.items()}
+    attrs.patient = {k: _clip(k, text(kw, codec)) for k, kw in PATIENT_TAGS.items()}
+    attrs.study = {k: _clip(k, text(kw, codec)) for k, kw in STUDY_TAGS.items()}
+    attrs.series = {k: _clip(k, text(kw, codec)) for k, kw in SERIES_TAGS.items()}
     inst: dict[str, object] = {
-        k: _clip(k, _text(ds, kw, codec)) for k, kw in INSTANCE_TEXT_TAGS.items()
+        k: _clip(k, text(kw, codec)) for k, kw in INSTANCE_TEXT_TAGS.items()
     }
-    inst.update({k: _int(ds, kw) for k, kw in INSTANCE_INT_TAGS.items()})
+    for k, kw in INSTANCE_INT_TAGS.items():
+        inst[k] = v.number(kw)
     attrs.instance = inst
     return attrs
 
@@ -249,12 +295,13 @@ def parse(data: bytes, transfer_syntax: str | None = None) -> Parsed:
                 io.BytesIO(data), stop_before_pixels=True, defer_size=4096, force=False
             )
             ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "")
+            values = _dataset_values(ds, ts)
             offset = _meta_length(data)
             # Meta without a group length: pydicom found the end; no walk.
             walk = offset >= 0
             offset = max(offset, 0)
         elif transfer_syntax:
-            ds = _scan(data, transfer_syntax)
+            values = _scan(data, transfer_syntax)
             ts = transfer_syntax
             offset, walk = 0, False  # the scan already walked it whole
         else:
@@ -266,8 +313,9 @@ def parse(data: bytes, transfer_syntax: str | None = None) -> Parsed:
             ts = str(ds.file_meta.get("TransferSyntaxUID", "") if ds.file_meta else "")
             if not ts:
                 ts = ImplicitVRLittleEndian if ds.is_implicit_VR else ExplicitVRLittleEndian
+            values = _dataset_values(ds, ts)
             offset, walk = 0, True
-        if len(ds) == 0:
+        if not values.raw and len(values.dataset()) == 0:
             raise CannotUnderstand("no data elements could be read")
     except (
         InvalidDicomError,
@@ -285,7 +333,7 @@ def parse(data: bytes, transfer_syntax: str | None = None) -> Parsed:
         raise CannotUnderstand(f"not a readable DICOM object: {exc}") from None
     if not ts:
         raise CannotUnderstand("file meta has no Transfer Syntax UID")
-    attrs = attrs_from_dataset(ds, str(ts))
+    attrs = attrs_from_values(values, str(ts))
     if walk:
         check_complete(data, offset, str(ts))
     if has_meta:
@@ -314,8 +362,12 @@ _UNDEFINED = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 
 
+_STRUCTS = {e: (struct.Struct(e + "HHI"), struct.Struct(e + "I"), struct.Struct(e + "H"))
+            for e in "<>"}
+
+
 def _walk(
-    buf: memoryview,
+    buf: bytes,
     pos: int,
     end: int,
     implicit: bool,
@@ -328,39 +380,40 @@ def _walk(
     Pixel data is never decoded; only headers are read, so a truncated
     transfer (the usual kind of broken file) is caught at the cost of a few
     hundred struct reads. With ``found``, the top-level elements the index
-    wants are collected on the way as pydicom RawDataElements.
+    wants are collected on the way as (VR or None, value bytes, offset).
     """
     if depth > 64:
         raise CannotUnderstand("sequences nested too deeply")
+    header, long_length, short_length = _STRUCTS[endian]
+    collect = found is not None and depth == 0
     while pos < end:
         if pos + 8 > end:
             raise CannotUnderstand("data set ends inside an element header")
-        group, elem, length = struct.unpack_from(endian + "HHI", buf, pos)
+        group, elem, length = header.unpack_from(buf, pos)
         tag = (group << 16) | elem
-        if tag in (_ITEM_END, _SEQ_END):
+        if tag == _ITEM_END or tag == _SEQ_END:
             return pos + 8
-        if tag == _ITEM or implicit or group == 0xFFFE:
+        if implicit or group == 0xFFFE:
             hdr, vr = 8, None
         else:
-            vr = bytes(buf[pos + 4 : pos + 6])
+            vr = buf[pos + 4 : pos + 6]
             if vr in _LONG_VRS:
                 if pos + 12 > end:
                     raise CannotUnderstand("data set ends inside an element header")
-                (length,) = struct.unpack_from(endian + "I", buf, pos + 8)
+                (length,) = long_length.unpack_from(buf, pos + 8)
                 hdr = 12
             else:
-                (length,) = struct.unpack_from(endian + "H", buf, pos + 6)
+                (length,) = short_length.unpack_from(buf, pos + 6)
                 hdr = 8
         pos += hdr
         if length == _UNDEFINED:
             # A sequence, an item, or encapsulated pixel data; UN content is implicit LE.
-            inner_implicit = implicit or vr == b"UN"
-            pos = _walk(buf, pos, end, inner_implicit, "<" if vr == b"UN" else endian, depth + 1)
+            un = vr == b"UN"
+            pos = _walk(buf, pos, end, implicit or un, "<" if un else endian, depth + 1)
             continue
-        if found is not None and depth == 0 and tag in _WANTED and pos + length <= end:
-            found[tag] = RawDataElement(
-                tag, None if vr is None else vr.decode("ascii", "replace"), length,
-                bytes(buf[pos : pos + length]), pos, vr is None, endian == "<",
+        if collect and tag in _WANTED and pos + length <= end:
+            found[tag] = (
+                None if vr is None else vr.decode("ascii", "replace"), buf[pos : pos + length], pos
             )  # fmt: skip
         pos += length
         if pos > end:
@@ -376,29 +429,36 @@ def check_complete(
     data: bytes, offset: int, transfer_syntax: str, found: dict | None = None
 ) -> None:
     """Raise CannotUnderstand unless the data set is structurally whole."""
-    uid = UID(transfer_syntax)
-    body = memoryview(data)[offset:]
-    if uid == DeflatedExplicitVRLittleEndian:
+    body, start = bytes(data), offset
+    if transfer_syntax == DeflatedExplicitVRLittleEndian:
         try:
-            body = memoryview(zlib.decompress(body, -zlib.MAX_WBITS))
+            body, start = zlib.decompress(memoryview(data)[offset:], -zlib.MAX_WBITS), 0
         except zlib.error:
             raise CannotUnderstand("deflated data set cannot be inflated") from None
-    implicit = uid == ImplicitVRLittleEndian
-    endian = ">" if uid == ExplicitVRBigEndian else "<"
-    _walk(body, 0, len(body), implicit, endian, 0, found)
+    implicit = transfer_syntax == ImplicitVRLittleEndian
+    endian = ">" if transfer_syntax == ExplicitVRBigEndian else "<"
+    _walk(body, start, len(body), implicit, endian, 0, found)
 
 
-def _scan(data: bytes, transfer_syntax: str) -> Dataset:
+def _scan(data: bytes, transfer_syntax: str) -> _Values:
     """The wanted top-level elements of a bare data set, checked whole in the same pass.
 
     What the network delivers: one structural walk replaces pydicom's reader
-    (half of a small image's store cost); the values stay undecoded
-    RawDataElements in a real Dataset, so pydicom still converts them (and
-    every character set) exactly as it would have.
+    (half of a small image's store cost). Values pydicom would have to
+    convert (other character sets, odd VRs) become RawDataElements in a real
+    Dataset on demand, so they decode exactly as pydicom decodes them.
     """
     found: dict = {}
     check_complete(data, 0, transfer_syntax, found)
-    return Dataset(found)
+    little = transfer_syntax != ExplicitVRBigEndian
+
+    def make_dataset() -> Dataset:
+        return Dataset({
+            tag: RawDataElement(tag, vr, len(value), value, pos, vr is None, little)
+            for tag, (vr, value, pos) in found.items()
+        })  # fmt: skip
+
+    return _Values(found, little, True, make_dataset)
 
 
 def _meta_element(elem: int, vr: bytes, value: bytes) -> bytes:
