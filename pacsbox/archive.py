@@ -31,6 +31,7 @@ from pacsbox.errors import (
     DatabaseError,
     DatasetMismatch,
     DuplicateRejected,
+    OutOfResources,
     PacsboxError,
 )
 
@@ -70,6 +71,21 @@ class CheckReport:
             f"removed, {self.held} moved to holding, {len(self.unreadable)} unreadable, "
             f"{len(self.missing_files)} index rows without a file"
         )
+
+
+def _settler(written: storage.WrittenFile) -> Callable[[], None] | None:
+    """The file's pending folder fsync, failing as the disk does (A700)."""
+    settle = written.settle
+    if settle is None:
+        return None
+
+    def run() -> None:
+        try:
+            settle()
+        except OSError as exc:
+            raise OutOfResources(f"cannot sync folder {written.path.parent}: {exc.strerror}") from None
+
+    return run
 
 
 class Archive:
@@ -210,10 +226,14 @@ class Archive:
         root, folder = loc
         if self.space_check is not None:
             self.space_check(Path(root))
-        written = storage.write_file(Path(root) / folder, chunks, sync=self.sync)
+        # The folder fsync waits for the index commit, so images committed
+        # together share it (one per folder and batch, not one per image).
+        written = storage.write_file(
+            Path(root) / folder, chunks, sync=self.sync, settle_later=self.sync
+        )
         try:
             rec = self._record(attrs, written, root, folder, native, ae)
-        except DuplicateRejected:
+        except (DuplicateRejected, OutOfResources):
             storage.remove_file(written.path, sync=self.sync)
             raise
         except (DbError, OSError) as exc:
@@ -242,6 +262,7 @@ class Archive:
                 rec = idx.record_instance(
                     attrs, f, calling_ae=ae, policy=self.cfg.DuplicatePolicy,
                     private=self.cfg.NewStudiesPrivate, committer=self.committer,
+                    before=_settler(written),
                 )
                 self._remember(attrs.study_instance_uid, (root, folder))
                 return rec
@@ -257,7 +278,7 @@ class Archive:
                     shutil.move(written.path, new_path)
                     if self.sync:
                         storage.fsync_dir(target)
-                    written = storage.WrittenFile(new_path, written.size, written.digest)
+                    written = storage.WrittenFile(new_path, written.size, written.digest)  # synced
                 finally:
                     self._end_write((root, folder))
         raise DatabaseError("study location kept changing")

@@ -16,7 +16,9 @@ import os
 import secrets
 import shutil
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from pacsbox.errors import OutOfResources
@@ -30,6 +32,9 @@ class WrittenFile:
     path: Path
     size: int
     digest: str
+    # With ``settle_later``: makes the rename durable (fsyncs the folder unless
+    # an fsync that started after the rename already did); raises OSError.
+    settle: Callable[[], None] | None = field(default=None, compare=False)
 
 
 def study_folder(study_instance_uid: str) -> str:
@@ -59,7 +64,8 @@ class _FolderSync:
 
     Parallel associations writing into the same study folder each need the
     folder synced after their rename; one fsync that starts after all of
-    their renames serves them all.
+    their renames serves them all. A rename takes a ticket when it is done;
+    ``settle`` fsyncs only if no fsync begun since has covered that ticket.
     """
 
     def __init__(self) -> None:
@@ -68,10 +74,12 @@ class _FolderSync:
         self.renamed = 0  # renames announced
         self.synced = 0  # renames covered by a finished fsync
 
-    def after_rename(self, folder: Path) -> None:
+    def announce(self) -> int:
         with self.count_lock:
             self.renamed += 1
-            ticket = self.renamed
+            return self.renamed
+
+    def settle(self, folder: Path, ticket: int) -> None:
         with self.lock:
             if self.synced >= ticket:
                 return
@@ -85,7 +93,7 @@ _folder_syncs: dict[str, _FolderSync] = {}
 _folder_syncs_lock = threading.Lock()
 
 
-def sync_after_rename(folder: Path) -> None:
+def _folder_sync(folder: Path) -> _FolderSync:
     key = str(folder)
     with _folder_syncs_lock:
         fs = _folder_syncs.get(key)
@@ -93,7 +101,7 @@ def sync_after_rename(folder: Path) -> None:
             if len(_folder_syncs) > 1024:
                 _folder_syncs.clear()  # forget idle folders; a new syncer is always safe
             fs = _folder_syncs[key] = _FolderSync()
-    fs.after_rename(folder)
+    return fs
 
 
 def ensure_dir(path: Path, sync: bool) -> None:
@@ -114,12 +122,17 @@ def ensure_dir(path: Path, sync: bool) -> None:
             fsync_dir(d.parent)
 
 
-def write_file(folder: Path, chunks: list[bytes | memoryview], *, sync: bool = True) -> WrittenFile:
+def write_file(
+    folder: Path, chunks: list[bytes | memoryview], *, sync: bool = True, settle_later: bool = False
+) -> WrittenFile:
     """Write ``chunks`` durably as a new server-named file in ``folder``.
 
+    With ``settle_later`` the folder fsync that makes the rename durable is
+    left to ``WrittenFile.settle``, so a group commit can do one for a batch.
     Raises OutOfResources (A700) when the disk is full or the folder cannot be
     written; nothing is left behind in that case.
     """
+    settle = None
     name = new_file_name()
     final = folder / name
     tmp = folder / (name + PART_SUFFIX)
@@ -142,14 +155,18 @@ def write_file(folder: Path, chunks: list[bytes | memoryview], *, sync: bool = T
             os.close(fd)
         os.rename(tmp, final)
         if sync:
-            sync_after_rename(folder)
+            fs = _folder_sync(folder)
+            settle = partial(fs.settle, folder, fs.announce())
+            if not settle_later:
+                settle()
+                settle = None
     except OSError as exc:
         _unlink_quietly(tmp)
         _unlink_quietly(final)
         if exc.errno in DISK_FULL_ERRNOS:
             raise OutOfResources(f"disk full writing to {folder}") from None
         raise OutOfResources(f"cannot write file in {folder}: {exc.strerror}") from None
-    return WrittenFile(path=final, size=size, digest=h.hexdigest())
+    return WrittenFile(path=final, size=size, digest=h.hexdigest(), settle=settle)
 
 
 def _unlink_quietly(path: Path) -> None:

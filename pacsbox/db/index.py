@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -271,18 +271,26 @@ def record_instance(
     policy: str = "replace",
     private: bool = False,
     committer: GroupCommitter | None = None,
+    before: Callable[[], None] | None = None,
 ) -> Recorded:
     """Index a stored file in one transaction, applying the duplicate policy.
 
     With a ``committer`` the record joins the next group commit (one fsync
     for every image that arrived meanwhile); it returns only after that
-    commit. Raises DuplicateRejected (policy "reject"), LocationChanged (the
-    study lives in another folder), and peewee errors when the database fails.
+    commit. ``before`` runs first (the file's folder fsync: a batch's records
+    share one) and what it raises is raised here, with nothing recorded.
+    Raises DuplicateRejected (policy "reject"), LocationChanged (the study
+    lives in another folder), and peewee errors when the database fails.
     """
-    if committer is not None:
-        return committer.run(lambda: _record_in_transaction(attrs, f, calling_ae, policy, private))
-    with write_transaction():
+    def record() -> Recorded:
         return _record_in_transaction(attrs, f, calling_ae, policy, private)
+
+    if committer is not None:
+        return committer.run(record, before)
+    if before is not None:
+        before()
+    with write_transaction():
+        return record()
 
 
 class GroupCommitter:
@@ -304,17 +312,19 @@ class GroupCommitter:
                                         daemon=True)
         self._thread.start()
 
-    def run(self, fn):
+    def run(self, fn, before=None):
         # Alone (one association, an import): commit in the caller's thread,
         # with no hand-over to the writer. Several at once: join the batch.
         if self._idle.acquire(blocking=False):
             try:
+                if before is not None:
+                    before()
                 with write_transaction():
                     return fn()
             finally:
                 self._idle.release()
         fut: Future = Future()
-        self._queue.put((fn, fut))
+        self._queue.put((fn, fut, before))
         return fut.result()
 
     def close(self) -> None:
@@ -348,17 +358,25 @@ class GroupCommitter:
             self._commit_batch(batch)
 
     def _commit_batch(self, batch: list) -> None:
+        ready = []
+        for fn, fut, before in batch:
+            try:
+                if before is not None:
+                    before()  # the first of a folder fsyncs it; the rest find it done
+                ready.append((fn, fut))
+            except Exception as exc:  # noqa: BLE001 - handed to its caller
+                fut.set_exception(exc)
         outcomes = []
         try:
             with write_transaction():
-                for fn, fut in batch:
+                for fn, fut in ready:
                     try:
                         with database.savepoint():
                             outcomes.append((fut, fn(), None))
                     except Exception as exc:  # noqa: BLE001 - handed to its caller
                         outcomes.append((fut, None, exc))
         except Exception as exc:  # noqa: BLE001 - the COMMIT failed: nobody is stored
-            for _, fut in batch:
+            for _, fut in ready:
                 if not fut.done():
                     fut.set_exception(exc)
             return

@@ -171,6 +171,38 @@ def test_disk_full_is_a700_and_leaves_earlier_images(archive, monkeypatch):
     assert Instance.select().count() == 1
 
 
+def test_folder_sync_failure_is_a700_alone_and_in_a_group_commit(archive, monkeypatch):
+    """The folder fsync runs just before the index commit (shared by a batch);
+    when it fails, the image is refused with A700, its file removed, nothing indexed."""
+    kept = make_instance()
+    archive.store(kept)
+
+    def broken(path):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(storage, "fsync_dir", broken)
+    with pytest.raises(OutOfResources) as e:
+        archive.store(make_instance())
+    assert e.value.dimse_status == 0xA700
+    errors = []
+
+    def send():
+        try:
+            archive.store(make_instance())
+        except OutOfResources as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(errors) == 8
+    files = _files(archive.cfg.archive_dir)
+    assert len(files) == 1 and files[0].read_bytes() == kept
+    assert Instance.select().count() == 1
+
+
 def test_index_failure_is_a701_and_removes_the_file(archive, monkeypatch):
     def broken(*a, **k):
         raise OperationalError("database is locked")
