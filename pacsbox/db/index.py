@@ -47,6 +47,9 @@ class StoredFile:
 class Recorded:
     outcome: str  # "stored" | "duplicate" | "replaced" | "kept-first"
     replaced_path: Path | None = None  # the earlier file, to be moved to holding
+    # (series, study, patient row ids, file size) still to be counted: a
+    # transaction adds its records' counts once per row, just before COMMIT.
+    counts: tuple[int, int, int, int] | None = None
 
 
 class LocationChanged(Exception):
@@ -137,10 +140,61 @@ def _merge_row(table: str, row_id: int, cols: tuple, current: tuple, new: dict) 
         _run(f"UPDATE {table} SET {sets} WHERE id = ?", (*changes.values(), row_id))
 
 
-def _patient_row(attrs: InstanceAttrs, private: bool) -> int:
+def _patient_values(attrs: InstanceAttrs) -> dict:
     p = dict(attrs.patient)
     p["patient_name_ci"] = p["patient_name"].upper()
     p["charset"] = attrs.charset
+    return p
+
+
+def _study_values(attrs: InstanceAttrs) -> dict:
+    st = dict(attrs.study)
+    st["charset"] = attrs.charset
+    return st
+
+
+def _series_values(attrs: InstanceAttrs) -> dict:
+    se = dict(attrs.series)
+    se["series_number"] = attrs.series_number
+    return se
+
+
+_KNOWN_SERIES_SQL = (
+    "SELECT se.id, st.id, p.id, st.study_instance_uid, p.patient_id, p.issuer, st.storage_root, "
+    "st.folder, " + ", ".join([*(f"se.{c}" for c in SERIES_COLS), *(f"st.{c}" for c in STUDY_COLS),
+                               *(f"p.{c}" for c in PATIENT_COLS)])
+    + " FROM series se JOIN study st ON st.id = se.study_id JOIN patient p ON p.id = st.patient_id"
+    " WHERE se.series_instance_uid = ?"
+)
+
+
+def _known_series(attrs: InstanceAttrs, f: StoredFile) -> tuple[int, int, int] | None:
+    """(series, study, patient) ids when the series is indexed under this study and patient.
+
+    The usual case (every image of a series after its first) costs one SELECT
+    instead of three; anything unusual returns None and takes the general path.
+    Raises LocationChanged.
+    """
+    row = _one(_KNOWN_SERIES_SQL, (attrs.series_instance_uid,))
+    if row is None:
+        return None
+    series_id, study_id, patient_id, study_uid, pid, issuer, root, folder = row[:8]
+    if study_uid != attrs.study_instance_uid or (pid, issuer) != (
+        attrs.patient["patient_id"], attrs.patient["issuer"]
+    ):
+        return None
+    if (root, folder) != (f.storage_root, f.folder):
+        raise LocationChanged(root, folder)
+    a = 8 + len(SERIES_COLS)
+    b = a + len(STUDY_COLS)
+    _merge_row("series", series_id, SERIES_COLS, row[8:a], _series_values(attrs))
+    _merge_row("study", study_id, STUDY_COLS, row[a:b], _study_values(attrs))
+    _merge_row("patient", patient_id, PATIENT_COLS, row[b:], _patient_values(attrs))
+    return series_id, study_id, patient_id
+
+
+def _patient_row(attrs: InstanceAttrs, private: bool) -> int:
+    p = _patient_values(attrs)
     row = _one(
         f"SELECT id, {', '.join(PATIENT_COLS)} FROM patient WHERE patient_id = ? AND issuer = ?",
         (p["patient_id"], p["issuer"]),
@@ -157,8 +211,7 @@ def _patient_row(attrs: InstanceAttrs, private: bool) -> int:
 def _study_row(attrs: InstanceAttrs, patient_id: int, f: StoredFile, calling_ae: str,
                private: bool) -> tuple[int, int]:
     """(study row id, its patient row id); raises LocationChanged."""
-    st = dict(attrs.study)
-    st["charset"] = attrs.charset
+    st = _study_values(attrs)
     row = _one(
         f"SELECT id, patient_id, storage_root, folder, {', '.join(STUDY_COLS)} FROM study "
         "WHERE study_instance_uid = ?",
@@ -184,8 +237,7 @@ def _study_row(attrs: InstanceAttrs, patient_id: int, f: StoredFile, calling_ae:
 
 
 def _series_row(attrs: InstanceAttrs, study_id: int, patient_id: int) -> tuple[int, bool]:
-    se = dict(attrs.series)
-    se["series_number"] = attrs.series_number
+    se = _series_values(attrs)
     row = _one(
         f"SELECT id, {', '.join(SERIES_COLS)} FROM series WHERE series_instance_uid = ?",
         (attrs.series_instance_uid,),
@@ -202,8 +254,7 @@ def _series_row(attrs: InstanceAttrs, study_id: int, patient_id: int) -> tuple[i
     return row[0], False
 
 
-def _instance_row(attrs: InstanceAttrs, series_id: int, study_id: int, patient_id: int,
-                  f: StoredFile, calling_ae: str) -> None:
+def _instance_row(attrs: InstanceAttrs, series_id: int, f: StoredFile, calling_ae: str) -> None:
     inst = attrs.instance
     values = (
         attrs.sop_instance_uid, series_id, attrs.sop_class_uid, attrs.instance_number,
@@ -216,10 +267,37 @@ def _instance_row(attrs: InstanceAttrs, series_id: int, study_id: int, patient_i
     )
     _run(f"INSERT INTO instance ({', '.join(INSTANCE_COLS)}) "
          f"VALUES ({', '.join('?' for _ in INSTANCE_COLS)})", values)
-    _run("UPDATE series SET num_instances = num_instances + 1 WHERE id = ?", (series_id,))
-    _run("UPDATE study SET num_instances = num_instances + 1, size_bytes = size_bytes + ?, "
-         "updated = ? WHERE id = ?", (f.size, str(utcnow()), study_id))
-    _run("UPDATE patient SET num_instances = num_instances + 1 WHERE id = ?", (patient_id,))
+
+
+def _apply_counts(records: list) -> None:
+    """Add the instance counts of a transaction's records, one UPDATE per row touched.
+
+    Counts are sums, so adding them at the end of the transaction gives the
+    same rows as adding each at once (a replaced instance's decrement
+    included); an UPDATE of a row deleted meanwhile changes nothing.
+    """
+    series: dict[int, int] = {}
+    studies: dict[int, tuple[int, int]] = {}
+    patients: dict[int, int] = {}
+    for rec in records:
+        counts = getattr(rec, "counts", None)
+        if counts is None:
+            continue
+        series_id, study_id, patient_id, size = counts
+        series[series_id] = series.get(series_id, 0) + 1
+        n, total = studies.get(study_id, (0, 0))
+        studies[study_id] = (n + 1, total + size)
+        patients[patient_id] = patients.get(patient_id, 0) + 1
+    if not series:
+        return
+    now = str(utcnow())
+    for row_id, n in series.items():
+        _run("UPDATE series SET num_instances = num_instances + ? WHERE id = ?", (n, row_id))
+    for row_id, (n, total) in studies.items():
+        _run("UPDATE study SET num_instances = num_instances + ?, size_bytes = size_bytes + ?, "
+             "updated = ? WHERE id = ?", (n, total, now, row_id))
+    for row_id, n in patients.items():
+        _run("UPDATE patient SET num_instances = num_instances + ? WHERE id = ?", (n, row_id))
 
 
 def _refresh_modalities(study_id: int) -> None:
@@ -254,13 +332,21 @@ def _record_in_transaction(
         existing = find_instance(attrs.sop_instance_uid)
         replaced = instance_path(existing)
         _delete_instance_rows(existing)
-    patient_id = _patient_row(attrs, private)
-    study_id, patient_id = _study_row(attrs, patient_id, f, calling_ae, private)
-    series_id, new_series = _series_row(attrs, study_id, patient_id)
-    _instance_row(attrs, series_id, study_id, patient_id, f, calling_ae)
+    known = _known_series(attrs, f) if replaced is None else None
+    if known is not None:
+        series_id, study_id, patient_id = known
+        new_series = False
+    else:
+        patient_id = _patient_row(attrs, private)
+        study_id, patient_id = _study_row(attrs, patient_id, f, calling_ae, private)
+        series_id, new_series = _series_row(attrs, study_id, patient_id)
+    _instance_row(attrs, series_id, f, calling_ae)
     if new_series or replaced is not None:
         _refresh_modalities(study_id)
-    return Recorded("replaced" if replaced is not None else "stored", replaced)
+    return Recorded(
+        "replaced" if replaced is not None else "stored", replaced,
+        (series_id, study_id, patient_id, f.size),
+    )
 
 
 def record_instance(
@@ -289,16 +375,38 @@ def record_instance(
         return committer.run(record, before)
     if before is not None:
         before()
+    return _together([record])[0]
+
+
+def _together(fns: list, isolate: bool = False) -> list:
+    """Run record functions in one transaction, add their counts, commit.
+
+    Without ``isolate`` any failure rolls back everyone and is raised (a
+    batch then retries isolated). With it, each runs in a savepoint and its
+    exception is returned in its place; the others still commit.
+    """
+    results: list = []
     with write_transaction():
-        return record()
+        for fn in fns:
+            if not isolate:
+                results.append(fn())
+                continue
+            try:
+                with database.savepoint():
+                    results.append(fn())
+            except Exception as exc:  # noqa: BLE001 - handed to its caller
+                results.append(exc)
+        _apply_counts([r for r in results if not isinstance(r, Exception)])
+    return results
 
 
 class GroupCommitter:
     """One writer thread that commits concurrent index records together.
 
-    Each record runs in its own savepoint, so one that fails (a duplicate
-    rejected, a study that moved) rolls back alone; callers get their result
-    only after the shared COMMIT, i.e. once their row is durable. With one
+    A batch runs in one transaction; callers get their result only after
+    the shared COMMIT, i.e. once their row is durable. If a record fails (a
+    duplicate rejected, a study that moved), the batch is rolled back and
+    run again with a savepoint per record, so only that one fails. With one
     association nothing waits; with several, N images cost one WAL fsync.
     """
 
@@ -319,8 +427,7 @@ class GroupCommitter:
             try:
                 if before is not None:
                     before()
-                with write_transaction():
-                    return fn()
+                return _together([fn])[0]
             finally:
                 self._idle.release()
         fut: Future = Future()
@@ -366,23 +473,24 @@ class GroupCommitter:
                 ready.append((fn, fut))
             except Exception as exc:  # noqa: BLE001 - handed to its caller
                 fut.set_exception(exc)
-        outcomes = []
-        try:
-            with write_transaction():
-                for fn, fut in ready:
-                    try:
-                        with database.savepoint():
-                            outcomes.append((fut, fn(), None))
-                    except Exception as exc:  # noqa: BLE001 - handed to its caller
-                        outcomes.append((fut, None, exc))
-        except Exception as exc:  # noqa: BLE001 - the COMMIT failed: nobody is stored
-            for _, fut in ready:
-                if not fut.done():
-                    fut.set_exception(exc)
+        if not ready:
             return
-        for fut, result, exc in outcomes:
-            if exc is not None:
-                fut.set_exception(exc)
+        fns = [fn for fn, _ in ready]
+        try:
+            results = _together(fns)
+        except Exception as exc:  # noqa: BLE001 - one record (or the COMMIT) failed
+            if len(ready) == 1:
+                ready[0][1].set_exception(exc)
+                return
+            try:
+                results = _together(fns, isolate=True)
+            except Exception as exc:  # noqa: BLE001 - the COMMIT failed: nobody is stored
+                for _, fut in ready:
+                    fut.set_exception(exc)
+                return
+        for (_, fut), result in zip(ready, results, strict=True):
+            if isinstance(result, Exception):
+                fut.set_exception(result)
             else:
                 fut.set_result(result)
 

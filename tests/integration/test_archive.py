@@ -37,11 +37,18 @@ def _files(root: Path) -> list[Path]:
 
 
 def _counts_are_exact() -> None:
+    for se in Series.select():
+        assert se.num_instances == Instance.select().where(Instance.series == se).count()
     for st in Study.select():
-        assert st.num_instances == Instance.select().join(Series).where(Series.study == st).count()
+        insts = Instance.select().join(Series).where(Series.study == st)
+        assert st.num_instances == insts.count()
+        assert st.size_bytes == sum(i.file_size for i in insts)
         assert st.num_series == Series.select().where(Series.study == st).count()
     for p in Patient.select():
         assert p.num_studies == Study.select().where(Study.patient == p).count()
+        assert p.num_instances == (
+            Instance.select().join(Series).join(Study).where(Study.patient == p).count()
+        )
 
 
 @pytest.fixture
@@ -135,6 +142,47 @@ def test_parallel_senders_of_one_instance(archive):
     assert not errors
     assert outcomes.count("stored") == 1 and outcomes.count("duplicate") == 9
     assert Instance.select().count() == 1 and len(_files(archive.cfg.archive_dir)) == 1
+
+
+def test_group_commit_counts_stay_exact_and_only_the_rejected_record_fails(tmp_path):
+    """Eight senders at once (batches of records in one transaction): the one
+    record per batch that policy "reject" refuses fails alone, every other
+    image is stored, and every counter equals what the rows say."""
+    archive = _archive(tmp_path, DuplicatePolicy="reject")
+    try:
+        first = make_instance(sop_uid="1.2.3.99", study_uid="1.2.3.1", series_uid="1.2.3.1.1")
+        archive.store(first)
+        other = make_instance(sop_uid="1.2.3.99", study_uid="1.2.3.1", series_uid="1.2.3.1.1",
+                              pixel_seed=5)  # fmt: skip
+        rejected, errors = [], []
+
+        def send(t: int) -> None:
+            for i in range(20):
+                study = f"1.2.3.{1 + t % 2}"
+                data = make_instance(
+                    patient_id=f"P{t % 2}", study_uid=study, series_uid=f"{study}.{t % 4}",
+                    sop_uid=f"1.2.4.{t}.{i}", instance_number=i, pixel_seed=t * 100 + i,
+                )
+                try:
+                    archive.store(data)
+                    if i == 10:
+                        archive.store(other)
+                except DuplicateRejected:
+                    rejected.append(t)
+                except Exception as exc:  # noqa: BLE001
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=send, args=(t,)) for t in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors and len(rejected) == 8
+        assert Instance.select().count() == 161
+        assert idx.stored_digest("1.2.3.99") == storage.digest(first)
+        _counts_are_exact()
+    finally:
+        archive.close()
 
 
 def test_status_classes(archive):
