@@ -401,24 +401,31 @@ def _together(fns: list, isolate: bool = False) -> list:
 
 
 class GroupCommitter:
-    """One writer thread that commits concurrent index records together.
+    """Two threads that make concurrent index records durable together.
 
-    A batch runs in one transaction; callers get their result only after
-    the shared COMMIT, i.e. once their row is durable. If a record fails (a
-    duplicate rejected, a study that moved), the batch is rolled back and
-    run again with a savepoint per record, so only that one fails. With one
-    association nothing waits; with several, N images cost one WAL fsync.
+    The sync thread runs each record's ``before`` (its folder fsync: one per
+    folder for a whole batch) while the writer thread commits the batch
+    before it, so the two kinds of flush overlap. A batch runs in one
+    transaction; callers get their result only after the shared COMMIT, i.e.
+    once their row is durable. If a record fails (a duplicate rejected, a
+    study that moved), the batch is rolled back and run again with a
+    savepoint per record, so only that one fails. With one association
+    nothing waits; with several, N images cost one WAL fsync.
     """
 
     MAX_BATCH = 64
 
     def __init__(self) -> None:
-        self._queue: queue.Queue = queue.Queue()
+        self._incoming: queue.Queue = queue.Queue()  # records whose folder needs an fsync
+        self._queue: queue.Queue = queue.Queue()  # records ready to commit
         # Held by whoever commits now (an inline caller or the writer's batch).
         self._idle = threading.Lock()
-        self._thread = threading.Thread(target=self._loop, name="pacsbox-index-writer",
-                                        daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._sync_loop, name="pacsbox-index-sync", daemon=True),
+            threading.Thread(target=self._loop, name="pacsbox-index-writer", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
 
     def run(self, fn, before=None):
         # Alone (one association, an import): commit in the caller's thread,
@@ -431,50 +438,54 @@ class GroupCommitter:
             finally:
                 self._idle.release()
         fut: Future = Future()
-        self._queue.put((fn, fut, before))
+        if before is None:
+            self._queue.put((fn, fut))
+        else:
+            self._incoming.put((fn, fut, before))
         return fut.result()
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(10)
+        self._incoming.put(None)
+        for t in self._threads:
+            t.join(10)
 
-    def _loop(self) -> None:
+    def _batches(self, q: queue.Queue) -> Iterator[list]:
+        """What has queued up, up to MAX_BATCH at a time, until the None that ends it."""
         while True:
-            item = self._queue.get()
+            item = q.get()
             if item is None:
-                break
+                return
             batch = [item]
-            stop = False
             while len(batch) < self.MAX_BATCH:
                 try:
-                    nxt = self._queue.get_nowait()
+                    nxt = q.get_nowait()
                 except queue.Empty:
                     break
                 if nxt is None:
-                    stop = True
-                    break
+                    yield batch
+                    return
                 batch.append(nxt)
-            self._commit(batch)
-            if stop:
-                break
+            yield batch
+
+    def _sync_loop(self) -> None:
+        for batch in self._batches(self._incoming):
+            for fn, fut, before in batch:
+                try:
+                    before()  # the first of a folder fsyncs it; the rest find it done
+                except Exception as exc:  # noqa: BLE001 - handed to its caller
+                    fut.set_exception(exc)
+                    continue
+                self._queue.put((fn, fut))
+        self._queue.put(None)
+
+    def _loop(self) -> None:
+        for batch in self._batches(self._queue):
+            with self._idle:
+                self._commit_batch(batch)
         if not database.is_closed():
             database.close()
 
-    def _commit(self, batch: list) -> None:
-        with self._idle:
-            self._commit_batch(batch)
-
-    def _commit_batch(self, batch: list) -> None:
-        ready = []
-        for fn, fut, before in batch:
-            try:
-                if before is not None:
-                    before()  # the first of a folder fsyncs it; the rest find it done
-                ready.append((fn, fut))
-            except Exception as exc:  # noqa: BLE001 - handed to its caller
-                fut.set_exception(exc)
-        if not ready:
-            return
+    def _commit_batch(self, ready: list) -> None:
         fns = [fn for fn, _ in ready]
         try:
             results = _together(fns)
