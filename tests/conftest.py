@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from tests.helpers import Server, cli, write_config
+from tests.postgres import PostgresServer
 
 
 def pytest_configure(config):
@@ -15,6 +16,14 @@ def pytest_configure(config):
         raise pytest.UsageError(
             "DCMTK is missing (" + ", ".join(missing) + "): run `make test`, which installs it"
         )
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL for the index (started once, on first use)."""
+    srv = PostgresServer().start()
+    yield srv
+    srv.stop()
 
 
 @pytest.fixture

@@ -201,7 +201,7 @@ def _patient_row(attrs: InstanceAttrs, private: bool) -> int:
     )
     if row is None:
         values = {c: p.get(c, "") for c in ("patient_id", "issuer", *PATIENT_COLS)}
-        values.update(num_studies=0, num_series=0, num_instances=0, private=int(private),
+        values.update(num_studies=0, num_series=0, num_instances=0, private=bool(private),
                       created=str(utcnow()))
         return _insert("patient", values)
     _merge_row("patient", row[0], PATIENT_COLS, row[1:], p)
@@ -224,7 +224,7 @@ def _study_row(attrs: InstanceAttrs, patient_id: int, f: StoredFile, calling_ae:
             study_instance_uid=attrs.study_instance_uid, patient_id=patient_id,
             modalities="", num_series=0, num_instances=0, size_bytes=0,
             storage_root=f.storage_root, folder=f.folder, calling_ae=calling_ae,
-            received=now, updated=now, private=int(private), read=0, protected=0,
+            received=now, updated=now, private=bool(private), read=False, protected=False,
             purge_state="",
         )
         study_id = _insert("study", values)
@@ -258,7 +258,7 @@ def _instance_row(attrs: InstanceAttrs, series_id: int, f: StoredFile, calling_a
     inst = attrs.instance
     values = (
         attrs.sop_instance_uid, series_id, attrs.sop_class_uid, attrs.instance_number,
-        attrs.transfer_syntax_uid, f.file_name, f.size, f.digest, int(f.native), calling_ae,
+        attrs.transfer_syntax_uid, f.file_name, f.size, f.digest, bool(f.native), calling_ae,
         str(utcnow()), inst.get("creation_date", ""), inst.get("creation_time", ""),
         inst.get("overlay_number", ""), inst.get("curve_number", ""), inst.get("lut_number", ""),
         inst.get("samples_per_pixel"), inst.get("rows"), inst.get("columns"),

@@ -25,6 +25,7 @@ from pacsbox.errors import (
     OutOfResources,
 )
 from tests.helpers import cli, write_config
+from tests.postgres import DATABASES, index_settings
 from tests.synth import make_instance, make_study
 
 
@@ -51,9 +52,10 @@ def _counts_are_exact() -> None:
         )
 
 
-@pytest.fixture
-def archive(tmp_path):
-    a = _archive(tmp_path)
+@pytest.fixture(params=DATABASES)
+def archive(request, tmp_path):
+    """The write path on the index in SQLite and in a real PostgreSQL."""
+    a = _archive(tmp_path, **index_settings(request, request.param))
     yield a
     a.close()
 
@@ -144,11 +146,12 @@ def test_parallel_senders_of_one_instance(archive):
     assert Instance.select().count() == 1 and len(_files(archive.cfg.archive_dir)) == 1
 
 
-def test_group_commit_counts_stay_exact_and_only_the_rejected_record_fails(tmp_path):
+@pytest.mark.parametrize("db", DATABASES)
+def test_group_commit_counts_stay_exact_and_only_the_rejected_record_fails(tmp_path, request, db):
     """Eight senders at once (batches of records in one transaction): the one
     record per batch that policy "reject" refuses fails alone, every other
     image is stored, and every counter equals what the rows say."""
-    archive = _archive(tmp_path, DuplicatePolicy="reject")
+    archive = _archive(tmp_path, DuplicatePolicy="reject", **index_settings(request, db))
     try:
         first = make_instance(sop_uid="1.2.3.99", study_uid="1.2.3.1", series_uid="1.2.3.1.1")
         archive.store(first)

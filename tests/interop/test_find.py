@@ -20,6 +20,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from tests.helpers import DCMTK_ENV, Server, cli, dcmtk, write_config
+from tests.postgres import DATABASES, index_settings
 
 pytestmark = pytest.mark.interop
 
@@ -269,11 +270,12 @@ def store_folder(srv: Server, folder: Path) -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def box(tmp_path_factory):
+@pytest.fixture(scope="module", params=DATABASES)
+def box(request, tmp_path_factory):
+    """Every query runs against the index in SQLite and in a real PostgreSQL."""
     tmp = tmp_path_factory.mktemp("find")
     patients = build(tmp / "corpus")
-    ini, srv = start_box(tmp)
+    ini, srv = start_box(tmp, **index_settings(request, request.param))
     try:
         store_folder(srv, tmp / "corpus")
         yield Box(srv, ini, patients, tmp)
