@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import os
 import threading
@@ -50,6 +51,15 @@ def _counts_are_exact() -> None:
         assert p.num_instances == (
             Instance.select().join(Series).join(Study).where(Study.patient == p).count()
         )
+
+
+def _concurrently(*calls) -> None:
+    """Run each call in its own thread, all at once, and wait for every one."""
+    threads = [threading.Thread(target=call) for call in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 @pytest.fixture(params=DATABASES)
@@ -136,11 +146,7 @@ def test_parallel_senders_of_one_instance(archive):
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
 
-    threads = [threading.Thread(target=send) for _ in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _concurrently(*[send] * 10)
     assert not errors
     assert outcomes.count("stored") == 1 and outcomes.count("duplicate") == 9
     assert Instance.select().count() == 1 and len(_files(archive.cfg.archive_dir)) == 1
@@ -175,11 +181,7 @@ def test_group_commit_counts_stay_exact_and_only_the_rejected_record_fails(tmp_p
                 except Exception as exc:  # noqa: BLE001
                     errors.append(exc)
 
-        threads = [threading.Thread(target=send, args=(t,)) for t in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        _concurrently(*[functools.partial(send, t) for t in range(8)])
         assert not errors and len(rejected) == 8
         assert Instance.select().count() == 161
         assert idx.stored_digest("1.2.3.99") == storage.digest(first)
@@ -243,11 +245,7 @@ def test_folder_sync_failure_is_a700_alone_and_in_a_group_commit(archive, monkey
         except OutOfResources as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=send) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _concurrently(*[send] * 8)
     assert len(errors) == 8
     files = _files(archive.cfg.archive_dir)
     assert len(files) == 1 and files[0].read_bytes() == kept
