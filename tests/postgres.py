@@ -45,15 +45,17 @@ class PostgresServer:
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres")
         data = self.dir / "data"
-        subprocess.run(
+        made = subprocess.run(
             _as_owner([str(_bin("initdb")), "-D", str(data), "-A", "trust", "-U", self.USER]),
-            check=True, capture_output=True, timeout=120,
+            capture_output=True, text=True, timeout=120, cwd=self.dir,
         )  # fmt: skip
+        if made.returncode != 0:
+            raise RuntimeError(f"initdb failed: {made.stderr.strip()[-500:]}")
         self.proc = subprocess.Popen(
             _as_owner([str(_bin("postgres")), "-D", str(data), "-p", str(self.port),
                        "-k", str(self.dir), "-c", "listen_addresses=127.0.0.1",
                        "-c", "fsync=off", "-c", "max_connections=200"]),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.dir,
         )  # fmt: skip
         poll(self._answers, timeout=60, what="PostgreSQL")
         return self
