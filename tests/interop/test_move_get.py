@@ -33,6 +33,7 @@ from tests.interop.test_find import (
     store_folder,
     studies,
 )
+from tests.postgres import DATABASES, index_settings
 
 pytestmark = pytest.mark.interop
 
@@ -64,8 +65,9 @@ class Env:
     runs: int = 0
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
+@pytest.fixture(scope="module", params=DATABASES)
+def env(request, tmp_path_factory):
+    """The Q/R box, with its index in SQLite and in a real PostgreSQL."""
     tmp = tmp_path_factory.mktemp("qr")
     patients = build(tmp / "corpus")
     # A study with a private SOP class (that storescp refuses); storescu does
@@ -107,7 +109,7 @@ def env(tmp_path_factory):
     big = tmp / "bigendian"
     big.mkdir()
     shutil.copy(get_testdata_file(BIG_ENDIAN, download=False), big / BIG_ENDIAN)
-    ini, srv = start_box(tmp)
+    ini, srv = start_box(tmp, **index_settings(request, request.param))
     try:
         for folder in ("corpus", "large"):
             store_folder(srv, tmp / folder)
