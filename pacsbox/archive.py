@@ -73,21 +73,6 @@ class CheckReport:
         )
 
 
-def _settler(written: storage.WrittenFile) -> Callable[[], None] | None:
-    """The file's pending folder fsync, failing as the disk does (A700)."""
-    settle = written.settle
-    if settle is None:
-        return None
-
-    def run() -> None:
-        try:
-            settle()
-        except OSError as exc:
-            raise OutOfResources(f"cannot sync folder {written.path.parent}: {exc.strerror}") from None
-
-    return run
-
-
 class Archive:
     """Holds the open index and the bookkeeping the write path needs between calls."""
 
@@ -262,7 +247,7 @@ class Archive:
                 rec = idx.record_instance(
                     attrs, f, calling_ae=ae, policy=self.cfg.DuplicatePolicy,
                     private=self.cfg.NewStudiesPrivate, committer=self.committer,
-                    before=_settler(written),
+                    before=written.settle,
                 )
                 self._remember(attrs.study_instance_uid, (root, folder))
                 return rec

@@ -33,7 +33,7 @@ class WrittenFile:
     size: int
     digest: str
     # With ``settle_later``: makes the rename durable (fsyncs the folder unless
-    # an fsync that started after the rename already did); raises OSError.
+    # an fsync that started after the rename already did); raises OutOfResources.
     settle: Callable[[], None] | None = field(default=None, compare=False)
 
 
@@ -85,7 +85,10 @@ class _FolderSync:
                 return
             with self.count_lock:
                 target = self.renamed
-            fsync_dir(folder)
+            try:
+                fsync_dir(folder)
+            except OSError as exc:
+                raise _out_of_resources(exc, folder) from None
             self.synced = target
 
 
@@ -160,13 +163,20 @@ def write_file(
             if not settle_later:
                 settle()
                 settle = None
-    except OSError as exc:
+    except (OSError, OutOfResources) as exc:
         _unlink_quietly(tmp)
         _unlink_quietly(final)
-        if exc.errno in DISK_FULL_ERRNOS:
-            raise OutOfResources(f"disk full writing to {folder}") from None
-        raise OutOfResources(f"cannot write file in {folder}: {exc.strerror}") from None
+        if isinstance(exc, OutOfResources):
+            raise
+        raise _out_of_resources(exc, folder) from None
     return WrittenFile(path=final, size=size, digest=h.hexdigest(), settle=settle)
+
+
+def _out_of_resources(exc: OSError, folder: Path) -> OutOfResources:
+    """A700 for a write the disk refused, saying whether it was full."""
+    if exc.errno in DISK_FULL_ERRNOS:
+        return OutOfResources(f"disk full writing to {folder}")
+    return OutOfResources(f"cannot write file in {folder}: {exc.strerror}")
 
 
 def _unlink_quietly(path: Path) -> None:

@@ -269,7 +269,7 @@ def _instance_row(attrs: InstanceAttrs, series_id: int, f: StoredFile, calling_a
          f"VALUES ({', '.join('?' for _ in INSTANCE_COLS)})", values)
 
 
-def _apply_counts(records: list) -> None:
+def _apply_counts(records: list[Recorded]) -> None:
     """Add the instance counts of a transaction's records, one UPDATE per row touched.
 
     Counts are sums, so adding them at the end of the transaction gives the
@@ -280,10 +280,9 @@ def _apply_counts(records: list) -> None:
     studies: dict[int, tuple[int, int]] = {}
     patients: dict[int, int] = {}
     for rec in records:
-        counts = getattr(rec, "counts", None)
-        if counts is None:
+        if rec.counts is None:
             continue
-        series_id, study_id, patient_id, size = counts
+        series_id, study_id, patient_id, size = rec.counts
         series[series_id] = series.get(series_id, 0) + 1
         n, total = studies.get(study_id, (0, 0))
         studies[study_id] = (n + 1, total + size)
