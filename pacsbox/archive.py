@@ -20,6 +20,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from pacsbox import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, meta, storage
@@ -174,8 +175,7 @@ class Archive:
         ae = calling_ae or ""
         chunks, native = self._stored_form(data, parsed, ae)
         try:
-            existing = idx.stored_digest(attrs.sop_instance_uid)
-            if existing is not None and existing == storage.digest(b"".join(chunks)):
+            if self._already_stored(attrs.sop_instance_uid, chunks):
                 return self._result("duplicate", attrs, ae, source)
             loc = self._location(attrs.study_instance_uid, calling_ae)
             self._begin_write(loc)
@@ -185,6 +185,16 @@ class Archive:
             return self._write_and_index(chunks, native, attrs, loc, ae, source)
         finally:
             self._end_write(loc)
+
+    def _already_stored(self, sop_instance_uid: str, chunks: list[bytes]) -> bool:
+        """A resend of exactly what is stored (a cheap look before any write)."""
+        stored = idx.stored_digest(sop_instance_uid)
+        if stored is None:
+            return False
+        existing = idx.find_instance(sop_instance_uid)
+        return existing is not None and storage.same_content(
+            stored, idx.instance_path(existing), storage.digest(chunks), chunks
+        )
 
     def _stored_form(
         self, data: bytes, parsed: meta.Parsed, source_ae: str = ""
@@ -248,6 +258,7 @@ class Archive:
                     attrs, f, calling_ae=ae, policy=self.cfg.DuplicatePolicy,
                     private=self.cfg.NewStudiesPrivate, committer=self.committer,
                     before=written.settle,
+                    same=partial(_same_file, new=written),
                 )
                 self._remember(attrs.study_instance_uid, (root, folder))
                 return rec
@@ -404,7 +415,8 @@ class Archive:
             if not repair:
                 report.held += 1
                 return
-            if existing.digest == storage.digest(data):
+            if storage.same_content(existing.digest, idx.instance_path(existing),
+                                    storage.digest([data]), [data]):
                 storage.remove_file(path, sync=self.sync)
                 report.duplicates_removed += 1
             else:
@@ -416,7 +428,7 @@ class Archive:
         if not repair:
             return
         f = idx.StoredFile(
-            root, folder, path.name, len(data), storage.digest(data), not parsed.has_meta
+            root, folder, path.name, len(data), storage.digest([data]), not parsed.has_meta
         )
         try:
             idx.record_instance(attrs, f, policy="keep-first", private=self.cfg.NewStudiesPrivate)
@@ -473,3 +485,8 @@ class Archive:
         )
         return meta.part10_header(attrs, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME) + data
 
+
+
+def _same_file(stored_digest: str, stored: Path, new: storage.WrittenFile) -> bool:
+    """Whether the file just written repeats the stored one (the index asks, in its transaction)."""
+    return storage.same_content(stored_digest, stored, new.digest, new.path)

@@ -16,7 +16,8 @@ import os
 import secrets
 import shutil
 import threading
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -43,8 +44,52 @@ def study_folder(study_instance_uid: str) -> str:
     return f"{h[:2]}/{h}"
 
 
-def digest(data: bytes | memoryview) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+DIGEST_PREFIX = "crc32:"
+
+
+def digest(chunks: Iterable[bytes | memoryview]) -> str:
+    """A cheap filter for duplicate checks, never proof on its own.
+
+    Every stored image is hashed, so the hash must be cheap: blake2b cost
+    0.6 ms of CPU per 0.5 MB image, CRC-32 costs 0.08 ms. Equal digests are
+    confirmed byte for byte (``same_content``), so a CRC collision can never
+    make a different object pass for a resend.
+    """
+    crc = 0
+    for chunk in chunks:
+        crc = zlib.crc32(chunk, crc)
+    return _crc_digest(crc)
+
+
+def _crc_digest(crc: int) -> str:
+    return f"{DIGEST_PREFIX}{crc:08x}"
+
+
+def same_content(
+    stored_digest: str, stored: Path, new_digest: str, new: Path | Iterable[bytes | memoryview]
+) -> bool:
+    """True when the stored file holds exactly the new bytes (a file or chunks).
+
+    Digests in another form (indexes made before CRC-32) say nothing either
+    way, so those are compared byte for byte too.
+    """
+    if stored_digest.startswith(DIGEST_PREFIX) and stored_digest != new_digest:
+        return False
+    try:
+        with open(stored, "rb") as fh:
+            if isinstance(new, Path):
+                with open(new, "rb") as other:
+                    return _same_stream(fh, iter(lambda: other.read(1 << 20), b""))
+            return _same_stream(fh, new)
+    except OSError:
+        return False
+
+
+def _same_stream(fh, chunks: Iterable[bytes | memoryview]) -> bool:
+    for chunk in chunks:
+        if chunk and fh.read(len(chunk)) != chunk:
+            return False
+    return fh.read(1) == b""
 
 
 def new_file_name() -> str:
@@ -139,7 +184,7 @@ def write_file(
     name = new_file_name()
     final = folder / name
     tmp = folder / (name + PART_SUFFIX)
-    h = hashlib.blake2b(digest_size=16)
+    crc = 0
     size = 0
     try:
         ensure_dir(folder, sync)
@@ -147,7 +192,7 @@ def write_file(
         try:
             for chunk in chunks:
                 view = memoryview(chunk)
-                h.update(view)
+                crc = zlib.crc32(view, crc)
                 while view:
                     n = os.write(fd, view)
                     view = view[n:]
@@ -169,7 +214,7 @@ def write_file(
         if isinstance(exc, OutOfResources):
             raise
         raise _out_of_resources(exc, folder) from None
-    return WrittenFile(path=final, size=size, digest=h.hexdigest(), settle=settle)
+    return WrittenFile(path=final, size=size, digest=_crc_digest(crc), settle=settle)
 
 
 def _out_of_resources(exc: OSError, folder: Path) -> OutOfResources:
@@ -193,14 +238,6 @@ def remove_file(path: Path, *, sync: bool = True) -> None:
             fsync_dir(path.parent)
         except OSError:
             pass
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def hold(path: Path, holding_dir: Path, *, sync: bool = True) -> Path:

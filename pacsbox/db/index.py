@@ -315,12 +315,14 @@ def stored_digest(sop_instance_uid: str) -> str | None:
 
 
 def _record_in_transaction(
-    attrs: InstanceAttrs, f: StoredFile, calling_ae: str, policy: str, private: bool
+    attrs: InstanceAttrs, f: StoredFile, calling_ae: str, policy: str, private: bool,
+    same: Callable[[str, Path], bool] | None,
 ) -> Recorded:
     replaced: Path | None = None
     digest = stored_digest(attrs.sop_instance_uid)
     if digest is not None:
-        if digest == f.digest:
+        existing = find_instance(attrs.sop_instance_uid)
+        if same(digest, instance_path(existing)) if same else digest == f.digest:
             return Recorded("duplicate")
         if policy == "keep-first":
             return Recorded("kept-first")
@@ -328,7 +330,6 @@ def _record_in_transaction(
             raise DuplicateRejected(
                 f"SOP Instance {attrs.sop_instance_uid} is already stored with other content"
             )
-        existing = find_instance(attrs.sop_instance_uid)
         replaced = instance_path(existing)
         _delete_instance_rows(existing)
     known = _known_series(attrs, f) if replaced is None else None
@@ -357,6 +358,7 @@ def record_instance(
     private: bool = False,
     committer: GroupCommitter | None = None,
     before: Callable[[], None] | None = None,
+    same: Callable[[str, Path], bool] | None = None,
 ) -> Recorded:
     """Index a stored file in one transaction, applying the duplicate policy.
 
@@ -364,11 +366,14 @@ def record_instance(
     for every image that arrived meanwhile); it returns only after that
     commit. ``before`` runs first (the file's folder fsync: a batch's records
     share one) and what it raises is raised here, with nothing recorded.
+    ``same(digest, path)`` tells whether the object already stored under this
+    UID holds the new bytes (digests are only a filter); without it, equal
+    digests decide.
     Raises DuplicateRejected (policy "reject"), LocationChanged (the study
     lives in another folder), and peewee errors when the database fails.
     """
     def record() -> Recorded:
-        return _record_in_transaction(attrs, f, calling_ae, policy, private)
+        return _record_in_transaction(attrs, f, calling_ae, policy, private, same)
 
     if committer is not None:
         return committer.run(record, before)

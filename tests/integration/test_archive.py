@@ -7,6 +7,7 @@ import functools
 import io
 import os
 import threading
+import zlib
 from pathlib import Path
 
 import pydicom
@@ -89,6 +90,54 @@ def test_identical_resend_keeps_one_copy(archive):
     assert archive.store(data).outcome == "stored"
     assert archive.store(data).outcome == "duplicate"
     assert Instance.select().count() == 1 and len(_files(archive.cfg.archive_dir)) == 1
+
+
+def _crc32_twin(data: bytes, flip_at: int) -> bytes:
+    """``data`` with one bit flipped and its last 4 bytes set so CRC-32 stays the same.
+
+    CRC-32 runs backwards: the top byte of each step's result names the table
+    entry it used, so the 4 entries that reach the old CRC can be found, and
+    then the 4 bytes that select them.
+    """
+    table = []
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
+        table.append(c)
+    by_top = {c >> 24: n for n, c in enumerate(table)}
+    body = bytearray(data[:-4])
+    body[flip_at] ^= 0x01
+    want = zlib.crc32(data) ^ 0xFFFFFFFF
+    entries = []
+    for _ in range(4):
+        n = by_top[want >> 24]
+        entries.append(n)
+        want = ((want ^ table[n]) << 8) & 0xFFFFFFFF
+    state = zlib.crc32(body) ^ 0xFFFFFFFF
+    for n in reversed(entries):
+        body.append((state ^ n) & 0xFF)
+        state = table[n] ^ (state >> 8)
+    twin = bytes(body)
+    assert twin != data and len(twin) == len(data) and zlib.crc32(twin) == zlib.crc32(data)
+    return twin
+
+
+def test_a_digest_match_is_confirmed_byte_for_byte(archive):
+    """Digests only filter: same CRC-32 but other bytes is a replacement, not a resend."""
+    first = make_instance()
+    twin = _crc32_twin(first, flip_at=len(first) - 20)  # a pixel, a different image
+    archive.store(first)
+    assert archive.store(twin).outcome == "replaced"
+    assert idx.instance_path(Instance.get()).read_bytes() == twin
+    # An index made before CRC-32 digests: identical bytes are still a resend.
+    Instance.update(digest="0" * 32).execute()
+    assert archive.store(twin).outcome == "duplicate"
+    assert archive.store(first).outcome == "replaced"
+    assert Instance.select().count() == 1
+    assert idx.instance_path(Instance.get()).read_bytes() == first
+    assert len(_files(archive.cfg.holding_dir)) == 2
+    _counts_are_exact()
 
 
 def _changed(data: bytes, **changes) -> bytes:
@@ -184,7 +233,7 @@ def test_group_commit_counts_stay_exact_and_only_the_rejected_record_fails(tmp_p
         _concurrently(*[functools.partial(send, t) for t in range(8)])
         assert not errors and len(rejected) == 8
         assert Instance.select().count() == 161
-        assert idx.stored_digest("1.2.3.99") == storage.digest(first)
+        assert idx.stored_digest("1.2.3.99") == storage.digest([first])
         _counts_are_exact()
     finally:
         archive.close()
