@@ -62,7 +62,7 @@ def cmd_scp_worker(args: argparse.Namespace, cfg: config.Config) -> int:
     # Workers log to standard error only: the daemon's file (or the journal)
     # gets one writer, and systemd collects the workers' lines from stderr.
     oplog.setup(None, "debug" if args.debug else cfg.LogLevel)
-    return run_worker(cfg, args.index, args.port)
+    return run_worker(cfg, args.index, args.listen_fd, args.processes)
 
 
 @command("default-config")
@@ -322,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("scp-worker", parents=[common],
                        help="(internal) a DICOM worker process started by serve")
     s.add_argument("--index", type=int, required=True)
-    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--listen-fd", type=int, required=True)
+    s.add_argument("--processes", type=int, required=True)
     s = sub.add_parser("default-config", parents=[common],
                        help="print (or write) the commented default INI")
     s.add_argument("--out", help="write to this file instead of standard output")

@@ -72,8 +72,9 @@ class Daemon:
         if report.missing_files:
             self._error(f"{len(report.missing_files)} index rows without a file (see log)")
         self.listener = Listener(self.cfg, self.archive, make_services(self.cfg, self.archive))
-        self.listener.start()
-        self.pool = workers.Pool(self.cfg, self.listener.port, workers.worker_count(self.cfg))
+        count = workers.worker_count(self.cfg)
+        self.listener.start(balance=workers.balance(self.cfg, 0, count))
+        self.pool = workers.Pool(self.cfg, self.listener.server.socket.fileno(), count)
         self.pool.start()
         from pacsbox.web.server import start_web
 

@@ -2,8 +2,8 @@
 
 Python runs one thread at a time per process, so one process tops out at
 one core. The daemon starts ``WorkerProcesses - 1`` extra processes that
-each run the same listener on the same port (SO_REUSEPORT); the kernel
-spreads associations over them. Each worker writes through the same archive
+each run the same listener on the daemon's own listening socket, inherited
+at spawn; ``scp.balance`` deals connections evenly. Each worker writes through the same archive
 code and database (SQLite serialises writers), beats a heartbeat file the
 main process checks before it pings the watchdog, and dies with the main
 process (PR_SET_PDEATHSIG), so a crash of the daemon is a crash of all.
@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from pacsbox.config import Config
+from pacsbox.scp.balance import Balance
 
 log = logging.getLogger("pacsbox.workers")
 
@@ -39,25 +40,34 @@ def beat_path(cfg: Config, index: int) -> Path:
     return cfg.data_dir / "run" / f"worker-{index}.json"
 
 
+def balance(cfg: Config, index: int, count: int) -> Balance | None:
+    """Process ``index``'s share of the port, or None when one process serves alone."""
+    if count < 2:
+        return None
+    path = cfg.data_dir / "run" / "dicom-connections"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return Balance(path, index, count)
+
+
 class Pool:
     """The extra worker processes, restarted when one dies."""
 
-    def __init__(self, cfg: Config, port: int, count: int) -> None:
+    def __init__(self, cfg: Config, listen_fd: int, count: int) -> None:
         self.cfg = cfg
-        self.port = port
+        self.listen_fd = listen_fd
         self.count = count
         self.procs: dict[int, subprocess.Popen] = {}
         self.restarts = 0
 
     def _spawn(self, index: int) -> None:
         args = [sys.executable, "-m", "pacsbox.cli", "scp-worker", "--index", str(index),
-                "--port", str(self.port)]
+                "--listen-fd", str(self.listen_fd), "--processes", str(self.count)]
         if self.cfg.source is not None:
             args += ["--config", str(self.cfg.source)]
         path = beat_path(self.cfg, index)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.unlink(missing_ok=True)
-        self.procs[index] = subprocess.Popen(args)
+        self.procs[index] = subprocess.Popen(args, pass_fds=[self.listen_fd])
 
     def start(self, timeout: float = 30.0) -> None:
         for i in range(1, self.count):
@@ -71,7 +81,7 @@ class Pool:
                     raise RuntimeError(f"DICOM worker {i} exited with {p.returncode} at start")
             time.sleep(0.05)
         if self.procs:
-            log.info("%d DICOM worker processes share port %d", len(self.procs), self.port)
+            log.info("%d DICOM worker processes share the DICOM port", len(self.procs))
 
     def _fresh(self, index: int) -> bool:
         try:
@@ -129,7 +139,7 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def run_worker(cfg: Config, index: int, port: int) -> int:
+def run_worker(cfg: Config, index: int, listen_fd: int, processes: int) -> int:
     """One worker: the same listener and services as the main process, nothing else."""
     _die_with_parent()
     from pacsbox.archive import Archive
@@ -145,7 +155,8 @@ def run_worker(cfg: Config, index: int, port: int) -> int:
     # Same A700 rule as the main process; the purge itself runs only there.
     archive.space_check = Watermark(cfg, archive).check
     listener = Listener(cfg, archive, make_services(cfg, archive))
-    listener.start(port=port)
+    share = balance(cfg, index, processes)
+    listener.start(listen_fd=listen_fd, balance=share)
     path = beat_path(cfg, index)
     last = 0.0
 

@@ -27,6 +27,7 @@ from pacsbox import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from pacsbox.archive import Archive
 from pacsbox.config import Config
 from pacsbox.scp import reactor
+from pacsbox.scp.balance import Balance
 
 log = logging.getLogger("pacsbox.scp")
 
@@ -67,16 +68,27 @@ REJECT_CALLED_AE = (0x01, 0x01, 0x07)
 REJECT_BUSY = (0x02, 0x03, 0x02)  # transient, local limit exceeded
 
 
-class SharedPortServer(ThreadedAssociationServer):
-    """pynetdicom's threaded server with SO_REUSEPORT, so worker processes share one port.
+class ListeningServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server, optionally on a listening socket it inherited.
 
-    The kernel spreads new connections over every process listening on the
-    port, which is how pacsbox uses both cores for many modalities at once.
+    Worker processes accept from the daemon's own listening socket (passed
+    down at spawn), so all of them serve one port and a second daemon still
+    cannot bind it by mistake.
     """
 
+    inherited_fd: int | None = None
+
     def server_bind(self) -> None:
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
+        if self.inherited_fd is None:
+            super().server_bind()
+            return
+        self.socket.close()
+        self.socket = socket.socket(fileno=self.inherited_fd)
+        self.server_address = self.socket.getsockname()
+
+    def server_activate(self) -> None:
+        if self.inherited_fd is None:
+            super().server_activate()
 
 
 @dataclass
@@ -130,6 +142,7 @@ class Listener:
         ]
         self.handlers: list[tuple] = [
             (evt.EVT_CONN_OPEN, self._on_conn_open),
+            (evt.EVT_CONN_CLOSE, self._on_conn_close),
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_ESTABLISHED, self._on_established),
@@ -144,6 +157,7 @@ class Listener:
                 cx.abstract_syntax, cx.transfer_syntax, scu_role=cx.scu_role, scp_role=cx.scp_role
             )
         self.server = None
+        self.balance: Balance | None = None
         self.on_poll: Callable[[], None] | None = None
         self._active = 0
         self._lock = threading.Lock()
@@ -157,13 +171,28 @@ class Listener:
         with self._lock:
             return self._active
 
-    def start(self, port: int | None = None) -> None:
-        """Bind and serve in background threads; raises OSError when the port is taken."""
+    def start(
+        self, port: int | None = None, *, listen_fd: int | None = None,
+        balance: Balance | None = None,
+    ) -> None:
+        """Bind (or take the inherited ``listen_fd``) and serve in background threads.
+
+        With ``balance`` this process shares the port with others and takes
+        its even share of connections. Raises OSError when the port is taken.
+        """
         address = (self.cfg.BindAddress, self.cfg.ServerPortNumber if port is None else port)
         reactor.install()
+        server_class = ListeningServer
+        if listen_fd is not None:
+            server_class = type("InheritedServer", (ListeningServer,), {"inherited_fd": listen_fd})
+        self.balance = balance
         self.server = self.ae.make_server(
-            address, evt_handlers=self.handlers, server_class=SharedPortServer
+            address, evt_handlers=self.handlers, server_class=server_class
         )
+        if balance is not None:
+            # Another process may take a connection first: its accept must
+            # then fail at once, not wait for the next connection.
+            self.server.socket.settimeout(0.0)
         thread = threading.Thread(
             target=self.server.serve_forever, name="pacsbox-accept", daemon=True
         )
@@ -186,7 +215,11 @@ class Listener:
         timeout = self.cfg.NetworkTimeout
 
         def get_request():
+            if self.balance is not None:
+                self.balance.wait_turn()
             sock, addr = accept()
+            if self.balance is not None:
+                self.balance.opened()
             sock.settimeout(timeout)
             return sock, addr
 
@@ -222,6 +255,10 @@ class Listener:
             event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except (AttributeError, OSError):
             pass
+
+    def _on_conn_close(self, event) -> None:
+        if self.balance is not None:
+            self.balance.closed()
 
     def _on_requested(self, event) -> None:
         assoc = event.assoc

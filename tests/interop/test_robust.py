@@ -134,6 +134,19 @@ def test_worker_processes_share_the_port_and_die_with_the_daemon(tmp_path):
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         assert all(p.wait(120) == 0 for p in procs)
         assert _count(server) == 100
+        # Four modalities connecting at once are dealt two to each process.
+        daemon = psutil.Process(server.proc.pid)
+        socks = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(4)]
+        try:
+            def held():
+                n = [sum(c.status == psutil.CONN_ESTABLISHED and c.laddr.port == server.port
+                         for c in p.net_connections("tcp")) for p in (daemon, kids[0])]
+                return n if sum(n) == 4 else None
+
+            assert poll(held, timeout=10, what="4 accepted connections") == [2, 2]
+        finally:
+            for s in socks:
+                s.close()
         server.kill9()
         poll(lambda: not kids[0].is_running() or kids[0].status() == psutil.STATUS_ZOMBIE,
              timeout=10, what="the worker to die with the daemon")
