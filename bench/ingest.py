@@ -105,14 +105,15 @@ def send(port: int, aec: str, files: list[Path], parallel: int) -> float:
     procs = [
         subprocess.Popen(
             ["storescu", "-aet", "BENCH", "-aec", aec, "127.0.0.1", str(port), *map(str, g)],
-            env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=DCMTK_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
         for g in groups
     ]
     for p in procs:
-        _, err = p.communicate(timeout=1800)
+        out, _ = p.communicate(timeout=1800)
         if p.returncode != 0:
-            raise RuntimeError(f"storescu failed: {err.decode(errors='replace')[-500:]}")
+            raise RuntimeError(f"storescu exited {p.returncode}: "
+                               f"{out.decode(errors='replace')[-500:]}")
     return time.perf_counter() - t0
 
 

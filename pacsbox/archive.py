@@ -19,6 +19,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -32,6 +33,7 @@ from pacsbox.errors import (
     DatabaseError,
     DatasetMismatch,
     DuplicateRejected,
+    OutcomeUnknown,
     OutOfResources,
     PacsboxError,
 )
@@ -92,6 +94,9 @@ class Archive:
         self._last_write: dict[tuple[str, str], float] = {}
         self._locations: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self.committer = idx.GroupCommitter()
+        # In a worker process: the daemon's index writer records for us
+        # (record_link.RecordClient.record, same arguments as submit_record).
+        self.remote_record: Callable[..., idx.Recorded] | None = None
 
     def close(self) -> None:
         self.committer.close()
@@ -228,10 +233,16 @@ class Archive:
         )
         try:
             rec = self._record(attrs, written, root, folder, native, ae)
+        except OutcomeUnknown as exc:
+            # The row may have been committed: keep the file (the start-up
+            # check indexes it if not) and let the sender try again.
+            log.error("index update for %s from %s not confirmed: %s",
+                      attrs.sop_instance_uid, ae or source, exc)
+            raise
         except (DuplicateRejected, OutOfResources):
             storage.remove_file(written.path, sync=self.sync)
             raise
-        except (DbError, OSError) as exc:
+        except (DbError, OSError, DatabaseError) as exc:  # DatabaseError: from the daemon
             storage.remove_file(written.path, sync=self.sync)
             log.error(
                 "index update failed for %s from %s, file removed: %s",
@@ -254,12 +265,16 @@ class Archive:
         for _ in range(3):
             f = idx.StoredFile(root, folder, written.path.name, written.size, written.digest, native)
             try:
-                rec = idx.record_instance(
-                    attrs, f, calling_ae=ae, policy=self.cfg.DuplicatePolicy,
-                    private=self.cfg.NewStudiesPrivate, committer=self.committer,
-                    before=written.settle,
-                    same=partial(_same_file, new=written),
-                )
+                if self.remote_record is not None:
+                    if written.settle is not None:
+                        written.settle()
+                    rec = self.remote_record(attrs, f, ae)
+                else:
+                    rec = idx.record_instance(
+                        attrs, f, calling_ae=ae, policy=self.cfg.DuplicatePolicy,
+                        private=self.cfg.NewStudiesPrivate, committer=self.committer,
+                        before=written.settle, same=partial(_same_file, new=written),
+                    )
                 self._remember(attrs.study_instance_uid, (root, folder))
                 return rec
             except idx.LocationChanged as moved:
@@ -278,6 +293,14 @@ class Archive:
                 finally:
                     self._end_write((root, folder))
         raise DatabaseError("study location kept changing")
+
+    def submit_record(self, attrs: meta.InstanceAttrs, f: idx.StoredFile, ae: str) -> Future:
+        """A worker process's record, joining this process's group commit."""
+        written = storage.WrittenFile(Path(f.storage_root) / f.folder / f.file_name, f.size, f.digest)
+        return idx.submit_record(
+            attrs, f, self.committer, calling_ae=ae, policy=self.cfg.DuplicatePolicy,
+            private=self.cfg.NewStudiesPrivate, same=partial(_same_file, new=written),
+        )
 
     def _hold_replaced(self, old: Path, sop_uid: str, ae: str) -> None:
         try:

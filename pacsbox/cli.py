@@ -62,7 +62,7 @@ def cmd_scp_worker(args: argparse.Namespace, cfg: config.Config) -> int:
     # Workers log to standard error only: the daemon's file (or the journal)
     # gets one writer, and systemd collects the workers' lines from stderr.
     oplog.setup(None, "debug" if args.debug else cfg.LogLevel)
-    return run_worker(cfg, args.index, args.listen_fd, args.processes)
+    return run_worker(cfg, args.index, args.listen_fd, args.processes, args.record_fd)
 
 
 @command("default-config")
@@ -324,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--index", type=int, required=True)
     s.add_argument("--listen-fd", type=int, required=True)
     s.add_argument("--processes", type=int, required=True)
+    s.add_argument("--record-fd", type=int, required=True)
     s = sub.add_parser("default-config", parents=[common],
                        help="print (or write) the commented default INI")
     s.add_argument("--out", help="write to this file instead of standard output")
@@ -409,6 +410,13 @@ def one_line(text: str, limit: int = 400) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
+def _leave_out_unused_drivers(cfg: config.Config) -> None:
+    """peewee loads the PostgreSQL driver whenever it is installed, 4.6 MB in
+    every process; a box whose index is SQLite never uses it."""
+    if cfg.database_url.startswith("sqlite"):
+        sys.modules.setdefault("psycopg2", None)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -418,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.DEBUG)
     try:
         cfg = config.load(args.config)
+        _leave_out_unused_drivers(cfg)
         return COMMANDS[args.cmd](args, cfg)
     except KeyboardInterrupt:
         print("pacsbox: interrupted", file=sys.stderr)

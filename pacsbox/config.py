@@ -128,8 +128,9 @@ SETTINGS: tuple[Setting, ...] = (
       "TCP port for DICOM TLS (BCP 195); 0 disables it. PacsOne's default is 5678."),
     S("BindAddress", "server", "0.0.0.0", _text,
       "Address the DICOM listener binds to; 0.0.0.0 means every interface."),
-    S("WorkerProcesses", "server", "1", _int_range(0, 64),
-      "Processes serving DICOM on the one port, connections dealt evenly; 0 means one per CPU core."),
+    S("WorkerProcesses", "server", "2", _int_range(0, 64),
+      "Processes serving DICOM on the one port (the daemon and WorkerProcesses - 1 workers, "
+      "all recording through the daemon's index writer); 0 means one per CPU core."),
     S("ThreadPoolSize", "server", "4", _int_range(1, 256),
       "Worker threads for outgoing work (C-MOVE/C-GET sub-operations, forwarding, imports)."),
     S("MaxAssociations", "server", "64", _int_range(1, 1000),

@@ -74,7 +74,9 @@ class Daemon:
         self.listener = Listener(self.cfg, self.archive, make_services(self.cfg, self.archive))
         count = workers.worker_count(self.cfg)
         self.listener.start(balance=workers.balance(self.cfg, 0, count))
-        self.pool = workers.Pool(self.cfg, self.listener.server.socket.fileno(), count)
+        self.pool = workers.Pool(
+            self.cfg, self.listener.server.socket.fileno(), count, self.archive
+        )
         self.pool.start()
         from pacsbox.web.server import start_web
 

@@ -66,6 +66,10 @@ class DatabaseError(PacsboxError):
     http_status = 503
 
 
+class OutcomeUnknown(DatabaseError):
+    """The daemon went away while recording: the row may exist, so the file stays (A701)."""
+
+
 class DuplicateRejected(PacsboxError):
     """DuplicatePolicy=reject and a different object with this SOP Instance UID is stored.
 

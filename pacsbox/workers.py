@@ -3,10 +3,12 @@
 Python runs one thread at a time per process, so one process tops out at
 one core. The daemon starts ``WorkerProcesses - 1`` extra processes that
 each run the same listener on the daemon's own listening socket, inherited
-at spawn; ``scp.balance`` deals connections evenly. Each worker writes through the same archive
-code and database (SQLite serialises writers), beats a heartbeat file the
-main process checks before it pings the watchdog, and dies with the main
-process (PR_SET_PDEATHSIG), so a crash of the daemon is a crash of all.
+at spawn; ``scp.balance`` deals connections evenly. A worker writes its
+files itself and has the daemon's one index writer record them
+(``record_link``), so images from every process share one group commit. It
+beats a heartbeat file the main process checks before it pings the
+watchdog, and dies with the main process (PR_SET_PDEATHSIG), so a crash of
+the daemon is a crash of all.
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+from pacsbox.archive import Archive
 from pacsbox.config import Config
+from pacsbox.record_link import RecordClient, RecordServer
 from pacsbox.scp.balance import Balance
 
 log = logging.getLogger("pacsbox.workers")
@@ -52,22 +57,30 @@ def balance(cfg: Config, index: int, count: int) -> Balance | None:
 class Pool:
     """The extra worker processes, restarted when one dies."""
 
-    def __init__(self, cfg: Config, listen_fd: int, count: int) -> None:
+    def __init__(self, cfg: Config, listen_fd: int, count: int, archive: Archive) -> None:
         self.cfg = cfg
         self.listen_fd = listen_fd
         self.count = count
+        self.archive = archive
         self.procs: dict[int, subprocess.Popen] = {}
+        self.links: dict[int, RecordServer] = {}
         self.restarts = 0
 
     def _spawn(self, index: int) -> None:
+        if index in self.links:
+            self.links.pop(index).close()
+        ours, theirs = socket.socketpair()
+        self.links[index] = RecordServer(ours, self.archive.submit_record, str(index))
         args = [sys.executable, "-m", "pacsbox.cli", "scp-worker", "--index", str(index),
-                "--listen-fd", str(self.listen_fd), "--processes", str(self.count)]
+                "--listen-fd", str(self.listen_fd), "--processes", str(self.count),
+                "--record-fd", str(theirs.fileno())]
         if self.cfg.source is not None:
             args += ["--config", str(self.cfg.source)]
         path = beat_path(self.cfg, index)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.unlink(missing_ok=True)
-        self.procs[index] = subprocess.Popen(args, pass_fds=[self.listen_fd])
+        with theirs:
+            self.procs[index] = subprocess.Popen(args, pass_fds=[self.listen_fd, theirs.fileno()])
 
     def start(self, timeout: float = 30.0) -> None:
         for i in range(1, self.count):
@@ -126,6 +139,9 @@ class Pool:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        for link in self.links.values():
+            link.close()
+        self.links.clear()
 
 
 def _die_with_parent() -> None:
@@ -139,10 +155,9 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def run_worker(cfg: Config, index: int, listen_fd: int, processes: int) -> int:
+def run_worker(cfg: Config, index: int, listen_fd: int, processes: int, record_fd: int) -> int:
     """One worker: the same listener and services as the main process, nothing else."""
     _die_with_parent()
-    from pacsbox.archive import Archive
     from pacsbox.scp.server import Listener
     from pacsbox.scp.services import make_services
 
@@ -150,6 +165,7 @@ def run_worker(cfg: Config, index: int, listen_fd: int, processes: int) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     archive = Archive(cfg, migrate=False)
+    archive.remote_record = RecordClient(socket.socket(fileno=record_fd)).record
     from pacsbox.watermark import Watermark
 
     # Same A700 rule as the main process; the purge itself runs only there.

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from peewee import SqliteDatabase
@@ -372,14 +373,29 @@ def record_instance(
     Raises DuplicateRejected (policy "reject"), LocationChanged (the study
     lives in another folder), and peewee errors when the database fails.
     """
-    def record() -> Recorded:
-        return _record_in_transaction(attrs, f, calling_ae, policy, private, same)
-
+    record = partial(_record_in_transaction, attrs, f, calling_ae, policy, private, same)
     if committer is not None:
         return committer.run(record, before)
     if before is not None:
         before()
     return _together([record])[0]
+
+
+def submit_record(
+    attrs: InstanceAttrs,
+    f: StoredFile,
+    committer: GroupCommitter,
+    *,
+    calling_ae: str = "",
+    policy: str = "replace",
+    private: bool = False,
+    same: Callable[[str, Path], bool] | None = None,
+) -> Future:
+    """``record_instance`` for a caller that must not wait (a worker process's
+    request): the Future holds its Recorded, or its exception, after the commit."""
+    return committer.submit(
+        partial(_record_in_transaction, attrs, f, calling_ae, policy, private, same)
+    )
 
 
 def _together(fns: list, isolate: bool = False) -> list:
@@ -441,12 +457,16 @@ class GroupCommitter:
                 return _together([fn])[0]
             finally:
                 self._idle.release()
+        return self.submit(fn, before).result()
+
+    def submit(self, fn, before=None) -> Future:
+        """Join the next batch without waiting; the Future is done after its COMMIT."""
         fut: Future = Future()
         if before is None:
             self._queue.put((fn, fut))
         else:
             self._incoming.put((fn, fut, before))
-        return fut.result()
+        return fut
 
     def close(self) -> None:
         self._incoming.put(None)

@@ -1,0 +1,143 @@
+"""A worker process's stores, recorded by the daemon's index writer over a real socket pair.
+
+The daemon's end and the worker's end run in this process, each with its own
+Archive on the same SQLite file and folders, exactly as the two processes do.
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+
+import pytest
+
+from pacsbox.archive import Archive
+from pacsbox.config import load
+from pacsbox.db import index as idx
+from pacsbox.db.models import Instance, Series, Study
+from pacsbox.errors import DatabaseError, DuplicateRejected, OutcomeUnknown
+from pacsbox.record_link import RecordClient, RecordServer
+from tests.helpers import cli, write_config
+from tests.synth import make_instance
+
+SAME = {"study_uid": "1.2.3", "series_uid": "1.2.3.1", "sop_uid": "1.2.3.1.1"}
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def _linked(tmp_path: Path, submit=None, **settings):
+    ini = write_config(tmp_path / "box", **settings)
+    daemon = Archive(load(ini))
+    worker = Archive(load(ini), migrate=False)
+    ours, theirs = socket.socketpair()
+    server = RecordServer(ours, submit or daemon.submit_record, "1")
+    worker.remote_record = RecordClient(theirs).record
+    return ini, daemon, worker, server
+
+
+@pytest.fixture
+def linked(tmp_path):
+    ini, daemon, worker, server = _linked(tmp_path)
+    yield ini, daemon, worker, server
+    server.close()
+    worker.close()
+    daemon.close()
+
+
+def test_worker_stores_join_the_daemons_commits(linked):
+    _, daemon, worker, _ = linked
+    errors = []
+
+    def send(archive: Archive, n: int) -> None:
+        try:
+            for i in range(20):
+                data = make_instance(patient_id="P1", study_uid="1.2.3", series_uid=f"1.2.3.{n}",
+                                     sop_uid=f"1.2.3.{n}.{i}", instance_number=i + 1)
+                assert archive.store(data).outcome == "stored"
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    senders = [functools.partial(send, worker, n) for n in range(3)]
+    senders.append(functools.partial(send, daemon, 3))
+    threads = [threading.Thread(target=s) for s in senders]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    st = Study.get()
+    assert (st.num_series, st.num_instances) == (4, 80)
+    assert all(se.num_instances == 20 for se in Series.select())
+    assert len(_files(daemon.cfg.archive_dir)) == 80
+    assert all(idx.instance_path(i).is_file() for i in Instance.select())
+
+
+def test_worker_duplicates_follow_the_policy(linked):
+    _, daemon, worker, _ = linked
+    first = make_instance(**SAME)
+    assert worker.store(first).outcome == "stored"
+    assert worker.store(first).outcome == "duplicate"
+    second = make_instance(**SAME, description="CORRECTED")
+    assert worker.store(second).outcome == "replaced"
+    assert idx.instance_path(Instance.get()).read_bytes() == second
+    assert [p.read_bytes() for p in _files(daemon.cfg.holding_dir)] == [first]
+    assert len(_files(daemon.cfg.archive_dir)) == 1
+
+
+def test_worker_reject_policy_fails_that_store_only(tmp_path):
+    _, daemon, worker, server = _linked(tmp_path, DuplicatePolicy="reject")
+    try:
+        first = make_instance(**SAME)
+        worker.store(first)
+        with pytest.raises(DuplicateRejected):
+            worker.store(make_instance(**SAME, description="OTHER"))
+        assert [p.read_bytes() for p in _files(daemon.cfg.archive_dir)] == [first]
+    finally:
+        server.close()
+        worker.close()
+        daemon.close()
+
+
+def test_worker_follows_a_study_that_lives_in_another_archive(linked):
+    ini, daemon, worker, _ = linked
+    other = daemon.cfg.data_dir.parent / "mr-archive"
+    cli(ini, "ae", "add", "MR1", "--archivedir", str(other))
+    daemon.store(make_instance(study_uid="1.2.3", sop_uid="1.2.3.1"), calling_ae="MR1")
+    assert worker.store(make_instance(study_uid="1.2.3", sop_uid="1.2.3.2")).outcome == "stored"
+    assert len(_files(other)) == 2 and _files(daemon.cfg.archive_dir) == []
+    assert Study.get().num_instances == 2
+
+
+def test_daemon_gone_before_the_record_removes_the_file(linked):
+    _, daemon, worker, server = linked
+    server.close()
+    with pytest.raises(DatabaseError):
+        worker.store(make_instance())
+    assert _files(daemon.cfg.archive_dir) == [] and Instance.select().count() == 0
+
+
+def test_daemon_gone_during_the_record_keeps_the_file(tmp_path):
+    """The row may have been committed: A701, and the file stays for the start-up check."""
+    started = threading.Event()
+
+    def stuck(*args) -> Future:
+        started.set()
+        return Future()  # the daemon dies before it commits or answers
+
+    _, daemon, worker, server = _linked(tmp_path, submit=stuck)
+    try:
+        threading.Timer(0.2, lambda: started.wait() and server.close()).start()
+        with pytest.raises(OutcomeUnknown) as exc:
+            worker.store(make_instance())
+        assert exc.value.dimse_status == 0xA701
+        assert len(_files(daemon.cfg.archive_dir)) == 1
+        report = daemon.startup_check()
+        assert report.indexed == 1 and Instance.select().count() == 1
+    finally:
+        worker.close()
+        daemon.close()
