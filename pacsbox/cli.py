@@ -56,6 +56,10 @@ def cmd_serve(args: argparse.Namespace, cfg: config.Config) -> int:
 
 @command("scp-worker")
 def cmd_scp_worker(args: argparse.Namespace, cfg: config.Config) -> int:
+    # pydicom loads numpy and the pixel decoders whenever they are installed:
+    # 14 MB in every process. A worker only moves bytes; the daemon
+    # decompresses for it when a peer takes only uncompressed images.
+    sys.modules.setdefault("numpy", None)
     from pacsbox import log as oplog
     from pacsbox.workers import run_worker
 

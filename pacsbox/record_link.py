@@ -59,11 +59,18 @@ def _reply_of(fut: Future) -> tuple:
 
 
 class RecordServer:
-    """The daemon's end for one worker: records in, replies out after the commit."""
+    """The daemon's end for one worker: records in, replies out after the commit.
 
-    def __init__(self, sock: socket.socket, submit: Callable[..., Future], name: str) -> None:
+    It also decompresses for a worker, which leaves the pixel libraries out
+    to stay small (C-MOVE/C-GET to a peer that takes only uncompressed
+    images); each in a thread of its own, so records never wait behind one.
+    """
+
+    def __init__(self, sock: socket.socket, submit: Callable[..., Future],
+                 decompress: Callable[[bytes], bytes], name: str) -> None:
         self._sock = sock
         self._submit = submit
+        self._decompress = decompress
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._serve, name=f"pacsbox-records-{name}",
                                         daemon=True)
@@ -71,7 +78,11 @@ class RecordServer:
 
     def _serve(self) -> None:
         try:
-            for rid, args in _frames(self._sock):
+            for rid, kind, args in _frames(self._sock):
+                if kind == "decompress":
+                    threading.Thread(target=self._run_decompress, args=(rid, *args),
+                                     daemon=True).start()
+                    continue
                 try:
                     fut = self._submit(*args)
                 except Exception as exc:  # noqa: BLE001 - answered, never silently dropped
@@ -80,6 +91,14 @@ class RecordServer:
                 fut.add_done_callback(lambda fut, rid=rid: self._answer(rid, fut))
         except OSError:
             pass
+
+    def _run_decompress(self, rid: int, data: bytes) -> None:
+        fut: Future = Future()
+        try:
+            fut.set_result(self._decompress(data))
+        except Exception as exc:  # noqa: BLE001 - the worker reports the failed sub-operation
+            fut.set_exception(exc)
+        self._answer(rid, fut)
 
     def _answer(self, rid: int, fut: Future) -> None:
         try:
@@ -108,17 +127,7 @@ class RecordClient:
 
     def record(self, *args) -> idx.Recorded:
         """Same arguments and outcomes as ``Archive.submit_record`` in the daemon."""
-        fut: Future = Future()
-        rid = next(self._ids)
-        self._waiting[rid] = fut
-        try:
-            if self._closed:
-                raise OSError("closed")
-            _send(self._sock, self._lock, (rid, args))
-        except OSError:
-            self._waiting.pop(rid, None)
-            raise DatabaseError("the daemon's index writer is not reachable") from None
-        kind, *rest = fut.result()
+        kind, *rest = self._ask("record", args)
         if kind == "ok":
             return rest[0]
         if kind == "moved":
@@ -128,6 +137,26 @@ class RecordClient:
         if kind == "lost":
             raise OutcomeUnknown("the daemon stopped while recording")
         raise DatabaseError(rest[0])
+
+    def decompress(self, data: bytes) -> bytes:
+        """A compressed Part-10 object, decompressed by the daemon."""
+        kind, *rest = self._ask("decompress", (data,))
+        if kind != "ok":
+            raise RuntimeError(rest[0] if rest else "the daemon stopped")
+        return rest[0]
+
+    def _ask(self, kind: str, args: tuple) -> tuple:
+        fut: Future = Future()
+        rid = next(self._ids)
+        self._waiting[rid] = fut
+        try:
+            if self._closed:
+                raise OSError("closed")
+            _send(self._sock, self._lock, (rid, kind, args))
+        except OSError:
+            self._waiting.pop(rid, None)
+            raise DatabaseError("the daemon's index writer is not reachable") from None
+        return fut.result()
 
     def _replies(self) -> None:
         try:

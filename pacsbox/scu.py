@@ -14,6 +14,7 @@ send_c_store is used (chunked from the file).
 
 from __future__ import annotations
 
+import array
 import contextlib
 import io
 import logging
@@ -27,6 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydicom import config as pydicom_config
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ImplicitVRLittleEndian
@@ -606,6 +608,8 @@ def convert(item: StoredInstance, offered: list[str]):
         return ds
     if ts.is_compressed:
         try:
+            if decompress_elsewhere is not None and not pydicom_config.have_numpy:
+                return dcmread(io.BytesIO(decompress_elsewhere(data)))
             ds.decompress(generate_instance_uid=False)
         except Exception as exc:  # noqa: BLE001 - no plugin or a corrupt stream: a failed sub-op
             log.warning("cannot decompress %s (%s): %s", item.sop_instance_uid, ts.name, exc)
@@ -613,8 +617,24 @@ def convert(item: StoredInstance, offered: list[str]):
     return ds
 
 
+# Set in a process that leaves the pixel libraries out (a DICOM worker: numpy
+# and its decoders are 14 MB of every process): Part-10 bytes in, the same
+# object decompressed as Part-10 bytes out, done by the daemon.
+decompress_elsewhere: Callable[[bytes], bytes] | None = None
+
+
+def decompressed(data: bytes) -> bytes:
+    """A compressed Part-10 object decompressed (Explicit VR Little Endian), as Part-10 bytes."""
+    ds = dcmread(io.BytesIO(data))
+    ds.decompress(generate_instance_uid=False)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
 # Bytes per word of the raw binary VRs whose order depends on the transfer syntax.
 _WORD = {"OW": 2, "OL": 4, "OF": 4, "OD": 8, "OV": 8}
+_ARRAY_CODE = {2: "H", 4: "I", 8: "Q"}
 
 
 def _swap_words(ds: Dataset, bits_allocated: int | None) -> None:
@@ -625,8 +645,6 @@ def _swap_words(ds: Dataset, bits_allocated: int | None) -> None:
     word by word. Pixel Data of more than 8 bits is swapped per pixel cell;
     8-bit (OB) data has no byte order.
     """
-    import numpy as np  # noqa: PLC0415 - only for the rare Big Endian file
-
     for elem in ds:
         if elem.VR == "SQ":
             for item in elem.value:
@@ -637,6 +655,9 @@ def _swap_words(ds: Dataset, bits_allocated: int | None) -> None:
             width = 2 if not bits_allocated or bits_allocated <= 16 else bits_allocated // 8
             if bits_allocated == 8 or elem.VR == "OB":
                 width = None
-        if not width or not isinstance(elem.value, (bytes, bytearray)) or len(elem.value) % width:
+        if (width not in _ARRAY_CODE or not isinstance(elem.value, (bytes, bytearray))
+                or len(elem.value) % width):
             continue
-        elem.value = np.frombuffer(elem.value, dtype=f">u{width}").astype(f"<u{width}").tobytes()
+        words = array.array(_ARRAY_CODE[width], elem.value)
+        words.byteswap()
+        elem.value = words.tobytes()

@@ -25,6 +25,7 @@ import threading
 import time
 from pathlib import Path
 
+from pacsbox import scu
 from pacsbox.archive import Archive
 from pacsbox.config import Config
 from pacsbox.record_link import RecordClient, RecordServer
@@ -70,7 +71,8 @@ class Pool:
         if index in self.links:
             self.links.pop(index).close()
         ours, theirs = socket.socketpair()
-        self.links[index] = RecordServer(ours, self.archive.submit_record, str(index))
+        self.links[index] = RecordServer(ours, self.archive.submit_record, scu.decompressed,
+                                         str(index))
         args = [sys.executable, "-m", "pacsbox.cli", "scp-worker", "--index", str(index),
                 "--listen-fd", str(self.listen_fd), "--processes", str(self.count),
                 "--record-fd", str(theirs.fileno())]
@@ -165,7 +167,9 @@ def run_worker(cfg: Config, index: int, listen_fd: int, processes: int, record_f
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     archive = Archive(cfg, migrate=False)
-    archive.remote_record = RecordClient(socket.socket(fileno=record_fd)).record
+    link = RecordClient(socket.socket(fileno=record_fd))
+    archive.remote_record = link.record
+    scu.decompress_elsewhere = link.decompress
     from pacsbox.watermark import Watermark
 
     # Same A700 rule as the main process; the purge itself runs only there.

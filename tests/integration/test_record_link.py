@@ -20,6 +20,7 @@ from pacsbox.db import index as idx
 from pacsbox.db.models import Instance, Series, Study
 from pacsbox.errors import DatabaseError, DuplicateRejected, OutcomeUnknown
 from pacsbox.record_link import RecordClient, RecordServer
+from pacsbox.scu import decompressed
 from tests.helpers import cli, write_config
 from tests.synth import make_instance
 
@@ -35,7 +36,7 @@ def _linked(tmp_path: Path, submit=None, **settings):
     daemon = Archive(load(ini))
     worker = Archive(load(ini), migrate=False)
     ours, theirs = socket.socketpair()
-    server = RecordServer(ours, submit or daemon.submit_record, "1")
+    server = RecordServer(ours, submit or daemon.submit_record, decompressed, "1")
     worker.remote_record = RecordClient(theirs).record
     return ini, daemon, worker, server
 

@@ -9,8 +9,10 @@ cancelled move stops.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import socket
 import struct
 import subprocess
 import urllib.request
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
@@ -150,8 +153,6 @@ class StoreSCP:
 
 
 def _listening(port: int) -> bool:
-    import socket
-
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
@@ -284,19 +285,58 @@ def test_refused_sop_class_gives_b000_with_counts(env, storescp):
     assert len(scp.files()) == 2
 
 
-def test_conversion_when_destination_accepts_only_implicit(env, storescp):
+@contextlib.contextmanager
+def _served_by(server: Server, process: str):
+    """Make the next association land on the daemon or on its worker process.
+
+    The daemon keeps a lone modality and, once it serves one, counts as 3
+    connections busier (scp/balance.py): an idle connection held to it sends
+    the next one to the worker. The worker, not the daemon, has no numpy: it
+    has the daemon decompress for it.
+    """
+    daemon = psutil.Process(server.proc.pid)
+    (worker,) = daemon.children()
+
+    def held(p: psutil.Process) -> int:
+        return sum(c.status == psutil.CONN_ESTABLISHED and c.laddr.port == server.port
+                   for c in p.net_connections("tcp"))
+
+    socks: list[socket.socket] = []
+
+    def connect() -> None:
+        before = held(daemon) + held(worker)
+        socks.append(socket.create_connection(("127.0.0.1", server.port)))
+        poll(lambda: held(daemon) + held(worker) > before, 10, what="the connection accepted")
+
+    try:
+        if process == "worker":
+            while not held(daemon):  # a tie goes to the daemon, unless it was slow
+                connect()
+            before = held(worker)
+            connect()  # this probe shows where the next association goes
+            assert held(worker) == before + 1
+        yield
+    finally:
+        for s in socks:
+            s.close()
+
+
+@pytest.mark.parametrize("process", ["daemon", "worker"])
+def test_conversion_when_destination_accepts_only_implicit(env, storescp, process):
     """JPEG baseline, RLE and JPEG 2000 files are decompressed for an implicit-only peer."""
     comp = sorted((env.tmp / "compressed").iterdir())
     uids = [sop_uid(p) for p in comp]
-    scp = storescp("IMPLICIT", "+xi")
-    status, out = run(
-        "movescu",
-        env,
-        "S",
-        "IMAGE",
-        "SOPInstanceUID=" + "\\".join(uids),
-        extra=("-aem", "IMPLICIT"),
-    )
+    title = f"IMPLICIT-{process[0].upper()}"
+    scp = storescp(title, "+xi")
+    with _served_by(env.server, process):
+        status, out = run(
+            "movescu",
+            env,
+            "S",
+            "IMAGE",
+            "SOPInstanceUID=" + "\\".join(uids),
+            extra=("-aem", title),
+        )
     assert status == "Success", out
     files = scp.files()
     assert len(files) == len(comp)
@@ -308,14 +348,17 @@ def test_conversion_when_destination_accepts_only_implicit(env, storescp):
     assert "3 converted" in env.server.output()
 
 
-def test_big_endian_converted_for_implicit_peer(env, storescp):
+@pytest.mark.parametrize("process", ["daemon", "worker"])
+def test_big_endian_converted_for_implicit_peer(env, storescp, process):
     """An Explicit VR Big Endian MR goes to an Implicit-LE-only peer byte-swapped:
     the same pixel values, the same patient (PS3.5 7.3)."""
     path = env.tmp / "bigendian" / BIG_ENDIAN
-    scp = storescp("IMPLICIT3", "+xi")
-    status, out = run(
-        "movescu", env, "S", "IMAGE", f"SOPInstanceUID={sop_uid(path)}", extra=("-aem", "IMPLICIT3")
-    )
+    title = f"IMPLICIT3-{process[0].upper()}"
+    scp = storescp(title, "+xi")
+    with _served_by(env.server, process):
+        status, out = run(
+            "movescu", env, "S", "IMAGE", f"SOPInstanceUID={sop_uid(path)}", extra=("-aem", title)
+        )
     assert status == "Success", out
     (f,) = scp.files()
     got = pydicom.dcmread(f)
