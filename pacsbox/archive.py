@@ -266,9 +266,8 @@ class Archive:
             f = idx.StoredFile(root, folder, written.path.name, written.size, written.digest, native)
             try:
                 if self.remote_record is not None:
-                    if written.settle is not None:
-                        written.settle()
-                    rec = self.remote_record(attrs, f, ae)
+                    # The daemon fsyncs the folder with its batch (one per folder).
+                    rec = self.remote_record(attrs, f, ae, written.settle is not None)
                 else:
                     rec = idx.record_instance(
                         attrs, f, calling_ae=ae, policy=self.cfg.DuplicatePolicy,
@@ -294,12 +293,20 @@ class Archive:
                     self._end_write((root, folder))
         raise DatabaseError("study location kept changing")
 
-    def submit_record(self, attrs: meta.InstanceAttrs, f: idx.StoredFile, ae: str) -> Future:
-        """A worker process's record, joining this process's group commit."""
-        written = storage.WrittenFile(Path(f.storage_root) / f.folder / f.file_name, f.size, f.digest)
+    def submit_record(
+        self, attrs: meta.InstanceAttrs, f: idx.StoredFile, ae: str, settle: bool
+    ) -> Future:
+        """A worker process's record, joining this process's group commit.
+
+        With ``settle`` the worker left its rename's folder fsync to us: the
+        batch's sync stage does it, one fsync for every record in that folder.
+        """
+        path = Path(f.storage_root) / f.folder / f.file_name
+        written = storage.WrittenFile(path, f.size, f.digest)
         return idx.submit_record(
             attrs, f, self.committer, calling_ae=ae, policy=self.cfg.DuplicatePolicy,
             private=self.cfg.NewStudiesPrivate, same=partial(_same_file, new=written),
+            before=storage.settle_rename(path.parent) if settle else None,
         )
 
     def _hold_replaced(self, old: Path, sop_uid: str, ae: str) -> None:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 
 from pacsbox.db import index as idx
-from pacsbox.errors import DatabaseError, DuplicateRejected, OutcomeUnknown
+from pacsbox.errors import DatabaseError, DuplicateRejected, OutcomeUnknown, OutOfResources
 
 log = logging.getLogger("pacsbox.archive")
 
@@ -55,6 +55,8 @@ def _reply_of(fut: Future) -> tuple:
         return ("moved", exc.storage_root, exc.folder)
     if isinstance(exc, DuplicateRejected):
         return ("rejected", str(exc))
+    if isinstance(exc, OutOfResources):
+        return ("out-of-resources", str(exc))
     return ("failed", f"{type(exc).__name__}: {exc}")
 
 
@@ -134,6 +136,8 @@ class RecordClient:
             raise idx.LocationChanged(*rest)
         if kind == "rejected":
             raise DuplicateRejected(rest[0])
+        if kind == "out-of-resources":
+            raise OutOfResources(rest[0])
         if kind == "lost":
             raise OutcomeUnknown("the daemon stopped while recording")
         raise DatabaseError(rest[0])

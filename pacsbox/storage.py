@@ -203,8 +203,7 @@ def write_file(
             os.close(fd)
         os.rename(tmp, final)
         if sync:
-            fs = _folder_sync(folder)
-            settle = partial(fs.settle, folder, fs.announce())
+            settle = settle_rename(folder)
             if not settle_later:
                 settle()
                 settle = None
@@ -215,6 +214,14 @@ def write_file(
             raise
         raise _out_of_resources(exc, folder) from None
     return WrittenFile(path=final, size=size, digest=_crc_digest(crc), settle=settle)
+
+
+def settle_rename(folder: Path) -> Callable[[], None]:
+    """What makes a rename into ``folder``, done before this call (by any
+    process), durable: a folder fsync, unless one begun since has covered it.
+    Raises OutOfResources (A700) when the fsync fails."""
+    fs = _folder_sync(folder)
+    return partial(fs.settle, folder, fs.announce())
 
 
 def _out_of_resources(exc: OSError, folder: Path) -> OutOfResources:

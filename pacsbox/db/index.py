@@ -390,11 +390,12 @@ def submit_record(
     policy: str = "replace",
     private: bool = False,
     same: Callable[[str, Path], bool] | None = None,
+    before: Callable[[], None] | None = None,
 ) -> Future:
     """``record_instance`` for a caller that must not wait (a worker process's
     request): the Future holds its Recorded, or its exception, after the commit."""
     return committer.submit(
-        partial(_record_in_transaction, attrs, f, calling_ae, policy, private, same)
+        partial(_record_in_transaction, attrs, f, calling_ae, policy, private, same), before
     )
 
 

@@ -6,6 +6,7 @@ Archive on the same SQLite file and folders, exactly as the two processes do.
 
 from __future__ import annotations
 
+import errno
 import functools
 import socket
 import threading
@@ -14,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from pacsbox import storage
 from pacsbox.archive import Archive
 from pacsbox.config import load
 from pacsbox.db import index as idx
 from pacsbox.db.models import Instance, Series, Study
-from pacsbox.errors import DatabaseError, DuplicateRejected, OutcomeUnknown
+from pacsbox.errors import DatabaseError, DuplicateRejected, OutcomeUnknown, OutOfResources
 from pacsbox.record_link import RecordClient, RecordServer
 from pacsbox.scu import decompressed
 from tests.helpers import cli, write_config
@@ -112,6 +114,23 @@ def test_worker_follows_a_study_that_lives_in_another_archive(linked):
     assert worker.store(make_instance(study_uid="1.2.3", sop_uid="1.2.3.2")).outcome == "stored"
     assert len(_files(other)) == 2 and _files(daemon.cfg.archive_dir) == []
     assert Study.get().num_instances == 2
+
+
+def test_a_failed_folder_fsync_in_the_daemon_is_a700_for_the_worker(linked, monkeypatch):
+    """The daemon fsyncs the worker's folder with its batch; if that fails, nothing is kept."""
+    _, daemon, worker, _ = linked
+    kept = make_instance(study_uid="1.2.3")
+    worker.store(kept)  # the study folder exists: only the rename's folder fsync is left
+
+    def broken(path):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(storage, "fsync_dir", broken)
+    with pytest.raises(OutOfResources) as exc:
+        worker.store(make_instance(study_uid="1.2.3"))
+    assert exc.value.dimse_status == 0xA700
+    assert [p.read_bytes() for p in _files(daemon.cfg.archive_dir)] == [kept]
+    assert Instance.select().count() == 1
 
 
 def test_daemon_gone_before_the_record_removes_the_file(linked):
