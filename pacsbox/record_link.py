@@ -14,7 +14,6 @@ a socket pair made at spawn, so nothing untrusted is ever unpickled.
 from __future__ import annotations
 
 import itertools
-import logging
 import pickle
 import socket
 import struct
@@ -24,8 +23,6 @@ from concurrent.futures import Future
 
 from pacsbox.db import index as idx
 from pacsbox.errors import DatabaseError, DuplicateRejected, OutcomeUnknown, OutOfResources
-
-log = logging.getLogger("pacsbox.archive")
 
 _LEN = struct.Struct(">I")
 
@@ -43,7 +40,10 @@ def _frames(sock: socket.socket):
         head = buf.read(_LEN.size)
         if len(head) < _LEN.size:
             return
-        body = buf.read(_LEN.unpack(head)[0])
+        size = _LEN.unpack(head)[0]
+        body = buf.read(size)
+        if len(body) < size:  # the other end died mid-frame
+            return
         yield pickle.loads(body)
 
 

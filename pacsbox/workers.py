@@ -3,7 +3,8 @@
 Python runs one thread at a time per process, so one process tops out at
 one core. The daemon starts ``WorkerProcesses - 1`` extra processes that
 each run the same listener on the daemon's own listening socket, inherited
-at spawn; ``scp.balance`` deals connections evenly. A worker writes its
+at spawn; ``scp.balance`` deals connections out (the daemon, which also
+commits every process's records, takes fewer). A worker writes its
 files itself and has the daemon's one index writer record them
 (``record_link``), so images from every process share one group commit. It
 beats a heartbeat file the main process checks before it pings the

@@ -1,4 +1,4 @@
-"""Dealing DICOM connections evenly over the processes that share the port.
+"""Dealing DICOM connections out to the processes that share the port.
 
 All processes accept from one listening socket (the daemon's, inherited by
 the workers). Each keeps its count of open connections in a slot of a small

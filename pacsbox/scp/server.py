@@ -178,7 +178,7 @@ class Listener:
         """Bind (or take the inherited ``listen_fd``) and serve in background threads.
 
         With ``balance`` this process shares the port with others and takes
-        its even share of connections. Raises OSError when the port is taken.
+        its share of connections. Raises OSError when the port is taken.
         """
         address = (self.cfg.BindAddress, self.cfg.ServerPortNumber if port is None else port)
         reactor.install()
