@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
@@ -289,32 +288,31 @@ def test_refused_sop_class_gives_b000_with_counts(env, storescp):
 def _served_by(server: Server, process: str):
     """Make the next association land on the daemon or on its worker process.
 
-    The daemon keeps a lone modality and, once it serves one, counts as 3
-    connections busier (scp/balance.py): an idle connection held to it sends
-    the next one to the worker. The worker, not the daemon, has no numpy: it
-    has the daemon decompress for it.
+    The daemon keeps a lone modality and, once it serves one, counts as one
+    connection busier (scp/balance.py): idle connections held so that it has
+    at least as many as the worker send the next one to the worker. The
+    worker, unlike the daemon, has no numpy: the daemon decompresses for it.
     """
-    daemon = psutil.Process(server.proc.pid)
-    (worker,) = daemon.children()
+    slots = Path(server.cfg.data_dir) / "run" / "dicom-connections"
 
-    def held(p: psutil.Process) -> int:
-        return sum(c.status == psutil.CONN_ESTABLISHED and c.laddr.port == server.port
-                   for c in p.net_connections("tcp"))
+    def counts() -> tuple[int, int]:  # (daemon, worker) as the processes count them
+        return struct.unpack("ii", slots.read_bytes()[:8])
 
     socks: list[socket.socket] = []
 
     def connect() -> None:
-        before = held(daemon) + held(worker)
+        before = sum(counts())
         socks.append(socket.create_connection(("127.0.0.1", server.port)))
-        poll(lambda: held(daemon) + held(worker) > before, 10, what="the connection accepted")
+        poll(lambda: sum(counts()) > before, 10, what="the connection accepted")
 
     try:
         if process == "worker":
-            while not held(daemon):  # a tie goes to the daemon, unless it was slow
+            while not (counts()[0] >= 1 and counts()[0] >= counts()[1]):
                 connect()
-            before = held(worker)
-            connect()  # this probe shows where the next association goes
-            assert held(worker) == before + 1
+            held = counts()
+            with socket.create_connection(("127.0.0.1", server.port)):  # where does the next go?
+                poll(lambda: counts() == (held[0], held[1] + 1), 10, what="the probe on the worker")
+            poll(lambda: counts() == held, 10, what="the probe closed")
         yield
     finally:
         for s in socks:
