@@ -272,7 +272,7 @@ class Archive:
                     rec = idx.record_instance(
                         attrs, f, calling_ae=ae, policy=self.cfg.DuplicatePolicy,
                         private=self.cfg.NewStudiesPrivate, committer=self.committer,
-                        before=written.settle, same=partial(_same_file, new=written),
+                        before=written.settle, same=_repeats(written.path, written.digest),
                     )
                 self._remember(attrs.study_instance_uid, (root, folder))
                 return rec
@@ -302,10 +302,9 @@ class Archive:
         batch's sync stage does it, one fsync for every record in that folder.
         """
         path = Path(f.storage_root) / f.folder / f.file_name
-        written = storage.WrittenFile(path, f.size, f.digest)
         return idx.submit_record(
             attrs, f, self.committer, calling_ae=ae, policy=self.cfg.DuplicatePolicy,
-            private=self.cfg.NewStudiesPrivate, same=partial(_same_file, new=written),
+            private=self.cfg.NewStudiesPrivate, same=_repeats(path, f.digest),
             before=storage.settle_rename(path.parent) if settle else None,
         )
 
@@ -516,7 +515,7 @@ class Archive:
         return meta.part10_header(attrs, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME) + data
 
 
-
-def _same_file(stored_digest: str, stored: Path, new: storage.WrittenFile) -> bool:
-    """Whether the file just written repeats the stored one (the index asks, in its transaction)."""
-    return storage.same_content(stored_digest, stored, new.digest, new.path)
+def _repeats(new: Path, digest: str) -> Callable[[str, Path], bool]:
+    """What the index asks in its transaction: does the stored object (its
+    digest, its path) hold exactly the bytes of the file just written?"""
+    return partial(storage.same_content, new_digest=digest, new=new)

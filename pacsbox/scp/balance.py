@@ -79,13 +79,6 @@ class Balance:
     def closed(self) -> None:
         self._add(-1)
 
-    def open_connections(self) -> int:
-        return self._counts[self.slot]
-
     def _add(self, n: int) -> None:
         with self._lock:
             self._counts[self.slot] = max(0, self._counts[self.slot] + n)
-
-    def close(self) -> None:
-        self._counts.release()
-        self._map.close()
