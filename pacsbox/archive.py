@@ -299,7 +299,8 @@ class Archive:
         """A worker process's record, joining this process's group commit.
 
         With ``settle`` the worker left its rename's folder fsync to us: the
-        batch's sync stage does it, one fsync for every record in that folder.
+        index writer does it before the batch's transaction, one fsync for
+        every record of the batch in that folder.
         """
         path = Path(f.storage_root) / f.folder / f.file_name
         return idx.submit_record(
