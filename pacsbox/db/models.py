@@ -104,7 +104,9 @@ class Series(BaseModel):
 
 class Instance(BaseModel):
     sop_instance_uid = CharField(max_length=64, unique=True)  # (0008,0018)
-    series = ForeignKeyField(Series, backref="instances", on_delete="CASCADE", index=True)
+    # Indexed by instance_series_number (series_id, instance_number), migration 2;
+    # a second index on series_id alone cost a page write per stored image (dropped by 11).
+    series = ForeignKeyField(Series, backref="instances", on_delete="CASCADE", index=False)
     sop_class_uid = CharField(max_length=64, default="")  # (0008,0016)
     instance_number = IntegerField(null=True)  # (0020,0013) IS
     creation_date = CharField(max_length=8, default="")  # (0008,0012)

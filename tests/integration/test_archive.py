@@ -396,3 +396,32 @@ def test_check_reports_without_changing(tmp_path):
         assert Instance.select().count() == 2  # check changed nothing
     finally:
         b.close()
+
+
+def test_instances_of_a_series_have_one_index_and_an_old_database_loses_the_second(tmp_path):
+    """Each stored image writes one index page less: series lookups use
+    (series_id, instance_number), and a database made before migration 11
+    has its index on series_id alone dropped at start-up."""
+    from pacsbox.db.migrations import migrate
+    from pacsbox.db.models import SchemaVersion, database
+
+    def instance_indexes() -> set[str]:
+        return {r[1] for r in database.execute_sql("PRAGMA index_list(instance)").fetchall()}
+
+    ini = write_config(tmp_path / "box")
+    a = Archive(load(ini))
+    try:
+        a.store(make_instance())
+        assert "instance_series_id" not in instance_indexes()
+        plan = " ".join(str(r) for r in database.execute_sql(
+            "EXPLAIN QUERY PLAN SELECT id FROM instance WHERE series_id = ?", (1,)).fetchall())
+        assert "instance_series_number" in plan
+        # A database from before: the old index, schema version 10.
+        database.execute_sql('CREATE INDEX "instance_series_id" ON "instance" ("series_id")')
+        SchemaVersion.delete().where(SchemaVersion.version == 11).execute()
+        assert "instance_series_id" in instance_indexes()
+        assert migrate(database.obj) == [11]
+        assert "instance_series_id" not in instance_indexes()
+        assert a.store(make_instance()).outcome == "stored"
+    finally:
+        a.close()
