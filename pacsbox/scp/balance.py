@@ -21,11 +21,12 @@ MAX_PROCESSES = 64
 # The daemon (slot 0) also commits every process's index records; once it
 # serves one connection it counts as this many more. A lone modality stays
 # with the daemon (its records commit in place, with no hop to another
-# process: 581/s against 397/s on the worker); 2 or 3 modalities get both
-# processes; 4 are dealt 2:2. Dealing 4 as 1:3 (a weight of 3) measured the
-# same within noise (small images: 1,006 against 963/s in one interleaved
-# run, 944 against 982 in the next).
-DAEMON_WEIGHT = 1
+# process: 581/s against 397/s on the worker); 2 to 5 modalities get one
+# connection on the daemon and the rest on the worker, whose records the
+# daemon commits with less competition for its interpreter lock. Dealing 4
+# as 1:3 rather than 2:2 (a weight of 1), in interleaved runs: CT 604
+# against 511/s, small images 1,118 against 1,074/s.
+DAEMON_WEIGHT = 3
 # How long a busier process leaves a new connection to the others, per
 # connection it has more. Longer than a busy process may take to get the GIL
 # back after select() wakes it (2 ms was not: the worker took a lone

@@ -288,9 +288,9 @@ def test_refused_sop_class_gives_b000_with_counts(env, storescp):
 def _served_by(server: Server, process: str):
     """Make the next association land on the daemon or on its worker process.
 
-    The daemon keeps a lone modality and, once it serves one, counts as one
-    connection busier (scp/balance.py): idle connections held so that it has
-    at least as many as the worker send the next one to the worker. The
+    The daemon keeps a lone modality and, once it serves one, counts as
+    several connections busier (scp/balance.py): idle connections held so
+    that it has at least as many as the worker send the next one to the worker. The
     worker, unlike the daemon, has no numpy: the daemon decompresses for it.
     """
     slots = Path(server.cfg.data_dir) / "run" / "dicom-connections"
