@@ -193,13 +193,10 @@ class Archive:
 
     def _already_stored(self, sop_instance_uid: str, chunks: list[bytes]) -> bool:
         """A resend of exactly what is stored (a cheap look before any write)."""
-        stored = idx.stored_digest(sop_instance_uid)
-        if stored is None:
+        if idx.stored_digest(sop_instance_uid) is None:
             return False
         existing = idx.find_instance(sop_instance_uid)
-        return existing is not None and storage.same_content(
-            stored, idx.instance_path(existing), storage.digest(chunks), chunks
-        )
+        return existing is not None and _holds(existing, chunks)
 
     def _stored_form(
         self, data: bytes, parsed: meta.Parsed, source_ae: str = ""
@@ -445,8 +442,7 @@ class Archive:
             if not repair:
                 report.held += 1
                 return
-            if storage.same_content(existing.digest, idx.instance_path(existing),
-                                    storage.digest([data]), [data]):
+            if _holds(existing, [data]):
                 storage.remove_file(path, sync=self.sync)
                 report.duplicates_removed += 1
             else:
@@ -514,6 +510,13 @@ class Archive:
             transfer_syntax_uid=inst.transfer_syntax_uid,
         )
         return meta.part10_header(attrs, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME) + data
+
+
+def _holds(existing: Instance, chunks: list[bytes]) -> bool:
+    """Does the indexed instance's file hold exactly these bytes?"""
+    return storage.same_content(
+        existing.digest, idx.instance_path(existing), storage.digest(chunks), chunks
+    )
 
 
 def _repeats(new: Path, digest: str) -> Callable[[str, Path], bool]:
