@@ -33,18 +33,23 @@ def _send(sock: socket.socket, lock: threading.Lock, obj) -> None:
         sock.sendall(_LEN.pack(len(body)) + body)
 
 
+def _frame(buf):
+    """The next frame, or None once the other end has closed (or died mid-frame)."""
+    head = buf.read(_LEN.size)
+    if len(head) < _LEN.size:
+        return None
+    size = _LEN.unpack(head)[0]
+    body = buf.read(size)
+    if len(body) < size:
+        return None
+    return pickle.loads(body)
+
+
 def _frames(sock: socket.socket):
     """Every frame until the other end closes."""
     buf = sock.makefile("rb")
-    while True:
-        head = buf.read(_LEN.size)
-        if len(head) < _LEN.size:
-            return
-        size = _LEN.unpack(head)[0]
-        body = buf.read(size)
-        if len(body) < size:  # the other end died mid-frame
-            return
-        yield pickle.loads(body)
+    while (frame := _frame(buf)) is not None:
+        yield frame
 
 
 def _reply_of(fut: Future) -> tuple:
@@ -116,16 +121,35 @@ class RecordServer:
         self._sock.close()
 
 
+class _Wait:
+    """One request's rendezvous: its reply, and an Event that wakes its thread."""
+
+    __slots__ = ("reply", "event")
+
+    def __init__(self) -> None:
+        self.reply: tuple | None = None
+        self.event = threading.Event()
+
+
 class RecordClient:
-    """A worker's end: ``record`` returns once the daemon has committed the row."""
+    """A worker's end: ``record`` returns once the daemon has committed the row.
+
+    There is no reply thread: a waiting caller reads the socket itself
+    (whoever takes ``_reading`` reads replies, hands the others' to them and
+    stops once its own came; then it wakes a waiting caller to read on).
+    Most replies are so read by the thread that waits for them, without a
+    hand-over between threads, each of which waited for this process's
+    interpreter lock while other associations held it.
+    """
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
+        self._in = sock.makefile("rb")
         self._lock = threading.Lock()
+        self._reading = threading.Lock()
         self._ids = itertools.count()
-        self._waiting: dict[int, Future] = {}
+        self._waiting: dict[int, _Wait] = {}
         self._closed = False
-        threading.Thread(target=self._replies, name="pacsbox-record-replies", daemon=True).start()
 
     def record(self, *args) -> idx.Recorded:
         """Same arguments and outcomes as ``Archive.submit_record`` in the daemon."""
@@ -150,9 +174,9 @@ class RecordClient:
         return rest[0]
 
     def _ask(self, kind: str, args: tuple) -> tuple:
-        fut: Future = Future()
+        wait = _Wait()
         rid = next(self._ids)
-        self._waiting[rid] = fut
+        self._waiting[rid] = wait
         try:
             if self._closed:
                 raise OSError("closed")
@@ -160,18 +184,41 @@ class RecordClient:
         except OSError:
             self._waiting.pop(rid, None)
             raise DatabaseError("the daemon's index writer is not reachable") from None
-        return fut.result()
+        while wait.reply is None:
+            if self._reading.acquire(blocking=False):
+                try:
+                    while wait.reply is None and self._read_one():
+                        pass
+                finally:
+                    self._reading.release()
+                self._pass_reading_on()
+            else:
+                wait.event.wait()
+                wait.event.clear()
+        return wait.reply
 
-    def _replies(self) -> None:
+    def _read_one(self) -> bool:
+        """Hand one reply to its caller; False (and everyone told) once the daemon is gone."""
         try:
-            for rid, reply in _frames(self._sock):
-                fut = self._waiting.pop(rid, None)
-                if fut is not None:
-                    fut.set_result(reply)
+            frame = _frame(self._in)
         except OSError:
-            pass
-        self._closed = True
-        for rid in list(self._waiting):
-            fut = self._waiting.pop(rid, None)
-            if fut is not None:
-                fut.set_result(("lost",))
+            frame = None
+        if frame is None:
+            self._closed = True
+            for rid in list(self._waiting):
+                self._answer(rid, ("lost",))
+            return False
+        self._answer(*frame)
+        return True
+
+    def _answer(self, rid: int, reply: tuple) -> None:
+        wait = self._waiting.pop(rid, None)
+        if wait is not None:
+            wait.reply = reply
+            wait.event.set()
+
+    def _pass_reading_on(self) -> None:
+        """Wake one caller still waiting, so that someone reads its reply."""
+        for wait in list(self._waiting.values()):
+            wait.event.set()
+            return

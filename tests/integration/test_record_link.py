@@ -161,3 +161,51 @@ def test_daemon_gone_during_the_record_keeps_the_file(tmp_path):
     finally:
         worker.close()
         daemon.close()
+
+
+def test_replies_reach_their_own_callers_in_any_order_and_a_dying_daemon_answers_all(tmp_path):
+    """Waiting callers read the link themselves: each gets its own reply, whichever
+    comes first, and when the daemon dies every caller still waiting is told."""
+    held: list[tuple[Future, Future | None]] = []  # (what the worker waits on, the commit)
+    all_in = threading.Event()
+    commit: list = []
+
+    def late(*args) -> Future:
+        held.append((Future(), commit[0](*args) if len(held) < 3 else None))
+        if len(held) == 4:
+            all_in.set()
+        return held[-1][0]
+
+    _, daemon, worker, server = _linked(tmp_path, submit=late)
+    commit.append(daemon.submit_record)
+    outcomes: dict[int, object] = {}
+
+    def send(n: int) -> None:
+        try:
+            outcomes[n] = worker.store(make_instance(sop_uid=f"1.2.3.9.{n}")).sop_instance_uid
+        except Exception as exc:  # noqa: BLE001 - the test looks at it
+            outcomes[n] = exc
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        assert all_in.wait(10)
+        for answer, done in reversed(held[:3]):  # the first three, last in first out
+            answer.set_result(done.result(10))
+        for _ in range(200):
+            if len(outcomes) == 3:
+                break
+            threading.Event().wait(0.05)
+        assert len(outcomes) == 3  # the fourth still waits for its reply
+        server.close()  # and then the daemon is gone
+        for t in threads:
+            t.join(10)
+            assert not t.is_alive()
+    finally:
+        worker.close()
+        daemon.close()
+    stored = sorted(v for v in outcomes.values() if isinstance(v, str))
+    lost = [v for v in outcomes.values() if isinstance(v, OutcomeUnknown)]
+    assert len(stored) == 3 and len(lost) == 1
+    assert stored == sorted(i.sop_instance_uid for i in Instance.select())
