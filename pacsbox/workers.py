@@ -74,7 +74,9 @@ class Pool:
         ours, theirs = socket.socketpair()
         self.links[index] = RecordServer(ours, self.archive.submit_record, scu.decompressed,
                                          str(index))
-        args = [sys.executable, "-m", "pacsbox.cli", "scp-worker", "--index", str(index),
+        # -P: no working directory at the head of sys.path, so a worker runs
+        # the daemon's own pacsbox, never a copy that happens to sit there.
+        args = [sys.executable, "-P", "-m", "pacsbox.cli", "scp-worker", "--index", str(index),
                 "--listen-fd", str(self.listen_fd), "--processes", str(self.count),
                 "--record-fd", str(theirs.fileno())]
         if self.cfg.source is not None:
@@ -83,7 +85,8 @@ class Pool:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.unlink(missing_ok=True)
         with theirs:
-            self.procs[index] = subprocess.Popen(args, pass_fds=[self.listen_fd, theirs.fileno()])
+            self.procs[index] = subprocess.Popen(args, pass_fds=[self.listen_fd, theirs.fileno()],
+                                                 env=_same_package_env())
 
     def start(self, timeout: float = 30.0) -> None:
         for i in range(1, self.count):
@@ -145,6 +148,14 @@ class Pool:
         for link in self.links.values():
             link.close()
         self.links.clear()
+
+
+def _same_package_env() -> dict[str, str]:
+    """The environment for a worker, with this process's pacsbox first on its path."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
 
 
 def _die_with_parent() -> None:

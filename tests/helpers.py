@@ -68,8 +68,9 @@ def cli(ini: Path, *args: str, check: bool = True, **kw) -> subprocess.Completed
 class Server:
     """A real ``pacsbox serve`` in a subprocess on a free port."""
 
-    def __init__(self, ini: Path, env: dict | None = None) -> None:
+    def __init__(self, ini: Path, env: dict | None = None, cwd: Path | None = None) -> None:
         self.ini = ini
+        self.cwd = cwd
         self.cfg = config.load(ini)
         self.env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
         self.env.update(env or {})
@@ -88,7 +89,7 @@ class Server:
         self._out = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [PACSBOX, "serve", "--config", str(self.ini), "--port", "0"],
-            stdout=self._out, stderr=subprocess.STDOUT, env=self.env,
+            stdout=self._out, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
         )
 
         def ready():

@@ -114,6 +114,24 @@ def test_malformed_pdu_drops_only_that_connection(fast_timeouts, tmp_path, garba
     assert server.proc.poll() is None
 
 
+def test_workers_run_the_daemons_own_code_whatever_the_working_directory(tmp_path):
+    """Started from a folder that holds another ``pacsbox`` (an old copy, a
+    checkout), the worker processes still run the daemon's code and serve."""
+    ini = write_config(tmp_path / "box", WorkerProcesses=2)
+    cli(ini, "ae", "add", "STORESCU")
+    other = tmp_path / "elsewhere" / "pacsbox"
+    other.mkdir(parents=True)
+    (other / "__init__.py").write_text('raise SystemExit("another pacsbox was imported")\n')
+    server = Server(ini, cwd=other.parent).start()
+    try:
+        files = write_files(tmp_path / "s", [make_instance(rows=16, columns=16)])
+        assert dcmtk("storescu", "-aet", "STORESCU", "-aec", server.ae_title, "127.0.0.1",
+                     str(server.port), *map(str, files)).returncode == 0
+        assert _count(server) == 1
+    finally:
+        server.stop()
+
+
 def test_worker_processes_share_the_port_and_die_with_the_daemon(tmp_path):
     import psutil
 
