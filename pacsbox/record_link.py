@@ -219,6 +219,6 @@ class RecordClient:
 
     def _pass_reading_on(self) -> None:
         """Wake one caller still waiting, so that someone reads its reply."""
-        for wait in list(self._waiting.values()):
+        wait = next(iter(self._waiting.copy().values()), None)
+        if wait is not None:
             wait.event.set()
-            return

@@ -23,9 +23,11 @@ MAX_PROCESSES = 64
 # with the daemon (its records commit in place, with no hop to another
 # process: 581/s against 397/s on the worker); 2 to 5 modalities get one
 # connection on the daemon and the rest on the worker, whose records the
-# daemon commits with less competition for its interpreter lock. Dealing 4
-# as 1:3 rather than 2:2 (a weight of 1), in interleaved runs: CT 604
-# against 511/s, small images 1,118 against 1,074/s.
+# daemon commits with less competition for its interpreter lock. Measured
+# against 2:2 (a weight of 1) with both processes running the variant's
+# code, in interleaved runs, 1:3 was the same within noise: small images
+# 980 against 968/s, CT 655 against 688/s. (An earlier 604 against 511/s
+# came from runs whose worker ran other code than its daemon.)
 DAEMON_WEIGHT = 3
 # How long a busier process leaves a new connection to the others, per
 # connection it has more. Longer than a busy process may take to get the GIL
