@@ -41,6 +41,7 @@ from pacsbox.errors import (
 log = logging.getLogger("pacsbox.archive")
 
 CHECKPOINT_QUIET_SECONDS = 30.0
+CHECKPOINT_EVERY = 60.0
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class Archive:
         self._inflight: dict[tuple[str, str], int] = {}
         self._last_write: dict[tuple[str, str], float] = {}
         self._locations: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._last_checkpoint = time.monotonic()
         self.committer = idx.GroupCommitter()
         # In a worker process: the daemon's index writer records for us
         # (record_link.RecordClient.record, same arguments as submit_record).
@@ -345,6 +347,13 @@ class Archive:
 
     # -- consistency ------------------------------------------------------------
 
+    def checkpoint_if_due(self) -> None:
+        """The periodic checkpoint: called from a process's main loop at any pace."""
+        now = time.monotonic()
+        if now - self._last_checkpoint >= CHECKPOINT_EVERY:
+            self._last_checkpoint = now
+            self.checkpoint()
+
     def checkpoint(self) -> int:
         """Forget dirty folders that have been quiet; returns how many were cleared."""
         now = time.monotonic()
@@ -359,14 +368,19 @@ class Archive:
                 self._dirty.discard(loc)
                 self._last_write.pop(loc, None)
         if quiet:
-            idx.clear_dirty(quiet)
+            try:
+                idx.clear_dirty(quiet)
+            except (DbError, OutcomeUnknown) as exc:
+                # The marks stay in the index: the start-up check looks there.
+                log.warning("checkpoint of %d quiet folders failed: %s", len(quiet), exc)
+                return 0
         return len(quiet)
 
     def startup_check(self, progress: Callable[[int, int], None] | None = None) -> CheckReport:
         """Make the folders written since the last checkpoint consistent with the index."""
         folders = idx.dirty_folders()
         report = self._check_folders(folders, progress, repair=True)
-        idx.clear_dirty(folders)
+        idx.clear_dirty(folders, every_process=True)
         self.purge_holding()
         if report.indexed or report.parts_removed or report.missing_files or report.held:
             log.warning("start-up check: %s", report.summary())

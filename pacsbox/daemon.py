@@ -28,7 +28,6 @@ from pacsbox.watermark import Watermark
 log = logging.getLogger("pacsbox.daemon")
 
 STATUS_INTERVAL = 2.0
-CHECKPOINT_INTERVAL = 60.0
 SHUTDOWN_GRACE = 8.0
 TOTALS_EVERY = 60.0
 RECENT_EVERY = 10.0
@@ -121,16 +120,13 @@ class Daemon:
         self.heartbeats.register("main", 6.0)
         supervisor = notify.Supervisor(self.heartbeats, ping, self.status_line)
         supervisor.start()
-        last_checkpoint = time.monotonic()
         while not self.stop_event.wait(STATUS_INTERVAL):
             if not self.frozen:
                 self.heartbeats.beat("main")
             if self.pool.check():
                 self.heartbeats.beat("workers")
             self.write_status()
-            if time.monotonic() - last_checkpoint > CHECKPOINT_INTERVAL:
-                last_checkpoint = time.monotonic()
-                self.archive.checkpoint()
+            self.archive.checkpoint_if_due()
         notify.notify("STOPPING=1")
         log.info("stopping: letting associations in flight finish")
         self.state = "stopping"

@@ -67,7 +67,8 @@ class DatabaseError(PacsboxError):
 
 
 class OutcomeUnknown(DatabaseError):
-    """The daemon went away while recording: the row may exist, so the file stays (A701)."""
+    """The row may be committed but is not known to be (the daemon went away while
+    recording, the index journal's fsync failed): the file stays (A701)."""
 
 
 class DuplicateRejected(PacsboxError):

@@ -62,6 +62,8 @@ def _reply_of(fut: Future) -> tuple:
         return ("rejected", str(exc))
     if isinstance(exc, OutOfResources):
         return ("out-of-resources", str(exc))
+    if isinstance(exc, OutcomeUnknown):
+        return ("lost", str(exc))
     return ("failed", f"{type(exc).__name__}: {exc}")
 
 
@@ -163,7 +165,7 @@ class RecordClient:
         if kind == "out-of-resources":
             raise OutOfResources(rest[0])
         if kind == "lost":
-            raise OutcomeUnknown("the daemon stopped while recording")
+            raise OutcomeUnknown(rest[0])
         raise DatabaseError(rest[0])
 
     def decompress(self, data: bytes) -> bytes:
@@ -206,7 +208,7 @@ class RecordClient:
         if frame is None:
             self._closed = True
             for rid in list(self._waiting):
-                self._answer(rid, ("lost",))
+                self._answer(rid, ("lost", "the daemon stopped while recording"))
             return False
         self._answer(*frame)
         return True

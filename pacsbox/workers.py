@@ -205,7 +205,7 @@ def run_worker(cfg: Config, index: int, listen_fd: int, processes: int, record_f
     listener.on_poll = beat
     beat()
     while not stop.wait(1.0):
-        pass
+        archive.checkpoint_if_due()  # its own dirty folders (DirtyFolder.owner)
     listener.stop(8.0)
     archive.checkpoint()
     archive.close()

@@ -1,8 +1,9 @@
 """The index database: one deferred peewee database, opened once at start-up.
 
-SQLite runs in WAL mode with synchronous=FULL (an acknowledged image must
-survive power loss), foreign keys on and a busy timeout so concurrent writers
-wait instead of failing. The same models run on PostgreSQL by giving a
+SQLite runs in WAL mode with synchronous=FULL, foreign keys on and a busy
+timeout so concurrent writers wait instead of failing. Only the store path's
+records commit without waiting for the disk; their images are kept safe by
+the folder marks the start-up check reads (``index._together``). The same models run on PostgreSQL by giving a
 ``postgresql://`` URL in the Database setting.
 """
 
@@ -25,7 +26,7 @@ DbUnavailable = OperationalError  # locked, disk I/O error, cannot open
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
-    "synchronous": 2,  # FULL: fsync the WAL at every commit
+    "synchronous": 2,  # FULL: fsync the WAL at every commit (records: see index._together)
     "foreign_keys": 1,
     "busy_timeout": 30000,
     "cache_size": -32768,  # 32 MB page cache

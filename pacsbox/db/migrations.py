@@ -41,10 +41,22 @@ def _m0011_drop_instance_series_id(db: Database) -> None:
     db.execute_sql("DROP INDEX IF EXISTS instance_series_id")
 
 
+def _m0012_dirty_folder_owner(db: Database) -> None:
+    # Each process marks its own dirty folders, so one going quiet no longer
+    # clears a folder that another still writes. A database made by 0001
+    # after this change has the column already.
+    if "owner" not in {c.name for c in db.get_columns("dirty_folder")}:
+        db.execute_sql("ALTER TABLE dirty_folder ADD COLUMN owner VARCHAR(32) NOT NULL DEFAULT ''")
+    db.execute_sql("DROP INDEX IF EXISTS dirty_folder_storage_root_folder")
+    db.execute_sql("CREATE UNIQUE INDEX IF NOT EXISTS dirty_folder_storage_root_folder_owner "
+                   "ON dirty_folder (storage_root, folder, owner)")
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (1, "core tables: patient, study, series, instance, AE table", _m0001_core),
     (2, "composite indexes for queries", _m0002_query_indexes),
     (11, "drop the index on instance.series_id alone", _m0011_drop_instance_series_id),
+    (12, "dirty folders marked per process", _m0012_dirty_folder_owner),
 ]
 
 

@@ -146,14 +146,17 @@ class DirtyFolder(BaseModel):
     """Study folders written since the last consistency checkpoint.
 
     The start-up check looks only here, so it stays fast at millions of
-    instances while still finding every file a crash left unindexed.
+    instances while still finding every file a crash left unindexed. Each
+    process marks and clears its own rows (``owner``, its pid): a folder that
+    two processes write stays marked until both have gone quiet.
     """
 
     storage_root = TextField()
     folder = CharField(max_length=64)
+    owner = CharField(max_length=32, default="")
 
     class Meta:
-        indexes = ((("storage_root", "folder"), True),)
+        indexes = ((("storage_root", "folder", "owner"), True),)
 
 
 class SchemaVersion(BaseModel):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import os
 import socket
 import threading
 from concurrent.futures import Future
@@ -209,3 +210,22 @@ def test_replies_reach_their_own_callers_in_any_order_and_a_dying_daemon_answers
     lost = [v for v in outcomes.values() if isinstance(v, OutcomeUnknown)]
     assert len(stored) == 3 and len(lost) == 1
     assert stored == sorted(i.sop_instance_uid for i in Instance.select())
+
+
+def test_a_replace_the_daemon_cannot_make_durable_keeps_both_files(linked, monkeypatch):
+    """The replacing row is committed but not known to be on disk: the worker
+    answers A701 and moves nothing, so whichever row survives finds its file."""
+    _, daemon, worker, _ = linked
+    first = make_instance(**SAME)
+    worker.store(first)
+    second = make_instance(**SAME, patient_name="DOE^JANE")
+
+    def broken(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", broken)
+    with pytest.raises(OutcomeUnknown) as exc:
+        worker.store(second)
+    assert exc.value.dimse_status == 0xA701 and "not synced" in str(exc.value)
+    assert sorted(p.read_bytes() for p in _files(daemon.cfg.archive_dir)) == sorted([first, second])
+    assert _files(daemon.cfg.holding_dir) == []
