@@ -62,6 +62,8 @@ class CheckReport:
     folders: int = 0
     files_seen: int = 0
     parts_removed: int = 0
+    parts_restored: int = 0  # renames a crash undid, put back
+    interrupted_rows: int = 0  # rows of stores never acknowledged, removed
     indexed: int = 0
     duplicates_removed: int = 0
     held: int = 0
@@ -71,7 +73,9 @@ class CheckReport:
     def summary(self) -> str:
         return (
             f"{self.folders} folders, {self.files_seen} files: {self.indexed} indexed, "
-            f"{self.parts_removed} temp files removed, {self.duplicates_removed} duplicate files "
+            f"{self.parts_removed} temp files removed, {self.parts_restored} renames completed, "
+            f"{self.interrupted_rows} rows of interrupted stores removed, "
+            f"{self.duplicates_removed} duplicate files "
             f"removed, {self.held} moved to holding, {len(self.unreadable)} unreadable, "
             f"{len(self.missing_files)} index rows without a file"
         )
@@ -265,8 +269,8 @@ class Archive:
             f = idx.StoredFile(root, folder, written.path.name, written.size, written.digest, native)
             try:
                 if self.remote_record is not None:
-                    # The daemon fsyncs the folder with its batch (one per folder).
-                    rec = self.remote_record(attrs, f, ae, written.settle is not None)
+                    # The folder fsync runs while the daemon records.
+                    rec = self.remote_record(attrs, f, ae, False, meanwhile=written.settle)
                 else:
                     rec = idx.record_instance(
                         attrs, f, calling_ae=ae, policy=self.cfg.DuplicatePolicy,
@@ -379,10 +383,11 @@ class Archive:
     def startup_check(self, progress: Callable[[int, int], None] | None = None) -> CheckReport:
         """Make the folders written since the last checkpoint consistent with the index."""
         folders = idx.dirty_folders()
-        report = self._check_folders(folders, progress, repair=True)
+        report = self._check_folders(folders, progress, repair=True, interrupted=True)
         idx.clear_dirty(folders, every_process=True)
         self.purge_holding()
-        if report.indexed or report.parts_removed or report.missing_files or report.held:
+        if (report.indexed or report.parts_removed or report.missing_files or report.held
+                or report.parts_restored or report.interrupted_rows):
             log.warning("start-up check: %s", report.summary())
         else:
             log.info("start-up check: %s", report.summary())
@@ -417,21 +422,37 @@ class Archive:
         progress: Callable[[int, int], None] | None,
         *,
         repair: bool,
+        interrupted: bool = False,
     ) -> CheckReport:
+        """``interrupted``: these folders were being written when the box went
+        down (the start-up check), so a row without its file is a store that
+        was never acknowledged: a worker records while its folder fsync runs,
+        and a crash may keep the row but not the rename."""
         report = CheckReport(folders=len(folders))
         for n, (root, folder) in enumerate(folders, 1):
             path = Path(root) / folder
+            indexed = idx.indexed_names(root, folder)
+            on_disk = {p.name: p for p in storage.stored_files(path)}
             for part in storage.leftover_parts(path):
+                name = part.name[: -len(storage.PART_SUFFIX)]
+                if interrupted and name in indexed and name not in on_disk:
+                    if self._restore_part(part, path / name, indexed[name]):
+                        report.parts_restored += 1
+                        on_disk[name] = path / name
+                        continue
                 report.parts_removed += 1
                 if repair:
                     storage.remove_file(part, sync=self.sync)
-            indexed = idx.indexed_names(root, folder)
-            on_disk = {p.name: p for p in storage.stored_files(path)}
             report.files_seen += len(on_disk)
             for name, sop in indexed.items():
-                if name not in on_disk:
-                    report.missing_files.append(sop)
-                    log.error("index row without file: SOP Instance %s (%s)", sop, path / name)
+                if name in on_disk:
+                    continue
+                if interrupted:
+                    self._drop_interrupted(sop, path / name)
+                    report.interrupted_rows += 1
+                    continue
+                report.missing_files.append(sop)
+                log.error("index row without file: SOP Instance %s (%s)", sop, path / name)
             for name, file_path in on_disk.items():
                 if name in indexed:
                     continue
@@ -439,6 +460,28 @@ class Archive:
             if progress:
                 progress(n, len(folders))
         return report
+
+    def _restore_part(self, part: Path, final: Path, sop_uid: str) -> bool:
+        """Put back a rename that a crash undid, if the temp file holds the indexed bytes."""
+        inst = idx.find_instance(sop_uid)
+        try:
+            data = part.read_bytes()
+        except OSError:
+            return False
+        if inst is None or inst.file_size != len(data) or inst.digest != storage.digest([data]):
+            return False
+        part.rename(final)
+        if self.sync:
+            storage.fsync_dir(final.parent)
+        log.warning("start-up check: completed the rename of SOP Instance %s (%s)", sop_uid, final)
+        return True
+
+    def _drop_interrupted(self, sop_uid: str, path: Path) -> None:
+        inst = idx.find_instance(sop_uid)
+        if inst is not None:
+            idx.delete_instance(inst)
+        log.warning("start-up check: removed the index row of SOP Instance %s, whose store was "
+                    "interrupted before its file %s was on disk (never acknowledged)", sop_uid, path)
 
     def _adopt(self, path: Path, root: str, folder: str, report: CheckReport, *, repair: bool) -> None:
         """Index a file found on disk without a row; never let it replace an indexed one."""

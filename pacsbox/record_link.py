@@ -153,9 +153,26 @@ class RecordClient:
         self._waiting: dict[int, _Wait] = {}
         self._closed = False
 
-    def record(self, *args) -> idx.Recorded:
-        """Same arguments and outcomes as ``Archive.submit_record`` in the daemon."""
-        kind, *rest = self._ask("record", args)
+    def record(self, *args, meanwhile: Callable[[], None] | None = None) -> idx.Recorded:
+        """Same arguments and outcomes as ``Archive.submit_record`` in the daemon.
+
+        ``meanwhile`` runs while the daemon records. If it fails after the
+        row was committed, the outcome is unknown (the file stays, A701).
+        """
+        failed: Exception | None = None
+
+        def then() -> None:
+            nonlocal failed
+            try:
+                meanwhile()
+            except Exception as exc:  # noqa: BLE001 - decided once the reply is in
+                failed = exc
+
+        kind, *rest = self._ask("record", args, then if meanwhile else None)
+        if failed is not None:
+            if kind == "ok":
+                raise OutcomeUnknown(f"recorded, but {failed}")
+            raise failed
         if kind == "ok":
             return rest[0]
         if kind == "moved":
@@ -175,7 +192,7 @@ class RecordClient:
             raise RuntimeError(rest[0] if rest else "the daemon stopped")
         return rest[0]
 
-    def _ask(self, kind: str, args: tuple) -> tuple:
+    def _ask(self, kind: str, args: tuple, meanwhile: Callable[[], None] | None = None) -> tuple:
         wait = _Wait()
         rid = next(self._ids)
         self._waiting[rid] = wait
@@ -186,6 +203,8 @@ class RecordClient:
         except OSError:
             self._waiting.pop(rid, None)
             raise DatabaseError("the daemon's index writer is not reachable") from None
+        if meanwhile is not None:
+            meanwhile()
         while wait.reply is None:
             if self._reading.acquire(blocking=False):
                 try:

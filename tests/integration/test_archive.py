@@ -454,6 +454,48 @@ def test_a_replace_is_durable_before_the_earlier_file_moves(archive, monkeypatch
     assert events == ["index durable", "earlier file moved"]
 
 
+def test_startup_check_completes_a_rename_the_crash_undid(tmp_path):
+    """A worker's row can commit while its folder fsync still runs: after a
+    crash the row may name a file that is still under its temp name."""
+    a = _archive(tmp_path)
+    study = make_study(per_series=2)
+    a.store(study[0])
+    a.store(study[1])
+    inst = Instance.select().order_by(Instance.id.desc()).get()
+    final = idx.instance_path(inst)
+    a.close()
+    final.rename(final.with_name(final.name + storage.PART_SUFFIX))  # the rename never reached the disk
+    b = Archive(a.cfg)
+    try:
+        report = b.startup_check()
+        assert report.parts_restored == 1 and report.parts_removed == 0
+        assert not report.missing_files and report.interrupted_rows == 0
+        assert final.read_bytes() == study[1] and Instance.select().count() == 2
+    finally:
+        b.close()
+
+
+def test_startup_check_removes_the_row_of_a_store_whose_file_never_reached_the_disk(tmp_path):
+    a = _archive(tmp_path)
+    study = make_study(per_series=3)
+    for data in study:
+        a.store(data)
+    lost = Instance.select().order_by(Instance.id.desc()).get()
+    a.close()
+    idx.instance_path(lost).unlink()  # neither its name nor its temp name survived
+    b = Archive(a.cfg)
+    try:
+        report = b.startup_check()
+        assert report.interrupted_rows == 1 and not report.missing_files
+        assert Instance.select().count() == 2
+        assert idx.find_instance(lost.sop_instance_uid) is None
+        _counts_are_exact()
+        # The sender, never answered, sends it again: it is stored.
+        assert b.store(study[2]).outcome == "stored"
+    finally:
+        b.close()
+
+
 def test_rebuild_index_after_losing_the_database(tmp_path):
     ini = write_config(tmp_path / "box")
     a = Archive(load(ini))

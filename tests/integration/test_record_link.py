@@ -21,7 +21,7 @@ from pacsbox.archive import Archive
 from pacsbox.config import load
 from pacsbox.db import index as idx
 from pacsbox.db.models import Instance, Series, Study
-from pacsbox.errors import DatabaseError, DuplicateRejected, OutcomeUnknown, OutOfResources
+from pacsbox.errors import DatabaseError, DuplicateRejected, OutcomeUnknown
 from pacsbox.record_link import RecordClient, RecordServer
 from pacsbox.scu import decompressed
 from tests.helpers import cli, write_config
@@ -117,21 +117,25 @@ def test_worker_follows_a_study_that_lives_in_another_archive(linked):
     assert Study.get().num_instances == 2
 
 
-def test_a_failed_folder_fsync_in_the_daemon_is_a700_for_the_worker(linked, monkeypatch):
-    """The daemon fsyncs the worker's folder with its batch; if that fails, nothing is kept."""
+def test_a_failed_folder_fsync_while_the_daemon_records_keeps_file_and_row(linked, monkeypatch):
+    """The worker fsyncs the folder while the daemon records; if that fails
+    after the row committed, the sender gets A701 and its resend succeeds."""
     _, daemon, worker, _ = linked
     kept = make_instance(study_uid="1.2.3")
     worker.store(kept)  # the study folder exists: only the rename's folder fsync is left
+    again = make_instance(study_uid="1.2.3")
 
     def broken(path):
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(storage, "fsync_dir", broken)
-    with pytest.raises(OutOfResources) as exc:
-        worker.store(make_instance(study_uid="1.2.3"))
-    assert exc.value.dimse_status == 0xA700
-    assert [p.read_bytes() for p in _files(daemon.cfg.archive_dir)] == [kept]
-    assert Instance.select().count() == 1
+    with monkeypatch.context() as m:
+        m.setattr(storage, "fsync_dir", broken)
+        with pytest.raises(OutcomeUnknown) as exc:
+            worker.store(again)
+    assert exc.value.dimse_status == 0xA701 and "Input/output error" in str(exc.value)
+    assert sorted(p.read_bytes() for p in _files(daemon.cfg.archive_dir)) == sorted([kept, again])
+    assert Instance.select().count() == 2
+    assert worker.store(again).outcome == "duplicate"
 
 
 def test_daemon_gone_before_the_record_removes_the_file(linked):
