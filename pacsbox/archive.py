@@ -229,8 +229,9 @@ class Archive:
         root, folder = loc
         if self.space_check is not None:
             self.space_check(Path(root))
-        # The folder fsync waits for the index commit, so images committed
-        # together share it (one per folder and batch, not one per image).
+        # The folder fsync waits for the index record: in this process the
+        # group commit runs it (one per folder and batch), in a worker it runs
+        # while the daemon records.
         written = storage.write_file(
             Path(root) / folder, chunks, sync=self.sync, settle_later=self.sync
         )
@@ -270,7 +271,7 @@ class Archive:
             try:
                 if self.remote_record is not None:
                     # The folder fsync runs while the daemon records.
-                    rec = self.remote_record(attrs, f, ae, False, meanwhile=written.settle)
+                    rec = self.remote_record(attrs, f, ae, meanwhile=written.settle)
                 else:
                     rec = idx.record_instance(
                         attrs, f, calling_ae=ae, policy=self.cfg.DuplicatePolicy,
@@ -296,20 +297,13 @@ class Archive:
                     self._end_write((root, folder))
         raise DatabaseError("study location kept changing")
 
-    def submit_record(
-        self, attrs: meta.InstanceAttrs, f: idx.StoredFile, ae: str, settle: bool
-    ) -> Future:
-        """A worker process's record, joining this process's group commit.
-
-        With ``settle`` the worker left its rename's folder fsync to us: the
-        index writer does it before the batch's transaction, one fsync for
-        every record of the batch in that folder.
-        """
+    def submit_record(self, attrs: meta.InstanceAttrs, f: idx.StoredFile, ae: str) -> Future:
+        """A worker process's record, joining this process's group commit (the
+        worker fsyncs the folder meanwhile)."""
         path = Path(f.storage_root) / f.folder / f.file_name
         return idx.submit_record(
             attrs, f, self.committer, calling_ae=ae, policy=self.cfg.DuplicatePolicy,
             private=self.cfg.NewStudiesPrivate, same=_repeats(path, f.digest),
-            before=storage.settle_rename(path.parent) if settle else None,
         )
 
     def _hold_replaced(self, old: Path, sop_uid: str, ae: str) -> None:

@@ -5,7 +5,8 @@ own WAL fsync per commit, so a second process gained nothing on small
 images. Instead a worker writes and fsyncs the file itself, then sends the
 record (its attributes and where the file is) over a socket pair to the
 daemon, whose group commit takes records from every process in one
-transaction; the worker answers the modality after the daemon's reply.
+transaction. While the daemon records, the worker fsyncs the file's folder;
+it answers the modality once both are done.
 
 Frames are a 4-byte length and a pickle. Both ends are our own processes on
 a socket pair made at spawn, so nothing untrusted is ever unpickled.

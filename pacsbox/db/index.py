@@ -391,11 +391,10 @@ def submit_record(
     policy: str = "replace",
     private: bool = False,
     same: Callable[[str, Path], bool] | None = None,
-    before: Callable[[], None] | None = None,
 ) -> Future:
     """``record_instance`` for a caller that must not wait (a worker process's
     request): the Future holds its Recorded, or its exception, after the commit."""
-    return committer.submit(_recorder(attrs, f, calling_ae, policy, private, same), before)
+    return committer.submit(_recorder(attrs, f, calling_ae, policy, private, same))
 
 
 def _recorder(attrs: InstanceAttrs, f: StoredFile, calling_ae: str, policy: str, private: bool,
