@@ -229,9 +229,8 @@ class Archive:
         root, folder = loc
         if self.space_check is not None:
             self.space_check(Path(root))
-        # The folder fsync waits for the index record: in this process the
-        # group commit runs it (one per folder and batch), in a worker it runs
-        # while the daemon records.
+        # The folder fsync runs while the index records the file (in a
+        # worker, while the daemon does).
         written = storage.write_file(
             Path(root) / folder, chunks, sync=self.sync, settle_later=self.sync
         )
@@ -276,7 +275,7 @@ class Archive:
                     rec = idx.record_instance(
                         attrs, f, calling_ae=ae, policy=self.cfg.DuplicatePolicy,
                         private=self.cfg.NewStudiesPrivate, committer=self.committer,
-                        before=written.settle, same=_repeats(written.path, written.digest),
+                        meanwhile=written.settle, same=_repeats(written.path, written.digest),
                     )
                 self._remember(attrs.study_instance_uid, (root, folder))
                 return rec

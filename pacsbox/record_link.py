@@ -21,6 +21,7 @@ import struct
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from functools import partial
 
 from pacsbox.db import index as idx
 from pacsbox.errors import DatabaseError, DuplicateRejected, OutcomeUnknown, OutOfResources
@@ -160,20 +161,11 @@ class RecordClient:
         ``meanwhile`` runs while the daemon records. If it fails after the
         row was committed, the outcome is unknown (the file stays, A701).
         """
-        failed: Exception | None = None
+        reply = self._ask("record", args)
+        return idx.alongside(meanwhile, lambda: self._outcome(reply()))
 
-        def then() -> None:
-            nonlocal failed
-            try:
-                meanwhile()
-            except Exception as exc:  # noqa: BLE001 - decided once the reply is in
-                failed = exc
-
-        kind, *rest = self._ask("record", args, then if meanwhile else None)
-        if failed is not None:
-            if kind == "ok":
-                raise OutcomeUnknown(f"recorded, but {failed}")
-            raise failed
+    def _outcome(self, reply: tuple) -> idx.Recorded:
+        kind, *rest = reply
         if kind == "ok":
             return rest[0]
         if kind == "moved":
@@ -188,12 +180,13 @@ class RecordClient:
 
     def decompress(self, data: bytes) -> bytes:
         """A compressed Part-10 object, decompressed by the daemon."""
-        kind, *rest = self._ask("decompress", (data,))
+        kind, *rest = self._ask("decompress", (data,))()
         if kind != "ok":
             raise RuntimeError(rest[0] if rest else "the daemon stopped")
         return rest[0]
 
-    def _ask(self, kind: str, args: tuple, meanwhile: Callable[[], None] | None = None) -> tuple:
+    def _ask(self, kind: str, args: tuple) -> Callable[[], tuple]:
+        """Send a request; returns the call that waits for its reply."""
         wait = _Wait()
         rid = next(self._ids)
         self._waiting[rid] = wait
@@ -204,8 +197,9 @@ class RecordClient:
         except OSError:
             self._waiting.pop(rid, None)
             raise DatabaseError("the daemon's index writer is not reachable") from None
-        if meanwhile is not None:
-            meanwhile()
+        return partial(self._await, wait)
+
+    def _await(self, wait: _Wait) -> tuple:
         while wait.reply is None:
             if self._reading.acquire(blocking=False):
                 try:

@@ -359,15 +359,15 @@ def record_instance(
     policy: str = "replace",
     private: bool = False,
     committer: GroupCommitter | None = None,
-    before: Callable[[], None] | None = None,
+    meanwhile: Callable[[], None] | None = None,
     same: Callable[[str, Path], bool] | None = None,
 ) -> Recorded:
     """Index a stored file in one transaction, applying the duplicate policy.
 
-    With a ``committer`` the record joins the next group commit (one fsync
-    for every image that arrived meanwhile); it returns only after that
-    commit. ``before`` runs first (the file's folder fsync: a batch's records
-    share one) and what it raises is raised here, with nothing recorded.
+    With a ``committer`` the record joins the next group commit; it returns
+    only after that commit. ``meanwhile`` (the file's folder fsync) runs
+    while the record is made, and the call returns only once both are done
+    (see ``GroupCommitter.run``); without a committer it runs first.
     ``same(digest, path)`` tells whether the object already stored under this
     UID holds the new bytes (digests are only a filter); without it, equal
     digests decide.
@@ -376,10 +376,30 @@ def record_instance(
     """
     record = _recorder(attrs, f, calling_ae, policy, private, same)
     if committer is not None:
-        return committer.run(record, before)
-    if before is not None:
-        before()
+        return committer.run(record, meanwhile)
+    if meanwhile is not None:
+        meanwhile()
     return _together([record])[0]
+
+
+def alongside(meanwhile: Callable[[], None] | None, wait: Callable[[], object]):
+    """``wait()`` for a record already on its way, running ``meanwhile`` first.
+
+    The record may commit before ``meanwhile`` (a folder fsync) is done, so
+    a failure of ``meanwhile`` after a successful record is OutcomeUnknown
+    (the file stays; a crash before the fsync is the start-up check's to
+    mend, see ``Archive._check_folders``). A failed record raises its own error.
+    """
+    failed: Exception | None = None
+    if meanwhile is not None:
+        try:
+            meanwhile()
+        except Exception as exc:  # noqa: BLE001 - decided once the record's outcome is in
+            failed = exc
+    result = wait()
+    if failed is not None:
+        raise OutcomeUnknown(f"recorded, but {failed}")
+    return result
 
 
 def submit_record(
@@ -483,14 +503,16 @@ def _in_one_transaction(fns: list, isolate: bool) -> list:
 class GroupCommitter:
     """One writer thread that makes concurrent index records durable together.
 
-    A batch is whatever queued while the last one committed. The writer first
-    runs each record's ``before`` (its folder fsync: the first of a folder
-    does it, the rest of the batch find it done), then runs the batch in one
+    A batch is whatever queued while the last one committed, run in one
     transaction; callers get their result only after the shared COMMIT. If a
     record fails (a duplicate rejected, a study that moved), the batch is
     rolled back and run again with a savepoint per record, so only that one
-    fails. With one association nothing waits; with several, N images cost
-    one folder fsync.
+    fails. With one association nothing waits.
+
+    The writer does no fsync at all: each caller fsyncs its file's folder
+    while its record is made (``meanwhile``; callers of one folder share
+    one, ``storage._FolderSync``), and an inline caller does it after its
+    commit, having handed the writer lock on.
 
     The COMMIT does not wait for the disk (see ``_together``): what makes an
     acknowledged image survive a power cut is its file and folder, fsynced
@@ -499,10 +521,8 @@ class GroupCommitter:
     replace, which then moves the earlier file away, waits for its row to be
     durable first.
 
-    The folder fsyncs used to run in a thread of their own, overlapping the
-    previous batch's COMMIT; the extra hand-over between threads cost more
-    than the overlap saved (small images over 4 associations, interleaved
-    medians of 5: 1,053 against 1,012/s).
+    The folder fsyncs used to run in the writer, before each batch's SQL,
+    which every record of the batch then waited for.
     """
 
     MAX_BATCH = 64
@@ -515,25 +535,23 @@ class GroupCommitter:
                                         daemon=True)
         self._thread.start()
 
-    def run(self, fn, before=None):
+    def run(self, fn, meanwhile=None):
         # Alone (one association, an import): commit in the caller's thread,
         # with no hand-over to the writer. Several at once: join the batch.
         if self._idle.acquire(blocking=False):
             try:
-                if before is not None:
-                    before()
                 result = _together([fn], lazy=True)[0]
             finally:
                 self._idle.release()
             if _replaced(result):
                 _made_durable()
-            return result
-        return self.submit(fn, before).result()
+            return alongside(meanwhile, lambda: result)
+        return alongside(meanwhile, self.submit(fn).result)
 
-    def submit(self, fn, before=None) -> Future:
+    def submit(self, fn) -> Future:
         """Join the next batch without waiting; the Future is done after its COMMIT."""
         fut: Future = Future()
-        self._queue.put((fn, fut, before))
+        self._queue.put((fn, fut))
         return fut
 
     def close(self) -> None:
@@ -561,23 +579,9 @@ class GroupCommitter:
     def _loop(self) -> None:
         for batch in self._batches():
             with self._idle:
-                self._commit_batch(self._settled(batch))
+                self._commit_batch(batch)
         if not database.is_closed():
             database.close()
-
-    @staticmethod
-    def _settled(batch: list) -> list:
-        """The records whose ``before`` succeeded; the others get its exception."""
-        ready = []
-        for fn, fut, before in batch:
-            if before is not None:
-                try:
-                    before()
-                except Exception as exc:  # noqa: BLE001 - handed to its caller
-                    fut.set_exception(exc)
-                    continue
-            ready.append((fn, fut))
-        return ready
 
     def _commit_batch(self, ready: list) -> None:
         if not ready:

@@ -24,6 +24,7 @@ from pacsbox.errors import (
     DatabaseError,
     DatasetMismatch,
     DuplicateRejected,
+    OutcomeUnknown,
     OutOfResources,
 )
 from tests.helpers import cli, write_config
@@ -273,32 +274,41 @@ def test_disk_full_is_a700_and_leaves_earlier_images(archive, monkeypatch):
     assert Instance.select().count() == 1
 
 
-def test_folder_sync_failure_is_a700_alone_and_in_a_group_commit(archive, monkeypatch):
-    """The folder fsync runs just before the index commit (shared by a batch);
-    when it fails, the image is refused with A700, its file removed, nothing indexed."""
-    kept = make_instance()
+def test_folder_sync_failure_refuses_a_new_folder_and_leaves_a_recorded_image_unknown(
+    archive, monkeypatch
+):
+    """A new study folder that cannot be made durable refuses the image (A700,
+    nothing kept). The rename's folder fsync runs while the index records the
+    image, alone or in a group commit; when it fails the row is committed, so
+    the sender gets A701, file and row stay, and its resend succeeds."""
+    kept = make_instance(study_uid="1.2.3")
     archive.store(kept)
 
     def broken(path):
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(storage, "fsync_dir", broken)
-    with pytest.raises(OutOfResources) as e:
-        archive.store(make_instance())
-    assert e.value.dimse_status == 0xA700
-    errors = []
-
-    def send():
-        try:
+    with monkeypatch.context() as m:
+        m.setattr(storage, "fsync_dir", broken)
+        with pytest.raises(OutOfResources) as e:
             archive.store(make_instance())
-        except OutOfResources as exc:
-            errors.append(exc)
+        assert e.value.dimse_status == 0xA700
+        assert [p.read_bytes() for p in _files(archive.cfg.archive_dir)] == [kept]
+        sent = [make_instance(study_uid="1.2.3") for _ in range(9)]
+        errors = []
 
-    _concurrently(*[send] * 8)
-    assert len(errors) == 8
-    files = _files(archive.cfg.archive_dir)
-    assert len(files) == 1 and files[0].read_bytes() == kept
-    assert Instance.select().count() == 1
+        def send(data: bytes) -> None:
+            try:
+                archive.store(data)
+            except OutcomeUnknown as exc:
+                errors.append(exc)
+
+        send(sent[0])
+        _concurrently(*[functools.partial(send, d) for d in sent[1:]])
+    assert len(errors) == 9 and all(e.dimse_status == 0xA701 for e in errors)
+    assert sorted(p.read_bytes() for p in _files(archive.cfg.archive_dir)) == sorted([kept, *sent])
+    assert Instance.select().count() == 10
+    assert archive.store(sent[0]).outcome == "duplicate"
+    _counts_are_exact()
 
 
 def test_index_failure_is_a701_and_removes_the_file(archive, monkeypatch):
