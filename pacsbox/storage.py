@@ -176,7 +176,7 @@ def write_file(
     """Write ``chunks`` durably as a new server-named file in ``folder``.
 
     With ``settle_later`` the folder fsync that makes the rename durable is
-    left to ``WrittenFile.settle``, so a group commit can do one for a batch.
+    left to ``WrittenFile.settle``, which runs while the index records the file.
     Raises OutOfResources (A700) when the disk is full or the folder cannot be
     written; nothing is left behind in that case.
     """
