@@ -419,8 +419,8 @@ class Archive:
     ) -> CheckReport:
         """``interrupted``: these folders were being written when the box went
         down (the start-up check), so a row without its file is a store that
-        was never acknowledged: a worker records while its folder fsync runs,
-        and a crash may keep the row but not the rename."""
+        was never acknowledged: a record commits while its folder fsync runs
+        (``index.alongside``), and a crash may keep the row but not the rename."""
         report = CheckReport(folders=len(folders))
         for n, (root, folder) in enumerate(folders, 1):
             path = Path(root) / folder

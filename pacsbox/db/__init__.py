@@ -3,8 +3,9 @@
 SQLite runs in WAL mode with synchronous=FULL, foreign keys on and a busy
 timeout so concurrent writers wait instead of failing. Only the store path's
 records commit without waiting for the disk; their images are kept safe by
-the folder marks the start-up check reads (``index._together``). The same models run on PostgreSQL by giving a
-``postgresql://`` URL in the Database setting.
+the folder marks the start-up check reads (``index._together``). The same
+models run on PostgreSQL by giving a ``postgresql://`` URL in the Database
+setting.
 """
 
 from __future__ import annotations

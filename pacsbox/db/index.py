@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from peewee import SqliteDatabase
 
@@ -33,6 +34,8 @@ from pacsbox.db.models import (
 )
 from pacsbox.errors import DuplicateRejected, OutcomeUnknown
 from pacsbox.meta import InstanceAttrs
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -382,7 +385,7 @@ def record_instance(
     return _together([record])[0]
 
 
-def alongside(meanwhile: Callable[[], None] | None, wait: Callable[[], object]):
+def alongside(meanwhile: Callable[[], None] | None, wait: Callable[[], T]) -> T:
     """``wait()`` for a record already on its way, running ``meanwhile`` first.
 
     The record may commit before ``meanwhile`` (a folder fsync) is done, so
