@@ -485,6 +485,32 @@ def test_startup_check_completes_a_rename_the_crash_undid(tmp_path):
         b.close()
 
 
+def test_startup_check_never_puts_back_a_temp_file_that_differs_from_its_row(tmp_path):
+    """A torn temp file (the crash cut its write short) under an indexed name is
+    not renamed into place: it is removed, and so is the row of that store."""
+    a = _archive(tmp_path)
+    study = make_study(per_series=2)
+    a.store(study[0])
+    a.store(study[1])
+    inst = Instance.select().order_by(Instance.id.desc()).get()
+    final = idx.instance_path(inst)
+    a.close()
+    part = final.with_name(final.name + storage.PART_SUFFIX)
+    final.rename(part)
+    part.write_bytes(study[1][: len(study[1]) // 2])
+    b = Archive(a.cfg)
+    try:
+        report = b.startup_check()
+        assert report.parts_restored == 0 and report.parts_removed == 1
+        assert report.interrupted_rows == 1
+        assert not part.exists() and not final.exists()
+        assert idx.find_instance(inst.sop_instance_uid) is None
+        assert Instance.select().count() == 1
+        _counts_are_exact()
+    finally:
+        b.close()
+
+
 def test_startup_check_removes_the_row_of_a_store_whose_file_never_reached_the_disk(tmp_path):
     a = _archive(tmp_path)
     study = make_study(per_series=3)
