@@ -188,6 +188,9 @@ class Tap:
         self.lock = threading.Lock()
         self.held = False
         self.claim: Callable[[], bool | None] | None = None
+        # Bytes ``claim`` read past what it handled: the DUL thread must not
+        # wait on the socket for what is already here.
+        self.inbox = bytearray()
         self._library = dul._is_transport_event  # the library's bound method
         dul._is_transport_event = self._transport_event
         dul._pacsbox_tap = self

@@ -116,6 +116,8 @@ class _SleepShim:
             tap = getattr(thread, "_pacsbox_tap", None)
             if tap is not None and tap.held:
                 sock = None  # scu.RawStoreWriter reads it now: don't spin on its data
+            elif tap is not None and tap.inbox:
+                return  # fast_store read ahead: the next PDU is already here
             fds = [waker.r] + ([sock] if sock is not None else [])
             try:
                 ready, _, _ = select.select(fds, [], [], seconds)
