@@ -101,7 +101,7 @@ class Archive:
         self._last_checkpoint = time.monotonic()
         self.committer = idx.GroupCommitter()
         # In a worker process: the daemon's index writer records for us
-        # (record_link.RecordClient.record, same arguments as submit_record).
+        # (record_link.RecordClient.record, one of record_many's records).
         self.remote_record: Callable[..., idx.Recorded] | None = None
 
     def close(self) -> None:
@@ -296,13 +296,15 @@ class Archive:
                     self._end_write((root, folder))
         raise DatabaseError("study location kept changing")
 
-    def submit_record(self, attrs: meta.InstanceAttrs, f: idx.StoredFile, ae: str) -> Future:
-        """A worker process's record, joining this process's group commit (the
-        worker fsyncs the folder meanwhile)."""
-        path = Path(f.storage_root) / f.folder / f.file_name
-        return idx.submit_record(
-            attrs, f, self.committer, calling_ae=ae, policy=self.cfg.DuplicatePolicy,
-            private=self.cfg.NewStudiesPrivate, same=_repeats(path, f.digest),
+    def record_many(
+        self, records: list[tuple[meta.InstanceAttrs, idx.StoredFile, str]]
+    ) -> list[Future]:
+        """A worker process's records (attrs, file, calling AE), committed
+        together in this process's index (the worker fsyncs meanwhile)."""
+        return idx.record_many(
+            [(attrs, f, ae, _repeats(Path(f.storage_root) / f.folder / f.file_name, f.digest))
+             for attrs, f, ae in records],
+            self.committer, policy=self.cfg.DuplicatePolicy, private=self.cfg.NewStudiesPrivate,
         )
 
     def _hold_replaced(self, old: Path, sop_uid: str, ae: str) -> None:

@@ -19,7 +19,7 @@ import pickle
 import socket
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from functools import partial
 
@@ -27,6 +27,7 @@ from pacsbox.db import index as idx
 from pacsbox.errors import DatabaseError, DuplicateRejected, OutcomeUnknown, OutOfResources
 
 _LEN = struct.Struct(">I")
+_RECV = 1 << 18
 
 
 def _send(sock: socket.socket, lock: threading.Lock, obj) -> None:
@@ -47,11 +48,23 @@ def _frame(buf):
     return pickle.loads(body)
 
 
-def _frames(sock: socket.socket):
-    """Every frame until the other end closes."""
-    buf = sock.makefile("rb")
-    while (frame := _frame(buf)) is not None:
-        yield frame
+def _bunches(sock: socket.socket) -> Iterator[list]:
+    """Every frame until the other end closes, in bunches: all those already
+    received (a worker's associations send while the daemon commits)."""
+    buf = bytearray()
+    while chunk := sock.recv(_RECV):
+        buf += chunk
+        frames = []
+        start = 0
+        while len(buf) - start >= _LEN.size:
+            end = start + _LEN.size + _LEN.unpack_from(buf, start)[0]
+            if len(buf) < end:
+                break
+            frames.append(pickle.loads(buf[start + _LEN.size : end]))
+            start = end
+        del buf[:start]
+        if frames:
+            yield frames
 
 
 def _reply_of(fut: Future) -> tuple:
@@ -77,10 +90,10 @@ class RecordServer:
     images); each in a thread of its own, so records never wait behind one.
     """
 
-    def __init__(self, sock: socket.socket, submit: Callable[..., Future],
+    def __init__(self, sock: socket.socket, record_many: Callable[[list[tuple]], list[Future]],
                  decompress: Callable[[bytes], bytes], name: str) -> None:
         self._sock = sock
-        self._submit = submit
+        self._record_many = record_many
         self._decompress = decompress
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._serve, name=f"pacsbox-records-{name}",
@@ -89,19 +102,28 @@ class RecordServer:
 
     def _serve(self) -> None:
         try:
-            for rid, kind, args in _frames(self._sock):
-                if kind == "decompress":
-                    threading.Thread(target=self._run_decompress, args=(rid, *args),
-                                     daemon=True).start()
-                    continue
-                try:
-                    fut = self._submit(*args)
-                except Exception as exc:  # noqa: BLE001 - answered, never silently dropped
-                    fut = Future()
-                    fut.set_exception(exc)
-                fut.add_done_callback(lambda fut, rid=rid: self._answer(rid, fut))
+            for frames in _bunches(self._sock):
+                records = []
+                for rid, kind, args in frames:
+                    if kind == "decompress":
+                        threading.Thread(target=self._run_decompress, args=(rid, *args),
+                                         daemon=True).start()
+                    else:
+                        records.append((rid, args))
+                if records:
+                    self._record([rid for rid, _ in records], [args for _, args in records])
         except OSError:
             pass
+
+    def _record(self, rids: list[int], records: list[tuple]) -> None:
+        try:
+            futs = self._record_many(records)
+        except Exception as exc:  # noqa: BLE001 - answered, never silently dropped
+            futs = [Future() for _ in rids]
+            for fut in futs:
+                fut.set_exception(exc)
+        for rid, fut in zip(rids, futs, strict=True):
+            fut.add_done_callback(lambda fut, rid=rid: self._answer(rid, fut))
 
     def _run_decompress(self, rid: int, data: bytes) -> None:
         fut: Future = Future()
@@ -156,7 +178,7 @@ class RecordClient:
         self._closed = False
 
     def record(self, *args, meanwhile: Callable[[], None] | None = None) -> idx.Recorded:
-        """Same arguments and outcomes as ``Archive.submit_record`` in the daemon.
+        """``Archive.record_many`` in the daemon, for one (attrs, file, calling AE).
 
         ``meanwhile`` runs while the daemon records. If it fails after the
         row was committed, the outcome is unknown (the file stays, A701).

@@ -72,7 +72,7 @@ class Pool:
         if index in self.links:
             self.links.pop(index).close()
         ours, theirs = socket.socketpair()
-        self.links[index] = RecordServer(ours, self.archive.submit_record, scu.decompressed,
+        self.links[index] = RecordServer(ours, self.archive.record_many, scu.decompressed,
                                          str(index))
         # -P: no working directory at the head of sys.path, so a worker runs
         # the daemon's own pacsbox, never a copy that happens to sit there.

@@ -405,19 +405,20 @@ def alongside(meanwhile: Callable[[], None] | None, wait: Callable[[], T]) -> T:
     return result
 
 
-def submit_record(
-    attrs: InstanceAttrs,
-    f: StoredFile,
+def record_many(
+    records: list[tuple[InstanceAttrs, StoredFile, str, Callable[[str, Path], bool] | None]],
     committer: GroupCommitter,
     *,
-    calling_ae: str = "",
     policy: str = "replace",
     private: bool = False,
-    same: Callable[[str, Path], bool] | None = None,
-) -> Future:
-    """``record_instance`` for a caller that must not wait (a worker process's
-    request): the Future holds its Recorded, or its exception, after the commit."""
-    return committer.submit(_recorder(attrs, f, calling_ae, policy, private, same))
+) -> list[Future]:
+    """``record_instance`` for (attrs, file, calling AE, same) each, committed
+    together in the caller's thread (a worker process's records, which the
+    worker makes durable meanwhile): each Future holds its Recorded or its
+    exception."""
+    return committer.run_batch(
+        [_recorder(attrs, f, ae, policy, private, same) for attrs, f, ae, same in records]
+    )
 
 
 def _recorder(attrs: InstanceAttrs, f: StoredFile, calling_ae: str, policy: str, private: bool,
@@ -556,6 +557,16 @@ class GroupCommitter:
         fut: Future = Future()
         self._queue.put((fn, fut))
         return fut
+
+    def run_batch(self, fns: list) -> list[Future]:
+        """Commit ``fns`` together in the caller's thread (waiting for the writer
+        lock); their Futures are done on return. A worker's records come in
+        bunches on one socket: its reader commits them itself, saving the hop to
+        the writer thread (a fifth of a worker's record time)."""
+        ready = [(fn, Future()) for fn in fns]
+        with self._idle:
+            self._commit_batch(ready)
+        return [fut for _, fut in ready]
 
     def close(self) -> None:
         self._queue.put(None)

@@ -34,12 +34,12 @@ def _files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
 
 
-def _linked(tmp_path: Path, submit=None, **settings):
+def _linked(tmp_path: Path, record_many=None, **settings):
     ini = write_config(tmp_path / "box", **settings)
     daemon = Archive(load(ini))
     worker = Archive(load(ini), migrate=False)
     ours, theirs = socket.socketpair()
-    server = RecordServer(ours, submit or daemon.submit_record, decompressed, "1")
+    server = RecordServer(ours, record_many or daemon.record_many, decompressed, "1")
     worker.remote_record = RecordClient(theirs).record
     return ini, daemon, worker, server
 
@@ -150,11 +150,11 @@ def test_daemon_gone_during_the_record_keeps_the_file(tmp_path):
     """The row may have been committed: A701, and the file stays for the start-up check."""
     started = threading.Event()
 
-    def stuck(*args) -> Future:
+    def stuck(records) -> list[Future]:
         started.set()
-        return Future()  # the daemon dies before it commits or answers
+        return [Future() for _ in records]  # the daemon dies before it commits or answers
 
-    _, daemon, worker, server = _linked(tmp_path, submit=stuck)
+    _, daemon, worker, server = _linked(tmp_path, record_many=stuck)
     try:
         threading.Timer(0.2, lambda: started.wait() and server.close()).start()
         with pytest.raises(OutcomeUnknown) as exc:
@@ -175,14 +175,15 @@ def test_replies_reach_their_own_callers_in_any_order_and_a_dying_daemon_answers
     all_in = threading.Event()
     commit: list = []
 
-    def late(*args) -> Future:
-        held.append((Future(), commit[0](*args) if len(held) < 3 else None))
+    def late(records) -> list[Future]:
+        for record in records:
+            held.append((Future(), commit[0]([record])[0] if len(held) < 3 else None))
         if len(held) == 4:
             all_in.set()
-        return held[-1][0]
+        return [answer for answer, _ in held[-len(records):]]
 
-    _, daemon, worker, server = _linked(tmp_path, submit=late)
-    commit.append(daemon.submit_record)
+    _, daemon, worker, server = _linked(tmp_path, record_many=late)
+    commit.append(daemon.record_many)
     outcomes: dict[int, object] = {}
 
     def send(n: int) -> None:
