@@ -63,6 +63,7 @@ class CheckReport:
     files_seen: int = 0
     parts_removed: int = 0
     parts_restored: int = 0  # renames a crash undid, put back
+    torn_removed: int = 0  # files a crash cut short before their fsync (never acknowledged)
     interrupted_rows: int = 0  # rows of stores never acknowledged, removed
     indexed: int = 0
     duplicates_removed: int = 0
@@ -74,6 +75,7 @@ class CheckReport:
         return (
             f"{self.folders} folders, {self.files_seen} files: {self.indexed} indexed, "
             f"{self.parts_removed} temp files removed, {self.parts_restored} renames completed, "
+            f"{self.torn_removed} torn files removed, "
             f"{self.interrupted_rows} rows of interrupted stores removed, "
             f"{self.duplicates_removed} duplicate files "
             f"removed, {self.held} moved to holding, {len(self.unreadable)} unreadable, "
@@ -229,11 +231,20 @@ class Archive:
         root, folder = loc
         if self.space_check is not None:
             self.space_check(Path(root))
-        # The folder fsync runs while the index records the file (in a
-        # worker, while the daemon does).
+        # The file and folder fsyncs run while the index records the file
+        # (in a worker, while the daemon does).
         written = storage.write_file(
             Path(root) / folder, chunks, sync=self.sync, settle_later=self.sync
         )
+        try:
+            return self._index_written(written, attrs, root, folder, native, ae, source)
+        finally:
+            written.release()
+
+    def _index_written(
+        self, written: storage.WrittenFile, attrs: meta.InstanceAttrs, root: str, folder: str,
+        native: bool, ae: str, source: str,
+    ) -> StoreResult:
         try:
             rec = self._record(attrs, written, root, folder, native, ae)
         except OutcomeUnknown as exc:
@@ -283,6 +294,8 @@ class Archive:
                 # The study lives elsewhere (another archive root): follow it so
                 # the study stays one folder.
                 root, folder = moved.storage_root, moved.folder
+                if written.settle is not None:
+                    written.settle()  # its bytes durable before they move
                 self._begin_write((root, folder))
                 try:
                     target = Path(root) / folder
@@ -382,7 +395,7 @@ class Archive:
         idx.clear_dirty(folders, every_process=True)
         self.purge_holding()
         if (report.indexed or report.parts_removed or report.missing_files or report.held
-                or report.parts_restored or report.interrupted_rows):
+                or report.parts_restored or report.interrupted_rows or report.torn_removed):
             log.warning("start-up check: %s", report.summary())
         else:
             log.info("start-up check: %s", report.summary())
@@ -420,16 +433,21 @@ class Archive:
         interrupted: bool = False,
     ) -> CheckReport:
         """``interrupted``: these folders were being written when the box went
-        down (the start-up check), so a row without its file is a store that
-        was never acknowledged: a record commits while its folder fsync runs
-        (``index.alongside``), and a crash may keep the row but not the rename."""
+        down (the start-up check). A store's record commits while its file and
+        folder fsyncs run (``index.alongside``), so a crash may leave a file
+        torn under its final name (its name's CRC tells), a row whose rename
+        never reached the disk, or a row without a file: each a store never
+        acknowledged."""
         report = CheckReport(folders=len(folders))
         for n, (root, folder) in enumerate(folders, 1):
             path = Path(root) / folder
             indexed = idx.indexed_names(root, folder)
             on_disk = {p.name: p for p in storage.stored_files(path)}
+            if interrupted:
+                self._remove_torn(on_disk, report, repair=repair)
+            by_stem = {storage.stem_of(name): name for name in indexed}
             for part in storage.leftover_parts(path):
-                name = part.name[: -len(storage.PART_SUFFIX)]
+                name = by_stem.get(storage.stem_of(part.name), "")
                 if interrupted and name in indexed and name not in on_disk:
                     if self._restore_part(part, path / name, indexed[name]):
                         report.parts_restored += 1
@@ -455,6 +473,22 @@ class Archive:
             if progress:
                 progress(n, len(folders))
         return report
+
+    def _remove_torn(self, on_disk: dict[str, Path], report: CheckReport, *, repair: bool) -> None:
+        for name, path in list(on_disk.items()):
+            try:
+                whole = storage.is_whole(path)
+            except OSError as exc:
+                log.warning("start-up check: cannot read %s: %s", path, exc)
+                continue
+            if whole:
+                continue
+            del on_disk[name]  # its row, if any, goes as a row without a file
+            report.torn_removed += 1
+            log.warning("start-up check: removed %s, cut short by the crash before its "
+                        "store was acknowledged", path)
+            if repair:
+                storage.remove_file(path, sync=self.sync)
 
     def _restore_part(self, part: Path, final: Path, sop_uid: str) -> bool:
         """Put back a rename that a crash undid, if the temp file holds the indexed bytes."""

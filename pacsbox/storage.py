@@ -1,10 +1,12 @@
 """The dumb file store: server-made names, durable writes, one folder per study.
 
-A file is written to a ``.part`` name, fsynced, renamed, and its folder
-fsynced, so after a crash a file either is complete under its final name or
-is a ``.part`` leftover the start-up check removes. Names are made here
-(random, 16 hex digits); no path is ever built from a UID that came over the
-network. A study's folder name is a hash of its UID: stable (two senders of
+A file is written to a ``.part`` name and renamed to its final name, and
+both it and its folder are fsynced before its store is acknowledged: for a
+store, the fsyncs run while the index records it. A crash may so leave a
+``.part`` leftover or a final name on torn bytes; the final name carries the
+CRC-32 of the bytes it must hold, and the start-up check removes both.
+Names are made here (16 random hex digits, then the CRC); no path is ever
+built from a UID that came over the network. A study's folder name is a hash of its UID: stable (two senders of
 one new study agree on it without a lock) and safe (only hex digits).
 """
 
@@ -33,9 +35,55 @@ class WrittenFile:
     path: Path
     size: int
     digest: str
-    # With ``settle_later``: makes the rename durable (fsyncs the folder unless
-    # an fsync that started after the rename already did); raises OutOfResources.
-    settle: Callable[[], None] | None = field(default=None, compare=False)
+    # With ``settle_later``: makes the file and its name durable (see
+    # ``write_file``); raises OutOfResources.
+    settle: Settle | None = field(default=None, compare=False)
+
+    def release(self) -> None:
+        """Let go of a file that will never be settled (it is being removed)."""
+        if self.settle is not None:
+            self.settle.release()
+
+
+class Settle:
+    """What makes a file written with ``settle_later`` durable: an fsync of its
+    data, then of its folder (unless one begun since its rename covered it).
+    Runs once; later calls return at once (or raise what the first raised)."""
+
+    def __init__(self, fd: int, folder: Path, folder_settle: Callable[[], None]) -> None:
+        self._fd = fd
+        self._folder = folder
+        self._folder_settle = folder_settle
+        self._lock = threading.Lock()
+        self._done = False
+        self._failed: OutOfResources | None = None
+
+    def __call__(self) -> None:
+        with self._lock:
+            if self._failed is not None:
+                raise self._failed
+            if self._done:
+                return
+            try:
+                fd, self._fd = self._fd, -1
+                if fd >= 0:
+                    try:
+                        os.fsync(fd)
+                    except OSError as exc:
+                        raise _out_of_resources(exc, self._folder) from None
+                    finally:
+                        os.close(fd)
+                self._folder_settle()
+            except OutOfResources as exc:
+                self._failed = exc
+                raise
+            self._done = True
+
+    def release(self) -> None:
+        with self._lock:
+            fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
 
 
 def study_folder(study_instance_uid: str) -> str:
@@ -92,8 +140,40 @@ def _same_stream(fh, chunks: Iterable[bytes | memoryview]) -> bool:
     return fh.read(1) == b""
 
 
-def new_file_name() -> str:
-    return secrets.token_hex(8) + ".dcm"
+def stored_name(stem: str, crc: int) -> str:
+    """A stored file's name: a random stem and the CRC-32 of its bytes.
+
+    The name says what the file must hold, so the start-up check can tell a
+    file a crash cut short even when no index row names it: a store's file
+    gets its final name before its fsync (which runs while the index records
+    it), and a crash in between may leave that name on torn bytes.
+    """
+    return f"{stem}-{crc:08x}.dcm"
+
+
+def stem_of(name: str) -> str:
+    """The random part of a stored or temporary file's name (``ab12...``)."""
+    return name.split(".", 1)[0].split("-", 1)[0]
+
+
+def named_digest(name: str) -> str | None:
+    """The digest a stored file's name carries; None for names made before they did."""
+    _, sep, crc = name.split(".", 1)[0].partition("-")
+    if not sep or len(crc) != 8 or not all(c in "0123456789abcdef" for c in crc):
+        return None
+    return DIGEST_PREFIX + crc
+
+
+def is_whole(path: Path) -> bool:
+    """False when the file's bytes are not those its name's digest says (torn by a crash)."""
+    expected = named_digest(path.name)
+    if expected is None:
+        return True  # written before names carried digests: fsynced before its rename
+    crc = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            crc = zlib.crc32(chunk, crc)
+    return _crc_digest(crc) == expected
 
 
 def fsync_dir(path: Path) -> None:
@@ -173,43 +253,53 @@ def ensure_dir(path: Path, sync: bool) -> None:
 def write_file(
     folder: Path, chunks: list[bytes | memoryview], *, sync: bool = True, settle_later: bool = False
 ) -> WrittenFile:
-    """Write ``chunks`` durably as a new server-named file in ``folder``.
+    """Write ``chunks`` as a new server-named file in ``folder``, durably.
 
-    With ``settle_later`` the folder fsync that makes the rename durable is
-    left to ``WrittenFile.settle``, which runs while the index records the file.
+    With ``settle_later`` the file is under its final name on return but not
+    yet durable: ``WrittenFile.settle`` fsyncs it and its folder while the
+    index records it (and must run before the store is acknowledged). The
+    name carries the file's CRC-32, which tells the start-up check whether a
+    crash left it whole (``is_whole``). Without it: fsync, rename, folder
+    fsync, all done on return.
     Raises OutOfResources (A700) when the disk is full or the folder cannot be
     written; nothing is left behind in that case.
     """
-    settle = None
-    name = new_file_name()
-    final = folder / name
-    tmp = folder / (name + PART_SUFFIX)
-    crc = 0
-    size = 0
+    stem = secrets.token_hex(8)
+    tmp = folder / (stem + PART_SUFFIX)
+    final: Path | None = None
+    fd = -1
     try:
         ensure_dir(folder, sync)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-        try:
-            for chunk in chunks:
-                view = memoryview(chunk)
-                crc = zlib.crc32(view, crc)
-                while view:
-                    n = os.write(fd, view)
-                    view = view[n:]
-                    size += n
-            if sync:
-                os.fsync(fd)
-        finally:
+        crc = 0
+        size = 0
+        for chunk in chunks:
+            view = memoryview(chunk)
+            crc = zlib.crc32(view, crc)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+                size += n
+        final = folder / stored_name(stem, crc)
+        if sync and not settle_later:
+            os.fsync(fd)
+        if not (sync and settle_later):
             os.close(fd)
+            fd = -1
         os.rename(tmp, final)
+        settle = None
         if sync:
-            settle = settle_rename(folder)
+            settle = Settle(fd, folder, settle_rename(folder))
+            fd = -1  # the Settle closes it
             if not settle_later:
                 settle()
                 settle = None
     except (OSError, OutOfResources) as exc:
+        if fd >= 0:
+            os.close(fd)
         _unlink_quietly(tmp)
-        _unlink_quietly(final)
+        if final is not None:
+            _unlink_quietly(final)
         if isinstance(exc, OutOfResources):
             raise
         raise _out_of_resources(exc, folder) from None

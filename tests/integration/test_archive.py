@@ -6,6 +6,7 @@ import errno
 import functools
 import io
 import os
+import re
 import threading
 import zlib
 from pathlib import Path
@@ -81,9 +82,11 @@ def test_store_indexes_every_level_and_names_files_itself(archive):
     assert st.patient.num_instances == 6
     files = _files(archive.cfg.archive_dir)
     assert len(files) == 6
-    # Server-made names: hex only, all in the study's one folder.
+    # Server-made names: hex only (a random stem, then the CRC-32 of the file's
+    # bytes), all in the study's one folder.
     assert len({f.parent for f in files}) == 1
-    assert all(f.stem.isalnum() and st.study_instance_uid not in str(f) for f in files)
+    assert all(re.fullmatch(r"[0-9a-f]{16}-[0-9a-f]{8}\.dcm", f.name) for f in files)
+    assert all(storage.named_digest(f.name) == storage.digest([f.read_bytes()]) for f in files)
 
 
 def test_identical_resend_keeps_one_copy(archive):
@@ -474,7 +477,8 @@ def test_startup_check_completes_a_rename_the_crash_undid(tmp_path):
     inst = Instance.select().order_by(Instance.id.desc()).get()
     final = idx.instance_path(inst)
     a.close()
-    final.rename(final.with_name(final.name + storage.PART_SUFFIX))  # the rename never reached the disk
+    # The rename never reached the disk: the file is under its temp name.
+    final.rename(final.with_name(storage.stem_of(final.name) + storage.PART_SUFFIX))
     b = Archive(a.cfg)
     try:
         report = b.startup_check()
@@ -495,7 +499,7 @@ def test_startup_check_never_puts_back_a_temp_file_that_differs_from_its_row(tmp
     inst = Instance.select().order_by(Instance.id.desc()).get()
     final = idx.instance_path(inst)
     a.close()
-    part = final.with_name(final.name + storage.PART_SUFFIX)
+    part = final.with_name(storage.stem_of(final.name) + storage.PART_SUFFIX)
     final.rename(part)
     part.write_bytes(study[1][: len(study[1]) // 2])
     b = Archive(a.cfg)
@@ -509,6 +513,51 @@ def test_startup_check_never_puts_back_a_temp_file_that_differs_from_its_row(tmp
         _counts_are_exact()
     finally:
         b.close()
+
+
+def test_startup_check_removes_files_a_crash_cut_short_with_or_without_their_row(tmp_path):
+    """A store's file gets its final name before its fsync, which runs while
+    the index records it: a power cut in between can leave that name on torn
+    bytes, with its row or (the row's commit lost too) without. The CRC in
+    the name tells; neither was acknowledged, both go, the rest stays."""
+    a = _archive(tmp_path)
+    study = make_study(per_series=4)
+    for data in study:
+        a.store(data)
+    rows = list(Instance.select().order_by(Instance.id))
+    with_row, without_row = idx.instance_path(rows[2]), idx.instance_path(rows[3])
+    idx.delete_instance(rows[3])  # its record's commit was lost
+    a.close()
+    with_row.write_bytes(study[2][:1000])
+    without_row.write_bytes(study[3][:-100] + b"\0" * 100)  # the same size, its tail never written
+    b = Archive(a.cfg)
+    try:
+        report = b.startup_check()
+        assert report.torn_removed == 2 and report.interrupted_rows == 1
+        assert report.indexed == 0 and not report.missing_files
+        assert not with_row.exists() and not without_row.exists()
+        assert sorted(i.sop_instance_uid for i in Instance.select()) == sorted(
+            r.sop_instance_uid for r in rows[:2])
+        for inst in Instance.select():
+            assert idx.instance_path(inst).read_bytes() in study[:2]
+        _counts_are_exact()
+    finally:
+        b.close()
+
+
+def test_a_store_returns_only_once_its_file_and_folder_are_fsynced(archive, monkeypatch):
+    """The fsyncs run while the index records, but never after the answer."""
+    synced: list[str] = []
+    fsync = os.fsync
+
+    def watched(fd: int) -> None:
+        fsync(fd)
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+
+    monkeypatch.setattr(os, "fsync", watched)
+    archive.store(make_instance())
+    (path,) = _files(archive.cfg.archive_dir)
+    assert str(path) in synced and str(path.parent) in synced
 
 
 def test_startup_check_removes_the_row_of_a_store_whose_file_never_reached_the_disk(tmp_path):
