@@ -30,6 +30,7 @@ from pacsbox.db import DbError, close_database, open_database
 from pacsbox.db import index as idx
 from pacsbox.db.models import ApplicationEntity, Instance, Patient, Series, Study
 from pacsbox.errors import (
+    CannotUnderstand,
     DatabaseError,
     DatasetMismatch,
     DuplicateRejected,
@@ -517,6 +518,8 @@ class Archive:
         try:
             with open(path, "rb") as fh:
                 data = fh.read()
+            if storage.named_digest(path.name) not in (None, storage.digest([data])):
+                raise CannotUnderstand("torn: its bytes differ from the CRC-32 in its name")
             parsed = meta.parse(data)
         except (OSError, PacsboxError) as exc:
             report.unreadable.append(str(path))
