@@ -467,9 +467,9 @@ def test_a_replace_is_durable_before_the_earlier_file_moves(archive, monkeypatch
     assert events == ["index durable", "earlier file moved"]
 
 
-def test_startup_check_completes_a_rename_the_crash_undid(tmp_path):
-    """A worker's row can commit while its folder fsync still runs: after a
-    crash the row may name a file that is still under its temp name."""
+def _rename_undone(tmp_path: Path):
+    """Two images stored, the archive closed, and the second one's rename undone
+    (it never reached the disk): its file is back under its temp name."""
     a = _archive(tmp_path)
     study = make_study(per_series=2)
     a.store(study[0])
@@ -477,9 +477,16 @@ def test_startup_check_completes_a_rename_the_crash_undid(tmp_path):
     inst = Instance.select().order_by(Instance.id.desc()).get()
     final = idx.instance_path(inst)
     a.close()
-    # The rename never reached the disk: the file is under its temp name.
-    final.rename(final.with_name(storage.stem_of(final.name) + storage.PART_SUFFIX))
-    b = Archive(a.cfg)
+    part = final.with_name(storage.stem_of(final.name) + storage.PART_SUFFIX)
+    final.rename(part)
+    return a.cfg, study, inst, final, part
+
+
+def test_startup_check_completes_a_rename_the_crash_undid(tmp_path):
+    """A row commits while its file and folder fsyncs still run: after a
+    crash the row may name a file that is still under its temp name."""
+    cfg, study, _, final, _ = _rename_undone(tmp_path)
+    b = Archive(cfg)
     try:
         report = b.startup_check()
         assert report.parts_restored == 1 and report.parts_removed == 0
@@ -492,17 +499,9 @@ def test_startup_check_completes_a_rename_the_crash_undid(tmp_path):
 def test_startup_check_never_puts_back_a_temp_file_that_differs_from_its_row(tmp_path):
     """A torn temp file (the crash cut its write short) under an indexed name is
     not renamed into place: it is removed, and so is the row of that store."""
-    a = _archive(tmp_path)
-    study = make_study(per_series=2)
-    a.store(study[0])
-    a.store(study[1])
-    inst = Instance.select().order_by(Instance.id.desc()).get()
-    final = idx.instance_path(inst)
-    a.close()
-    part = final.with_name(storage.stem_of(final.name) + storage.PART_SUFFIX)
-    final.rename(part)
+    cfg, study, inst, final, part = _rename_undone(tmp_path)
     part.write_bytes(study[1][: len(study[1]) // 2])
-    b = Archive(a.cfg)
+    b = Archive(cfg)
     try:
         report = b.startup_check()
         assert report.parts_restored == 0 and report.parts_removed == 1
