@@ -6,8 +6,9 @@ store, the fsyncs run while the index records it. A crash may so leave a
 ``.part`` leftover or a final name on torn bytes; the final name carries the
 CRC-32 of the bytes it must hold, and the start-up check removes both.
 Names are made here (16 random hex digits, then the CRC); no path is ever
-built from a UID that came over the network. A study's folder name is a hash of its UID: stable (two senders of
-one new study agree on it without a lock) and safe (only hex digits).
+built from a UID that came over the network. A study's folder name is a
+hash of its UID: stable (two senders of one new study agree on it without a
+lock) and safe (only hex digits).
 """
 
 from __future__ import annotations
@@ -169,11 +170,8 @@ def is_whole(path: Path) -> bool:
     expected = named_digest(path.name)
     if expected is None:
         return True  # written before names carried digests: fsynced before its rename
-    crc = 0
     with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            crc = zlib.crc32(chunk, crc)
-    return _crc_digest(crc) == expected
+        return digest(iter(lambda: fh.read(1 << 20), b"")) == expected
 
 
 def fsync_dir(path: Path) -> None:

@@ -159,8 +159,13 @@ def test_command_and_data_in_one_pdu_and_many_small_fragments(server):
     assert dataset_of(got[uid_b]) == ds_b
 
 
-@pytest.mark.parametrize("violation", ["other context", "command inside data"])
-def test_protocol_violation_aborts_that_association_and_stores_nothing(server, violation):
+@pytest.mark.parametrize("violation,logged", [
+    ("other context", "unexpected PDV"),
+    ("command inside data", "unexpected PDV"),
+    ("unknown PDU type", "unknown PDU type 0xFF"),
+    ("PDU of 4 GB", "a PDU of 4294967280 bytes"),
+])  # fmt: skip
+def test_protocol_violation_aborts_that_association_and_stores_nothing(server, violation, logged):
     data = make_instance(rows=16, columns=16)
     uid = str(pydicom.dcmread(pydicom.filebase.DicomBytesIO(data)).SOPInstanceUID)
     ds = dataset_of(data)
@@ -170,13 +175,17 @@ def test_protocol_violation_aborts_that_association_and_stores_nothing(server, v
         peer.send(pdu(pdv(peer.cx, 0x00, ds[:50])))
         if violation == "other context":
             peer.send(pdu(pdv(peer.cx + 2, 0x02, ds[50:])))
-        else:
+        elif violation == "command inside data":
             peer.send(pdu(pdv(peer.cx, 0x03, command(uid, 2))))
+        elif violation == "unknown PDU type":
+            peer.send(b"\xff\x00" + struct.pack(">I", 4) + b"\0" * 4)
+        else:  # a header that claims more than any receive buffer should hold
+            peer.send(struct.pack(">BBI", 0x04, 0, 0xFFFFFFF0) + b"\0" * 32)
         kind, _ = peer.read_pdu()
         assert kind == 0x07, f"expected an A-ABORT, got PDU type {kind:#x}"
     finally:
         peer.close()
-    poll(lambda: "unexpected PDV" in server.output(), 10, what="the abort in the log")
+    poll(lambda: logged in server.output(), 10, what="the abort in the log")
     assert stored(server) == {}
     r = dcmtk("echoscu", "-aet", "STORESCU", "-aec", server.ae_title, "127.0.0.1", str(server.port))
     assert r.returncode == 0
