@@ -30,7 +30,7 @@ test-deps:
 # scratch); without the network, or with PACSBOX_IMAGE_TESTS=0, their tests
 # skip with one line saying why. A build that fails otherwise fails make test.
 test: test-deps $(STAMP)
-	$(BIN)/ruff check pacsbox tests
+	$(BIN)/ruff check pacsbox tests bench
 	PYTHON=$(BIN)/python bash image-build/build.sh --for-tests
 	$(BIN)/pytest -q -p no:cacheprovider
 
@@ -38,8 +38,8 @@ bench: test-deps $(STAMP)
 	$(BIN)/python -m bench.run
 
 lint: $(STAMP)
-	$(BIN)/ruff check pacsbox tests
-	$(BIN)/ruff format --check pacsbox tests
+	$(BIN)/ruff check pacsbox tests bench
+	$(BIN)/ruff format --check pacsbox tests bench
 
 image:
 	bash image-build/build.sh

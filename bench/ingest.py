@@ -48,9 +48,14 @@ def corpus(kind: str, n: int, rows: int) -> list[Path]:
     study = f"1.2.826.0.1.3680043.10.1395.8.{code}.{n}"
     for i in range(n):
         data = make_instance(
-            patient_id=f"BENCH-{kind}", study_uid=study,
-            series_uid=f"{study}.{i // per_series}", instance_number=i + 1,
-            rows=rows, columns=rows, modality="CT", pixel_seed=i + 1,
+            patient_id=f"BENCH-{kind}",
+            study_uid=study,
+            series_uid=f"{study}.{i // per_series}",
+            instance_number=i + 1,
+            rows=rows,
+            columns=rows,
+            modality="CT",
+            pixel_seed=i + 1,
         )
         (folder / f"{i:06d}.dcm").write_bytes(data)
     return sorted(folder.glob("*.dcm"))
@@ -105,15 +110,18 @@ def send(port: int, aec: str, files: list[Path], parallel: int) -> float:
     procs = [
         subprocess.Popen(
             ["storescu", "-aet", "BENCH", "-aec", aec, "127.0.0.1", str(port), *map(str, g)],
-            env=DCMTK_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env=DCMTK_ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         for g in groups
     ]
     for p in procs:
         out, _ = p.communicate(timeout=1800)
         if p.returncode != 0:
-            raise RuntimeError(f"storescu exited {p.returncode}: "
-                               f"{out.decode(errors='replace')[-500:]}")
+            raise RuntimeError(
+                f"storescu exited {p.returncode}: {out.decode(errors='replace')[-500:]}"
+            )
     return time.perf_counter() - t0
 
 
@@ -141,11 +149,21 @@ class StorescpTarget:
         port = free_port()
         self.proc = subprocess.Popen(
             ["storescp", "--fork", "-od", str(folder), "-aet", "STORESCP", str(port)],
-            env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=DCMTK_ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
-        poll(lambda: subprocess.run(["echoscu", "-aec", "STORESCP", "127.0.0.1", str(port)],
-                                    capture_output=True, env=DCMTK_ENV).returncode == 0,
-             what="storescp")
+        poll(
+            lambda: (
+                subprocess.run(
+                    ["echoscu", "-aec", "STORESCP", "127.0.0.1", str(port)],
+                    capture_output=True,
+                    env=DCMTK_ENV,
+                ).returncode
+                == 0
+            ),
+            what="storescp",
+        )
         return port, "STORESCP", self.proc.pid
 
     def stop(self) -> None:
@@ -204,8 +222,12 @@ def main() -> dict:
         "small_64x64": corpus("small", N_SMALL, 64),
     }
     targets = [PacsboxTarget(), StorescpTarget(), OrthancTarget(), OrthancTarget(sync=False)]
-    out: dict = {"corpus": {k: {"files": len(v), "MB": round(sum(f.stat().st_size for f in v) / 1e6, 1)}
-                            for k, v in sets.items()}}
+    out: dict = {
+        "corpus": {
+            k: {"files": len(v), "MB": round(sum(f.stat().st_size for f in v) / 1e6, 1)}
+            for k, v in sets.items()
+        }
+    }
     for set_name, files in sets.items():
         res: dict = {}
         for parallel in (1, 4):

@@ -32,8 +32,13 @@ def _medium(files: list[Path]) -> Path:
     (medium / "DICOM").mkdir(parents=True)
     for i, f in enumerate(files):
         shutil.copyfile(f, medium / "DICOM" / f"IM{i:06d}")
-    subprocess.run(["dcmmkdir", "--recurse", "--invent", "+id", str(medium), "DICOM"],
-                   cwd=medium, check=True, env=DCMTK_ENV, capture_output=True)
+    subprocess.run(
+        ["dcmmkdir", "--recurse", "--invent", "+id", str(medium), "DICOM"],
+        cwd=medium,
+        check=True,
+        env=DCMTK_ENV,
+        capture_output=True,
+    )
     return medium
 
 
@@ -64,8 +69,13 @@ def main() -> dict:
     shutil.rmtree(ref, ignore_errors=True)
     shutil.copytree(medium / "DICOM", ref / "DICOM")
     t0 = time.perf_counter()
-    subprocess.run(["dcmmkdir", "--recurse", "--invent", "+id", str(ref), "DICOM"], cwd=ref,
-                   check=True, env=DCMTK_ENV, capture_output=True)
+    subprocess.run(
+        ["dcmmkdir", "--recurse", "--invent", "+id", str(ref), "DICOM"],
+        cwd=ref,
+        check=True,
+        env=DCMTK_ENV,
+        capture_output=True,
+    )
     t_ref = time.perf_counter() - t0
     shutil.rmtree(WORK / "media", ignore_errors=True)
     mb = size / 1e6

@@ -160,7 +160,9 @@ def flat_memory(srv, work: Path) -> dict:
     if not marker.exists():
         t0 = time.perf_counter()
         storescu(srv.port, srv.ae_title, work / "big")
-        print(f"retrieve bench: stored {len(files)} small images ({time.perf_counter() - t0:.0f} s)")
+        print(
+            f"retrieve bench: stored {len(files)} small images ({time.perf_counter() - t0:.0f} s)"
+        )
         marker.write_text("ok\n")
     pid = srv.proc.pid
     out: dict = {"images": BIG_IMAGES}

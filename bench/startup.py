@@ -40,8 +40,11 @@ def main() -> dict:
     for _ in range(5):
         status.unlink(missing_ok=True)
         t0 = time.monotonic()
-        proc = subprocess.Popen([PACSBOX, "serve", "--config", str(ini), "--port", "0"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [PACSBOX, "serve", "--config", str(ini), "--port", "0"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = t0 + 120
         while time.monotonic() < deadline:
             try:

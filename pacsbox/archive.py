@@ -243,16 +243,26 @@ class Archive:
             written.release()
 
     def _index_written(
-        self, written: storage.WrittenFile, attrs: meta.InstanceAttrs, root: str, folder: str,
-        native: bool, ae: str, source: str,
+        self,
+        written: storage.WrittenFile,
+        attrs: meta.InstanceAttrs,
+        root: str,
+        folder: str,
+        native: bool,
+        ae: str,
+        source: str,
     ) -> StoreResult:
         try:
             rec = self._record(attrs, written, root, folder, native, ae)
         except OutcomeUnknown as exc:
             # The row may have been committed: keep the file (the start-up
             # check indexes it if not) and let the sender try again.
-            log.error("index update for %s from %s not confirmed: %s",
-                      attrs.sop_instance_uid, ae or source, exc)
+            log.error(
+                "index update for %s from %s not confirmed: %s",
+                attrs.sop_instance_uid,
+                ae or source,
+                exc,
+            )
             raise
         except (DuplicateRejected, OutOfResources):
             storage.remove_file(written.path, sync=self.sync)
@@ -261,7 +271,9 @@ class Archive:
             storage.remove_file(written.path, sync=self.sync)
             log.error(
                 "index update failed for %s from %s, file removed: %s",
-                attrs.sop_instance_uid, ae or source, exc,
+                attrs.sop_instance_uid,
+                ae or source,
+                exc,
             )
             raise DatabaseError(f"index update failed: {exc}") from None
         if rec.outcome in ("duplicate", "kept-first"):
@@ -278,16 +290,23 @@ class Archive:
 
     def _record(self, attrs, written, root: str, folder: str, native: bool, ae: str):
         for _ in range(3):
-            f = idx.StoredFile(root, folder, written.path.name, written.size, written.digest, native)
+            f = idx.StoredFile(
+                root, folder, written.path.name, written.size, written.digest, native
+            )
             try:
                 if self.remote_record is not None:
                     # The folder fsync runs while the daemon records.
                     rec = self.remote_record(attrs, f, ae, meanwhile=written.settle)
                 else:
                     rec = idx.record_instance(
-                        attrs, f, calling_ae=ae, policy=self.cfg.DuplicatePolicy,
-                        private=self.cfg.NewStudiesPrivate, committer=self.committer,
-                        meanwhile=written.settle, same=_repeats(written.path, written.digest),
+                        attrs,
+                        f,
+                        calling_ae=ae,
+                        policy=self.cfg.DuplicatePolicy,
+                        private=self.cfg.NewStudiesPrivate,
+                        committer=self.committer,
+                        meanwhile=written.settle,
+                        same=_repeats(written.path, written.digest),
                     )
                 self._remember(attrs.study_instance_uid, (root, folder))
                 return rec
@@ -316,9 +335,13 @@ class Archive:
         """A worker process's records (attrs, file, calling AE), committed
         together in this process's index (the worker fsyncs meanwhile)."""
         return idx.record_many(
-            [(attrs, f, ae, _repeats(Path(f.storage_root) / f.folder / f.file_name, f.digest))
-             for attrs, f, ae in records],
-            self.committer, policy=self.cfg.DuplicatePolicy, private=self.cfg.NewStudiesPrivate,
+            [
+                (attrs, f, ae, _repeats(Path(f.storage_root) / f.folder / f.file_name, f.digest))
+                for attrs, f, ae in records
+            ],
+            self.committer,
+            policy=self.cfg.DuplicatePolicy,
+            private=self.cfg.NewStudiesPrivate,
         )
 
     def _hold_replaced(self, old: Path, sop_uid: str, ae: str) -> None:
@@ -327,7 +350,9 @@ class Archive:
             storage.remove_file(old, sync=self.sync)
             log.info("replaced SOP Instance %s from %s; earlier file kept as %s", sop_uid, ae, held)
         except OSError as exc:
-            log.error("replaced SOP Instance %s but could not move the earlier file: %s", sop_uid, exc)
+            log.error(
+                "replaced SOP Instance %s but could not move the earlier file: %s", sop_uid, exc
+            )
 
     def holding_dir_today(self) -> Path:
         return self.cfg.holding_dir / dt.date.today().strftime("%Y%m%d")
@@ -395,8 +420,15 @@ class Archive:
         report = self._check_folders(folders, progress, repair=True, interrupted=True)
         idx.clear_dirty(folders, every_process=True)
         self.purge_holding()
-        if (report.indexed or report.parts_removed or report.missing_files or report.held
-                or report.parts_restored or report.interrupted_rows or report.torn_removed):
+        if (
+            report.indexed
+            or report.parts_removed
+            or report.missing_files
+            or report.held
+            or report.parts_restored
+            or report.interrupted_rows
+            or report.torn_removed
+        ):
             log.warning("start-up check: %s", report.summary())
         else:
             log.info("start-up check: %s", report.summary())
@@ -486,8 +518,11 @@ class Archive:
                 continue
             del on_disk[name]  # its row, if any, goes as a row without a file
             report.torn_removed += 1
-            log.warning("start-up check: removed %s, cut short by the crash before its "
-                        "store was acknowledged", path)
+            log.warning(
+                "start-up check: removed %s, cut short by the crash before its "
+                "store was acknowledged",
+                path,
+            )
             if repair:
                 storage.remove_file(path, sync=self.sync)
 
@@ -510,10 +545,16 @@ class Archive:
         inst = idx.find_instance(sop_uid)
         if inst is not None:
             idx.delete_instance(inst)
-        log.warning("start-up check: removed the index row of SOP Instance %s, whose store was "
-                    "interrupted before its file %s was on disk (never acknowledged)", sop_uid, path)
+        log.warning(
+            "start-up check: removed the index row of SOP Instance %s, whose store was "
+            "interrupted before its file %s was on disk (never acknowledged)",
+            sop_uid,
+            path,
+        )
 
-    def _adopt(self, path: Path, root: str, folder: str, report: CheckReport, *, repair: bool) -> None:
+    def _adopt(
+        self, path: Path, root: str, folder: str, report: CheckReport, *, repair: bool
+    ) -> None:
         """Index a file found on disk without a row; never let it replace an indexed one."""
         try:
             with open(path, "rb") as fh:
@@ -598,7 +639,9 @@ class Archive:
             series_instance_uid="",
             transfer_syntax_uid=inst.transfer_syntax_uid,
         )
-        return meta.part10_header(attrs, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME) + data
+        return (
+            meta.part10_header(attrs, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME) + data
+        )
 
 
 def _holds(existing: Instance, chunks: list[bytes]) -> bool:

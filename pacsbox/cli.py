@@ -71,9 +71,7 @@ def cmd_scp_worker(args: argparse.Namespace, cfg: config.Config) -> int:
 
 @command("default-config")
 def cmd_default_config(args: argparse.Namespace, cfg: config.Config) -> int:
-    text = config.default_ini(
-        {"DataDirectory": "."} if args.out else {}
-    )
+    text = config.default_ini({"DataDirectory": "."} if args.out else {})
     if args.out:
         out = Path(args.out)
         if out.exists() and not args.force:
@@ -105,7 +103,9 @@ def cmd_ae(args: argparse.Namespace, cfg: config.Config) -> int:
             if args.allow is not None:
                 fields["allowaccess"] = args.allow
             if args.archivedir is not None:
-                fields["archivedir"] = str(Path(args.archivedir).resolve()) if args.archivedir else ""
+                fields["archivedir"] = (
+                    str(Path(args.archivedir).resolve()) if args.archivedir else ""
+                )
             if args.description is not None:
                 fields["description"] = args.description
             idx.ae_upsert(title, **fields)
@@ -197,15 +197,24 @@ def cmd_export(args: argparse.Namespace, cfg: config.Config) -> int:
         raise UsageError("choose what to export with --patient, --study or --series")
     with _archive(cfg) as archive:
         volumes = export_selection(
-            archive, Path(args.out), patients=args.patient, studies=args.study,
-            series=args.series, media=args.media, zip_volumes=args.zip, label=args.label,
-            viewer_dir=Path(args.viewer) if args.viewer else None, progress=Bar("export"),
+            archive,
+            Path(args.out),
+            patients=args.patient,
+            studies=args.study,
+            series=args.series,
+            media=args.media,
+            zip_volumes=args.zip,
+            label=args.label,
+            viewer_dir=Path(args.viewer) if args.viewer else None,
+            progress=Bar("export"),
         )
         for v in volumes:
             extra = f", deviations: {'; '.join(v.deviations)}" if v.deviations else ""
             zipped = f", zip {v.zip_path}" if v.zip_path else ""
-            print(f"volume {v.number} {v.label}: {v.instances} instances, {v.bytes} bytes, "
-                  f"{v.profile}, {v.directory}{zipped}{extra}")
+            print(
+                f"volume {v.number} {v.label}: {v.instances} instances, {v.bytes} bytes, "
+                f"{v.profile}, {v.directory}{zipped}{extra}"
+            )
         return 0
 
 
@@ -215,8 +224,10 @@ def cmd_burn(args: argparse.Namespace, cfg: config.Config) -> int:
     from pacsbox.progress import Bar
 
     res = burn_path(Path(args.path), args.device or cfg.BurnerDevice, progress=Bar("burn"))
-    print(f"burned {res.volume_id} to {res.device}: {res.bytes_written} bytes, "
-          f"{res.files_verified} files verified in {res.seconds:.1f} s")
+    print(
+        f"burned {res.volume_id} to {res.device}: {res.bytes_written} bytes, "
+        f"{res.files_verified} files verified in {res.seconds:.1f} s"
+    )
     return 0
 
 
@@ -256,8 +267,12 @@ def cmd_user(args: argparse.Namespace, cfg: config.Config) -> int:
     with _archive(cfg):  # opens and migrates the index
         if args.user_cmd == "add":
             pw = users.add_user(
-                args.name, args.privilege or [], first_name=args.first_name or "",
-                last_name=args.last_name or "", group=args.group, wado_only=args.wado,
+                args.name,
+                args.privilege or [],
+                first_name=args.first_name or "",
+                last_name=args.last_name or "",
+                group=args.group,
+                wado_only=args.wado,
             )
             print(f"user {args.name} created; one-time password: {pw}")
         elif args.user_cmd == "passwd":
@@ -270,12 +285,17 @@ def cmd_user(args: argparse.Namespace, cfg: config.Config) -> int:
                 else:
                     pw = sys.stdin.readline().rstrip("\n")
             out = users.set_password(args.name, pw)
-            print(f"one-time password for {args.name}: {out}" if pw is None
-                  else f"password of {args.name} changed")
+            print(
+                f"one-time password for {args.name}: {out}"
+                if pw is None
+                else f"password of {args.name} changed"
+            )
         elif args.user_cmd == "list":
             for u in users.list_users():
-                print(f"{u['name']:16} {u['first_name']} {u['last_name']:20} {u['group']:12} "
-                      f"{','.join(u['privileges'])}")
+                print(
+                    f"{u['name']:16} {u['first_name']} {u['last_name']:20} {u['group']:12} "
+                    f"{','.join(u['privileges'])}"
+                )
         return 0
 
 
@@ -286,9 +306,7 @@ def cmd_selfcheck(args: argparse.Namespace, cfg: config.Config) -> int:
     # The box calls itself with its own AE title from loopback, which the
     # listener accepts without an AE-table entry.
     peer = scu.Peer(cfg.ApplicationEntityTitle, "127.0.0.1", cfg.ServerPortNumber)
-    return selfcheck.run(
-        cfg, lambda: scu.echo(cfg.ApplicationEntityTitle, peer, timeout=5).ok
-    )
+    return selfcheck.run(cfg, lambda: scu.echo(cfg.ApplicationEntityTitle, peer, timeout=5).ok)
 
 
 @command("purge")
@@ -309,11 +327,13 @@ def _bool_flag(p: argparse.ArgumentParser, name: str, help_on: str, help_off: st
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", help="INI file (default: $PACSBOX_CONFIG, "
-                        "/etc/pacsbox/PACSBOX.ini, else ./var)")
+    common.add_argument(
+        "--config", help="INI file (default: $PACSBOX_CONFIG, /etc/pacsbox/PACSBOX.ini, else ./var)"
+    )
     common.add_argument("--debug", action="store_true", help="tracebacks and debug logs")
     p = argparse.ArgumentParser(
-        prog="pacsbox", parents=[common],
+        prog="pacsbox",
+        parents=[common],
         description="pacsbox: a DICOM archive appliance (PACS in one box).",
     )
     p.add_argument("--version", action="version", version=f"pacsbox {__version__}")
@@ -323,14 +343,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, help="override ServerPortNumber (0 picks a free port)")
     s.add_argument("--web-port", type=int, help="override WebPort (0 picks a free port)")
 
-    s = sub.add_parser("scp-worker", parents=[common],
-                       help="(internal) a DICOM worker process started by serve")
+    s = sub.add_parser(
+        "scp-worker", parents=[common], help="(internal) a DICOM worker process started by serve"
+    )
     s.add_argument("--index", type=int, required=True)
     s.add_argument("--listen-fd", type=int, required=True)
     s.add_argument("--processes", type=int, required=True)
     s.add_argument("--record-fd", type=int, required=True)
-    s = sub.add_parser("default-config", parents=[common],
-                       help="print (or write) the commented default INI")
+    s = sub.add_parser(
+        "default-config", parents=[common], help="print (or write) the commented default INI"
+    )
     s.add_argument("--out", help="write to this file instead of standard output")
     s.add_argument("--force", action="store_true", help="overwrite an existing file")
 
@@ -342,66 +364,105 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--port", type=int, help="its DICOM port (for C-MOVE, forwarding, Ping)")
     a.add_argument("--ip", help="only accept this AE from this IP address")
     allow = a.add_mutually_exclusive_group()
-    allow.add_argument("--allow", dest="allow", action="store_true", default=None,
-                       help="allow it to associate (default for a new AE)")
-    allow.add_argument("--deny", dest="allow", action="store_false",
-                       help="refuse its associations")
+    allow.add_argument(
+        "--allow",
+        dest="allow",
+        action="store_true",
+        default=None,
+        help="allow it to associate (default for a new AE)",
+    )
+    allow.add_argument("--deny", dest="allow", action="store_false", help="refuse its associations")
     a.add_argument("--archivedir", help="store what this AE sends under this folder")
     a.add_argument("--description", help="free text")
     aesub.add_parser("list", parents=[common], help="list the AE table")
     r = aesub.add_parser("remove", parents=[common], help="remove an AE")
     r.add_argument("title")
 
-    sub.add_parser("rebuild-index", parents=[common],
-                   help="rebuild the whole index from the archived files")
-    sub.add_parser("check", parents=[common],
-                   help="compare files and index, change nothing (exit 1 on differences)")
+    sub.add_parser(
+        "rebuild-index", parents=[common], help="rebuild the whole index from the archived files"
+    )
+    sub.add_parser(
+        "check",
+        parents=[common],
+        help="compare files and index, change nothing (exit 1 on differences)",
+    )
     s = sub.add_parser("user", parents=[common], help="manage web users (root manages all)")
     usub = s.add_subparsers(dest="user_cmd", required=True, metavar="ACTION")
     u = usub.add_parser("add", parents=[common], help="add a user; prints a one-time password")
     u.add_argument("name")
-    u.add_argument("--privilege", action="append", metavar="P",
-                   help="a privilege (view, modify, forward, query, move, download, export, "
-                   "import, print, upload, monitor, mark, storage, admin); repeat for more")
+    u.add_argument(
+        "--privilege",
+        action="append",
+        metavar="P",
+        help="a privilege (view, modify, forward, query, move, download, export, "
+        "import, print, upload, monitor, mark, storage, admin); repeat for more",
+    )
     u.add_argument("--first-name")
     u.add_argument("--last-name")
     u.add_argument("--group")
     u.add_argument("--wado", action="store_true", help="the dedicated WADO-only account")
-    u = usub.add_parser("passwd", parents=[common],
-                        help="set a password (read from the terminal or standard input)")
+    u = usub.add_parser(
+        "passwd", parents=[common], help="set a password (read from the terminal or standard input)"
+    )
     u.add_argument("name")
     u.add_argument("--generate", action="store_true", help="make a one-time password instead")
     usub.add_parser("list", parents=[common], help="list users")
-    sub.add_parser("selfcheck", parents=[common],
-                   help="succeed only when no systemd unit failed and pacsbox answers C-ECHO")
-    s = sub.add_parser("purge", parents=[common],
-                       help="purge the oldest studies of disks above the high-water mark")
-    s.add_argument("--dry-run", action="store_true",
-                   help="only list what would be purged and why (and why others are kept)")
-    s = sub.add_parser("import", parents=[common],
-                       help="import a folder, mounted medium, DICOMDIR or ZIP (or --device)")
+    sub.add_parser(
+        "selfcheck",
+        parents=[common],
+        help="succeed only when no systemd unit failed and pacsbox answers C-ECHO",
+    )
+    s = sub.add_parser(
+        "purge",
+        parents=[common],
+        help="purge the oldest studies of disks above the high-water mark",
+    )
+    s.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="only list what would be purged and why (and why others are kept)",
+    )
+    s = sub.add_parser(
+        "import",
+        parents=[common],
+        help="import a folder, mounted medium, DICOMDIR or ZIP (or --device)",
+    )
     s.add_argument("path", nargs="?", help="folder, medium, DICOMDIR file or ZIP")
-    s.add_argument("--device", help="a block device to mount read-only, import and eject "
-                   "(what the udev-started unit runs)")
-    s = sub.add_parser("export", parents=[common],
-                       help="export patients/studies/series as DICOMDIR volumes")
+    s.add_argument(
+        "--device",
+        help="a block device to mount read-only, import and eject "
+        "(what the udev-started unit runs)",
+    )
+    s = sub.add_parser(
+        "export", parents=[common], help="export patients/studies/series as DICOMDIR volumes"
+    )
     s.add_argument("--patient", action="append", default=[], metavar="ID", help="a Patient ID")
-    s.add_argument("--study", action="append", default=[], metavar="UID",
-                   help="a Study Instance UID")
-    s.add_argument("--series", action="append", default=[], metavar="UID",
-                   help="a Series Instance UID")
+    s.add_argument(
+        "--study", action="append", default=[], metavar="UID", help="a Study Instance UID"
+    )
+    s.add_argument(
+        "--series", action="append", default=[], metavar="UID", help="a Series Instance UID"
+    )
     s.add_argument("--out", required=True, help="folder for the volumes (created, must be empty)")
-    s.add_argument("--media", choices=["cd", "dvd", "dvd-dl"], default="cd",
-                   help="volume size: CD 650 MB, DVD 4.7 GB, DVD-DL 8.5 GB")
+    s.add_argument(
+        "--media",
+        choices=["cd", "dvd", "dvd-dl"],
+        default="cd",
+        help="volume size: CD 650 MB, DVD 4.7 GB, DVD-DL 8.5 GB",
+    )
     s.add_argument("--zip", action="store_true", help="also a ZIP per volume")
     s.add_argument("--label", default="PACSBOX", help="File-set ID / disc label")
     s.add_argument("--viewer", help="folder copied onto every volume as VIEWER")
-    s = sub.add_parser("burn", parents=[common],
-                       help="burn an exported volume folder or an ISO, then verify it")
+    s = sub.add_parser(
+        "burn", parents=[common], help="burn an exported volume folder or an ISO, then verify it"
+    )
     s.add_argument("path", help="a volume folder (an ISO is built) or an ISO image")
     s.add_argument("--device", help="burner (default: BurnerDevice); stdio:FILE writes a file")
-    s = sub.add_parser("status", parents=[common],
-                       help="what the front panel shows (exit 0 ok, 1 problem, 3 not running)")
+    s = sub.add_parser(
+        "status",
+        parents=[common],
+        help="what the front panel shows (exit 0 ok, 1 problem, 3 not running)",
+    )
     s.add_argument("--json", action="store_true", help="the raw status snapshot")
     s = sub.add_parser("frontpanel", parents=[common], help="drive the front panel display")
     s.add_argument("--once", action="store_true", help="render once and exit")

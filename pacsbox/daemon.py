@@ -90,7 +90,9 @@ class Daemon:
         notify.notify("STATUS=" + self.status_line())
         log.info(
             "pacsbox %s ready on port %d (pid %d)",
-            self.cfg.ApplicationEntityTitle, self.listener.port, os.getpid(),
+            self.cfg.ApplicationEntityTitle,
+            self.listener.port,
+            os.getpid(),
         )
 
     def _start_workers(self) -> None:
@@ -158,7 +160,10 @@ class Daemon:
 
     def _error(self, message: str) -> None:
         log.error(message)
-        self.last_error = {"time": dt.datetime.now().isoformat(timespec="seconds"), "message": message}
+        self.last_error = {
+            "time": dt.datetime.now().isoformat(timespec="seconds"),
+            "message": message,
+        }
 
     def _totals(self) -> dict[str, int]:
         """Counts for the status line: a scan (80 ms at 10M rows), so only when something
@@ -197,7 +202,9 @@ class Daemon:
             total = st.f_blocks * st.f_frsize
             free = st.f_bavail * st.f_frsize
             pct = round(100.0 * (total - free) / total, 1) if total else 0.0
-            disks.append({"path": str(root), "percent": pct, "free_bytes": free, "total_bytes": total})
+            disks.append(
+                {"path": str(root), "percent": pct, "free_bytes": free, "total_bytes": total}
+            )
         wm = self.watermark.state() if self.watermark else {}
         last, today = self._recent()
         if time.monotonic() - self._addresses_at > 30:

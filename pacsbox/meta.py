@@ -238,7 +238,9 @@ def attrs_from_values(v: _Values, transfer_syntax: str) -> InstanceAttrs:
         if len(value) > 64:
             raise DatasetMismatch(f"{key} is longer than 64 characters")
         uids.append(value)
-    charset = "\\".join(part.strip() for part in v.text("SpecificCharacterSet", "ascii").split("\\"))
+    charset = "\\".join(
+        part.strip() for part in v.text("SpecificCharacterSet", "ascii").split("\\")
+    )
     codec = _SIMPLE_CHARSETS.get(charset.strip())
     text = v.text
     attrs = InstanceAttrs(
@@ -251,9 +253,7 @@ def attrs_from_values(v: _Values, transfer_syntax: str) -> InstanceAttrs:
     attrs.patient = {k: _clip(k, text(kw, codec)) for k, kw in PATIENT_TAGS.items()}
     attrs.study = {k: _clip(k, text(kw, codec)) for k, kw in STUDY_TAGS.items()}
     attrs.series = {k: _clip(k, text(kw, codec)) for k, kw in SERIES_TAGS.items()}
-    inst: dict[str, object] = {
-        k: _clip(k, text(kw, codec)) for k, kw in INSTANCE_TEXT_TAGS.items()
-    }
+    inst: dict[str, object] = {k: _clip(k, text(kw, codec)) for k, kw in INSTANCE_TEXT_TAGS.items()}
     for k, kw in INSTANCE_INT_TAGS.items():
         inst[k] = v.number(kw)
     attrs.instance = inst
@@ -362,8 +362,9 @@ _UNDEFINED = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 
 
-_STRUCTS = {e: (struct.Struct(e + "HHI"), struct.Struct(e + "I"), struct.Struct(e + "H"))
-            for e in "<>"}
+_STRUCTS = {
+    e: (struct.Struct(e + "HHI"), struct.Struct(e + "I"), struct.Struct(e + "H")) for e in "<>"
+}
 
 
 def _walk(

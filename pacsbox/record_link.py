@@ -90,14 +90,20 @@ class RecordServer:
     images); each in a thread of its own, so records never wait behind one.
     """
 
-    def __init__(self, sock: socket.socket, record_many: Callable[[list[tuple]], list[Future]],
-                 decompress: Callable[[bytes], bytes], name: str) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        record_many: Callable[[list[tuple]], list[Future]],
+        decompress: Callable[[bytes], bytes],
+        name: str,
+    ) -> None:
         self._sock = sock
         self._record_many = record_many
         self._decompress = decompress
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._serve, name=f"pacsbox-records-{name}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._serve, name=f"pacsbox-records-{name}", daemon=True
+        )
         self._thread.start()
 
     def _serve(self) -> None:
@@ -106,8 +112,9 @@ class RecordServer:
                 records = []
                 for rid, kind, args in frames:
                     if kind == "decompress":
-                        threading.Thread(target=self._run_decompress, args=(rid, *args),
-                                         daemon=True).start()
+                        threading.Thread(
+                            target=self._run_decompress, args=(rid, *args), daemon=True
+                        ).start()
                     else:
                         records.append((rid, args))
                 if records:

@@ -298,9 +298,7 @@ class RawStoreWriter:
         ]
         if originator_ae:
             parts.append(pdata.element(pdata.MOVE_ORIGINATOR_AE, pdata.ae_title(originator_ae)))
-            parts.append(
-                pdata.element(pdata.MOVE_ORIGINATOR_ID, pdata.us(int(originator_id or 0)))
-            )
+            parts.append(pdata.element(pdata.MOVE_ORIGINATOR_ID, pdata.us(int(originator_id or 0))))
         return pdata.command_set(*parts)
 
     def get_pending(self, cx_id: int, request, counts: Counts) -> None:
@@ -316,7 +314,9 @@ class RawStoreWriter:
         cmd.NumberOfFailedSuboperations = min(counts.failed, 65535)
         cmd.NumberOfWarningSuboperations = min(counts.warning, 65535)
         body = encode(cmd, True, True)
-        self._pdv(cx_id, pdata.COMMAND | pdata.LAST, struct.pack("<HHII", 0, 0, 4, len(body)) + body)
+        self._pdv(
+            cx_id, pdata.COMMAND | pdata.LAST, struct.pack("<HHII", 0, 0, 4, len(body)) + body
+        )
 
     def send(self, cx_id: int, command: bytes, path: str | None, data: bytes | None, native=False):
         """Send one C-STORE-RQ and wait for its response; the peer's status or None."""
@@ -655,8 +655,11 @@ def _swap_words(ds: Dataset, bits_allocated: int | None) -> None:
             width = 2 if not bits_allocated or bits_allocated <= 16 else bits_allocated // 8
             if bits_allocated == 8 or elem.VR == "OB":
                 width = None
-        if (width not in _ARRAY_CODE or not isinstance(elem.value, (bytes, bytearray))
-                or len(elem.value) % width):
+        if (
+            width not in _ARRAY_CODE
+            or not isinstance(elem.value, (bytes, bytearray))
+            or len(elem.value) % width
+        ):
             continue
         words = array.array(_ARRAY_CODE[width], elem.value)
         words.byteswap()

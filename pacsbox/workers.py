@@ -72,21 +72,35 @@ class Pool:
         if index in self.links:
             self.links.pop(index).close()
         ours, theirs = socket.socketpair()
-        self.links[index] = RecordServer(ours, self.archive.record_many, scu.decompressed,
-                                         str(index))
+        self.links[index] = RecordServer(
+            ours, self.archive.record_many, scu.decompressed, str(index)
+        )
         # -P: no working directory at the head of sys.path, so a worker runs
         # the daemon's own pacsbox, never a copy that happens to sit there.
-        args = [sys.executable, "-P", "-m", "pacsbox.cli", "scp-worker", "--index", str(index),
-                "--listen-fd", str(self.listen_fd), "--processes", str(self.count),
-                "--record-fd", str(theirs.fileno())]
+        args = [
+            sys.executable,
+            "-P",
+            "-m",
+            "pacsbox.cli",
+            "scp-worker",
+            "--index",
+            str(index),
+            "--listen-fd",
+            str(self.listen_fd),
+            "--processes",
+            str(self.count),
+            "--record-fd",
+            str(theirs.fileno()),
+        ]
         if self.cfg.source is not None:
             args += ["--config", str(self.cfg.source)]
         path = beat_path(self.cfg, index)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.unlink(missing_ok=True)
         with theirs:
-            self.procs[index] = subprocess.Popen(args, pass_fds=[self.listen_fd, theirs.fileno()],
-                                                 env=_same_package_env())
+            self.procs[index] = subprocess.Popen(
+                args, pass_fds=[self.listen_fd, theirs.fileno()], env=_same_package_env()
+            )
 
     def start(self, timeout: float = 30.0) -> None:
         for i in range(1, self.count):
@@ -198,8 +212,9 @@ def run_worker(cfg: Config, index: int, listen_fd: int, processes: int, record_f
         if now - last >= BEAT_EVERY:
             last = now
             tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"pid": os.getpid(),
-                                       "associations": listener.active_associations}))
+            tmp.write_text(
+                json.dumps({"pid": os.getpid(), "associations": listener.active_associations})
+            )
             os.replace(tmp, path)
 
     listener.on_poll = beat

@@ -22,7 +22,8 @@ DCMTK_ENV = {
     **os.environ,
     "TCP_NODELAY": "1",
     "PATH": os.pathsep.join(
-        p for p in os.environ.get("PATH", os.defpath).split(os.pathsep)
+        p
+        for p in os.environ.get("PATH", os.defpath).split(os.pathsep)
         if p and Path(p).resolve() != VENV_BIN.resolve()
     ),
 }
@@ -34,7 +35,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def poll(check: Callable[[], object], timeout: float = 20.0, interval: float = 0.05, what: str = ""):
+def poll(
+    check: Callable[[], object], timeout: float = 20.0, interval: float = 0.05, what: str = ""
+):
     """Call ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -89,7 +92,10 @@ class Server:
         self._out = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [PACSBOX, "serve", "--config", str(self.ini), "--port", "0"],
-            stdout=self._out, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=self.cwd,
         )
 
         def ready():
@@ -135,7 +141,9 @@ class Server:
             self.proc = None
 
 
-def dcmtk(tool: str, *args: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess:
+def dcmtk(
+    tool: str, *args: str, timeout: float = 120, check: bool = False
+) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         [tool, *args], capture_output=True, text=True, timeout=timeout, env=DCMTK_ENV
     )

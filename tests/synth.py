@@ -95,8 +95,12 @@ def make_study(
         for i in range(per_series):
             out.append(
                 make_instance(
-                    patient_id=patient_id, study_uid=study_uid, series_uid=series_uid,
-                    series_number=s + 1, instance_number=i + 1, **kw,
+                    patient_id=patient_id,
+                    study_uid=study_uid,
+                    series_uid=series_uid,
+                    series_number=s + 1,
+                    instance_number=i + 1,
+                    **kw,
                 )
             )
     if folder is not None:

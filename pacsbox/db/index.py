@@ -102,17 +102,62 @@ def find_instance(sop_instance_uid: str) -> Instance | None:
 # ~0.2 ms. The schema is still the peewee models' (column names included);
 # rare paths (replace, delete) keep using the models.
 
-PATIENT_COLS = ("patient_name", "patient_name_ci", "birth_date", "birth_time", "sex", "age",
-                "size", "weight", "charset")
-STUDY_COLS = ("study_date", "study_time", "accession_number", "study_id", "referring_physician",
-              "reading_physician", "study_description", "institution_name", "charset")
-SERIES_COLS = ("modality", "series_number", "series_date", "series_time", "body_part",
-               "series_description", "protocol_name")
-INSTANCE_COLS = ("sop_instance_uid", "series_id", "sop_class_uid", "instance_number",
-                 "transfer_syntax_uid", "file_name", "file_size", "digest", "native",
-                 "calling_ae", "received", "creation_date", "creation_time", "overlay_number",
-                 "curve_number", "lut_number", "samples_per_pixel", "rows", "columns",
-                 "bits_allocated", "bits_stored", "pixel_representation", "number_of_frames")
+PATIENT_COLS = (
+    "patient_name",
+    "patient_name_ci",
+    "birth_date",
+    "birth_time",
+    "sex",
+    "age",
+    "size",
+    "weight",
+    "charset",
+)
+STUDY_COLS = (
+    "study_date",
+    "study_time",
+    "accession_number",
+    "study_id",
+    "referring_physician",
+    "reading_physician",
+    "study_description",
+    "institution_name",
+    "charset",
+)
+SERIES_COLS = (
+    "modality",
+    "series_number",
+    "series_date",
+    "series_time",
+    "body_part",
+    "series_description",
+    "protocol_name",
+)
+INSTANCE_COLS = (
+    "sop_instance_uid",
+    "series_id",
+    "sop_class_uid",
+    "instance_number",
+    "transfer_syntax_uid",
+    "file_name",
+    "file_size",
+    "digest",
+    "native",
+    "calling_ae",
+    "received",
+    "creation_date",
+    "creation_time",
+    "overlay_number",
+    "curve_number",
+    "lut_number",
+    "samples_per_pixel",
+    "rows",
+    "columns",
+    "bits_allocated",
+    "bits_stored",
+    "pixel_representation",
+    "number_of_frames",
+)
 
 
 def _sql(text: str) -> str:
@@ -132,14 +177,19 @@ def _run(sql: str, params: tuple) -> None:
 def _insert(table: str, values: dict) -> int:
     cols = ", ".join(values)
     marks = ", ".join("?" for _ in values)
-    row = _one(f"INSERT INTO {table} ({cols}) VALUES ({marks}) RETURNING id", tuple(values.values()))
+    row = _one(
+        f"INSERT INTO {table} ({cols}) VALUES ({marks}) RETURNING id", tuple(values.values())
+    )
     return row[0]
 
 
 def _merge_row(table: str, row_id: int, cols: tuple, current: tuple, new: dict) -> None:
     """Latest non-empty value wins; one UPDATE only when something changed."""
-    changes = {c: new[c] for c, old in zip(cols, current, strict=True)
-               if new.get(c) not in ("", None) and new[c] != old}
+    changes = {
+        c: new[c]
+        for c, old in zip(cols, current, strict=True)
+        if new.get(c) not in ("", None) and new[c] != old
+    }
     if changes:
         sets = ", ".join(f"{c} = ?" for c in changes)
         _run(f"UPDATE {table} SET {sets} WHERE id = ?", (*changes.values(), row_id))
@@ -166,8 +216,14 @@ def _series_values(attrs: InstanceAttrs) -> dict:
 
 _KNOWN_SERIES_SQL = (
     "SELECT se.id, st.id, p.id, st.study_instance_uid, p.patient_id, p.issuer, st.storage_root, "
-    "st.folder, " + ", ".join([*(f"se.{c}" for c in SERIES_COLS), *(f"st.{c}" for c in STUDY_COLS),
-                               *(f"p.{c}" for c in PATIENT_COLS)])
+    "st.folder, "
+    + ", ".join(
+        [
+            *(f"se.{c}" for c in SERIES_COLS),
+            *(f"st.{c}" for c in STUDY_COLS),
+            *(f"p.{c}" for c in PATIENT_COLS),
+        ]
+    )
     + " FROM series se JOIN study st ON st.id = se.study_id JOIN patient p ON p.id = st.patient_id"
     " WHERE se.series_instance_uid = ?"
 )
@@ -185,7 +241,8 @@ def _known_series(attrs: InstanceAttrs, f: StoredFile) -> tuple[int, int, int] |
         return None
     series_id, study_id, patient_id, study_uid, pid, issuer, root, folder = row[:8]
     if study_uid != attrs.study_instance_uid or (pid, issuer) != (
-        attrs.patient["patient_id"], attrs.patient["issuer"]
+        attrs.patient["patient_id"],
+        attrs.patient["issuer"],
     ):
         return None
     if (root, folder) != (f.storage_root, f.folder):
@@ -206,15 +263,21 @@ def _patient_row(attrs: InstanceAttrs, private: bool) -> int:
     )
     if row is None:
         values = {c: p.get(c, "") for c in ("patient_id", "issuer", *PATIENT_COLS)}
-        values.update(num_studies=0, num_series=0, num_instances=0, private=bool(private),
-                      created=str(utcnow()))
+        values.update(
+            num_studies=0,
+            num_series=0,
+            num_instances=0,
+            private=bool(private),
+            created=str(utcnow()),
+        )
         return _insert("patient", values)
     _merge_row("patient", row[0], PATIENT_COLS, row[1:], p)
     return row[0]
 
 
-def _study_row(attrs: InstanceAttrs, patient_id: int, f: StoredFile, calling_ae: str,
-               private: bool) -> tuple[int, int]:
+def _study_row(
+    attrs: InstanceAttrs, patient_id: int, f: StoredFile, calling_ae: str, private: bool
+) -> tuple[int, int]:
     """(study row id, its patient row id); raises LocationChanged."""
     st = _study_values(attrs)
     row = _one(
@@ -226,10 +289,20 @@ def _study_row(attrs: InstanceAttrs, patient_id: int, f: StoredFile, calling_ae:
     if row is None:
         values = {c: st.get(c, "") for c in STUDY_COLS}
         values.update(
-            study_instance_uid=attrs.study_instance_uid, patient_id=patient_id,
-            modalities="", num_series=0, num_instances=0, size_bytes=0,
-            storage_root=f.storage_root, folder=f.folder, calling_ae=calling_ae,
-            received=now, updated=now, private=bool(private), read=False, protected=False,
+            study_instance_uid=attrs.study_instance_uid,
+            patient_id=patient_id,
+            modalities="",
+            num_series=0,
+            num_instances=0,
+            size_bytes=0,
+            storage_root=f.storage_root,
+            folder=f.folder,
+            calling_ae=calling_ae,
+            received=now,
+            updated=now,
+            private=bool(private),
+            read=False,
+            protected=False,
             purge_state="",
         )
         study_id = _insert("study", values)
@@ -249,8 +322,9 @@ def _series_row(attrs: InstanceAttrs, study_id: int, patient_id: int) -> tuple[i
     )
     if row is None:
         values = {c: se.get(c, "") for c in SERIES_COLS}
-        values.update(series_instance_uid=attrs.series_instance_uid, study_id=study_id,
-                      num_instances=0)
+        values.update(
+            series_instance_uid=attrs.series_instance_uid, study_id=study_id, num_instances=0
+        )
         series_id = _insert("series", values)
         _run("UPDATE study SET num_series = num_series + 1 WHERE id = ?", (study_id,))
         _run("UPDATE patient SET num_series = num_series + 1 WHERE id = ?", (patient_id,))
@@ -262,16 +336,35 @@ def _series_row(attrs: InstanceAttrs, study_id: int, patient_id: int) -> tuple[i
 def _instance_row(attrs: InstanceAttrs, series_id: int, f: StoredFile, calling_ae: str) -> None:
     inst = attrs.instance
     values = (
-        attrs.sop_instance_uid, series_id, attrs.sop_class_uid, attrs.instance_number,
-        attrs.transfer_syntax_uid, f.file_name, f.size, f.digest, bool(f.native), calling_ae,
-        str(utcnow()), inst.get("creation_date", ""), inst.get("creation_time", ""),
-        inst.get("overlay_number", ""), inst.get("curve_number", ""), inst.get("lut_number", ""),
-        inst.get("samples_per_pixel"), inst.get("rows"), inst.get("columns"),
-        inst.get("bits_allocated"), inst.get("bits_stored"), inst.get("pixel_representation"),
+        attrs.sop_instance_uid,
+        series_id,
+        attrs.sop_class_uid,
+        attrs.instance_number,
+        attrs.transfer_syntax_uid,
+        f.file_name,
+        f.size,
+        f.digest,
+        bool(f.native),
+        calling_ae,
+        str(utcnow()),
+        inst.get("creation_date", ""),
+        inst.get("creation_time", ""),
+        inst.get("overlay_number", ""),
+        inst.get("curve_number", ""),
+        inst.get("lut_number", ""),
+        inst.get("samples_per_pixel"),
+        inst.get("rows"),
+        inst.get("columns"),
+        inst.get("bits_allocated"),
+        inst.get("bits_stored"),
+        inst.get("pixel_representation"),
         inst.get("number_of_frames"),
     )
-    _run(f"INSERT INTO instance ({', '.join(INSTANCE_COLS)}) "
-         f"VALUES ({', '.join('?' for _ in INSTANCE_COLS)})", values)
+    _run(
+        f"INSERT INTO instance ({', '.join(INSTANCE_COLS)}) "
+        f"VALUES ({', '.join('?' for _ in INSTANCE_COLS)})",
+        values,
+    )
 
 
 def _apply_counts(records: list[Recorded]) -> None:
@@ -298,17 +391,24 @@ def _apply_counts(records: list[Recorded]) -> None:
     for row_id, n in series.items():
         _run("UPDATE series SET num_instances = num_instances + ? WHERE id = ?", (n, row_id))
     for row_id, (n, total) in studies.items():
-        _run("UPDATE study SET num_instances = num_instances + ?, size_bytes = size_bytes + ?, "
-             "updated = ? WHERE id = ?", (n, total, now, row_id))
+        _run(
+            "UPDATE study SET num_instances = num_instances + ?, size_bytes = size_bytes + ?, "
+            "updated = ? WHERE id = ?",
+            (n, total, now, row_id),
+        )
     for row_id, n in patients.items():
         _run("UPDATE patient SET num_instances = num_instances + ? WHERE id = ?", (n, row_id))
 
 
 def _refresh_modalities(study_id: int) -> None:
     mods = sorted(
-        {m for (m,) in database.execute_sql(
-            _sql("SELECT DISTINCT modality FROM series WHERE study_id = ? AND modality <> ''"),
-            (study_id,)).fetchall()}
+        {
+            m
+            for (m,) in database.execute_sql(
+                _sql("SELECT DISTINCT modality FROM series WHERE study_id = ? AND modality <> ''"),
+                (study_id,),
+            ).fetchall()
+        }
     )
     _run("UPDATE study SET modalities = ? WHERE id = ?", ("\\".join(mods), study_id))
 
@@ -320,7 +420,11 @@ def stored_digest(sop_instance_uid: str) -> str | None:
 
 
 def _record_in_transaction(
-    attrs: InstanceAttrs, f: StoredFile, calling_ae: str, policy: str, private: bool,
+    attrs: InstanceAttrs,
+    f: StoredFile,
+    calling_ae: str,
+    policy: str,
+    private: bool,
     same: Callable[[str, Path], bool] | None,
 ) -> Recorded:
     replaced: Path | None = None
@@ -349,7 +453,8 @@ def _record_in_transaction(
     if new_series or replaced is not None:
         _refresh_modalities(study_id)
     return Recorded(
-        "replaced" if replaced is not None else "stored", replaced,
+        "replaced" if replaced is not None else "stored",
+        replaced,
         (series_id, study_id, patient_id, f.size),
     )
 
@@ -421,8 +526,14 @@ def record_many(
     )
 
 
-def _recorder(attrs: InstanceAttrs, f: StoredFile, calling_ae: str, policy: str, private: bool,
-              same: Callable[[str, Path], bool] | None) -> Callable[[], Recorded]:
+def _recorder(
+    attrs: InstanceAttrs,
+    f: StoredFile,
+    calling_ae: str,
+    policy: str,
+    private: bool,
+    same: Callable[[str, Path], bool] | None,
+) -> Callable[[], Recorded]:
     """One record as a call the group commit runs inside its transaction."""
     return partial(_record_in_transaction, attrs, f, calling_ae, policy, private, same)
 
@@ -535,8 +646,7 @@ class GroupCommitter:
         self._queue: queue.Queue = queue.Queue()
         # Held by whoever commits now (an inline caller or the writer's batch).
         self._idle = threading.Lock()
-        self._thread = threading.Thread(target=self._loop, name="pacsbox-index-writer",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="pacsbox-index-writer", daemon=True)
         self._thread.start()
 
     def run(self, fn, meanwhile=None):
@@ -641,9 +751,7 @@ def _delete_instance_rows(inst: Instance) -> None:
     if not Instance.select().where(Instance.series == series.id).exists():
         series.delete_instance()
         Study.update(num_series=Study.num_series - 1).where(Study.id == study.id).execute()
-        Patient.update(num_series=Patient.num_series - 1).where(
-            Patient.id == patient_id
-        ).execute()
+        Patient.update(num_series=Patient.num_series - 1).where(Patient.id == patient_id).execute()
         _refresh_modalities(study.id)
         if not Series.select().where(Series.study == study.id).exists():
             Study.delete().where(Study.id == study.id).execute()
@@ -724,7 +832,8 @@ def totals() -> dict[str, int]:
     """Archive-wide counts from the patient rows' counters (one scan of the smallest table)."""
     row = _one(
         "SELECT COUNT(*), COALESCE(SUM(num_studies), 0), COALESCE(SUM(num_series), 0), "
-        "COALESCE(SUM(num_instances), 0) FROM patient", (),
+        "COALESCE(SUM(num_instances), 0) FROM patient",
+        (),
     )
     return {"patients": row[0], "studies": row[1], "series": row[2], "instances": row[3]}
 
@@ -792,13 +901,19 @@ def last_study() -> dict | None:
     """The most recently received study, for the status snapshot (no patient data)."""
     row = _one(
         "SELECT study_instance_uid, calling_ae, modalities, study_description, received "
-        "FROM study ORDER BY received DESC LIMIT 1", (),
+        "FROM study ORDER BY received DESC LIMIT 1",
+        (),
     )
     if row is None:
         return None
     received = row[4] if isinstance(row[4], str) else str(row[4])
-    return {"study_uid": row[0], "calling_ae": row[1], "modality": row[2],
-            "description": row[3], "received_utc": received}
+    return {
+        "study_uid": row[0],
+        "calling_ae": row[1],
+        "modality": row[2],
+        "description": row[3],
+        "received_utc": received,
+    }
 
 
 def studies_received_since(utc_naive) -> int:

@@ -48,8 +48,10 @@ def _m0012_dirty_folder_owner(db: Database) -> None:
     if "owner" not in {c.name for c in db.get_columns("dirty_folder")}:
         db.execute_sql("ALTER TABLE dirty_folder ADD COLUMN owner VARCHAR(32) NOT NULL DEFAULT ''")
     db.execute_sql("DROP INDEX IF EXISTS dirty_folder_storage_root_folder")
-    db.execute_sql("CREATE UNIQUE INDEX IF NOT EXISTS dirty_folder_storage_root_folder_owner "
-                   "ON dirty_folder (storage_root, folder, owner)")
+    db.execute_sql(
+        "CREATE UNIQUE INDEX IF NOT EXISTS dirty_folder_storage_root_folder_owner "
+        "ON dirty_folder (storage_root, folder, owner)"
+    )
 
 
 MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [

@@ -124,7 +124,9 @@ class Instance(BaseModel):
     transfer_syntax_uid = CharField(max_length=64, default="")  # (0002,0010)
     file_name = CharField(max_length=64)  # server-made, inside the study folder
     file_size = BigIntegerField(default=0)
-    digest = CharField(max_length=40, default="")  # CRC-32 of the stored bytes: a filter, confirmed byte for byte
+    digest = CharField(
+        max_length=40, default=""
+    )  # CRC-32 of the stored bytes: a filter, confirmed byte for byte
     native = BooleanField(default=False)  # StorageFormat=Native: no Part-10 header
     calling_ae = CharField(max_length=16, default="")
     received = DateTimeField(default=utcnow)

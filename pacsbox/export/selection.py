@@ -44,6 +44,11 @@ def export_selection(
             else:
                 paths.append(idx.instance_path(inst))
         return export_fileset(
-            paths, out, media=media, zip_volumes=zip_volumes, label=label,
-            viewer_dir=viewer_dir, progress=progress,
+            paths,
+            out,
+            media=media,
+            zip_volumes=zip_volumes,
+            label=label,
+            viewer_dir=viewer_dir,
+            progress=progress,
         )

@@ -136,8 +136,7 @@ class FastStore:
         self.inbox.clear()
 
     def _abort(self, why: str) -> None:
-        log.warning("association from %s: %s: aborting",
-                    self.assoc.requestor.ae_title.strip(), why)
+        log.warning("association from %s: %s: aborting", self.assoc.requestor.ae_title.strip(), why)
         self._reset()
         self.dul.event_queue.put("Evt19")  # invalid PDU: A-ABORT, as pynetdicom would
 

@@ -86,7 +86,6 @@ class _Waker:
             pass
 
 
-
 def _close_fds(*fds: int) -> None:
     for fd in fds:
         try:
@@ -155,5 +154,3 @@ def attach(assoc) -> None:
     dul.to_provider_queue = _WakingQueue(waker.wake_dul)
     dul.to_user_queue = _WakingQueue(waker.wake_assoc)
     assoc.dimse.msg_queue = _WakingQueue(waker.wake_assoc)
-
-

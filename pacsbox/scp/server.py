@@ -172,7 +172,10 @@ class Listener:
             return self._active
 
     def start(
-        self, port: int | None = None, *, listen_fd: int | None = None,
+        self,
+        port: int | None = None,
+        *,
+        listen_fd: int | None = None,
         balance: Balance | None = None,
     ) -> None:
         """Bind (or take the inherited ``listen_fd``) and serve in background threads.
@@ -267,9 +270,13 @@ class Listener:
         called = (rq.primitive.called_ae_title or "").strip()
         address = rq.address
         if called != self.cfg.ApplicationEntityTitle:
-            self._reject(assoc, REJECT_CALLED_AE, calling, address, f"called AE {called!r} is not ours")
+            self._reject(
+                assoc, REJECT_CALLED_AE, calling, address, f"called AE {called!r} is not ours"
+            )
             return
-        reason = None if self._is_self(calling, address) else self.archive.check_peer(calling, address)
+        reason = (
+            None if self._is_self(calling, address) else self.archive.check_peer(calling, address)
+        )
         if reason:
             self._reject(assoc, REJECT_CALLING_AE, calling, address, reason)
             return
@@ -282,7 +289,9 @@ class Listener:
         """The box's own self-check: our AE title, from this machine."""
         return calling == self.cfg.ApplicationEntityTitle and address in ("127.0.0.1", "::1")
 
-    def _reject(self, assoc, rsd: tuple[int, int, int], calling: str, address: str, why: str) -> None:
+    def _reject(
+        self, assoc, rsd: tuple[int, int, int], calling: str, address: str, why: str
+    ) -> None:
         log.warning("association rejected: calling AE %r from %s: %s", calling, address, why)
         assoc.acse.send_reject(*rsd)
         evt.trigger(assoc, evt.EVT_REJECTED, {})
@@ -324,7 +333,9 @@ class Listener:
         rq = event.assoc.requestor
         log.info(
             "association from %s (%s) to %s accepted",
-            rq.ae_title.strip(), rq.address, self.cfg.ApplicationEntityTitle,
+            rq.ae_title.strip(),
+            rq.address,
+            self.cfg.ApplicationEntityTitle,
         )
 
     def _on_closed(self, event) -> None:
@@ -336,7 +347,10 @@ class Listener:
         if stats:
             log.info(
                 "association from %s (%s) %s: %s",
-                rq.ae_title.strip(), rq.address, how, stats.summary(),
+                rq.ae_title.strip(),
+                rq.address,
+                how,
+                stats.summary(),
             )
         else:
             log.info("association from %s (%s) %s", rq.ae_title.strip(), rq.address, how)

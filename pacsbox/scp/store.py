@@ -51,8 +51,9 @@ def _stats(assoc) -> AssociationStats:
     return stats
 
 
-def store_status(archive: Archive, assoc, data: bytes, transfer_syntax: str,
-                 sop_class: str, sop_instance: str) -> int:
+def store_status(
+    archive: Archive, assoc, data: bytes, transfer_syntax: str, sop_class: str, sop_instance: str
+) -> int:
     """Store one received data set; the C-STORE status for the response.
 
     Shared by pynetdicom's handler and ``fast_store``: one place maps every
@@ -73,7 +74,10 @@ def store_status(archive: Archive, assoc, data: bytes, transfer_syntax: str,
         stats.failed += 1
         log.warning(
             "C-STORE from %s of SOP Instance %s failed (0x%04X): %s",
-            calling, sop_instance, exc.dimse_status, exc,
+            calling,
+            sop_instance,
+            exc.dimse_status,
+            exc,
         )
         return exc.dimse_status
     except Exception as exc:  # noqa: BLE001 - an unexpected failure still answers
@@ -83,7 +87,9 @@ def store_status(archive: Archive, assoc, data: bytes, transfer_syntax: str,
     stats.count(result.outcome)
     if result.outcome != "stored":
         log.info(
-            "C-STORE from %s: SOP Instance %s %s", calling, result.sop_instance_uid,
+            "C-STORE from %s: SOP Instance %s %s",
+            calling,
+            result.sop_instance_uid,
             result.outcome,
         )
     return 0x0000

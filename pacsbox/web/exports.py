@@ -33,8 +33,12 @@ def register(ctx: Ctx) -> None:
         tmp = tempfile.TemporaryDirectory(prefix="pacsbox-webexport-")
         # DVD-DL size: one volume (one ZIP) for any study a browser download can hold.
         volumes = export_selection(
-            ctx.archive, Path(tmp.name) / "out", studies=[study.study_instance_uid],
-            media="dvd-dl", zip_volumes=True, label="PACSBOX",
+            ctx.archive,
+            Path(tmp.name) / "out",
+            studies=[study.study_instance_uid],
+            media="dvd-dl",
+            zip_volumes=True,
+            label="PACSBOX",
         )
         zip_path = volumes[0].zip_path
         ctx.journal("export", uid, f"study, {sum(v.instances for v in volumes)} images")
@@ -49,7 +53,6 @@ def register(ctx: Ctx) -> None:
                 "Cache-Control": "private, no-store",
             },
         )
-
 
     @ctx.page("/studies/" + UID + "/burn", method="POST", privilege="export")
     def burn_study(ident, uid):
@@ -70,15 +73,24 @@ def register(ctx: Ctx) -> None:
             try:
                 # Exporting is the first tenth of the bar, burning and checking the rest.
                 volumes = export_selection(
-                    ctx.archive, work_dir / "volumes", studies=[uid], media=media,
-                    label="PACSBOX", progress=lambda d, t: job.progress(d * 100 // max(t, 1), 1000),
+                    ctx.archive,
+                    work_dir / "volumes",
+                    studies=[uid],
+                    media=media,
+                    label="PACSBOX",
+                    progress=lambda d, t: job.progress(d * 100 // max(t, 1), 1000),
                 )
                 share = 900 // len(volumes)
                 for n, v in enumerate(volumes):
                     base = 100 + n * share
-                    burn_path(v.directory, device, work_dir=work_dir,
-                              progress=lambda d, t, b=base: job.progress(b + d * share // max(t, 1),
-                                                                         1000))
+                    burn_path(
+                        v.directory,
+                        device,
+                        work_dir=work_dir,
+                        progress=lambda d, t, b=base: job.progress(
+                            b + d * share // max(t, 1), 1000
+                        ),
+                    )
                 job.progress(1000, 1000)
                 return f"{len(volumes)} volume(s) burned to {device} and verified"
             finally:

@@ -222,8 +222,12 @@ def test_group_commit_counts_stay_exact_and_only_the_rejected_record_fails(tmp_p
             for i in range(20):
                 study = f"1.2.3.{1 + t % 2}"
                 data = make_instance(
-                    patient_id=f"P{t % 2}", study_uid=study, series_uid=f"{study}.{t % 4}",
-                    sop_uid=f"1.2.4.{t}.{i}", instance_number=i, pixel_seed=t * 100 + i,
+                    patient_id=f"P{t % 2}",
+                    study_uid=study,
+                    series_uid=f"{study}.{t % 4}",
+                    sop_uid=f"1.2.4.{t}.{i}",
+                    instance_number=i,
+                    pixel_seed=t * 100 + i,
                 )
                 try:
                     archive.store(data)
@@ -334,7 +338,9 @@ def test_native_format_stores_the_data_set_alone(tmp_path):
         stored = idx.instance_path(inst).read_bytes()
         assert inst.native and stored[128:132] != b"DICM" and data.endswith(stored)
         assert a.read_part10(inst)[128:132] == b"DICM"
-        assert pydicom.dcmread(io.BytesIO(a.read_part10(inst))).SOPInstanceUID == inst.sop_instance_uid
+        assert (
+            pydicom.dcmread(io.BytesIO(a.read_part10(inst))).SOPInstanceUID == inst.sop_instance_uid
+        )
     finally:
         a.close()
 
@@ -384,7 +390,7 @@ def test_a_power_cut_losing_the_index_tail_loses_no_acknowledged_image(tmp_path,
     import shutil
 
     a = _archive(tmp_path)
-    db_file = Path(a.cfg.database_url[len("sqlite:///"):])
+    db_file = Path(a.cfg.database_url[len("sqlite:///") :])
     synced = tmp_path / "synced"
     mark = idx.mark_dirty
 
@@ -432,10 +438,16 @@ def test_a_folder_stays_marked_while_another_process_wrote_it(tmp_path, monkeypa
         other = tmp_path / "other.dcm"
         other.write_bytes(study[1])
         # Another process stores into the same folder and dies without a checkpoint.
-        code = ("import os, sys; from pacsbox.archive import Archive; from pacsbox.config import load; "
-                "a = Archive(load(sys.argv[1])); a.store(open(sys.argv[2], 'rb').read()); os._exit(0)")
-        subprocess.run([sys.executable, "-c", code, str(ini), str(other)], check=True,
-                       cwd=Path(__file__).resolve().parents[2], timeout=60)
+        code = (
+            "import os, sys; from pacsbox.archive import Archive; from pacsbox.config import load; "
+            "a = Archive(load(sys.argv[1])); a.store(open(sys.argv[2], 'rb').read()); os._exit(0)"
+        )
+        subprocess.run(
+            [sys.executable, "-c", code, str(ini), str(other)],
+            check=True,
+            cwd=Path(__file__).resolve().parents[2],
+            timeout=60,
+        )
         monkeypatch.setattr(archive_mod, "CHECKPOINT_QUIET_SECONDS", 0.0)
         assert a.checkpoint() == 1
         root = str(a.cfg.archive_dir)
@@ -536,7 +548,8 @@ def test_startup_check_removes_files_a_crash_cut_short_with_or_without_their_row
         assert report.indexed == 0 and not report.missing_files
         assert not with_row.exists() and not without_row.exists()
         assert sorted(i.sop_instance_uid for i in Instance.select()) == sorted(
-            r.sop_instance_uid for r in rows[:2])
+            r.sop_instance_uid for r in rows[:2]
+        )
         for inst in Instance.select():
             assert idx.instance_path(inst).read_bytes() in study[:2]
         _counts_are_exact()
@@ -585,7 +598,7 @@ def test_rebuild_index_after_losing_the_database(tmp_path):
     a = Archive(load(ini))
     sops = {a.store(d).sop_instance_uid for d in make_study(n_series=2, per_series=4)}
     sops |= {a.store(d).sop_instance_uid for d in make_study(patient_id="P2", per_series=3)}
-    db_file = Path(a.cfg.database_url[len("sqlite:///"):])
+    db_file = Path(a.cfg.database_url[len("sqlite:///") :])
     torn = Instance.select().order_by(Instance.id.desc()).get()
     torn_path = idx.instance_path(torn)
     a.close()
@@ -638,8 +651,12 @@ def test_instances_of_a_series_have_one_index_and_an_old_database_loses_the_seco
     try:
         a.store(make_instance())
         assert "instance_series_id" not in instance_indexes()
-        plan = " ".join(str(r) for r in database.execute_sql(
-            "EXPLAIN QUERY PLAN SELECT id FROM instance WHERE series_id = ?", (1,)).fetchall())
+        plan = " ".join(
+            str(r)
+            for r in database.execute_sql(
+                "EXPLAIN QUERY PLAN SELECT id FROM instance WHERE series_id = ?", (1,)
+            ).fetchall()
+        )
         assert "instance_series_number" in plan
         # A database from before: the old index, schema version 10.
         database.execute_sql('CREATE INDEX "instance_series_id" ON "instance" ("series_id")')

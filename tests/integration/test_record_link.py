@@ -60,8 +60,13 @@ def test_worker_stores_join_the_daemons_commits(linked):
     def send(archive: Archive, n: int) -> None:
         try:
             for i in range(20):
-                data = make_instance(patient_id="P1", study_uid="1.2.3", series_uid=f"1.2.3.{n}",
-                                     sop_uid=f"1.2.3.{n}.{i}", instance_number=i + 1)
+                data = make_instance(
+                    patient_id="P1",
+                    study_uid="1.2.3",
+                    series_uid=f"1.2.3.{n}",
+                    sop_uid=f"1.2.3.{n}.{i}",
+                    instance_number=i + 1,
+                )
                 assert archive.store(data).outcome == "stored"
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
@@ -180,7 +185,7 @@ def test_replies_reach_their_own_callers_in_any_order_and_a_dying_daemon_answers
             held.append((Future(), commit[0]([record])[0] if len(held) < 3 else None))
         if len(held) == 4:
             all_in.set()
-        return [answer for answer, _ in held[-len(records):]]
+        return [answer for answer, _ in held[-len(records) :]]
 
     _, daemon, worker, server = _linked(tmp_path, record_many=late)
     commit.append(daemon.record_many)

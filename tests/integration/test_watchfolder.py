@@ -128,8 +128,11 @@ def test_thread_loop_imports_and_beats(store, tmp_path):
     (folder / "drop.dcm").write_bytes(data)
     watch.start()
     try:
-        poll(lambda: (folder / "done" / "drop.dcm").exists(), timeout=30,
-             what="the watch folder to import the file")
+        poll(
+            lambda: (folder / "done" / "drop.dcm").exists(),
+            timeout=30,
+            what="the watch folder to import the file",
+        )
     finally:
         watch.stop()
     assert idx.find_instance(uid) is not None

@@ -6,8 +6,9 @@ from tests.helpers import cli, dcmtk, poll
 
 
 def _echo(server, calling: str, called: str | None = None):
-    return dcmtk("echoscu", "-aet", calling, "-aec", called or server.ae_title, "127.0.0.1",
-                 str(server.port))
+    return dcmtk(
+        "echoscu", "-aet", calling, "-aec", called or server.ae_title, "127.0.0.1", str(server.port)
+    )
 
 
 def test_known_ae_is_accepted(server):
@@ -17,8 +18,10 @@ def test_known_ae_is_accepted(server):
 def test_unknown_calling_ae_rejected_and_logged(server):
     r = _echo(server, "INTRUDER")
     assert r.returncode != 0 and "Calling AE Title Not Recognized" in r.stderr
-    line = poll(lambda: next((ln for ln in server.output().splitlines() if "INTRUDER" in ln), None),
-                what="rejection log line")
+    line = poll(
+        lambda: next((ln for ln in server.output().splitlines() if "INTRUDER" in ln), None),
+        what="rejection log line",
+    )
     assert "127.0.0.1" in line and "not in the AE table" in line
 
 

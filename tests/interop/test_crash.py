@@ -38,11 +38,25 @@ def _senders(server: Server, folders: list[Path]) -> list[subprocess.Popen]:
         files = sorted(str(p) for p in folder.glob("*.dcm"))
         if not files:
             continue
-        procs.append(subprocess.Popen(
-            ["storescu", "+rn", "-nh", "-aet", "STORESCU", "-aec", server.ae_title,
-             "127.0.0.1", str(server.port), *files],
-            env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ))
+        procs.append(
+            subprocess.Popen(
+                [
+                    "storescu",
+                    "+rn",
+                    "-nh",
+                    "-aet",
+                    "STORESCU",
+                    "-aec",
+                    server.ae_title,
+                    "127.0.0.1",
+                    str(server.port),
+                    *files,
+                ],
+                env=DCMTK_ENV,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
     return procs
 
 
@@ -55,8 +69,14 @@ def test_kill9_during_ingest_loses_nothing_acknowledged(ini, tmp_path):
     for s in range(2):
         study = f"1.2.826.0.1.3680043.10.1395.7.{s}"
         datas = [
-            make_instance(patient_id=f"CRASH{s}", study_uid=study, series_uid=study + ".1",
-                          instance_number=i + 1, rows=32, columns=32)
+            make_instance(
+                patient_id=f"CRASH{s}",
+                study_uid=study,
+                series_uid=study + ".1",
+                instance_number=i + 1,
+                rows=32,
+                columns=32,
+            )
             for i in range(PER_SENDER)
         ]
         folders.append(tmp_path / f"sender{s}")

@@ -17,8 +17,9 @@ from tests.synth import make_instance, write_files
 def small_disk(tmp_path):
     mnt = tmp_path / "archive"
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True
+    )
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.strip()}")
     yield mnt
@@ -27,18 +28,38 @@ def small_disk(tmp_path):
 
 def test_full_archive_answers_a700_and_keeps_what_it_has(tmp_path, small_disk):
     # Watermarks at 100 % so the real ENOSPC path answers, not the purge policy.
-    ini = write_config(tmp_path / "box", ArchiveDirectory=small_disk, HighWaterMark=100,
-                       LowWaterMark=99)
+    ini = write_config(
+        tmp_path / "box", ArchiveDirectory=small_disk, HighWaterMark=100, LowWaterMark=99
+    )
     cli(ini, "ae", "add", "STORESCU")
-    files = write_files(tmp_path / "send", [
-        make_instance(patient_id="FULL", rows=256, columns=256, instance_number=i + 1)
-        for i in range(30)])
+    files = write_files(
+        tmp_path / "send",
+        [
+            make_instance(patient_id="FULL", rows=256, columns=256, instance_number=i + 1)
+            for i in range(30)
+        ],
+    )
     server = Server(ini).start()
     try:
         r = subprocess.run(
-            ["storescu", "-d", "+rn", "-nh", "-aet", "STORESCU", "-aec", server.ae_title,
-             "127.0.0.1", str(server.port), *map(str, files)],
-            env=DCMTK_ENV, capture_output=True, text=True, timeout=120)
+            [
+                "storescu",
+                "-d",
+                "+rn",
+                "-nh",
+                "-aet",
+                "STORESCU",
+                "-aec",
+                server.ae_title,
+                "127.0.0.1",
+                str(server.port),
+                *map(str, files),
+            ],
+            env=DCMTK_ENV,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert "0xa700" in r.stdout.lower() + r.stderr.lower()
         assert server.proc.poll() is None
         assert "disk full writing to" in server.output()  # ENOSPC, not the purge policy

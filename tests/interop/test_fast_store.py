@@ -80,7 +80,9 @@ class RawPeer:
         self.sock = self.assoc.dul.socket.socket
         self.sock.settimeout(10)
         self.cx = next(
-            c.context_id for c in self.assoc.accepted_contexts if c.abstract_syntax == CTImageStorage
+            c.context_id
+            for c in self.assoc.accepted_contexts
+            if c.abstract_syntax == CTImageStorage
         )
 
     def send(self, data: bytes) -> None:
@@ -148,7 +150,9 @@ def test_command_and_data_in_one_pdu_and_many_small_fragments(server):
         # 2. The data set in 100-byte fragments, three PDVs per PDU.
         peer.send(pdu(pdv(peer.cx, 0x03, command(uid_b, 2))))
         frags = [ds_b[i : i + 100] for i in range(0, len(ds_b), 100)]
-        items = [pdv(peer.cx, 0x02 if k == len(frags) - 1 else 0x00, f) for k, f in enumerate(frags)]
+        items = [
+            pdv(peer.cx, 0x02 if k == len(frags) - 1 else 0x00, f) for k, f in enumerate(frags)
+        ]
         for k in range(0, len(items), 3):
             peer.send(pdu(*items[k : k + 3]))
         assert peer.store_status() == 0x0000

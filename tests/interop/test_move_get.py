@@ -493,7 +493,9 @@ def test_get_cancel_mid_stream_stops_the_sub_operations(env):
     try:
         statuses = [
             (int(rsp.Status), rsp)
-            for rsp, _ in assoc.send_c_get(ident, StudyRootQueryRetrieveInformationModelGet, msg_id=1)
+            for rsp, _ in assoc.send_c_get(
+                ident, StudyRootQueryRetrieveInformationModelGet, msg_id=1
+            )
             if rsp is not None and "Status" in rsp
         ]
     finally:

@@ -18,8 +18,17 @@ from tests.synth import make_instance, write_files
 
 
 def _store(server, files, aet="STORESCU"):
-    return dcmtk("storescu", "-aet", aet, "-aec", server.ae_title, "127.0.0.1", str(server.port),
-                 *[str(f) for f in files], timeout=120)
+    return dcmtk(
+        "storescu",
+        "-aet",
+        aet,
+        "-aec",
+        server.ae_title,
+        "127.0.0.1",
+        str(server.port),
+        *[str(f) for f in files],
+        timeout=120,
+    )
 
 
 @pytest.fixture
@@ -45,13 +54,31 @@ def test_twenty_modalities_at_once(fast_timeouts, tmp_path):
     server = fast_timeouts
     procs = []
     for i in range(20):
-        files = write_files(tmp_path / f"m{i}", [make_instance(patient_id=f"M{i}", rows=16,
-                                                               columns=16, instance_number=n + 1)
-                                                 for n in range(10)])
-        procs.append(subprocess.Popen(
-            ["storescu", "-aet", f"MOD{i:02d}", "-aec", server.ae_title, "127.0.0.1",
-             str(server.port), *map(str, files)],
-            env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        files = write_files(
+            tmp_path / f"m{i}",
+            [
+                make_instance(patient_id=f"M{i}", rows=16, columns=16, instance_number=n + 1)
+                for n in range(10)
+            ],
+        )
+        procs.append(
+            subprocess.Popen(
+                [
+                    "storescu",
+                    "-aet",
+                    f"MOD{i:02d}",
+                    "-aec",
+                    server.ae_title,
+                    "127.0.0.1",
+                    str(server.port),
+                    *map(str, files),
+                ],
+                env=DCMTK_ENV,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     for p in procs:
         assert p.wait(120) == 0, p.stderr.read()
     assert _count(server) == 200
@@ -90,11 +117,14 @@ def test_idle_slow_and_burst_connections_do_not_block_a_modality(fast_timeouts, 
     assert _count(server) == 1
 
 
-@pytest.mark.parametrize("garbage", [
-    b"\xff" * 64,  # unknown PDU type
-    struct.pack(">BBL", 0x01, 0, 0xFFFFFFF0) + b"\x00" * 32,  # A-ASSOCIATE-RQ claiming ~4 GB
-    struct.pack(">BBL", 0x04, 0, 100) + b"\x00" * 100,  # P-DATA before any association
-])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"\xff" * 64,  # unknown PDU type
+        struct.pack(">BBL", 0x01, 0, 0xFFFFFFF0) + b"\x00" * 32,  # A-ASSOCIATE-RQ claiming ~4 GB
+        struct.pack(">BBL", 0x04, 0, 100) + b"\x00" * 100,  # P-DATA before any association
+    ],
+)
 def test_malformed_pdu_drops_only_that_connection(fast_timeouts, tmp_path, garbage):
     server = fast_timeouts
     bad = socket.create_connection(("127.0.0.1", server.port))
@@ -109,8 +139,12 @@ def test_malformed_pdu_drops_only_that_connection(fast_timeouts, tmp_path, garba
     except OSError:
         pass
     bad.close()
-    assert dcmtk("echoscu", "-aet", "STORESCU", "-aec", server.ae_title, "127.0.0.1",
-                 str(server.port)).returncode == 0
+    assert (
+        dcmtk(
+            "echoscu", "-aet", "STORESCU", "-aec", server.ae_title, "127.0.0.1", str(server.port)
+        ).returncode
+        == 0
+    )
     assert server.proc.poll() is None
 
 
@@ -125,8 +159,19 @@ def test_workers_run_the_daemons_own_code_whatever_the_working_directory(tmp_pat
     server = Server(ini, cwd=other.parent).start()
     try:
         files = write_files(tmp_path / "s", [make_instance(rows=16, columns=16)])
-        assert dcmtk("storescu", "-aet", "STORESCU", "-aec", server.ae_title, "127.0.0.1",
-                     str(server.port), *map(str, files)).returncode == 0
+        assert (
+            dcmtk(
+                "storescu",
+                "-aet",
+                "STORESCU",
+                "-aec",
+                server.ae_title,
+                "127.0.0.1",
+                str(server.port),
+                *map(str, files),
+            ).returncode
+            == 0
+        )
         assert _count(server) == 1
     finally:
         server.stop()
@@ -143,13 +188,30 @@ def test_worker_processes_share_the_port_and_die_with_the_daemon(tmp_path):
         assert len(kids) == 1 and "scp-worker" in " ".join(kids[0].cmdline())
         procs = []
         for i in range(4):
-            files = write_files(tmp_path / f"s{i}", [
-                make_instance(patient_id=f"W{i}", rows=16, columns=16, instance_number=n + 1)
-                for n in range(25)])
-            procs.append(subprocess.Popen(
-                ["storescu", "-aet", "STORESCU", "-aec", server.ae_title, "127.0.0.1",
-                 str(server.port), *map(str, files)], env=DCMTK_ENV,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            files = write_files(
+                tmp_path / f"s{i}",
+                [
+                    make_instance(patient_id=f"W{i}", rows=16, columns=16, instance_number=n + 1)
+                    for n in range(25)
+                ],
+            )
+            procs.append(
+                subprocess.Popen(
+                    [
+                        "storescu",
+                        "-aet",
+                        "STORESCU",
+                        "-aec",
+                        server.ae_title,
+                        "127.0.0.1",
+                        str(server.port),
+                        *map(str, files),
+                    ],
+                    env=DCMTK_ENV,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         assert all(p.wait(120) == 0 for p in procs)
         assert _count(server) == 100
         # A lone modality stays with the daemon (its records commit in place);
@@ -157,8 +219,13 @@ def test_worker_processes_share_the_port_and_die_with_the_daemon(tmp_path):
         daemon = psutil.Process(server.proc.pid)
 
         def held(total):
-            n = [sum(c.status == psutil.CONN_ESTABLISHED and c.laddr.port == server.port
-                     for c in p.net_connections("tcp")) for p in (daemon, kids[0])]
+            n = [
+                sum(
+                    c.status == psutil.CONN_ESTABLISHED and c.laddr.port == server.port
+                    for c in p.net_connections("tcp")
+                )
+                for p in (daemon, kids[0])
+            ]
             return n if sum(n) == total else None
 
         socks = [socket.create_connection(("127.0.0.1", server.port))]
@@ -170,8 +237,11 @@ def test_worker_processes_share_the_port_and_die_with_the_daemon(tmp_path):
             for s in socks:
                 s.close()
         server.kill9()
-        poll(lambda: not kids[0].is_running() or kids[0].status() == psutil.STATUS_ZOMBIE,
-             timeout=10, what="the worker to die with the daemon")
+        poll(
+            lambda: not kids[0].is_running() or kids[0].status() == psutil.STATUS_ZOMBIE,
+            timeout=10,
+            what="the worker to die with the daemon",
+        )
     finally:
         server.stop()
 
@@ -180,9 +250,22 @@ def test_ten_storescu_send_the_same_instance_at_once(fast_timeouts, tmp_path):
     server = fast_timeouts
     (path,) = write_files(tmp_path / "same", [make_instance(patient_id="SAME")])
     procs = [
-        subprocess.Popen(["storescu", "-aet", f"MOD{i:02d}", "-aec", server.ae_title, "127.0.0.1",
-                          str(server.port), str(path)], env=DCMTK_ENV,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [
+                "storescu",
+                "-aet",
+                f"MOD{i:02d}",
+                "-aec",
+                server.ae_title,
+                "127.0.0.1",
+                str(server.port),
+                str(path),
+            ],
+            env=DCMTK_ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i in range(10)
     ]
     for p in procs:

@@ -91,10 +91,14 @@ def reference_scp(tmp_path):
     port = free_port()
     proc = subprocess.Popen(
         ["storescp", "+B", "+xa", "-aet", "REF", "-od", str(out), str(port)],
-        env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=DCMTK_ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    poll(lambda: dcmtk("echoscu", "-aec", "REF", "127.0.0.1", str(port)).returncode == 0,
-         what="reference storescp")
+    poll(
+        lambda: dcmtk("echoscu", "-aec", "REF", "127.0.0.1", str(port)).returncode == 0,
+        what="reference storescp",
+    )
     yield port, out
     proc.terminate()
     proc.wait(10)
@@ -117,17 +121,29 @@ def test_every_pydicom_file(server, reference_scp):
     for path in _corpus():
         info = _describe(path)
         opt = PROPOSE.get(info["ts"]) if info else None
-        args = ["-R"] + ([opt] if opt else []) + [
-            "-aet", "STORESCU", "-aec", server.ae_title, "127.0.0.1", str(server.port), str(path)
-        ]
+        args = (
+            ["-R"]
+            + ([opt] if opt else [])
+            + [
+                "-aet",
+                "STORESCU",
+                "-aec",
+                server.ae_title,
+                "127.0.0.1",
+                str(server.port),
+                str(path),
+            ]
+        )
         r = dcmtk("storescu", *args)
         if r.returncode == 0:
             ref = args[:-5] + ["-aec", "REF", "127.0.0.1", str(ref_port), str(path)]
             dcmtk("storescu", *ref, check=True)
             assert info is not None and info["complete"], f"{path.name} should have been refused"
             sent_ok[info["sop"]] = path
-        elif "Received Store Response" in r.stderr or "DataSetDoesNotMatchSOPClass" in r.stderr or (
-            info and info["sop"] and "missing SOP" not in r.stderr
+        elif (
+            "Received Store Response" in r.stderr
+            or "DataSetDoesNotMatchSOPClass" in r.stderr
+            or (info and info["sop"] and "missing SOP" not in r.stderr)
         ):
             refused.append(path.name)
             assert info is not None and not info["complete"], (
@@ -151,12 +167,17 @@ def test_every_pydicom_file(server, reference_scp):
     finally:
         close_database()
     # Still serving after all of that.
-    assert dcmtk("echoscu", "-aet", "STORESCU", "-aec", server.ae_title, "127.0.0.1",
-                 str(server.port)).returncode == 0
+    assert (
+        dcmtk(
+            "echoscu", "-aet", "STORESCU", "-aec", server.ae_title, "127.0.0.1", str(server.port)
+        ).returncode
+        == 0
+    )
 
 
-@pytest.mark.parametrize("name", ["MR_truncated.dcm", "rtplan_truncated.dcm", "README.txt",
-                                  "no_meta.dcm", "zipMR.gz"])
+@pytest.mark.parametrize(
+    "name", ["MR_truncated.dcm", "rtplan_truncated.dcm", "README.txt", "no_meta.dcm", "zipMR.gz"]
+)
 def test_broken_bytes_are_refused(server, name, tmp_path):
     """Bytes storescu would not send, pushed raw: a failure status and nothing stored."""
     raw = (TEST_FILES / name).read_bytes()

@@ -73,13 +73,17 @@ def test_ready_watchdog_status_and_a_frozen_heartbeat(ini, manager):
         status = poll(lambda: manager.last("STATUS="), what="STATUS=")
         assert server.ae_title in status and str(server.port) in status
         # Pings at half the interval (1 s).
-        poll(lambda: len([t for t in manager.times("WATCHDOG=1") if t > ready]) >= 4,
-             timeout=10, what="regular WATCHDOG=1")
+        poll(
+            lambda: len([t for t in manager.times("WATCHDOG=1") if t > ready]) >= 4,
+            timeout=10,
+            what="regular WATCHDOG=1",
+        )
         # Freeze the main loop's heartbeat: pings must stop within its max age (6 s).
         server.proc.send_signal(signal.SIGUSR2)
         frozen_at = time.monotonic()
         deadline = frozen_at + 9  # assert an absence: watch the whole window
-        while time.monotonic() < deadline: time.sleep(0.2)  # noqa: E701
+        while time.monotonic() < deadline:
+            time.sleep(0.2)  # noqa: E701
         late = [t for t in manager.times("WATCHDOG=1") if t > frozen_at + 7]
         assert late == [], "watchdog pings went on while a worker was frozen"
         assert "watchdog ping withheld" in server.output()
@@ -88,15 +92,32 @@ def test_ready_watchdog_status_and_a_frozen_heartbeat(ini, manager):
 
 
 def test_sigterm_mid_ingest_stops_cleanly_and_loses_nothing(ini, manager, tmp_path):
-    files = write_files(tmp_path / "send", [
-        make_instance(patient_id="TERM", rows=32, columns=32, instance_number=i + 1)
-        for i in range(400)])
+    files = write_files(
+        tmp_path / "send",
+        [
+            make_instance(patient_id="TERM", rows=32, columns=32, instance_number=i + 1)
+            for i in range(400)
+        ],
+    )
     server = Server(ini, env={"NOTIFY_SOCKET": manager.path})
     server.start()
     sender = subprocess.Popen(
-        ["storescu", "+rn", "-nh", "-aet", "STORESCU", "-aec", server.ae_title, "127.0.0.1",
-         str(server.port), *map(str, files)],
-        env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            "storescu",
+            "+rn",
+            "-nh",
+            "-aet",
+            "STORESCU",
+            "-aec",
+            server.ae_title,
+            "127.0.0.1",
+            str(server.port),
+            *map(str, files),
+        ],
+        env=DCMTK_ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     poll(lambda: len(list((tmp_path / "send").glob("*.done"))) >= 50, what="ingest under way")
     t0 = time.monotonic()
     server.proc.send_signal(signal.SIGTERM)

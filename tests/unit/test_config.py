@@ -31,18 +31,29 @@ def test_default_ini_round_trips(tmp_path):
 
 def test_statement_keys_are_present():
     names = {s.name for s in config.SETTINGS}
-    for key in ("ApplicationEntityTitle", "ServerPortNumber", "TLSPortNumber", "LogDirectory",
-                "Database", "StorageFormat", "ThreadPoolSize", "PreferredXferSyntaxRx",
-                "WorklistPollInterval"):
+    for key in (
+        "ApplicationEntityTitle",
+        "ServerPortNumber",
+        "TLSPortNumber",
+        "LogDirectory",
+        "Database",
+        "StorageFormat",
+        "ThreadPoolSize",
+        "PreferredXferSyntaxRx",
+        "WorklistPollInterval",
+    ):
         assert key in names
 
 
-@pytest.mark.parametrize("section,key,value,words", [
-    ("server", "ServerPortNumber", "70000", "0 to 65535"),
-    ("storage", "StorageFormat", "Jpeg", "DicomPart10, Native"),
-    ("server", "ApplicationEntityTitle", "THIS_IS_FAR_TOO_LONG", "16"),
-    ("storage", "DuplicatePolicy", "maybe", "replace, keep-first, reject"),
-])
+@pytest.mark.parametrize(
+    "section,key,value,words",
+    [
+        ("server", "ServerPortNumber", "70000", "0 to 65535"),
+        ("storage", "StorageFormat", "Jpeg", "DicomPart10, Native"),
+        ("server", "ApplicationEntityTitle", "THIS_IS_FAR_TOO_LONG", "16"),
+        ("storage", "DuplicatePolicy", "maybe", "replace, keep-first, reject"),
+    ],
+)
 def test_bad_value_names_file_key_and_allowed(tmp_path, section, key, value, words):
     ini = tmp_path / "bad.ini"
     ini.write_text(f"[{section}]\n{key} = {value}\n")

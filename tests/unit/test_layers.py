@@ -58,8 +58,12 @@ def test_nothing_imports_cli_or_daemon():
 
 def test_edges_do_not_import_each_other():
     """web, scp, media and export meet in archive and db, never directly."""
-    edges = {"web/": "pacsbox.web", "scp/": "pacsbox.scp", "media/": "pacsbox.media",
-             "export/": "pacsbox.export"}
+    edges = {
+        "web/": "pacsbox.web",
+        "scp/": "pacsbox.scp",
+        "media/": "pacsbox.media",
+        "export/": "pacsbox.export",
+    }
     wrong = []
     for rel, names in _modules():
         mine = next((v for k, v in edges.items() if rel.startswith(k)), None)

@@ -40,8 +40,13 @@ def test_export_needs_the_export_privilege(app, archive):
 def _wait_job(b, job_id):
     from tests.helpers import poll
 
-    return poll(lambda: (lambda j: j if j["state"] != "running" else None)(
-        b.get(f"/jobs/{job_id}.json").json["jobs"][0]), timeout=60, what="the burn job")
+    return poll(
+        lambda: (lambda j: j if j["state"] != "running" else None)(
+            b.get(f"/jobs/{job_id}.json").json["jobs"][0]
+        ),
+        timeout=60,
+        what="the burn job",
+    )
 
 
 def test_burn_study_is_a_job_with_progress(archive, clock, tmp_path):

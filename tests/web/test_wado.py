@@ -122,8 +122,10 @@ def test_native_storage_downloads_as_part10(cfg, clock, tmp_path):
         res = store(archive, patient_name="NATIVE^ONE")
         app = create_app(archive.cfg, archive, clock=clock)
         b = login(app, "dl", privileges=("view", "download"))
-        for url in (wado_url(res, contentType="application/dicom"),
-                    f"/instances/{res.sop_instance_uid}/file"):
+        for url in (
+            wado_url(res, contentType="application/dicom"),
+            f"/instances/{res.sop_instance_uid}/file",
+        ):
             r = b.get(url)
             assert r.content_type == "application/dicom"
             assert r.body[128:132] == b"DICM", url
