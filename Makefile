@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test bench lint image test-image clean system-deps test-deps
+.PHONY: run test test-fast bench lint image test-image clean system-deps test-deps
 
 $(STAMP): pyproject.toml
 	@bash scripts/system-deps.sh base
@@ -29,10 +29,14 @@ test-deps:
 # image is (re)built first when its inputs changed (about a minute from
 # scratch); without the network, or with PACSBOX_IMAGE_TESTS=0, their tests
 # skip with one line saying why. A build that fails otherwise fails make test.
-test: test-deps $(STAMP)
-	$(BIN)/ruff check pacsbox tests bench
+test: test-deps lint
 	PYTHON=$(BIN)/python bash image-build/build.sh --for-tests
-	$(BIN)/pytest -q -p no:cacheprovider
+	PACSBOX_REQUIRE_TOOLS=1 $(BIN)/pytest -q -p no:cacheprovider
+
+# The developer's loop: unit and integration tests only (no DCMTK peers, no
+# image), well under two minutes.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit tests/integration
 
 bench: test-deps $(STAMP)
 	$(BIN)/python -m bench.run

@@ -47,7 +47,7 @@ def _template(db: sqlite3.Connection, table: str, pk: int) -> tuple[list[str], l
 
 def fill(cfg: config.Config) -> None:
     """Bulk-insert the filler rows by copying one template row per table (every column set)."""
-    from tests.web.conftest import make_dicom
+    from tests.integration.web.conftest import make_dicom
 
     archive = Archive(cfg)
     res = archive.store(make_dicom(patient_name="TEMPLATE^ROW", rows=8, columns=8))
@@ -177,7 +177,7 @@ def main() -> dict:
         print(f"filling an index of {TOTAL:,} instances in {WORK} ...", flush=True)
         fill(cfg)
         marker.write_text(json.dumps({"instances": TOTAL}))
-    from tests.web.conftest import make_dicom
+    from tests.integration.web.conftest import make_dicom
 
     archive = Archive(cfg)
     real = archive.store(

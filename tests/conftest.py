@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
-import shutil
+from pathlib import Path
 
 import pytest
 
-from tests.helpers import Server, cli, write_config
+from tests.helpers import Server, cli, require_tools, write_config
 from tests.postgres import PostgresServer
 
+# Each folder is one kind of test (ARCHITECTURE.md, "The repository"); the
+# folder gives the marker, so `-m "not interop"` and `make test-fast` select by it.
+KINDS = ("unit", "integration", "interop", "image", "fuzz", "powercut")
 
-def pytest_configure(config):
-    missing = [t for t in ("storescu", "echoscu", "findscu") if shutil.which(t) is None]
-    if missing:
-        raise pytest.UsageError(
-            "DCMTK is missing (" + ", ".join(missing) + "): run `make test`, which installs it"
-        )
+
+def pytest_collection_modifyitems(config, items):
+    root = Path(__file__).parent
+    for item in items:
+        try:
+            kind = Path(item.fspath).relative_to(root).parts[0]
+        except ValueError:
+            continue
+        if kind in KINDS:
+            item.add_marker(getattr(pytest.mark, kind))
+
+
+@pytest.fixture(autouse=True)
+def _tools_of_the_folder(request):
+    """Interop and image tests drive DCMTK: without it they skip (or fail under
+    ``make test``, which installs it and sets PACSBOX_REQUIRE_TOOLS=1); the other
+    folders never need it."""
+    kind = Path(str(request.node.fspath)).relative_to(Path(__file__).parent).parts[0]
+    if kind in ("interop", "image"):
+        require_tools("storescu", "echoscu", "findscu")
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,6 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from tests.helpers import DCMTK_ENV, Server, cli, dcmtk, write_config
 from tests.postgres import DATABASES, index_settings
 
-pytestmark = pytest.mark.interop
 
 # -- the corpus -------------------------------------------------------------
 

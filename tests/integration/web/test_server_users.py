@@ -13,7 +13,7 @@ from pacsbox.db.models import Study
 from pacsbox.errors import NotFound, UsageError
 from pacsbox.web import users
 from pacsbox.web.server import start_web
-from tests.web.conftest import PASSWORD, Browser, make_dicom
+from tests.integration.web.conftest import PASSWORD, Browser, make_dicom
 
 
 def test_start_web_serves_concurrently_and_stops(cfg, archive):

@@ -12,7 +12,7 @@ from pydicom.data import get_testdata_file
 
 from pacsbox.errors import UsageError
 from pacsbox.web import render
-from tests.web.conftest import make_dicom
+from tests.integration.web.conftest import make_dicom
 
 
 def pixels(data: bytes) -> np.ndarray:

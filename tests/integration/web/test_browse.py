@@ -7,7 +7,7 @@ from pydicom.uid import generate_uid
 from pacsbox.db.auth_models import Journal
 from pacsbox.db.models import Instance, Patient, Study
 from pacsbox.web import browse
-from tests.web.conftest import login, store
+from tests.integration.web.conftest import login, store
 
 
 def uids(b, url):

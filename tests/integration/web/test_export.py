@@ -8,7 +8,7 @@ import zipfile
 import pydicom
 from pydicom.fileset import FileSet
 
-from tests.web.conftest import login, store
+from tests.integration.web.conftest import login, store
 
 
 def test_export_study_as_dicomdir_zip(app, archive, tmp_path):

@@ -18,7 +18,7 @@ from pacsbox.archive import Archive
 from pacsbox.web import users
 from pacsbox.web.server import start_web
 from tests.helpers import dcmtk, poll
-from tests.web.conftest import PASSWORD, make_dicom
+from tests.integration.web.conftest import PASSWORD, make_dicom
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

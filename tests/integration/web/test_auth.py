@@ -11,7 +11,7 @@ from pacsbox.db.auth_models import Journal, Session, User
 from pacsbox.web import users
 from pacsbox.web.auth import MAX_FAILURES, THROTTLE_WINDOW, hash_password, verify_password
 from pacsbox.web.core import PUBLIC
-from tests.web.conftest import PASSWORD, Browser, login, store
+from tests.integration.web.conftest import PASSWORD, Browser, login, store
 
 
 def sample_path(path: str, uid: str, pk: int) -> str:

@@ -11,7 +11,7 @@ from pacsbox.db.models import Patient, Study
 from pacsbox.web import privileges as pv
 from pacsbox.web import users
 from pacsbox.web.core import PUBLIC
-from tests.web.conftest import PASSWORD, Browser, login, store
+from tests.integration.web.conftest import PASSWORD, Browser, login, store
 
 
 def test_the_fourteen_privileges_of_the_seed():

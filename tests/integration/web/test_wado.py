@@ -10,7 +10,7 @@ from pydicom import dcmread
 
 from pacsbox.db.models import Patient, Study
 from pacsbox.web import users
-from tests.web.conftest import PASSWORD, login, store
+from tests.integration.web.conftest import PASSWORD, login, store
 
 
 def basic(name: str, password: str = PASSWORD) -> dict:
