@@ -30,7 +30,6 @@ from pacsbox.db.models import Instance
 from tests.helpers import dcmtk, poll
 from tests.synth import make_instance
 
-
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 
 

@@ -22,7 +22,6 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from tests.helpers import DCMTK_ENV, Server, cli, dcmtk, write_config
 from tests.postgres import DATABASES, index_settings
 
-
 # -- the corpus -------------------------------------------------------------
 
 CT = "1.2.840.10008.5.1.4.1.1.2"

@@ -37,7 +37,6 @@ from tests.interop.test_find import (
 )
 from tests.postgres import DATABASES, index_settings
 
-
 COMPRESSED = ["SC_rgb_jpeg_dcmtk.dcm", "MR_small_RLE.dcm", "JPEG2000.dcm"]
 BIG_ENDIAN = "MR_small_bigendian.dcm"
 LARGE = 300  # instances of the study a cancel interrupts
