@@ -26,9 +26,9 @@ from pathlib import Path
 
 from pacsbox import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, meta, storage
 from pacsbox.config import Config
-from pacsbox.db import DbError, close_database, open_database
+from pacsbox.db import DbError, aes, close_database, commit, dirty, lookup, open_database, rows
 from pacsbox.db import index as idx
-from pacsbox.db.models import ApplicationEntity, Instance, Patient, Series, Study
+from pacsbox.db.models import Instance
 from pacsbox.errors import (
     CannotUnderstand,
     DatabaseError,
@@ -102,10 +102,10 @@ class Archive:
         self._last_write: dict[tuple[str, str], float] = {}
         self._locations: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._last_checkpoint = time.monotonic()
-        self.committer = idx.GroupCommitter()
+        self.committer = commit.GroupCommitter()
         # In a worker process: the daemon's index writer records for us
         # (record_link.RecordClient.record, one of record_many's records).
-        self.remote_record: Callable[..., idx.Recorded] | None = None
+        self.remote_record: Callable[..., rows.Recorded] | None = None
 
     def close(self) -> None:
         self.committer.close()
@@ -115,7 +115,7 @@ class Archive:
 
     def archive_root_for(self, calling_ae: str | None) -> Path:
         if calling_ae:
-            ae = idx.ae_get(calling_ae)
+            ae = aes.ae_get(calling_ae)
             if ae is not None and ae.archivedir:
                 return Path(ae.archivedir)
         return self.cfg.archive_dir
@@ -126,7 +126,7 @@ class Archive:
             if cached:
                 self._locations.move_to_end(study_uid)
                 return cached
-        found = idx.study_location(study_uid)
+        found = lookup.study_location(study_uid)
         if found is None:
             found = (str(self.archive_root_for(calling_ae)), storage.study_folder(study_uid))
         else:
@@ -148,7 +148,7 @@ class Archive:
             self._inflight[loc] = self._inflight.get(loc, 0) + 1
             known = loc in self._dirty
         if not known:
-            idx.mark_dirty(*loc)
+            dirty.mark_dirty(*loc)
             with self._lock:
                 self._dirty.add(loc)
 
@@ -202,9 +202,9 @@ class Archive:
 
     def _already_stored(self, sop_instance_uid: str, chunks: list[bytes]) -> bool:
         """A resend of exactly what is stored (a cheap look before any write)."""
-        if idx.stored_digest(sop_instance_uid) is None:
+        if lookup.stored_digest(sop_instance_uid) is None:
             return False
-        existing = idx.find_instance(sop_instance_uid)
+        existing = lookup.find_instance(sop_instance_uid)
         return existing is not None and _holds(existing, chunks)
 
     def _stored_form(
@@ -290,7 +290,7 @@ class Archive:
 
     def _record(self, attrs, written, root: str, folder: str, native: bool, ae: str):
         for _ in range(3):
-            f = idx.StoredFile(
+            f = rows.StoredFile(
                 root, folder, written.path.name, written.size, written.digest, native
             )
             try:
@@ -310,7 +310,7 @@ class Archive:
                     )
                 self._remember(attrs.study_instance_uid, (root, folder))
                 return rec
-            except idx.LocationChanged as moved:
+            except rows.LocationChanged as moved:
                 # The study lives elsewhere (another archive root): follow it so
                 # the study stays one folder.
                 root, folder = moved.storage_root, moved.folder
@@ -330,7 +330,7 @@ class Archive:
         raise DatabaseError("study location kept changing")
 
     def record_many(
-        self, records: list[tuple[meta.InstanceAttrs, idx.StoredFile, str]]
+        self, records: list[tuple[meta.InstanceAttrs, rows.StoredFile, str]]
     ) -> list[Future]:
         """A worker process's records (attrs, file, calling AE), committed
         together in this process's index (the worker fsyncs meanwhile)."""
@@ -374,7 +374,7 @@ class Archive:
 
     def check_peer(self, calling_ae: str, address: str) -> str | None:
         """None when the AE may associate, else the reason it may not."""
-        ae = idx.ae_get(calling_ae.strip())
+        ae = aes.ae_get(calling_ae.strip())
         if ae is None:
             return "calling AE title not in the AE table"
         if not ae.allowaccess:
@@ -407,7 +407,7 @@ class Archive:
                 self._last_write.pop(loc, None)
         if quiet:
             try:
-                idx.clear_dirty(quiet)
+                dirty.clear_dirty(quiet)
             except (DbError, OutcomeUnknown) as exc:
                 # The marks stay in the index: the start-up check looks there.
                 log.warning("checkpoint of %d quiet folders failed: %s", len(quiet), exc)
@@ -416,9 +416,9 @@ class Archive:
 
     def startup_check(self, progress: Callable[[int, int], None] | None = None) -> CheckReport:
         """Make the folders written since the last checkpoint consistent with the index."""
-        folders = idx.dirty_folders()
+        folders = dirty.dirty_folders()
         report = self._check_folders(folders, progress, repair=True, interrupted=True)
-        idx.clear_dirty(folders, every_process=True)
+        dirty.clear_dirty(folders, every_process=True)
         self.purge_holding()
         if (
             report.indexed
@@ -443,19 +443,11 @@ class Archive:
             for study_dir in storage.iter_study_folders(root):
                 folders.append((str(root), f"{study_dir.parent.name}/{study_dir.name}"))
         known = set(folders)
-        for study in Study.select(Study.storage_root, Study.folder):
-            if (study.storage_root, study.folder) not in known:
-                folders.append((study.storage_root, study.folder))
+        folders.extend(loc for loc in lookup.study_folders() if loc not in known)
         return self._check_folders(folders, progress, repair=repair)
 
     def archive_roots(self) -> list[Path]:
-        roots = {self.cfg.archive_dir.resolve()}
-        for ae in ApplicationEntity.select(ApplicationEntity.archivedir):
-            if ae.archivedir:
-                roots.add(Path(ae.archivedir).resolve())
-        for (root,) in Study.select(Study.storage_root).distinct().tuples():
-            roots.add(Path(root).resolve())
-        return sorted(roots)
+        return lookup.archive_roots(self.cfg.archive_dir)
 
     def _check_folders(
         self,
@@ -467,14 +459,14 @@ class Archive:
     ) -> CheckReport:
         """``interrupted``: these folders were being written when the box went
         down (the start-up check). A store's record commits while its file and
-        folder fsyncs run (``index.alongside``), so a crash may leave a file
+        folder fsyncs run (``commit.alongside``), so a crash may leave a file
         torn under its final name (its name's CRC tells), a row whose rename
         never reached the disk, or a row without a file: each a store never
         acknowledged."""
         report = CheckReport(folders=len(folders))
         for n, (root, folder) in enumerate(folders, 1):
             path = Path(root) / folder
-            indexed = idx.indexed_names(root, folder)
+            indexed = lookup.indexed_names(root, folder)
             on_disk = {p.name: p for p in storage.stored_files(path)}
             if interrupted:
                 self._remove_torn(on_disk, report, repair=repair)
@@ -528,7 +520,7 @@ class Archive:
 
     def _restore_part(self, part: Path, final: Path, sop_uid: str) -> bool:
         """Put back a rename that a crash undid, if the temp file holds the indexed bytes."""
-        inst = idx.find_instance(sop_uid)
+        inst = lookup.find_instance(sop_uid)
         try:
             data = part.read_bytes()
         except OSError:
@@ -542,7 +534,7 @@ class Archive:
         return True
 
     def _drop_interrupted(self, sop_uid: str, path: Path) -> None:
-        inst = idx.find_instance(sop_uid)
+        inst = lookup.find_instance(sop_uid)
         if inst is not None:
             idx.delete_instance(inst)
         log.warning(
@@ -567,7 +559,7 @@ class Archive:
             log.warning("unreadable file in archive: %s (%s)", path, exc)
             return
         attrs = parsed.attrs
-        existing = idx.find_instance(attrs.sop_instance_uid)
+        existing = lookup.find_instance(attrs.sop_instance_uid)
         if existing is not None:
             if not repair:
                 report.held += 1
@@ -583,27 +575,23 @@ class Archive:
         report.indexed += 1
         if not repair:
             return
-        f = idx.StoredFile(
+        f = rows.StoredFile(
             root, folder, path.name, len(data), storage.digest([data]), not parsed.has_meta
         )
         try:
             idx.record_instance(attrs, f, policy="keep-first", private=self.cfg.NewStudiesPrivate)
-        except idx.LocationChanged as moved:
+        except rows.LocationChanged as moved:
             target = Path(moved.storage_root) / moved.folder
             storage.ensure_dir(target, self.sync)
             shutil.move(path, target / path.name)
-            f = idx.StoredFile(
+            f = rows.StoredFile(
                 moved.storage_root, moved.folder, path.name, f.size, f.digest, f.native
             )
             idx.record_instance(attrs, f, policy="keep-first", private=self.cfg.NewStudiesPrivate)
 
     def rebuild(self, progress: Callable[[int, int], None] | None = None) -> CheckReport:
         """Rebuild the whole index from the files (the AE table is kept)."""
-        with idx.write_transaction():
-            Instance.delete().execute()
-            Series.delete().execute()
-            Study.delete().execute()
-            Patient.delete().execute()
+        idx.delete_everything()
         with self._lock:
             self._locations.clear()
         report = self.full_check(repair=True, progress=progress)
@@ -627,7 +615,7 @@ class Archive:
 
     def read_part10(self, inst: Instance) -> bytes:
         """The stored object as a Part-10 file (Native files get their header back)."""
-        path = idx.instance_path(inst)
+        path = lookup.instance_path(inst)
         with open(path, "rb") as fh:
             data = fh.read()
         if not inst.native:
@@ -647,7 +635,7 @@ class Archive:
 def _holds(existing: Instance, chunks: list[bytes]) -> bool:
     """Does the indexed instance's file hold exactly these bytes?"""
     return storage.same_content(
-        existing.digest, idx.instance_path(existing), storage.digest(chunks), chunks
+        existing.digest, lookup.instance_path(existing), storage.digest(chunks), chunks
     )
 
 

@@ -24,7 +24,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from pacsbox import config, watermark
 from pacsbox.archive import Archive
-from pacsbox.db import index as idx
+from pacsbox.db import lookup
 from pacsbox.db.models import Instance, Patient, Series, Study, utcnow
 from pacsbox.errors import OutOfResources, PacsboxError
 from pacsbox.notify import Heartbeats
@@ -151,7 +151,9 @@ def assert_consistent(archive: Archive) -> None:
     for inst in Instance.select():
         study = inst.series.study
         if study.purge_state == "":
-            assert idx.instance_path(inst).is_file(), f"row without file: {inst.sop_instance_uid}"
+            assert lookup.instance_path(inst).is_file(), (
+                f"row without file: {inst.sop_instance_uid}"
+            )
     report = archive.full_check(repair=False)
     assert report.missing_files == [] and report.indexed == 0 and report.held == 0, report.summary()
     for series in Series.select():
