@@ -130,20 +130,22 @@ def cmd_ae(args: argparse.Namespace, cfg: config.Config) -> int:
 
 @command("rebuild-index")
 def cmd_rebuild(args: argparse.Namespace, cfg: config.Config) -> int:
+    from pacsbox import recovery
     from pacsbox.progress import Bar
 
-    with _archive(cfg) as archive:
-        report = archive.rebuild(progress=Bar("rebuild"))
+    with _archive(cfg):  # opens and migrates the index
+        report = recovery.rebuild(cfg, progress=Bar("rebuild"))
         print("index rebuilt: " + report.summary())
         return 0
 
 
 @command("check")
 def cmd_check(args: argparse.Namespace, cfg: config.Config) -> int:
+    from pacsbox import recovery
     from pacsbox.progress import Bar
 
-    with _archive(cfg) as archive:
-        report = archive.full_check(repair=False, progress=Bar("check"))
+    with _archive(cfg):
+        report = recovery.full_check(cfg, repair=False, progress=Bar("check"))
         print("check: " + report.summary().replace(" indexed", " not indexed"))
         for sop in report.missing_files:
             print(f"missing file for SOP Instance {sop}")

@@ -36,6 +36,7 @@ import psutil
 
 from pacsbox.archive import Archive
 from pacsbox.config import Config
+from pacsbox.db import lookup
 from pacsbox.db import purge as pdb
 from pacsbox.db.models import Study, utcnow
 from pacsbox.errors import OutOfResources, PacsboxError
@@ -227,7 +228,7 @@ class Watermark:
         with self._lock:
             cached = self._roots_cache
         if cached is None or now - cached[0] > GROUPS_SECONDS:
-            known = {str(r) for r in self.archive.archive_roots()}
+            known = {str(r) for r in lookup.archive_roots(self.cfg.archive_dir)}
             known.update(pdb.storage_roots())
             cached = (now, frozenset(known))
             with self._lock:

@@ -50,7 +50,7 @@ def alongside(meanwhile: Callable[[], None] | None, wait: Callable[[], T]) -> T:
     The record may commit before ``meanwhile`` (a folder fsync) is done, so
     a failure of ``meanwhile`` after a successful record is OutcomeUnknown
     (the file stays; a crash before the fsync is the start-up check's to
-    mend, see ``Archive._check_folders``). A failed record raises its own error.
+    mend, see ``recovery.startup_check``). A failed record raises its own error.
     """
     failed: Exception | None = None
     if meanwhile is not None:

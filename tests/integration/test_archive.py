@@ -15,7 +15,7 @@ import pydicom
 import pytest
 from peewee import OperationalError
 
-from pacsbox import storage
+from pacsbox import recovery, storage
 from pacsbox.archive import Archive
 from pacsbox.config import load
 from pacsbox.db import commit, dirty, lookup
@@ -372,7 +372,7 @@ def test_startup_check_removes_temp_files_and_adopts_orphans(tmp_path):
     a.close()
     b = Archive(a.cfg)
     try:
-        report = b.startup_check()
+        report = recovery.startup_check(b.cfg)
         assert report.parts_removed == 1 and report.indexed == 1
         assert not (folder / "deadbeef.dcm.part").exists()
         assert Instance.select().count() == 2
@@ -413,7 +413,7 @@ def test_a_power_cut_losing_the_index_tail_loses_no_acknowledged_image(tmp_path,
     b = Archive(a.cfg)
     try:
         assert Instance.select().count() == 0  # every record's commit was lost
-        report = b.startup_check()
+        report = recovery.startup_check(b.cfg)
         assert report.indexed == 6 and not report.missing_files
         for inst in Instance.select():
             assert lookup.instance_path(inst).read_bytes() == stored[inst.sop_instance_uid]
@@ -501,7 +501,7 @@ def test_startup_check_completes_a_rename_the_crash_undid(tmp_path):
     cfg, study, _, final, _ = _rename_undone(tmp_path)
     b = Archive(cfg)
     try:
-        report = b.startup_check()
+        report = recovery.startup_check(b.cfg)
         assert report.parts_restored == 1 and report.parts_removed == 0
         assert not report.missing_files and report.interrupted_rows == 0
         assert final.read_bytes() == study[1] and Instance.select().count() == 2
@@ -516,7 +516,7 @@ def test_startup_check_never_puts_back_a_temp_file_that_differs_from_its_row(tmp
     part.write_bytes(study[1][: len(study[1]) // 2])
     b = Archive(cfg)
     try:
-        report = b.startup_check()
+        report = recovery.startup_check(b.cfg)
         assert report.parts_restored == 0 and report.parts_removed == 1
         assert report.interrupted_rows == 1
         assert not part.exists() and not final.exists()
@@ -544,7 +544,7 @@ def test_startup_check_removes_files_a_crash_cut_short_with_or_without_their_row
     without_row.write_bytes(study[3][:-100] + b"\0" * 100)  # the same size, its tail never written
     b = Archive(a.cfg)
     try:
-        report = b.startup_check()
+        report = recovery.startup_check(b.cfg)
         assert report.torn_removed == 2 and report.interrupted_rows == 1
         assert report.indexed == 0 and not report.missing_files
         assert not with_row.exists() and not without_row.exists()
@@ -583,7 +583,7 @@ def test_startup_check_removes_the_row_of_a_store_whose_file_never_reached_the_d
     lookup.instance_path(lost).unlink()  # neither its name nor its temp name survived
     b = Archive(a.cfg)
     try:
-        report = b.startup_check()
+        report = recovery.startup_check(b.cfg)
         assert report.interrupted_rows == 1 and not report.missing_files
         assert Instance.select().count() == 2
         assert lookup.find_instance(lost.sop_instance_uid) is None

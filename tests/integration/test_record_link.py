@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pacsbox import storage
+from pacsbox import recovery, storage
 from pacsbox.archive import Archive
 from pacsbox.config import load
 from pacsbox.db import lookup
@@ -166,7 +166,7 @@ def test_daemon_gone_during_the_record_keeps_the_file(tmp_path):
             worker.store(make_instance())
         assert exc.value.dimse_status == 0xA701
         assert len(_files(daemon.cfg.archive_dir)) == 1
-        report = daemon.startup_check()
+        report = recovery.startup_check(daemon.cfg)
         assert report.indexed == 1 and Instance.select().count() == 1
     finally:
         worker.close()

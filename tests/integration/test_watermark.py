@@ -22,7 +22,7 @@ from pydicom import dcmwrite
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from pacsbox import config, watermark
+from pacsbox import config, recovery, watermark
 from pacsbox.archive import Archive
 from pacsbox.db import lookup
 from pacsbox.db.models import Instance, Patient, Series, Study, utcnow
@@ -154,7 +154,7 @@ def assert_consistent(archive: Archive) -> None:
             assert lookup.instance_path(inst).is_file(), (
                 f"row without file: {inst.sop_instance_uid}"
             )
-    report = archive.full_check(repair=False)
+    report = recovery.full_check(archive.cfg, repair=False)
     assert report.missing_files == [] and report.indexed == 0 and report.held == 0, report.summary()
     for series in Series.select():
         assert series.num_instances == Instance.select().where(Instance.series == series).count()
