@@ -313,7 +313,7 @@ def cmd_selfcheck(args: argparse.Namespace, cfg: config.Config) -> int:
 
 @command("purge")
 def cmd_purge(args: argparse.Namespace, cfg: config.Config) -> int:
-    from pacsbox.watermark import purge_command
+    from pacsbox.purge_command import purge_command
 
     return purge_command(cfg, args.dry_run, sys.stdout)
 
