@@ -113,8 +113,8 @@ def together(fns: list, isolate: bool = False, lazy: bool = False) -> list:
     exception is returned in its place; the others still commit.
 
     ``lazy`` (the store path): the COMMIT does not wait for the WAL's fsync,
-    which cost a third of a small image's time (0.2-0.5 ms of ~1.5 ms). The
-    row may then be lost in a power cut but never its image: the file and
+    which would be a large part of a small image's store time. The row may
+    then be lost in a power cut but never its image: the file and
     its folder were fsynced before, the folder is marked dirty by a commit
     that did wait (``mark_dirty``, kept until a later waiting commit has
     made these rows durable), and the start-up check indexes every file of a
@@ -153,7 +153,8 @@ class GroupCommitter:
     The writer does no fsync at all: each caller fsyncs its file's folder
     while its record is made (``meanwhile``; callers of one folder share
     one, ``storage._FolderSync``), and an inline caller does it after its
-    commit, having handed the writer lock on.
+    commit, having handed the writer lock on. Fsyncs in the writer would
+    make every record of a batch wait for every folder in it.
 
     The COMMIT does not wait for the disk (see ``together``): what makes an
     acknowledged image survive a power cut is its file and folder, fsynced
@@ -161,9 +162,6 @@ class GroupCommitter:
     the start-up check indexes any file there whose row was lost. Only a
     replace, which then moves the earlier file away, waits for its row to be
     durable first.
-
-    The folder fsyncs used to run in the writer, before each batch's SQL,
-    which every record of the batch then waited for.
     """
 
     MAX_BATCH = 64
@@ -197,8 +195,8 @@ class GroupCommitter:
     def run_batch(self, fns: list) -> list[Future]:
         """Commit ``fns`` together in the caller's thread (waiting for the writer
         lock); their Futures are done on return. A worker's records come in
-        bunches on one socket: its reader commits them itself, saving the hop to
-        the writer thread (a fifth of a worker's record time)."""
+        bunches on one socket: its reader commits them itself, without the hop
+        to the writer thread."""
         ready = [(fn, Future()) for fn in fns]
         with self._idle:
             self._commit_batch(ready)
