@@ -6,13 +6,12 @@ transaction, and only then report success. If indexing fails the file is
 removed (A701); if the disk is full nothing is left behind (A700). Listeners
 run after the commit and can never fail a store.
 
-The start-up check and ``rebuild`` live here too, because they are the same
-write path run over files that are already on disk.
+The start-up check, ``pacsbox check`` and ``rebuild`` are in ``recovery``;
+``Archive.startup_check`` runs the first on this archive's index.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import shutil
 import threading
@@ -20,23 +19,21 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from pacsbox import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, meta, storage
+from pacsbox import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, meta, recovery, storage
 from pacsbox.config import Config
-from pacsbox.db import DbError, close_database, open_database
+from pacsbox.db import DbError, aes, close_database, commit, dirty, lookup, open_database, rows
 from pacsbox.db import index as idx
-from pacsbox.db.models import ApplicationEntity, Instance, Patient, Series, Study
+from pacsbox.db.models import Instance
 from pacsbox.errors import (
-    CannotUnderstand,
     DatabaseError,
     DatasetMismatch,
     DuplicateRejected,
     OutcomeUnknown,
     OutOfResources,
-    PacsboxError,
 )
 
 log = logging.getLogger("pacsbox.archive")
@@ -58,32 +55,6 @@ class StoreResult:
     study_description: str = ""
 
 
-@dataclass
-class CheckReport:
-    folders: int = 0
-    files_seen: int = 0
-    parts_removed: int = 0
-    parts_restored: int = 0  # renames a crash undid, put back
-    torn_removed: int = 0  # files a crash cut short before their fsync (never acknowledged)
-    interrupted_rows: int = 0  # rows of stores never acknowledged, removed
-    indexed: int = 0
-    duplicates_removed: int = 0
-    held: int = 0
-    unreadable: list[str] = field(default_factory=list)
-    missing_files: list[str] = field(default_factory=list)  # SOP Instance UIDs
-
-    def summary(self) -> str:
-        return (
-            f"{self.folders} folders, {self.files_seen} files: {self.indexed} indexed, "
-            f"{self.parts_removed} temp files removed, {self.parts_restored} renames completed, "
-            f"{self.torn_removed} torn files removed, "
-            f"{self.interrupted_rows} rows of interrupted stores removed, "
-            f"{self.duplicates_removed} duplicate files "
-            f"removed, {self.held} moved to holding, {len(self.unreadable)} unreadable, "
-            f"{len(self.missing_files)} index rows without a file"
-        )
-
-
 class Archive:
     """Holds the open index and the bookkeeping the write path needs between calls."""
 
@@ -102,10 +73,10 @@ class Archive:
         self._last_write: dict[tuple[str, str], float] = {}
         self._locations: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._last_checkpoint = time.monotonic()
-        self.committer = idx.GroupCommitter()
+        self.committer = commit.GroupCommitter()
         # In a worker process: the daemon's index writer records for us
         # (record_link.RecordClient.record, one of record_many's records).
-        self.remote_record: Callable[..., idx.Recorded] | None = None
+        self.remote_record: Callable[..., rows.Recorded] | None = None
 
     def close(self) -> None:
         self.committer.close()
@@ -115,7 +86,7 @@ class Archive:
 
     def archive_root_for(self, calling_ae: str | None) -> Path:
         if calling_ae:
-            ae = idx.ae_get(calling_ae)
+            ae = aes.ae_get(calling_ae)
             if ae is not None and ae.archivedir:
                 return Path(ae.archivedir)
         return self.cfg.archive_dir
@@ -126,7 +97,7 @@ class Archive:
             if cached:
                 self._locations.move_to_end(study_uid)
                 return cached
-        found = idx.study_location(study_uid)
+        found = lookup.study_location(study_uid)
         if found is None:
             found = (str(self.archive_root_for(calling_ae)), storage.study_folder(study_uid))
         else:
@@ -148,7 +119,7 @@ class Archive:
             self._inflight[loc] = self._inflight.get(loc, 0) + 1
             known = loc in self._dirty
         if not known:
-            idx.mark_dirty(*loc)
+            dirty.mark_dirty(*loc)
             with self._lock:
                 self._dirty.add(loc)
 
@@ -202,10 +173,10 @@ class Archive:
 
     def _already_stored(self, sop_instance_uid: str, chunks: list[bytes]) -> bool:
         """A resend of exactly what is stored (a cheap look before any write)."""
-        if idx.stored_digest(sop_instance_uid) is None:
+        if lookup.stored_digest(sop_instance_uid) is None:
             return False
-        existing = idx.find_instance(sop_instance_uid)
-        return existing is not None and _holds(existing, chunks)
+        existing = lookup.find_instance(sop_instance_uid)
+        return existing is not None and recovery.holds(existing, chunks)
 
     def _stored_form(
         self, data: bytes, parsed: meta.Parsed, source_ae: str = ""
@@ -290,7 +261,7 @@ class Archive:
 
     def _record(self, attrs, written, root: str, folder: str, native: bool, ae: str):
         for _ in range(3):
-            f = idx.StoredFile(
+            f = rows.StoredFile(
                 root, folder, written.path.name, written.size, written.digest, native
             )
             try:
@@ -310,7 +281,7 @@ class Archive:
                     )
                 self._remember(attrs.study_instance_uid, (root, folder))
                 return rec
-            except idx.LocationChanged as moved:
+            except rows.LocationChanged as moved:
                 # The study lives elsewhere (another archive root): follow it so
                 # the study stays one folder.
                 root, folder = moved.storage_root, moved.folder
@@ -330,7 +301,7 @@ class Archive:
         raise DatabaseError("study location kept changing")
 
     def record_many(
-        self, records: list[tuple[meta.InstanceAttrs, idx.StoredFile, str]]
+        self, records: list[tuple[meta.InstanceAttrs, rows.StoredFile, str]]
     ) -> list[Future]:
         """A worker process's records (attrs, file, calling AE), committed
         together in this process's index (the worker fsyncs meanwhile)."""
@@ -346,16 +317,13 @@ class Archive:
 
     def _hold_replaced(self, old: Path, sop_uid: str, ae: str) -> None:
         try:
-            held = storage.hold(old, self.holding_dir_today(), sync=self.sync)
+            held = storage.hold(old, recovery.holding_dir_today(self.cfg), sync=self.sync)
             storage.remove_file(old, sync=self.sync)
             log.info("replaced SOP Instance %s from %s; earlier file kept as %s", sop_uid, ae, held)
         except OSError as exc:
             log.error(
                 "replaced SOP Instance %s but could not move the earlier file: %s", sop_uid, exc
             )
-
-    def holding_dir_today(self) -> Path:
-        return self.cfg.holding_dir / dt.date.today().strftime("%Y%m%d")
 
     def _result(self, outcome: str, attrs: meta.InstanceAttrs, ae: str, source: str) -> StoreResult:
         return StoreResult(
@@ -374,7 +342,7 @@ class Archive:
 
     def check_peer(self, calling_ae: str, address: str) -> str | None:
         """None when the AE may associate, else the reason it may not."""
-        ae = idx.ae_get(calling_ae.strip())
+        ae = aes.ae_get(calling_ae.strip())
         if ae is None:
             return "calling AE title not in the AE table"
         if not ae.allowaccess:
@@ -407,227 +375,24 @@ class Archive:
                 self._last_write.pop(loc, None)
         if quiet:
             try:
-                idx.clear_dirty(quiet)
+                dirty.clear_dirty(quiet)
             except (DbError, OutcomeUnknown) as exc:
                 # The marks stay in the index: the start-up check looks there.
                 log.warning("checkpoint of %d quiet folders failed: %s", len(quiet), exc)
                 return 0
         return len(quiet)
 
-    def startup_check(self, progress: Callable[[int, int], None] | None = None) -> CheckReport:
-        """Make the folders written since the last checkpoint consistent with the index."""
-        folders = idx.dirty_folders()
-        report = self._check_folders(folders, progress, repair=True, interrupted=True)
-        idx.clear_dirty(folders, every_process=True)
-        self.purge_holding()
-        if (
-            report.indexed
-            or report.parts_removed
-            or report.missing_files
-            or report.held
-            or report.parts_restored
-            or report.interrupted_rows
-            or report.torn_removed
-        ):
-            log.warning("start-up check: %s", report.summary())
-        else:
-            log.info("start-up check: %s", report.summary())
-        return report
-
-    def full_check(
-        self, *, repair: bool = False, progress: Callable[[int, int], None] | None = None
-    ) -> CheckReport:
-        """Every folder of every archive root against the index (``pacsbox check``)."""
-        folders: list[tuple[str, str]] = []
-        for root in self.archive_roots():
-            for study_dir in storage.iter_study_folders(root):
-                folders.append((str(root), f"{study_dir.parent.name}/{study_dir.name}"))
-        known = set(folders)
-        for study in Study.select(Study.storage_root, Study.folder):
-            if (study.storage_root, study.folder) not in known:
-                folders.append((study.storage_root, study.folder))
-        return self._check_folders(folders, progress, repair=repair)
-
-    def archive_roots(self) -> list[Path]:
-        roots = {self.cfg.archive_dir.resolve()}
-        for ae in ApplicationEntity.select(ApplicationEntity.archivedir):
-            if ae.archivedir:
-                roots.add(Path(ae.archivedir).resolve())
-        for (root,) in Study.select(Study.storage_root).distinct().tuples():
-            roots.add(Path(root).resolve())
-        return sorted(roots)
-
-    def _check_folders(
-        self,
-        folders: list[tuple[str, str]],
-        progress: Callable[[int, int], None] | None,
-        *,
-        repair: bool,
-        interrupted: bool = False,
-    ) -> CheckReport:
-        """``interrupted``: these folders were being written when the box went
-        down (the start-up check). A store's record commits while its file and
-        folder fsyncs run (``index.alongside``), so a crash may leave a file
-        torn under its final name (its name's CRC tells), a row whose rename
-        never reached the disk, or a row without a file: each a store never
-        acknowledged."""
-        report = CheckReport(folders=len(folders))
-        for n, (root, folder) in enumerate(folders, 1):
-            path = Path(root) / folder
-            indexed = idx.indexed_names(root, folder)
-            on_disk = {p.name: p for p in storage.stored_files(path)}
-            if interrupted:
-                self._remove_torn(on_disk, report, repair=repair)
-            by_stem = {storage.stem_of(name): name for name in indexed}
-            for part in storage.leftover_parts(path):
-                name = by_stem.get(storage.stem_of(part.name), "")
-                if interrupted and name in indexed and name not in on_disk:
-                    if self._restore_part(part, path / name, indexed[name]):
-                        report.parts_restored += 1
-                        on_disk[name] = path / name
-                        continue
-                report.parts_removed += 1
-                if repair:
-                    storage.remove_file(part, sync=self.sync)
-            report.files_seen += len(on_disk)
-            for name, sop in indexed.items():
-                if name in on_disk:
-                    continue
-                if interrupted:
-                    self._drop_interrupted(sop, path / name)
-                    report.interrupted_rows += 1
-                    continue
-                report.missing_files.append(sop)
-                log.error("index row without file: SOP Instance %s (%s)", sop, path / name)
-            for name, file_path in on_disk.items():
-                if name in indexed:
-                    continue
-                self._adopt(file_path, root, folder, report, repair=repair)
-            if progress:
-                progress(n, len(folders))
-        return report
-
-    def _remove_torn(self, on_disk: dict[str, Path], report: CheckReport, *, repair: bool) -> None:
-        for name, path in list(on_disk.items()):
-            try:
-                whole = storage.is_whole(path)
-            except OSError as exc:
-                log.warning("start-up check: cannot read %s: %s", path, exc)
-                continue
-            if whole:
-                continue
-            del on_disk[name]  # its row, if any, goes as a row without a file
-            report.torn_removed += 1
-            log.warning(
-                "start-up check: removed %s, cut short by the crash before its "
-                "store was acknowledged",
-                path,
-            )
-            if repair:
-                storage.remove_file(path, sync=self.sync)
-
-    def _restore_part(self, part: Path, final: Path, sop_uid: str) -> bool:
-        """Put back a rename that a crash undid, if the temp file holds the indexed bytes."""
-        inst = idx.find_instance(sop_uid)
-        try:
-            data = part.read_bytes()
-        except OSError:
-            return False
-        if inst is None or inst.file_size != len(data) or inst.digest != storage.digest([data]):
-            return False
-        part.rename(final)
-        if self.sync:
-            storage.fsync_dir(final.parent)
-        log.warning("start-up check: completed the rename of SOP Instance %s (%s)", sop_uid, final)
-        return True
-
-    def _drop_interrupted(self, sop_uid: str, path: Path) -> None:
-        inst = idx.find_instance(sop_uid)
-        if inst is not None:
-            idx.delete_instance(inst)
-        log.warning(
-            "start-up check: removed the index row of SOP Instance %s, whose store was "
-            "interrupted before its file %s was on disk (never acknowledged)",
-            sop_uid,
-            path,
-        )
-
-    def _adopt(
-        self, path: Path, root: str, folder: str, report: CheckReport, *, repair: bool
-    ) -> None:
-        """Index a file found on disk without a row; never let it replace an indexed one."""
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-            if storage.named_digest(path.name) not in (None, storage.digest([data])):
-                raise CannotUnderstand("torn: its bytes differ from the CRC-32 in its name")
-            parsed = meta.parse(data)
-        except (OSError, PacsboxError) as exc:
-            report.unreadable.append(str(path))
-            log.warning("unreadable file in archive: %s (%s)", path, exc)
-            return
-        attrs = parsed.attrs
-        existing = idx.find_instance(attrs.sop_instance_uid)
-        if existing is not None:
-            if not repair:
-                report.held += 1
-                return
-            if _holds(existing, [data]):
-                storage.remove_file(path, sync=self.sync)
-                report.duplicates_removed += 1
-            else:
-                storage.hold(path, self.holding_dir_today(), sync=self.sync)
-                storage.remove_file(path, sync=self.sync)
-                report.held += 1
-            return
-        report.indexed += 1
-        if not repair:
-            return
-        f = idx.StoredFile(
-            root, folder, path.name, len(data), storage.digest([data]), not parsed.has_meta
-        )
-        try:
-            idx.record_instance(attrs, f, policy="keep-first", private=self.cfg.NewStudiesPrivate)
-        except idx.LocationChanged as moved:
-            target = Path(moved.storage_root) / moved.folder
-            storage.ensure_dir(target, self.sync)
-            shutil.move(path, target / path.name)
-            f = idx.StoredFile(
-                moved.storage_root, moved.folder, path.name, f.size, f.digest, f.native
-            )
-            idx.record_instance(attrs, f, policy="keep-first", private=self.cfg.NewStudiesPrivate)
-
-    def rebuild(self, progress: Callable[[int, int], None] | None = None) -> CheckReport:
-        """Rebuild the whole index from the files (the AE table is kept)."""
-        with idx.write_transaction():
-            Instance.delete().execute()
-            Series.delete().execute()
-            Study.delete().execute()
-            Patient.delete().execute()
-        with self._lock:
-            self._locations.clear()
-        report = self.full_check(repair=True, progress=progress)
-        log.info("index rebuilt: %s", report.summary())
-        return report
-
-    def purge_holding(self) -> int:
-        """Delete replaced files older than HoldingDays."""
-        root = self.cfg.holding_dir
-        if not root.is_dir():
-            return 0
-        cutoff = (dt.date.today() - dt.timedelta(days=self.cfg.HoldingDays)).strftime("%Y%m%d")
-        removed = 0
-        for day in root.iterdir():
-            if day.is_dir() and day.name.isdigit() and day.name < cutoff:
-                shutil.rmtree(day, ignore_errors=True)
-                removed += 1
-        return removed
+    def startup_check(
+        self, progress: Callable[[int, int], None] | None = None
+    ) -> recovery.CheckReport:
+        """``recovery.startup_check`` on this archive's index (the daemon calls it here)."""
+        return recovery.startup_check(self.cfg, progress)
 
     # -- reading back -------------------------------------------------------------
 
     def read_part10(self, inst: Instance) -> bytes:
         """The stored object as a Part-10 file (Native files get their header back)."""
-        path = idx.instance_path(inst)
+        path = lookup.instance_path(inst)
         with open(path, "rb") as fh:
             data = fh.read()
         if not inst.native:
@@ -642,13 +407,6 @@ class Archive:
         return (
             meta.part10_header(attrs, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME) + data
         )
-
-
-def _holds(existing: Instance, chunks: list[bytes]) -> bool:
-    """Does the indexed instance's file hold exactly these bytes?"""
-    return storage.same_content(
-        existing.digest, idx.instance_path(existing), storage.digest(chunks), chunks
-    )
 
 
 def _repeats(new: Path, digest: str) -> Callable[[str, Path], bool]:

@@ -130,20 +130,22 @@ def cmd_ae(args: argparse.Namespace, cfg: config.Config) -> int:
 
 @command("rebuild-index")
 def cmd_rebuild(args: argparse.Namespace, cfg: config.Config) -> int:
+    from pacsbox import recovery
     from pacsbox.progress import Bar
 
-    with _archive(cfg) as archive:
-        report = archive.rebuild(progress=Bar("rebuild"))
+    with _archive(cfg):  # opens and migrates the index
+        report = recovery.rebuild(cfg, progress=Bar("rebuild"))
         print("index rebuilt: " + report.summary())
         return 0
 
 
 @command("check")
 def cmd_check(args: argparse.Namespace, cfg: config.Config) -> int:
+    from pacsbox import recovery
     from pacsbox.progress import Bar
 
-    with _archive(cfg) as archive:
-        report = archive.full_check(repair=False, progress=Bar("check"))
+    with _archive(cfg):
+        report = recovery.full_check(cfg, repair=False, progress=Bar("check"))
         print("check: " + report.summary().replace(" indexed", " not indexed"))
         for sop in report.missing_files:
             print(f"missing file for SOP Instance {sop}")
@@ -311,7 +313,7 @@ def cmd_selfcheck(args: argparse.Namespace, cfg: config.Config) -> int:
 
 @command("purge")
 def cmd_purge(args: argparse.Namespace, cfg: config.Config) -> int:
-    from pacsbox.watermark import purge_command
+    from pacsbox.purge_command import purge_command
 
     return purge_command(cfg, args.dry_run, sys.stdout)
 

@@ -114,7 +114,7 @@ class Parsed:
 
 
 # An archive reads what it is sent: pydicom's read-time validation (regexes
-# over every value) is for authoring, and cost a third of the parse.
+# over every value) is for authoring, and would slow every parse.
 pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
 
 # Character sets whose bytes decode without pydicom's ISO 2022 machinery.
@@ -444,8 +444,8 @@ def check_complete(
 def _scan(data: bytes, transfer_syntax: str) -> _Values:
     """The wanted top-level elements of a bare data set, checked whole in the same pass.
 
-    What the network delivers: one structural walk replaces pydicom's reader
-    (half of a small image's store cost). Values pydicom would have to
+    What the network delivers: one structural walk replaces pydicom's reader,
+    the dearest step of a small image's store. Values pydicom would have to
     convert (other character sets, odd VRs) become RawDataElements in a real
     Dataset on demand, so they decode exactly as pydicom decodes them.
     """
@@ -479,7 +479,7 @@ def part10_header(
     """Preamble + DICM + file meta (PS3.10 7.1) for a data set received without one.
 
     Encoded directly: this runs for every received image, and pydicom's
-    general writer costs ten times more for these seven elements.
+    general writer is many times dearer for these seven elements.
     """
     body = b"".join(
         (

@@ -15,6 +15,8 @@ purged together, oldest first across all of them.
 The purge is two-phase (see ``pacsbox/db/purge.py``): mark the study, delete
 its files, delete its rows. :meth:`Watermark.resume` finishes studies a crash
 left marked; run it at start-up before the start-up check and before READY.
+What a purge did is a ``purge_report.PurgeReport``; ``pacsbox purge`` is
+``purge_command``.
 
 This is the only module that imports psutil.
 """
@@ -28,17 +30,19 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import psutil
 
 from pacsbox.archive import Archive
 from pacsbox.config import Config
+from pacsbox.db import lookup
 from pacsbox.db import purge as pdb
 from pacsbox.db.models import Study, utcnow
 from pacsbox.errors import OutOfResources, PacsboxError
+from pacsbox.purge_report import PurgedStudy, PurgeReport, human
 
 log = logging.getLogger("pacsbox.watermark")
 
@@ -66,22 +70,9 @@ def _existing(path: Path) -> Path:
     return p
 
 
-def _percent(used: int, free: int) -> float:
+def percent_used(used: int, free: int) -> float:
     # As df and psutil: blocks reserved for root do not count as free or used.
     return 100.0 * used / (used + free) if used + free > 0 else 0.0
-
-
-def human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
-
-
-def _local(received: dt.datetime) -> str:
-    """Study.received is naive UTC; operators read local time."""
-    return received.replace(tzinfo=dt.UTC).astimezone().strftime("%Y-%m-%d %H:%M")
 
 
 @dataclass(frozen=True)
@@ -95,7 +86,7 @@ class DiskUsage:
 
     @property
     def percent(self) -> float:
-        return _percent(self.used, self.free)
+        return percent_used(self.used, self.free)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -103,58 +94,6 @@ class DiskUsage:
             "percent": round(self.percent, 1),
             "free_bytes": self.free,
             "total_bytes": self.total,
-        }
-
-
-@dataclass(frozen=True)
-class PurgedStudy:
-    study_uid: str
-    received: dt.datetime
-    size_bytes: int
-    instances: int
-    why: str
-    root: str
-
-    def line(self) -> str:
-        """The one log/journal line per purged study: UID, received, size, why."""
-        return (
-            f"purged study {self.study_uid} received {_local(self.received)} "
-            f"{human(self.size_bytes)} ({self.instances} instances) from {self.root}: {self.why}"
-        )
-
-
-@dataclass
-class PurgeReport:
-    started: dt.datetime = field(default_factory=dt.datetime.now)
-    finished: dt.datetime | None = None
-    purged: list[PurgedStudy] = field(default_factory=list)
-    resumed: int = 0
-    errors: list[str] = field(default_factory=list)
-    still_full: bool = False
-
-    @property
-    def freed_bytes(self) -> int:
-        return sum(p.size_bytes for p in self.purged)
-
-    def summary(self) -> str:
-        parts = [f"purged {len(self.purged)} studies ({human(self.freed_bytes)})"]
-        if self.resumed:
-            parts.append(f"{self.resumed} finished from an interrupted purge")
-        if self.errors:
-            parts.append(f"{len(self.errors)} errors")
-        if self.still_full:
-            parts.append("still above the high-water mark: nothing more can be purged")
-        return ", ".join(parts)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "time": (self.finished or self.started).isoformat(timespec="seconds"),
-            "studies": len(self.purged),
-            "freed_bytes": self.freed_bytes,
-            "resumed": self.resumed,
-            "errors": list(self.errors[-5:]),
-            "still_full": self.still_full,
-            "summary": self.summary(),
         }
 
 
@@ -227,7 +166,7 @@ class Watermark:
         with self._lock:
             cached = self._roots_cache
         if cached is None or now - cached[0] > GROUPS_SECONDS:
-            known = {str(r) for r in self.archive.archive_roots()}
+            known = {str(r) for r in lookup.archive_roots(self.cfg.archive_dir)}
             known.update(pdb.storage_roots())
             cached = (now, frozenset(known))
             with self._lock:
@@ -251,17 +190,17 @@ class Watermark:
     def _reserve(self, disk: DiskUsage) -> int:
         return min(self.reserve_bytes, disk.total // 50)
 
-    def _bytes_to_free(self, disk: DiskUsage) -> int:
+    def bytes_to_free(self, disk: DiskUsage) -> int:
         """How much must go for the disk to fall under the low-water mark."""
         target_used = self.low / 100.0 * (disk.used + disk.free)
         return max(0, int(disk.used - target_used) + 1)
 
     # -- who may go ------------------------------------------------------------
 
-    def _cutoff(self) -> dt.datetime:
+    def cutoff(self) -> dt.datetime:
         return utcnow() - dt.timedelta(hours=int(self.cfg.PurgeMinAgeHours))
 
-    def _keep_reason(self, study: Study, cutoff: dt.datetime) -> str | None:
+    def keep_reason(self, study: Study, cutoff: dt.datetime) -> str | None:
         if study.protected:
             return "protected"
         if study.purge_state:
@@ -274,17 +213,17 @@ class Watermark:
             reason = f"routing check failed ({exc})"
         return reason or None
 
-    def _go_reason(self, study: Study) -> str:
+    def go_reason(self, study: Study) -> str:
         return (
             f"oldest received, older than {self.cfg.PurgeMinAgeHours} h, not protected, "
             "nothing pending for it"
         )
 
     def _iter_candidates(self, roots: list[str]) -> Iterator[tuple[Study, str]]:
-        cutoff = self._cutoff()
+        cutoff = self.cutoff()
         for study in pdb.iter_candidates(roots, cutoff):
-            if self._keep_reason(study, cutoff) is None:
-                yield study, self._go_reason(study)
+            if self.keep_reason(study, cutoff) is None:
+                yield study, self.go_reason(study)
 
     def _roots_of(self, root: Path | str) -> list[str]:
         """The storage_root strings that name ``root`` (the index may hold it unresolved)."""
@@ -299,18 +238,18 @@ class Watermark:
 
     def kept(self, root: Path | str) -> list[tuple[Study, str]]:
         """Studies of ``root`` that must stay, oldest received first, with why."""
-        cutoff = self._cutoff()
+        cutoff = self.cutoff()
         out = []
         for study in pdb.iter_studies(self._roots_of(root)):
-            reason = self._keep_reason(study, cutoff)
+            reason = self.keep_reason(study, cutoff)
             if reason:
                 out.append((study, reason))
         return out
 
-    def _plan_disk(self, disk: DiskUsage) -> list[tuple[Study, str]]:
+    def plan_disk(self, disk: DiskUsage) -> list[tuple[Study, str]]:
         if disk.percent < self.high:
             return []
-        need = self._bytes_to_free(disk)
+        need = self.bytes_to_free(disk)
         why = (
             f"{disk.path} at {disk.percent:.1f}% above high-water {self.high:g}%, "
             f"freeing {human(need)} to reach {self.low:g}%"
@@ -332,7 +271,7 @@ class Watermark:
         """
         out: list[tuple[Study, str]] = []
         for disk in self.disks():
-            out.extend(self._plan_disk(disk))
+            out.extend(self.plan_disk(disk))
         return out
 
     # -- the write path's check ------------------------------------------------
@@ -602,90 +541,3 @@ class Watermark:
                 "last_purge": self.last_report.as_dict() if self.last_report else None,
                 "purge_job": dict(self.progress) if self.progress else None,
             }
-
-
-# -- `pacsbox purge [--dry-run]` ------------------------------------------------
-
-
-def purge_command(cfg: Config, dry_run: bool, out: IO[str]) -> int:
-    """List what a purge would remove and why (and why the others stay); purge unless dry run.
-
-    Returns 0, or 1 when a disk is (or, in a dry run, would stay) above the
-    high-water mark with nothing left that may be purged, or a purge failed.
-    """
-    archive = Archive(cfg)
-    try:
-        wm = Watermark(cfg, archive)
-        return _purge_command(wm, dry_run, out)
-    finally:
-        archive.close()
-
-
-def _n(count: int, one: str, many: str) -> str:
-    return f"{count} {one if count == 1 else many}"
-
-
-def _purge_command(wm: Watermark, dry_run: bool, out: IO[str]) -> int:
-    cutoff = wm._cutoff()
-    would = "would purge" if dry_run else "purging"
-    stuck = False
-    leftovers = pdb.purging_studies()
-    if leftovers:
-        verb = "would finish" if dry_run else "finishing"
-        out.write(f"{verb} {len(leftovers)} interrupted purges first\n")
-    for disk in wm.disks():
-        out.write(
-            f"{disk.path}: {disk.percent:.1f}% used, {human(disk.free)} free of "
-            f"{human(disk.used + disk.free)} (high-water {wm.high:g}%, low-water {wm.low:g}%)\n"
-        )
-        plan = wm._plan_disk(disk)
-        if disk.percent < wm.high:
-            out.write("  under the high-water mark: nothing to purge\n")
-            continue
-        chosen = {s.id for s, _ in plan}
-        planned = sum(s.size_bytes for s, _ in plan)
-        out.write(
-            f"  {_n(len(plan), 'study', 'studies')}, {human(planned)} estimated, to reach "
-            f"{wm.low:g}% ({human(wm._bytes_to_free(disk))} to free)\n"
-        )
-        recent = 0
-        for study in pdb.iter_studies(list(disk.roots)):
-            if study.id in chosen:
-                why = wm._go_reason(study)
-                out.write(
-                    f"  {would:>12}  {study.study_instance_uid}  received "
-                    f"{_local(study.received)}  {human(study.size_bytes):>9}  {why}\n"
-                )
-                continue
-            reason = wm._keep_reason(study, cutoff)
-            if reason is None:
-                continue  # may go, but not needed to reach the low-water mark
-            if study.received >= cutoff and not study.protected:
-                recent += 1
-                continue
-            out.write(
-                f"  {'keep':>12}  {study.study_instance_uid}  received "
-                f"{_local(study.received)}  {human(study.size_bytes):>9}  {reason}\n"
-            )
-        if recent:
-            out.write(
-                f"  {'keep':>12}  {_n(recent, 'study', 'studies')} received within the last "
-                f"{wm.cfg.PurgeMinAgeHours} h\n"
-            )
-        if planned < wm._bytes_to_free(disk):
-            out.write("  not enough can be purged to reach the low-water mark\n")
-            if _percent(disk.used - planned, disk.free + planned) >= wm.high:
-                stuck = True
-                out.write(
-                    "  the disk would stay above the high-water mark: C-STORE answers A700 "
-                    "until space is freed\n"
-                )
-    if dry_run:
-        return 1 if stuck else 0
-    report = wm.purge()
-    for item in report.purged:
-        out.write(item.line() + "\n")
-    for err in report.errors:
-        out.write(f"error: {err}\n")
-    out.write(report.summary() + "\n")
-    return 1 if report.still_full or report.errors else 0

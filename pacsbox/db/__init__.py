@@ -3,7 +3,7 @@
 SQLite runs in WAL mode with synchronous=FULL, foreign keys on and a busy
 timeout so concurrent writers wait instead of failing. Only the store path's
 records commit without waiting for the disk; their images are kept safe by
-the folder marks the start-up check reads (``index._together``). The same
+the folder marks the start-up check reads (``commit.together``). The same
 models run on PostgreSQL by giving a ``postgresql://`` URL in the Database
 setting.
 """
@@ -27,7 +27,7 @@ DbUnavailable = OperationalError  # locked, disk I/O error, cannot open
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
-    "synchronous": 2,  # FULL: fsync the WAL at every commit (records: see index._together)
+    "synchronous": 2,  # FULL: fsync the WAL at every commit (records: see commit.together)
     "foreign_keys": 1,
     "busy_timeout": 30000,
     "cache_size": -32768,  # 32 MB page cache

@@ -9,7 +9,7 @@ A purge is two-phase so a crash at any point leaves the index honest:
    module does the file system work; this module never touches files).
 3. ``delete_instance_rows`` removes exactly those rows in one transaction,
    keeping every counter exact with the same rules as
-   ``index._delete_instance_rows`` (empty series, studies and patients go too).
+   ``rows.delete_instance_row`` (empty series, studies and patients go too).
 
 Phase 3 deletes only the rows it is given, so an instance indexed while the
 files were being deleted keeps its row and its file; the study then survives
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from peewee import PeeweeException
 
-from pacsbox.db.index import write_transaction
+from pacsbox.db.commit import write_transaction
 from pacsbox.db.models import Instance, Patient, Series, Study, utcnow
 from pacsbox.errors import DatabaseError
 
@@ -163,7 +163,7 @@ def _refresh_modalities(study_id: int) -> None:
 def delete_instance_rows(study_id: int, instance_ids: list[int]) -> DeletedRows:
     """Phase 3: delete these instances of the study (those still present) in one transaction.
 
-    Counters follow ``index._delete_instance_rows``: series, study and patient
+    Counters follow ``rows.delete_instance_row``: series, study and patient
     instance counts and the study size drop by what was deleted; a series left
     empty goes (study and patient series counts drop), a study left without
     series goes (patient study count drops), a patient left without studies

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pacsbox.db.auth_models import Journal, Session, User
-from pacsbox.db.index import write_transaction
+from pacsbox.db.commit import write_transaction
 from pacsbox.errors import AccessDenied, PacsboxError, UsageError
 from pacsbox.web.privileges import KEYS, ROOT, Principal
 

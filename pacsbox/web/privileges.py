@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from pacsbox.db import webquery as wq
 from pacsbox.db.auth_models import User
-from pacsbox.db.index import write_transaction
+from pacsbox.db.commit import write_transaction
 from pacsbox.db.models import Patient, Study, utcnow
 
 # (key, label, what it gates) in the seed's order.

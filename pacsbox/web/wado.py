@@ -18,7 +18,7 @@ from pathlib import Path
 
 import bottle
 
-from pacsbox.db.index import instance_path
+from pacsbox.db.lookup import instance_path
 from pacsbox.db.models import Instance
 from pacsbox.errors import NotFound, PacsboxError, UsageError
 from pacsbox.web import render

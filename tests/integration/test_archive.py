@@ -15,9 +15,10 @@ import pydicom
 import pytest
 from peewee import OperationalError
 
-from pacsbox import storage
+from pacsbox import recovery, storage
 from pacsbox.archive import Archive
 from pacsbox.config import load
+from pacsbox.db import commit, dirty, lookup
 from pacsbox.db import index as idx
 from pacsbox.db.models import Instance, Patient, Series, Study
 from pacsbox.errors import (
@@ -133,13 +134,13 @@ def test_a_digest_match_is_confirmed_byte_for_byte(archive):
     twin = _crc32_twin(first, flip_at=len(first) - 20)  # a pixel, a different image
     archive.store(first)
     assert archive.store(twin).outcome == "replaced"
-    assert idx.instance_path(Instance.get()).read_bytes() == twin
+    assert lookup.instance_path(Instance.get()).read_bytes() == twin
     # An index made before CRC-32 digests: identical bytes are still a resend.
     Instance.update(digest="0" * 32).execute()
     assert archive.store(twin).outcome == "duplicate"
     assert archive.store(first).outcome == "replaced"
     assert Instance.select().count() == 1
-    assert idx.instance_path(Instance.get()).read_bytes() == first
+    assert lookup.instance_path(Instance.get()).read_bytes() == first
     assert len(_files(archive.cfg.holding_dir)) == 2
     _counts_are_exact()
 
@@ -157,12 +158,12 @@ def test_replace_policy_swaps_and_holds_the_earlier_file(archive, caplog):
     first = make_instance()
     second = _changed(first, StudyDescription="CORRECTED")
     archive.store(first)
-    old_path = idx.instance_path(Instance.get())
+    old_path = lookup.instance_path(Instance.get())
     with caplog.at_level("INFO"):
         assert archive.store(second).outcome == "replaced"
     assert Instance.select().count() == 1
     inst = Instance.get()
-    assert idx.instance_path(inst).read_bytes() == second
+    assert lookup.instance_path(inst).read_bytes() == second
     assert not old_path.exists()
     held = _files(archive.cfg.holding_dir)
     assert len(held) == 1 and held[0].read_bytes() == first
@@ -183,7 +184,7 @@ def test_keep_first_and_reject_policies(tmp_path):
                 assert exc.value.dimse_status & 0xF000 == 0xA000
             else:
                 assert a.store(second).outcome == expect
-            assert idx.instance_path(Instance.get()).read_bytes() == first
+            assert lookup.instance_path(Instance.get()).read_bytes() == first
             assert len(_files(a.cfg.archive_dir)) == 1
         finally:
             a.close()
@@ -241,7 +242,7 @@ def test_group_commit_counts_stay_exact_and_only_the_rejected_record_fails(tmp_p
         _concurrently(*[functools.partial(send, t) for t in range(8)])
         assert not errors and len(rejected) == 8
         assert Instance.select().count() == 161
-        assert idx.stored_digest("1.2.3.99") == storage.digest([first])
+        assert lookup.stored_digest("1.2.3.99") == storage.digest([first])
         _counts_are_exact()
     finally:
         archive.close()
@@ -335,7 +336,7 @@ def test_native_format_stores_the_data_set_alone(tmp_path):
         data = make_instance()
         a.store(data)
         inst = Instance.get()
-        stored = idx.instance_path(inst).read_bytes()
+        stored = lookup.instance_path(inst).read_bytes()
         assert inst.native and stored[128:132] != b"DICM" and data.endswith(stored)
         assert a.read_part10(inst)[128:132] == b"DICM"
         assert (
@@ -363,7 +364,7 @@ def test_startup_check_removes_temp_files_and_adopts_orphans(tmp_path):
     a = _archive(tmp_path)
     study = make_study(n_series=1, per_series=3)
     a.store(study[0])
-    folder = idx.instance_path(Instance.get()).parent
+    folder = lookup.instance_path(Instance.get()).parent
     # A crash left: a half-written temp file, and a complete file never indexed.
     (folder / "deadbeef.dcm.part").write_bytes(study[1][:500])
     orphan = folder / "0123456789abcdef.dcm"
@@ -371,7 +372,7 @@ def test_startup_check_removes_temp_files_and_adopts_orphans(tmp_path):
     a.close()
     b = Archive(a.cfg)
     try:
-        report = b.startup_check()
+        report = recovery.startup_check(b.cfg)
         assert report.parts_removed == 1 and report.indexed == 1
         assert not (folder / "deadbeef.dcm.part").exists()
         assert Instance.select().count() == 2
@@ -392,7 +393,7 @@ def test_a_power_cut_losing_the_index_tail_loses_no_acknowledged_image(tmp_path,
     a = _archive(tmp_path)
     db_file = Path(a.cfg.database_url[len("sqlite:///") :])
     synced = tmp_path / "synced"
-    mark = idx.mark_dirty
+    mark = dirty.mark_dirty
 
     def mark_then_snapshot(root: str, folder: str) -> None:
         mark(root, folder)
@@ -400,7 +401,7 @@ def test_a_power_cut_losing_the_index_tail_loses_no_acknowledged_image(tmp_path,
         for suffix in ("", "-wal"):
             shutil.copyfile(f"{db_file}{suffix}", synced / f"db{suffix}")
 
-    monkeypatch.setattr(idx, "mark_dirty", mark_then_snapshot)
+    monkeypatch.setattr(dirty, "mark_dirty", mark_then_snapshot)
     sent = make_study(n_series=2, per_series=3)
     stored = {a.store(d).sop_instance_uid: d for d in sent}
     assert Instance.select().count() == 6
@@ -412,10 +413,10 @@ def test_a_power_cut_losing_the_index_tail_loses_no_acknowledged_image(tmp_path,
     b = Archive(a.cfg)
     try:
         assert Instance.select().count() == 0  # every record's commit was lost
-        report = b.startup_check()
+        report = recovery.startup_check(b.cfg)
         assert report.indexed == 6 and not report.missing_files
         for inst in Instance.select():
-            assert idx.instance_path(inst).read_bytes() == stored[inst.sop_instance_uid]
+            assert lookup.instance_path(inst).read_bytes() == stored[inst.sop_instance_uid]
         _counts_are_exact()
     finally:
         b.close()
@@ -434,7 +435,7 @@ def test_a_folder_stays_marked_while_another_process_wrote_it(tmp_path, monkeypa
     try:
         study = make_study(per_series=2)
         a.store(study[0])
-        folder = idx.instance_path(Instance.get()).parent
+        folder = lookup.instance_path(Instance.get()).parent
         other = tmp_path / "other.dcm"
         other.write_bytes(study[1])
         # Another process stores into the same folder and dies without a checkpoint.
@@ -451,7 +452,7 @@ def test_a_folder_stays_marked_while_another_process_wrote_it(tmp_path, monkeypa
         monkeypatch.setattr(archive_mod, "CHECKPOINT_QUIET_SECONDS", 0.0)
         assert a.checkpoint() == 1
         root = str(a.cfg.archive_dir)
-        assert idx.dirty_folders() == [(root, f"{folder.parent.name}/{folder.name}")]
+        assert dirty.dirty_folders() == [(root, f"{folder.parent.name}/{folder.name}")]
     finally:
         a.close()
 
@@ -460,7 +461,7 @@ def test_a_replace_is_durable_before_the_earlier_file_moves(archive, monkeypatch
     """The one record that waits for the disk: a lost replace would leave
     the index naming a file already moved to holding."""
     events: list[str] = []
-    durable, hold = idx._made_durable, storage.hold
+    durable, hold = commit.made_durable, storage.hold
 
     def made_durable() -> None:
         events.append("index durable")
@@ -470,7 +471,7 @@ def test_a_replace_is_durable_before_the_earlier_file_moves(archive, monkeypatch
         events.append("earlier file moved")
         return hold(*args, **kw)
 
-    monkeypatch.setattr(idx, "_made_durable", made_durable)
+    monkeypatch.setattr(commit, "made_durable", made_durable)
     monkeypatch.setattr(storage, "hold", held)
     first = make_instance()
     archive.store(first)
@@ -487,7 +488,7 @@ def _rename_undone(tmp_path: Path):
     a.store(study[0])
     a.store(study[1])
     inst = Instance.select().order_by(Instance.id.desc()).get()
-    final = idx.instance_path(inst)
+    final = lookup.instance_path(inst)
     a.close()
     part = final.with_name(storage.stem_of(final.name) + storage.PART_SUFFIX)
     final.rename(part)
@@ -500,7 +501,7 @@ def test_startup_check_completes_a_rename_the_crash_undid(tmp_path):
     cfg, study, _, final, _ = _rename_undone(tmp_path)
     b = Archive(cfg)
     try:
-        report = b.startup_check()
+        report = recovery.startup_check(b.cfg)
         assert report.parts_restored == 1 and report.parts_removed == 0
         assert not report.missing_files and report.interrupted_rows == 0
         assert final.read_bytes() == study[1] and Instance.select().count() == 2
@@ -515,11 +516,11 @@ def test_startup_check_never_puts_back_a_temp_file_that_differs_from_its_row(tmp
     part.write_bytes(study[1][: len(study[1]) // 2])
     b = Archive(cfg)
     try:
-        report = b.startup_check()
+        report = recovery.startup_check(b.cfg)
         assert report.parts_restored == 0 and report.parts_removed == 1
         assert report.interrupted_rows == 1
         assert not part.exists() and not final.exists()
-        assert idx.find_instance(inst.sop_instance_uid) is None
+        assert lookup.find_instance(inst.sop_instance_uid) is None
         assert Instance.select().count() == 1
         _counts_are_exact()
     finally:
@@ -536,14 +537,14 @@ def test_startup_check_removes_files_a_crash_cut_short_with_or_without_their_row
     for data in study:
         a.store(data)
     rows = list(Instance.select().order_by(Instance.id))
-    with_row, without_row = idx.instance_path(rows[2]), idx.instance_path(rows[3])
+    with_row, without_row = lookup.instance_path(rows[2]), lookup.instance_path(rows[3])
     idx.delete_instance(rows[3])  # its record's commit was lost
     a.close()
     with_row.write_bytes(study[2][:1000])
     without_row.write_bytes(study[3][:-100] + b"\0" * 100)  # the same size, its tail never written
     b = Archive(a.cfg)
     try:
-        report = b.startup_check()
+        report = recovery.startup_check(b.cfg)
         assert report.torn_removed == 2 and report.interrupted_rows == 1
         assert report.indexed == 0 and not report.missing_files
         assert not with_row.exists() and not without_row.exists()
@@ -551,7 +552,7 @@ def test_startup_check_removes_files_a_crash_cut_short_with_or_without_their_row
             r.sop_instance_uid for r in rows[:2]
         )
         for inst in Instance.select():
-            assert idx.instance_path(inst).read_bytes() in study[:2]
+            assert lookup.instance_path(inst).read_bytes() in study[:2]
         _counts_are_exact()
     finally:
         b.close()
@@ -579,13 +580,13 @@ def test_startup_check_removes_the_row_of_a_store_whose_file_never_reached_the_d
         a.store(data)
     lost = Instance.select().order_by(Instance.id.desc()).get()
     a.close()
-    idx.instance_path(lost).unlink()  # neither its name nor its temp name survived
+    lookup.instance_path(lost).unlink()  # neither its name nor its temp name survived
     b = Archive(a.cfg)
     try:
-        report = b.startup_check()
+        report = recovery.startup_check(b.cfg)
         assert report.interrupted_rows == 1 and not report.missing_files
         assert Instance.select().count() == 2
-        assert idx.find_instance(lost.sop_instance_uid) is None
+        assert lookup.find_instance(lost.sop_instance_uid) is None
         _counts_are_exact()
         # The sender, never answered, sends it again: it is stored.
         assert b.store(study[2]).outcome == "stored"
@@ -600,7 +601,7 @@ def test_rebuild_index_after_losing_the_database(tmp_path):
     sops |= {a.store(d).sop_instance_uid for d in make_study(patient_id="P2", per_series=3)}
     db_file = Path(a.cfg.database_url[len("sqlite:///") :])
     torn = Instance.select().order_by(Instance.id.desc()).get()
-    torn_path = idx.instance_path(torn)
+    torn_path = lookup.instance_path(torn)
     a.close()
     for suffix in ("", "-wal", "-shm"):
         Path(str(db_file) + suffix).unlink(missing_ok=True)
@@ -624,7 +625,7 @@ def test_check_reports_without_changing(tmp_path):
     a = Archive(load(ini))
     a.store(make_instance())
     a.store(make_instance())
-    victim = idx.instance_path(Instance.select().first())
+    victim = lookup.instance_path(Instance.select().first())
     a.close()
     victim.unlink()
     r = cli(ini, "check", check=False)

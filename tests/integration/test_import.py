@@ -28,7 +28,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from pacsbox import config
 from pacsbox.archive import Archive
-from pacsbox.db import index as idx
+from pacsbox.db import lookup
 from pacsbox.media.importer import ImportReport, run_import, run_import_files
 
 TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
@@ -92,7 +92,7 @@ def part10_bytes(ds: Dataset) -> bytes:
 
 
 def stored(uid: str) -> bool:
-    return idx.find_instance(uid) is not None
+    return lookup.find_instance(uid) is not None
 
 
 def reasons(report: ImportReport) -> dict[str, str]:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from pacsbox import storage
+from pacsbox import recovery, storage
 from pacsbox.archive import Archive
 from pacsbox.config import load
-from pacsbox.db import index as idx
+from pacsbox.db import lookup
 from pacsbox.db.models import Instance, Series, Study
 from pacsbox.errors import DatabaseError, DuplicateRejected, OutcomeUnknown
 from pacsbox.record_link import RecordClient, RecordServer
@@ -83,7 +83,7 @@ def test_worker_stores_join_the_daemons_commits(linked):
     assert (st.num_series, st.num_instances) == (4, 80)
     assert all(se.num_instances == 20 for se in Series.select())
     assert len(_files(daemon.cfg.archive_dir)) == 80
-    assert all(idx.instance_path(i).is_file() for i in Instance.select())
+    assert all(lookup.instance_path(i).is_file() for i in Instance.select())
 
 
 def test_worker_duplicates_follow_the_policy(linked):
@@ -93,7 +93,7 @@ def test_worker_duplicates_follow_the_policy(linked):
     assert worker.store(first).outcome == "duplicate"
     second = make_instance(**SAME, description="CORRECTED")
     assert worker.store(second).outcome == "replaced"
-    assert idx.instance_path(Instance.get()).read_bytes() == second
+    assert lookup.instance_path(Instance.get()).read_bytes() == second
     assert [p.read_bytes() for p in _files(daemon.cfg.holding_dir)] == [first]
     assert len(_files(daemon.cfg.archive_dir)) == 1
 
@@ -166,7 +166,7 @@ def test_daemon_gone_during_the_record_keeps_the_file(tmp_path):
             worker.store(make_instance())
         assert exc.value.dimse_status == 0xA701
         assert len(_files(daemon.cfg.archive_dir)) == 1
-        report = daemon.startup_check()
+        report = recovery.startup_check(daemon.cfg)
         assert report.indexed == 1 and Instance.select().count() == 1
     finally:
         worker.close()

@@ -15,7 +15,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from pacsbox import config
 from pacsbox.archive import Archive
-from pacsbox.db import index as idx
+from pacsbox.db import lookup
 from pacsbox.media.watchfolder import WatchFolder, being_written
 from tests.helpers import poll
 
@@ -64,7 +64,7 @@ def test_slow_writer_is_imported_only_when_complete(store, tmp_path):
         with open(target, "ab") as f:
             f.write(data[i * chunk : (i + 1) * chunk])
         assert watch.poll_once() == []
-        assert target.exists() and idx.find_instance(uid) is None
+        assert target.exists() and lookup.find_instance(uid) is None
     with open(target, "ab") as f:
         f.write(data[4 * chunk :])
     assert watch.poll_once() == []  # changed since the last poll: not yet
@@ -72,7 +72,7 @@ def test_slow_writer_is_imported_only_when_complete(store, tmp_path):
     reports = watch.poll_once()  # unchanged across two polls: complete
 
     assert [len(r.imported) for r in reports] == [1]
-    assert idx.find_instance(uid) is not None
+    assert lookup.find_instance(uid) is not None
     assert not target.exists() and (folder / "done" / "slow.dcm").read_bytes() == data
 
 
@@ -88,7 +88,7 @@ def test_file_held_open_by_its_writer_waits(store, tmp_path):
         for _ in range(3):  # stable size and mtime, but a writer still has it open
             assert watch.poll_once() == []
     watch.poll_once()
-    assert idx.find_instance(uid) is not None
+    assert lookup.find_instance(uid) is not None
     assert (folder / "done" / "open.dcm").exists()
 
 
@@ -135,5 +135,5 @@ def test_thread_loop_imports_and_beats(store, tmp_path):
         )
     finally:
         watch.stop()
-    assert idx.find_instance(uid) is not None
+    assert lookup.find_instance(uid) is not None
     assert len(beats) >= 2

@@ -22,13 +22,14 @@ from pydicom import dcmwrite
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from pacsbox import config, watermark
+from pacsbox import config, recovery
 from pacsbox.archive import Archive
-from pacsbox.db import index as idx
+from pacsbox.db import lookup
 from pacsbox.db.models import Instance, Patient, Series, Study, utcnow
 from pacsbox.errors import OutOfResources, PacsboxError
 from pacsbox.notify import Heartbeats
-from pacsbox.watermark import Watermark, purge_command
+from pacsbox.purge_command import purge_command, purge_listing
+from pacsbox.watermark import Watermark
 from tests.helpers import poll, write_config
 
 INSTANCES_PER_STUDY = 3
@@ -151,8 +152,10 @@ def assert_consistent(archive: Archive) -> None:
     for inst in Instance.select():
         study = inst.series.study
         if study.purge_state == "":
-            assert idx.instance_path(inst).is_file(), f"row without file: {inst.sop_instance_uid}"
-    report = archive.full_check(repair=False)
+            assert lookup.instance_path(inst).is_file(), (
+                f"row without file: {inst.sop_instance_uid}"
+            )
+    report = recovery.full_check(archive.cfg, repair=False)
     assert report.missing_files == [] and report.indexed == 0 and report.held == 0, report.summary()
     for series in Series.select():
         assert series.num_instances == Instance.select().where(Instance.series == series).count()
@@ -454,7 +457,7 @@ def test_dry_run_lists_what_would_go_and_why_others_stay(archive, cfg, disk):
     Study.update(protected=True).where(Study.study_instance_uid == uids[0]).execute()
     disk.set_percent(91)  # 11%: three studies of ~5% each
     out = io.StringIO()
-    rc = watermark._purge_command(wm, True, out)
+    rc = purge_listing(wm, True, out)
     text = out.getvalue()
     assert rc == 0, text
     lines = text.splitlines()
@@ -469,7 +472,7 @@ def test_dry_run_lists_what_would_go_and_why_others_stay(archive, cfg, disk):
     assert Study.select().where(Study.purge_state != "").count() == 0
 
     out = io.StringIO()
-    assert watermark._purge_command(wm, False, out) == 0
+    assert purge_listing(wm, False, out) == 0
     assert sum("purged study" in ln for ln in out.getvalue().splitlines()) == 3
     assert {s.study_instance_uid for s in Study.select()} == {uids[0], *uids[4:]}
 

@@ -18,7 +18,7 @@ import pydicom
 import pytest
 
 from pacsbox.db import close_database, open_database
-from pacsbox.db.index import instance_path
+from pacsbox.db.lookup import instance_path
 from pacsbox.db.models import Instance
 from tests.helpers import DCMTK_ENV, Server, cli, poll
 from tests.synth import make_instance, write_files

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from pacsbox.db import close_database, open_database
-from pacsbox.db.index import instance_path
+from pacsbox.db.lookup import instance_path
 from pacsbox.db.models import Instance
 from tests.helpers import DCMTK_ENV, Server, cli, write_config
 from tests.synth import make_instance, write_files

@@ -25,7 +25,7 @@ from pynetdicom.sop_class import (
 )
 
 from pacsbox.db import close_database, open_database
-from pacsbox.db.index import instance_path
+from pacsbox.db.lookup import instance_path
 from pacsbox.db.models import Instance
 from tests.helpers import dcmtk, poll
 from tests.synth import make_instance

@@ -21,7 +21,7 @@ from pynetdicom import AE, _config
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage, RTPlanStorage
 
 from pacsbox.db import close_database, open_database
-from pacsbox.db.index import instance_path
+from pacsbox.db.lookup import instance_path
 from pacsbox.db.models import Instance
 from tests.helpers import DCMTK_ENV, Server, cli, dcmtk, free_port, poll, write_config
 

@@ -8,7 +8,7 @@ import re
 
 from pydicom.uid import generate_uid
 
-from pacsbox.db import index as idx
+from pacsbox.db import aes
 from pacsbox.db.models import Patient
 from tests.helpers import dcmtk, free_port, poll, write_config
 from tests.integration.test_watermark import archive, cfg, disk, make_box, make_dataset  # noqa: F401
@@ -19,7 +19,7 @@ def test_cstore_answers_a700_when_nothing_can_be_purged(archive, cfg, disk, tmp_
     from pacsbox.scp.store import make_store_service
 
     uids, wm, _ = make_box(archive, cfg, disk, [1, 2])  # both too recent to purge
-    idx.ae_upsert("STORESCU", hostname="127.0.0.1")
+    aes.ae_upsert("STORESCU", hostname="127.0.0.1")
     archive.space_check = wm.check
     listener = Listener(cfg, archive, [make_store_service(archive)])
     listener.start(port=free_port())

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from pacsbox.db.index import ae_upsert
+from pacsbox.db.aes import ae_upsert
 from pacsbox.db.models import Patient, Study
 from pacsbox.web import privileges as pv
 from pacsbox.web import users

@@ -91,7 +91,7 @@ def test_ping_a_real_peer_through_c_echo(server):
     """Ping from the AE table page: our own daemon answers C-ECHO."""
 
     from pacsbox.archive import Archive
-    from pacsbox.db.index import ae_upsert
+    from pacsbox.db.aes import ae_upsert
     from pacsbox.web.app import create_app
 
     archive = Archive(server.cfg)

@@ -1,0 +1,131 @@
+"""Reading the index: where an instance's file is, what a folder holds, totals.
+
+The per-image look-ups (``stored_digest``, ``study_location``) and the status
+counts run as plain SQL (``db.sql``); the rest use the models.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pacsbox.db.models import ApplicationEntity, Instance, Patient, Series, Study
+from pacsbox.db.sql import one
+
+
+def instance_path(inst: Instance) -> Path:
+    study = inst.series.study
+    return Path(study.storage_root) / study.folder / inst.file_name
+
+
+def study_location(study_uid: str) -> tuple[str, str] | None:
+    """(storage root, folder) of an indexed study, or None."""
+    row = one("SELECT storage_root, folder FROM study WHERE study_instance_uid = ?", (study_uid,))
+    return (row[0], row[1]) if row else None
+
+
+def find_instance(sop_instance_uid: str) -> Instance | None:
+    return Instance.get_or_none(Instance.sop_instance_uid == sop_instance_uid)
+
+
+def stored_digest(sop_instance_uid: str) -> str | None:
+    """The digest of the stored object with this UID, or None (a cheap duplicate pre-check)."""
+    row = one("SELECT digest FROM instance WHERE sop_instance_uid = ?", (sop_instance_uid,))
+    return row[0] if row else None
+
+
+def indexed_names(storage_root: str, folder: str) -> dict[str, str]:
+    """{file name: SOP Instance UID} of the instances indexed in one study folder."""
+    rows = (
+        Instance.select(Instance.file_name, Instance.sop_instance_uid)
+        .join(Series)
+        .join(Study)
+        .where((Study.storage_root == storage_root) & (Study.folder == folder))
+        .tuples()
+    )
+    return dict(rows)
+
+
+def study_folders() -> list[tuple[str, str]]:
+    """(storage root, folder) of every indexed study."""
+    return list(Study.select(Study.storage_root, Study.folder).tuples())
+
+
+def archive_roots(default: Path) -> list[Path]:
+    """Every archive root, resolved: ``default``, each AE's archivedir, each study's root."""
+    roots = {default.resolve()}
+    for ae in ApplicationEntity.select(ApplicationEntity.archivedir):
+        if ae.archivedir:
+            roots.add(Path(ae.archivedir).resolve())
+    for (root,) in Study.select(Study.storage_root).distinct().tuples():
+        roots.add(Path(root).resolve())
+    return sorted(roots)
+
+
+def select_instances(
+    patient_ids: list[str] | None = None,
+    study_uids: list[str] | None = None,
+    series_uids: list[str] | None = None,
+) -> list[Instance]:
+    """Instances of the given patients, studies and series (union), in a stable order."""
+    conds = []
+    if patient_ids:
+        conds.append(Patient.patient_id.in_(patient_ids))
+    if study_uids:
+        conds.append(Study.study_instance_uid.in_(study_uids))
+    if series_uids:
+        conds.append(Series.series_instance_uid.in_(series_uids))
+    if not conds:
+        return []
+    where = conds[0]
+    for c in conds[1:]:
+        where = where | c
+    q = (
+        Instance.select(Instance, Series, Study)
+        .join(Series)
+        .join(Study)
+        .join(Patient)
+        .where(where)
+        .order_by(Patient.id, Study.id, Series.series_number, Series.id, Instance.instance_number)
+    )
+    return list(q)
+
+
+# -- counts for status and logs ----------------------------------------------
+
+
+def totals() -> dict[str, int]:
+    """Archive-wide counts from the patient rows' counters (one scan of the smallest table)."""
+    row = one(
+        "SELECT COUNT(*), COALESCE(SUM(num_studies), 0), COALESCE(SUM(num_series), 0), "
+        "COALESCE(SUM(num_instances), 0) FROM patient",
+        (),
+    )
+    return {"patients": row[0], "studies": row[1], "series": row[2], "instances": row[3]}
+
+
+def last_study() -> dict | None:
+    """The most recently received study, for the status snapshot (no patient data)."""
+    row = one(
+        "SELECT study_instance_uid, calling_ae, modalities, study_description, received "
+        "FROM study ORDER BY received DESC LIMIT 1",
+        (),
+    )
+    if row is None:
+        return None
+    received = row[4] if isinstance(row[4], str) else str(row[4])
+    return {
+        "study_uid": row[0],
+        "calling_ae": row[1],
+        "modality": row[2],
+        "description": row[3],
+        "received_utc": received,
+    }
+
+
+def studies_received_since(utc_naive) -> int:
+    return one("SELECT COUNT(*) FROM study WHERE received >= ?", (str(utc_naive),))[0]
+
+
+def newest_instance_id() -> int:
+    """The highest instance row id: an O(1) sign that something was stored."""
+    return one("SELECT COALESCE(MAX(id), 0) FROM instance", ())[0]
