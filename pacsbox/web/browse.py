@@ -19,8 +19,8 @@ from typing import Any
 
 from pacsbox import storage
 from pacsbox.db import index as idx
-from pacsbox.db import webquery as wq
 from pacsbox.db.index import write_transaction
+from pacsbox.db.match import PATIENT, STUDY, Condition, match
 from pacsbox.db.models import Instance, Patient, Series, Study, utcnow
 from pacsbox.errors import NotFound, UsageError
 from pacsbox.web import privileges as pv
@@ -31,7 +31,6 @@ log = logging.getLogger("pacsbox.web")
 PAGE = 50
 UID = "<uid:re:[0-9][0-9.]{0,63}>"
 _DATE = re.compile(r"^\d{8}$")
-_TIME = re.compile(r"^[0-9*?.:]{1,16}$")
 
 
 # -- cursors and filters -----------------------------------------------------------------
@@ -54,100 +53,85 @@ def _cursor_in(text: str) -> list[Any] | None:
     return values
 
 
-def _date(text: str) -> str:
-    d = text.replace("-", "") if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text) else text
-    if not _DATE.match(d):
-        raise UsageError(f"date {text!r}: use YYYYMMDD or YYYY-MM-DD")
-    return d
+# The search form's fields and the DICOM key each one is: the matching is
+# db/match.py's, the same as C-FIND's. Modality, series date and series
+# time are series keys: a study matches when one of its series matches them all.
+SEARCH_KEYS = {
+    "patient_id": "PatientID",
+    "patient_name": "PatientName",
+    "study_id": "StudyID",
+    "accession": "AccessionNumber",
+    "description": "StudyDescription",
+    "study_uid": "StudyInstanceUID",
+    "study_date": "StudyDate",
+    "study_time": "StudyTime",
+    "modality": "Modality",
+    "series_date": "SeriesDate",
+    "series_time": "SeriesTime",
+}
+_LONGEST = {"patient_name": 324, "study_uid": 65 * 100}  # else 64 characters
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-def date_condition(col, value: str, date_from: str = "", date_to: str = ""):
-    """A DICOM date or range (PS3.4 C.2.2.2.5: ``A``, ``A-B``, ``-B``, ``A-``) or from/to."""
-    lo = hi = ""
-    if value:
-        if "-" in value and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-            a, _, b = value.partition("-")
-            lo, hi = (_date(a) if a else ""), (_date(b) if b else "")
-        else:
-            lo = hi = _date(value)
-    if date_from:
-        lo = _date(date_from)
-    if date_to:
-        hi = _date(date_to)
-    cond = None
-    if lo:
-        cond = col >= lo
-    if hi:
-        c2 = col <= hi
-        cond = c2 if cond is None else (cond & c2)
-    return cond
+def _dicom_value(name: str, value: str) -> str:
+    """A form value as the DICOM value it stands for (the form's conveniences).
 
-
-def _text_filter(value: str, max_len: int = 64) -> str:
-    if len(value) > max_len:
-        raise UsageError(f"search value longer than {max_len} characters")
+    An ISO date (2024-03-01) is the date 20240301; a time may end in ``*``
+    (``08*``, the form's old hint), which is the time ``08``: hour 8, as the
+    range rule reads a time of that precision; modalities are upper case (CS).
+    """
+    if len(value) > _LONGEST.get(name, 64):
+        raise UsageError(f"{name}: longer than {_LONGEST.get(name, 64)} characters")
+    if name.endswith("_date") or name.startswith("date_"):
+        return value.replace("-", "") if _ISO_DATE.fullmatch(value) else value
+    if name.endswith("_time"):
+        return value.rstrip("*")
+    if name == "modality":
+        return value.upper()
     return value
 
 
-def study_query(p: pv.Principal, params: dict[str, str]):
-    """Studies visible to ``p`` matching the search form; raises UsageError on bad input."""
+def search_keys(params: dict[str, str]) -> list[Condition]:
+    """The DICOM keys of a study search; date_from/date_to are one more StudyDate range."""
+    keys = [
+        Condition(kw, _dicom_value(name, params[name]))
+        for name, kw in SEARCH_KEYS.items()
+        if params.get(name)
+    ]
+    lo, hi = params.get("date_from", ""), params.get("date_to", "")
+    if lo or hi:
+        lo, hi = _dicom_value("date_from", lo), _dicom_value("date_to", hi)
+        keys.append(Condition("StudyDate", f"{lo}-{hi}"))
+    return keys
+
+
+def study_query(p: pv.Principal, params: dict[str, str], *, pn_case_insensitive: bool = False):
+    """Studies visible to ``p`` matching the search form.
+
+    Raises UsageError or UnableToProcess (both HTTP 400) on bad input.
+    """
     q = Study.select(Study, Patient).join(Patient).where(pv.study_filter(p))
-    conds = []
-    if params.get("patient_id"):
-        conds.append(wq.wildcard(Patient.patient_id, _text_filter(params["patient_id"])))
-    if params.get("patient_name"):
-        name = _text_filter(params["patient_name"], 324)
-        conds.append(wq.wildcard(Patient.patient_name_ci, name.upper()))
-    if params.get("study_id"):
-        conds.append(wq.wildcard(Study.study_id, _text_filter(params["study_id"], 16)))
-    if params.get("accession"):
-        conds.append(wq.wildcard(Study.accession_number, _text_filter(params["accession"], 16)))
-    if params.get("study_time"):
-        t = params["study_time"]
-        if not _TIME.match(t):
-            raise UsageError("study time: digits with * and ?")
-        conds.append(wq.wildcard(Study.study_time, t))
-    dc = date_condition(
-        Study.study_date,
-        params.get("study_date", ""),
-        params.get("date_from", ""),
-        params.get("date_to", ""),
-    )
-    if dc is not None:
-        conds.append(dc)
-    series_conds = []
-    if params.get("modality"):
-        mod = _text_filter(params["modality"], 16).upper()
-        series_conds.append(wq.wildcard(Series.modality, mod))
-    sdc = date_condition(Series.series_date, params.get("series_date", ""))
-    if sdc is not None:
-        series_conds.append(sdc)
-    if params.get("series_time"):
-        t = params["series_time"]
-        if not _TIME.match(t):
-            raise UsageError("series time: digits with * and ?")
-        series_conds.append(wq.wildcard(Series.series_time, t))
-    if series_conds:
-        sub = Series.select(Series.study)
-        for c in series_conds:
-            sub = sub.where(c)
-        conds.append(Study.id.in_(sub))
+    found = match(search_keys(params), STUDY, pn_case_insensitive=pn_case_insensitive)
+    for c in found.conditions:
+        q = q.where(c)
     read = params.get("read", "")
     if read in ("yes", "no"):
-        conds.append(Study.read == (read == "yes"))
+        q = q.where(Study.read == (read == "yes"))
     elif read:
         raise UsageError("read: yes, no or empty")
-    for c in conds:
-        q = q.where(c)
     return q
 
 
 def page_studies(
-    p: pv.Principal, params: dict[str, str], limit: int | None = None
+    p: pv.Principal,
+    params: dict[str, str],
+    limit: int | None = None,
+    *,
+    pn_case_insensitive: bool = False,
 ) -> dict[str, Any]:
     limit = limit or PAGE
     desc = params.get("sort", "date_desc") != "date_asc"
-    q = study_query(p, params)
+    q = study_query(p, params, pn_case_insensitive=pn_case_insensitive)
     cur = _cursor_in(params.get("after", ""))
     if cur is not None:
         d, i = str(cur[0]), cur[1]
@@ -277,17 +261,16 @@ def delete_instances(ctx: Ctx, instances) -> int:
 
 
 def register(ctx: Ctx) -> None:
+    pn_ci = bool(ctx.cfg.PersonNameCaseInsensitive)
+
     def params_from_query() -> dict[str, str]:
-        keys = (
-            "patient_id patient_name study_id accession study_date study_time date_from date_to "
-            "modality series_date series_time read sort after"
-        ).split()
+        keys = [*SEARCH_KEYS, "date_from", "date_to", "read", "sort", "after"]
         return {k: arg(k) for k in keys if arg(k)}
 
     @ctx.page("/studies", template="studies.tpl")
     def studies(ident):
         params = params_from_query()
-        data = page_studies(ident.principal, params)
+        data = page_studies(ident.principal, params, pn_case_insensitive=pn_ci)
         data.update(title="Studies", params=params)
         data["next_url"] = (
             url("/studies", **{**params, "after": data["next"]}) if data["next"] else ""
@@ -299,10 +282,10 @@ def register(ctx: Ctx) -> None:
         p = ident.principal
         q = Patient.select().where(pv.patient_filter(p))
         pid, name = arg("patient_id"), arg("patient_name")
-        if pid:
-            q = q.where(wq.wildcard(Patient.patient_id, _text_filter(pid)))
-        if name:
-            q = q.where(wq.wildcard(Patient.patient_name_ci, _text_filter(name, 324).upper()))
+        keys = {"PatientID": _dicom_value("patient_id", pid)}
+        keys["PatientName"] = _dicom_value("patient_name", name)
+        for c in match(keys, PATIENT, pn_case_insensitive=pn_ci).conditions:
+            q = q.where(c)
         cur = _cursor_in(arg("after"))
         if cur is not None:
             n, i = str(cur[0]), cur[1]

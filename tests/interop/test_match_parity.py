@@ -264,40 +264,8 @@ def _id(case) -> str:
     return "&".join(f"{k}={'<uids>' if callable(v) else v}" for k, v in case[0].items())
 
 
-# The web search still has its own matching (db/webquery.py): these differ.
-DIFFERENT = {
-    "StudyDescription=CT HEAD",
-    "StudyDescription=CT_*",
-    "StudyDescription=*% CONTRAST",
-    "StudyDescription=*HEAD",
-    "StudyDescription=ct*",
-    "StudyDate=-20240101",
-    "StudyDate=-",
-    "StudyTime=0800-1200",
-    "StudyTime=-0900",
-    "StudyTime=2300-",
-    "StudyTime=12",
-    "StudyDate=20240105-20240115&StudyTime=1200-2359",
-    "StudyDate=20240115-&StudyTime=1300-",
-    "StudyInstanceUID=<uids>",
-    "StudyInstanceUID=1.2.3.4.5.6.7.8.9",
-    "ModalitiesInStudy=US\\CR",
-}
-DIFFERENT_ON_SQLITE = {"PatientID=PID-00?", "PatientID=pid*", "AccessionNumber=acc*"}
-DIFFERENT_NAMES = {"PatientName=" + n for n in
-                   ("SMITH*", "smith*", "SM?TH^J*", "SMITH^JANE", "MÜLLER*", "müller*", "*ANNA")}  # fmt: skip
-
-
-def _params(cases, known=frozenset()):
-    out = []
-    for c in cases:
-        marks = ()
-        if _id(c) in known | DIFFERENT:
-            marks = pytest.mark.xfail(strict=True, reason="web search: its own matcher")
-        elif _id(c) in DIFFERENT_ON_SQLITE:
-            marks = pytest.mark.xfail(strict=False, reason="web search: LIKE on SQLite")
-        out.append(pytest.param(*c, marks=marks, id=_id(c)))
-    return out
+def _params(cases):
+    return [pytest.param(*c, id=_id(c)) for c in cases]
 
 
 @pytest.mark.parametrize(("keys", "want"), _params(CASES))
@@ -305,7 +273,7 @@ def test_same_studies(box, keys, want):
     _check(box, keys, want)
 
 
-@pytest.mark.parametrize(("keys", "off", "on"), _params(NAME_CASES, DIFFERENT_NAMES))
+@pytest.mark.parametrize(("keys", "off", "on"), _params(NAME_CASES))
 def test_person_names_case_sensitive_by_default(box, keys, off, on):
     _check(box, keys, off)
 
