@@ -1,7 +1,10 @@
-"""The few SQL building blocks the web page needs that model fields do not offer.
+"""SQL pieces of the web page's access rules that model fields do not offer.
 
-peewee stays under ``pacsbox/db/`` (one owner per library); the web layer
-builds its conditions from model fields and these helpers. Patterns use
+The private-study rules (``web/privileges.py``) compare a user's name with a
+physician's person name value (one of several, any further components) and
+a group description with the institution name, without regard to case; they
+are access rules, not DICOM matching, which is ``db/match.py``'s alone.
+peewee stays under ``pacsbox/db/`` (one owner per library). Patterns use
 ``!`` as the LIKE escape character so the same SQL runs on SQLite and
 PostgreSQL (where a backslash would be the default escape).
 """
@@ -26,20 +29,3 @@ def like(col, pattern: str, *, upper: bool = True):
 
 def upper_trim_eq(col, value: str):
     return fn.UPPER(fn.TRIM(col)) == value.strip().upper()
-
-
-def wildcard(col, value: str, *, upper: bool = False):
-    """DICOM wild card matching (PS3.4 C.2.2.2.4): ``*`` any run, ``?`` one character.
-
-    Without a wild card it is an equality, which uses the column's index.
-    """
-    if upper:
-        value = value.upper()
-    if "*" not in value and "?" not in value:
-        return (fn.UPPER(col) == value) if upper else (col == value)
-    pattern = escape_like(value).replace("*", "%").replace("?", "_")
-    return like(col, pattern, upper=upper)
-
-
-def scalar(query) -> object:
-    return query.scalar()

@@ -13,7 +13,7 @@ import bottle
 
 from pacsbox.config import Config
 from pacsbox.db.auth_models import ensure_schema
-from pacsbox.web import aes, browse, exports, system, upload, users, wado
+from pacsbox.web import aes, edit, exports, marks, pages, search, system, upload, users, wado
 from pacsbox.web.auth import COOKIE, Auth, LoginFailed, Throttled, ensure_root
 from pacsbox.web.core import (
     PUBLIC,
@@ -36,7 +36,10 @@ def create_app(cfg: Config, archive, *, clock: Callable[[], float] = time.time) 
     ctx = Ctx(cfg=cfg, archive=archive, app=app, auth=auth, clock=clock)
     app.config["pacsbox.ctx"] = ctx
     _register_session_routes(ctx)
-    browse.register(ctx)
+    search.register(ctx)
+    pages.register(ctx)
+    marks.register(ctx)
+    edit.register(ctx)
     wado.register(ctx)
     aes.register(ctx)
     system.register(ctx)

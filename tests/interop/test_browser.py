@@ -96,9 +96,9 @@ def test_login_search_view_logout(server, tmp_path, browser):
         b.find_element(By.ID, "login").click()
         poll(lambda: "/studies" in b.current_url, 10, what="the studies page")
 
-        b.find_element(By.ID, "patient_name").send_keys("browser*")
+        b.find_element(By.ID, "patient_name").send_keys("BROWSER*")
         b.find_element(By.ID, "search").click()
-        poll(lambda: "patient_name=browser" in b.current_url, 10, what="search results")
+        poll(lambda: "patient_name=BROWSER" in b.current_url, 10, what="search results")
         rows = b.find_elements(By.CSS_SELECTOR, "#studies tbody tr")
         assert len(rows) == 1 and "BROWSER^TEST" in rows[0].text and "HEAD CT WEB" in rows[0].text
         b.save_screenshot(str(shots / "2-search.png"))

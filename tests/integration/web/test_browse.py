@@ -7,6 +7,7 @@ from pydicom.uid import generate_uid
 from pacsbox.db.auth_models import Journal
 from pacsbox.db.models import Instance, Patient, Study
 from pacsbox.web import browse
+from pacsbox.web.app import create_app
 from tests.integration.web.conftest import login, store
 
 
@@ -23,7 +24,9 @@ def test_search_with_wildcards_and_ranges(app, archive):
     b = login(app, "root")
     A, B, C = a.study_instance_uid, b_.study_instance_uid, c.study_instance_uid
     assert set(uids(b, "/studies.json?patient_name=DOE*")) == {A, B}
-    assert set(uids(b, "/studies.json?patient_name=doe^j?ne")) == {B}  # case-insensitive names
+    assert set(uids(b, "/studies.json?patient_name=DOE^J?NE")) == {B}
+    # Case counts, as in C-FIND, unless PersonNameCaseInsensitive (test below).
+    assert uids(b, "/studies.json?patient_name=doe^j?ne") == []
     assert uids(b, "/studies.json?patient_id=PID-1") == [A]
     assert set(uids(b, "/studies.json?patient_id=PID-?")) == {A, B}
     assert set(uids(b, "/studies.json?study_date=20240101-")) == {A, C}
@@ -31,6 +34,13 @@ def test_search_with_wildcards_and_ranges(app, archive):
     assert uids(b, "/studies.json?date_from=2024-03-01&date_to=2024-03-31") == [C]
     assert uids(b, "/studies.json?modality=MR") == [B]
     assert set(uids(b, "/studies.json?series_date=&accession=ACC*")) == {A, B, C}
+    assert uids(b, "/studies.json?modality=mr") == [B]  # modalities are upper case (CS)
+    assert set(uids(b, "/studies.json?modality=MR%5CCT")) == {A, B, C}  # a value list
+    assert uids(b, "/studies.json?description=CT*&patient_id=X*") == [C]
+    assert set(uids(b, f"/studies.json?study_uid={A}%5C{C}")) == {A, C}  # a list of UIDs
+    assert set(uids(b, "/studies.json?study_time=10*")) == {A, B, C}  # hour 10 (the old hint)
+    assert set(uids(b, "/studies.json?study_time=1000-1030")) == {A, B, C}
+    assert uids(b, "/studies.json?study_time=11") == []
     # Sort by date, both ways.
     assert uids(b, "/studies.json") == [C, A, B]
     assert uids(b, "/studies.json?sort=date_asc") == [B, A, C]
@@ -38,8 +48,35 @@ def test_search_with_wildcards_and_ranges(app, archive):
     assert uids(b, "/studies.json?patient_id=PID%25") == []
     r = b.get("/studies.json?study_date=2024-13", expect_errors=True)
     assert r.status_int == 400 and "date" in r.json["error"]
+    r = b.get("/studies.json?study_time=noon", expect_errors=True)
+    assert r.status_int == 400 and "StudyTime: 'noon' is not a time" in r.json["error"]
     assert b.get("/studies.json?after=garbage!", expect_errors=True).status_int == 400
     assert "DOE^JANE" in b.get("/studies?patient_name=DOE*").text
+
+
+def test_names_ignore_case_when_configured(cfg, archive, clock):
+    """PersonNameCaseInsensitive serves the web search as it serves C-FIND."""
+    app = create_app(cfg.replace(PersonNameCaseInsensitive=True), archive, clock=clock)
+    a = store(archive, patient_name="Doe^John", patient_id="P1")
+    b = login(app, "root")
+    assert uids(b, "/studies.json?patient_name=DOE^J?HN") == [a.study_instance_uid]
+    pk = Study.get(Study.study_instance_uid == a.study_instance_uid).patient_id
+    b.post(f"/patients/{pk}/edit", {"patient_name": "Smith^Anna"})
+    assert uids(b, "/studies.json?patient_name=smith*") == [a.study_instance_uid]
+    assert [
+        p["patient_id"] for p in b.get("/patients.json?patient_name=sMiTh*").json["patients"]
+    ] == ["P1"]
+    assert b.get("/patients.json?patient_name=DOE*").json["patients"] == []
+
+
+def test_an_empty_date_never_matches_a_range(app, archive):
+    dated = store(archive, study_date="20231231").study_instance_uid
+    store(archive, study_date="")
+    b = login(app, "root")
+    assert uids(b, "/studies.json?study_date=-20240101") == [dated]
+    assert uids(b, "/studies.json?date_to=2024-01-01") == [dated]
+    r = b.get("/studies.json?study_date=-", expect_errors=True)
+    assert r.status_int == 400 and "StudyDate: a range needs" in r.json["error"]
 
 
 def test_keyset_paging_returns_every_study_once(app, archive, monkeypatch):
@@ -74,7 +111,7 @@ def test_mark_read_edit_and_delete_with_confirmation(app, archive, cfg):
     assert b.get(f"/studies/{uid}.json").json["study"]["description"] == "BRAIN W/O"
     pk = Study.get(Study.study_instance_uid == uid).patient_id
     b.post(f"/patients/{pk}/edit", {"patient_name": "SMITH^ANNA"})
-    assert uids(b, "/studies.json?patient_name=smith*") == [uid]
+    assert uids(b, "/studies.json?patient_name=SMITH*") == [uid]
     # Delete a series: confirmation page first, then the POST with confirm=yes.
     page = b.get(f"/series/{other.series_instance_uid}/delete")
     assert "cannot be undone" in page.text

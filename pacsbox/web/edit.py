@@ -1,0 +1,193 @@
+"""Edit and delete patients, studies, series and images (DATA-3), with a confirmation page.
+
+Edits change the index (what searches, C-FIND and the pages show), not the
+stored files, which stay exactly as received (Level 2 storage). A deletion
+removes the rows first and the files after, so counters stay exact and no
+row ever names a missing file.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from pacsbox import storage
+from pacsbox.db import index as idx
+from pacsbox.db.index import write_transaction
+from pacsbox.db.models import Instance, Patient, Series, Study, utcnow
+from pacsbox.errors import UsageError
+from pacsbox.web.browse import UID, _done, get_instance, get_patient, get_series, get_study
+from pacsbox.web.core import Ctx, form
+
+log = logging.getLogger("pacsbox.web")
+
+_DATE = re.compile(r"^\d{8}$")
+
+
+# -- deleting: files go after their rows, counters stay exact -----------------------------------
+
+
+def delete_instances(ctx: Ctx, instances) -> int:
+    n = 0
+    folders: set[Path] = set()
+    for inst in list(instances):
+        path = idx.delete_instance(inst)
+        folders.add(path.parent)
+        try:
+            storage.remove_file(path, sync=ctx.archive.sync)
+        except OSError as exc:
+            log.warning(
+                "deleted %s from the index but not its file: %s", inst.sop_instance_uid, exc
+            )
+        n += 1
+    for folder in folders:
+        try:
+            folder.rmdir()  # only when empty
+        except OSError:
+            pass
+    return n
+
+
+def register(ctx: Ctx) -> None:
+    # -- edit ----------------------------------------------------------------------------------
+
+    PATIENT_FIELDS = {"patient_name": 324, "birth_date": 8, "sex": 16}
+    STUDY_FIELDS = {
+        "study_description": 64,
+        "referring_physician": 324,
+        "reading_physician": 324,
+        "accession_number": 16,
+        "study_id": 16,
+        "institution_name": 64,
+        "study_date": 8,
+        "study_time": 16,
+    }
+
+    def _edited(fields: dict[str, int]) -> dict[str, str]:
+        out = {}
+        for name, size in fields.items():
+            value = form(name, None)  # type: ignore[arg-type]
+            if value is None:
+                continue
+            if len(value) > size or "\\" in value and name not in ("reading_physician",):
+                raise UsageError(f"{name}: at most {size} characters, no backslash")
+            if name.endswith("_date") and value and not _DATE.match(value):
+                raise UsageError(f"{name}: YYYYMMDD")
+            out[name] = value
+        return out
+
+    @ctx.page("/patients/<pk:int>/edit", template="edit.tpl", privilege="modify")
+    def patient_edit_form(ident, pk):
+        pt = get_patient(ctx, ident.principal, pk)
+        values = {k: getattr(pt, k) for k in PATIENT_FIELDS}
+        return {"title": "Edit patient", "action": f"/patients/{pk}/edit", "values": values}
+
+    @ctx.page("/patients/<pk:int>/edit", method="POST", privilege="modify")
+    def patient_edit(ident, pk):
+        pt = get_patient(ctx, ident.principal, pk)
+        changes = _edited(PATIENT_FIELDS)
+        if "patient_name" in changes:
+            changes["patient_name_ci"] = changes["patient_name"].upper()
+        with write_transaction():
+            Patient.update(**changes).where(Patient.id == pt.id).execute()
+        ctx.journal("edit", f"patient {pt.patient_id}", ", ".join(sorted(changes)))
+        return _done(f"/patients/{pk}", "patient saved", changed=sorted(changes))
+
+    @ctx.page("/studies/" + UID + "/edit", template="edit.tpl", privilege="modify")
+    def study_edit_form(ident, uid):
+        s = get_study(ctx, ident.principal, uid)
+        values = {k: getattr(s, k) for k in STUDY_FIELDS}
+        return {"title": "Edit study", "action": f"/studies/{uid}/edit", "values": values}
+
+    @ctx.page("/studies/" + UID + "/edit", method="POST", privilege="modify")
+    def study_edit(ident, uid):
+        s = get_study(ctx, ident.principal, uid)
+        changes = _edited(STUDY_FIELDS)
+        with write_transaction():
+            Study.update(updated=utcnow(), **changes).where(Study.id == s.id).execute()
+        ctx.journal("edit", uid, ", ".join(sorted(changes)))
+        return _done(f"/studies/{uid}", "study saved", changed=sorted(changes))
+
+    # -- delete: a confirmation page (GET), then the POST ------------------------------------
+
+    def _confirm(kind: str, action: str, label: str, count: int) -> dict[str, Any]:
+        return {
+            "title": f"Delete {kind}",
+            "kind": kind,
+            "action": action,
+            "label": label,
+            "count": count,
+        }
+
+    @ctx.page("/patients/<pk:int>/delete", template="confirm.tpl", privilege="modify")
+    def patient_delete_form(ident, pk):
+        pt = get_patient(ctx, ident.principal, pk)
+        return _confirm("patient", f"/patients/{pk}/delete", pt.patient_name, pt.num_instances)
+
+    @ctx.page("/patients/<pk:int>/delete", method="POST", privilege="modify")
+    def patient_delete(ident, pk):
+        pt = get_patient(ctx, ident.principal, pk)
+        if form("confirm") != "yes":
+            raise UsageError("deletion not confirmed")
+        q = Instance.select().join(Series).join(Study).where(Study.patient == pt.id)
+        uids = [
+            u
+            for (u,) in Study.select(Study.study_instance_uid)
+            .where(Study.patient == pt.id)
+            .tuples()
+        ]
+        n = delete_instances(ctx, q)
+        for u in uids:
+            ctx.archive.forget_location(u)
+        ctx.journal("delete", f"patient {pt.patient_id}", f"{n} images")
+        return _done("/patients", f"patient deleted ({n} images)", deleted=n)
+
+    @ctx.page("/studies/" + UID + "/delete", template="confirm.tpl", privilege="modify")
+    def study_delete_form(ident, uid):
+        s = get_study(ctx, ident.principal, uid)
+        label = f"{s.patient.patient_name} {s.study_date} {s.study_description}"
+        return _confirm("study", f"/studies/{uid}/delete", label, s.num_instances)
+
+    @ctx.page("/studies/" + UID + "/delete", method="POST", privilege="modify")
+    def study_delete(ident, uid):
+        s = get_study(ctx, ident.principal, uid)
+        if form("confirm") != "yes":
+            raise UsageError("deletion not confirmed")
+        q = Instance.select().join(Series).where(Series.study == s.id)
+        n = delete_instances(ctx, q)
+        ctx.archive.forget_location(uid)
+        ctx.journal("delete", uid, f"study, {n} images")
+        return _done("/studies", f"study deleted ({n} images)", deleted=n)
+
+    @ctx.page("/series/" + UID + "/delete", template="confirm.tpl", privilege="modify")
+    def series_delete_form(ident, uid):
+        se = get_series(ctx, ident.principal, uid)
+        label = f"{se.modality} {se.series_description}"
+        return _confirm("series", f"/series/{uid}/delete", label, se.num_instances)
+
+    @ctx.page("/series/" + UID + "/delete", method="POST", privilege="modify")
+    def series_delete(ident, uid):
+        se = get_series(ctx, ident.principal, uid)
+        if form("confirm") != "yes":
+            raise UsageError("deletion not confirmed")
+        study_uid = se.study.study_instance_uid
+        n = delete_instances(ctx, Instance.select().where(Instance.series == se.id))
+        ctx.journal("delete", uid, f"series, {n} images")
+        return _done(f"/studies/{study_uid}", f"series deleted ({n} images)", deleted=n)
+
+    @ctx.page("/instances/" + UID + "/delete", template="confirm.tpl", privilege="modify")
+    def instance_delete_form(ident, uid):
+        inst = get_instance(ctx, ident.principal, uid)
+        return _confirm("image", f"/instances/{uid}/delete", f"image {inst.instance_number}", 1)
+
+    @ctx.page("/instances/" + UID + "/delete", method="POST", privilege="modify")
+    def instance_delete(ident, uid):
+        inst = get_instance(ctx, ident.principal, uid)
+        if form("confirm") != "yes":
+            raise UsageError("deletion not confirmed")
+        series_uid = inst.series.series_instance_uid
+        n = delete_instances(ctx, [inst])
+        ctx.journal("delete", uid, "image")
+        return _done(f"/series/{series_uid}", "image deleted", deleted=n)
