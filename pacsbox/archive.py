@@ -87,15 +87,22 @@ class CheckReport:
 class Archive:
     """Holds the open index and the bookkeeping the write path needs between calls."""
 
-    def __init__(self, cfg: Config, *, migrate: bool = True) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        migrate: bool = True,
+        space_check: Callable[[Path], None] | None = None,
+        remote_record: Callable[..., idx.Recorded] | None = None,
+    ) -> None:
         self.cfg = cfg
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = open_database(cfg.database_url, run_migrations=migrate)
         self.sync = bool(cfg.SyncWrites)
         self.listeners: list[Callable[[StoreResult], None]] = []
         # Raises OutOfResources when a root is full and nothing can be purged
-        # (set by the watermark monitor); None means "no check".
-        self.space_check: Callable[[Path], None] | None = None
+        # (the watermark monitor's); None means "no check".
+        self.space_check = space_check
         self._lock = threading.Lock()
         self._dirty: set[tuple[str, str]] = set()
         self._inflight: dict[tuple[str, str], int] = {}
@@ -105,7 +112,7 @@ class Archive:
         self.committer = idx.GroupCommitter()
         # In a worker process: the daemon's index writer records for us
         # (record_link.RecordClient.record, one of record_many's records).
-        self.remote_record: Callable[..., idx.Recorded] | None = None
+        self.remote_record = remote_record
 
     def close(self) -> None:
         self.committer.close()

@@ -18,11 +18,11 @@ from pathlib import Path
 
 from pacsbox import jobs, notify, status, workers
 from pacsbox.archive import Archive
+from pacsbox.assembly import assemble
 from pacsbox.config import Config
 from pacsbox.db import index as idx
 from pacsbox.db import ping
 from pacsbox.scp.server import Listener
-from pacsbox.scp.services import make_services
 from pacsbox.watermark import Watermark
 
 log = logging.getLogger("pacsbox.daemon")
@@ -61,16 +61,14 @@ class Daemon:
 
     def start(self) -> None:
         """Everything READY=1 promises; raises on a failure to start."""
-        self.archive = Archive(self.cfg)
-        self.watermark = Watermark(self.cfg, self.archive, self.heartbeats)
+        parts = assemble(self.cfg, heartbeats=self.heartbeats)
+        self.archive, self.watermark, self.listener = parts.archive, parts.watermark, parts.listener
         # A purge interrupted by a crash is finished first, or the start-up
         # check would report its half-deleted study as rows without files.
         self.watermark.resume()
-        self.archive.space_check = self.watermark.check
         report = self.archive.startup_check()
         if report.missing_files:
             self._error(f"{len(report.missing_files)} index rows without a file (see log)")
-        self.listener = Listener(self.cfg, self.archive, make_services(self.cfg, self.archive))
         count = workers.worker_count(self.cfg)
         self.listener.start(balance=workers.balance(self.cfg, 0, count))
         self.pool = workers.Pool(

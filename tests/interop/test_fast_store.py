@@ -1,4 +1,4 @@
-"""The C-STORE receive path that bypasses pynetdicom's decoder (scp.fast_store).
+"""The C-STORE receive path that bypasses pynetdicom's decoder (wire.receive).
 
 storescu and the corpus test exercise the common shape (one command PDU, then
 data PDUs of one fragment each). Here a peer speaks the protocol by hand over
@@ -29,7 +29,6 @@ from pacsbox.db.index import instance_path
 from pacsbox.db.models import Instance
 from tests.helpers import dcmtk, poll
 from tests.synth import make_instance
-
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 
