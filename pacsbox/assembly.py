@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from pacsbox.archive import Archive
 from pacsbox.config import Config
+from pacsbox.notify import Heartbeats
 from pacsbox.record_link import RecordClient
 from pacsbox.scp.server import Listener
 from pacsbox.scp.services import make_services
@@ -20,12 +21,16 @@ from pacsbox.wire import compat
 
 @dataclass
 class Parts:
+    """What a DICOM-serving process runs: the write path, its disk rule, its listener."""
+
     archive: Archive
     watermark: Watermark
     listener: Listener
 
 
-def assemble(cfg: Config, *, link: RecordClient | None = None, heartbeats=None) -> Parts:
+def assemble(
+    cfg: Config, *, link: RecordClient | None = None, heartbeats: Heartbeats | None = None
+) -> Parts:
     """The archive, its disk watermark and the DICOM listener (not started yet).
 
     ``link`` makes this a worker process's assembly. Raises what opening the
