@@ -18,7 +18,7 @@ from bench.common import DCMTK_ENV, WORK, env_int, write_config
 from bench.ingest import corpus
 from pacsbox.archive import Archive
 from pacsbox.config import load
-from pacsbox.db import index as idx
+from pacsbox.db import lookup
 from pacsbox.export import build_iso, export_fileset
 from pacsbox.media.importer import run_import
 
@@ -54,7 +54,9 @@ def main() -> dict:
         report = run_import(medium, partial(archive.store, source="import"))
         t_import = time.perf_counter() - t0
         assert len(report.imported) == N, report.summary()
-        stored = [idx.instance_path(i) for i in idx.select_instances(patient_ids=["BENCH-small"])]
+        stored = [
+            lookup.instance_path(i) for i in lookup.select_instances(patient_ids=["BENCH-small"])
+        ]
         out = WORK / "media" / "export"
         shutil.rmtree(out, ignore_errors=True)
         t0 = time.perf_counter()

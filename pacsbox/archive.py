@@ -6,8 +6,7 @@ transaction, and only then report success. If indexing fails the file is
 removed (A701); if the disk is full nothing is left behind (A700). Listeners
 run after the commit and can never fail a store.
 
-The start-up check, ``pacsbox check`` and ``rebuild`` are in ``recovery``;
-``Archive.startup_check`` runs the first on this archive's index.
+The start-up check, ``pacsbox check`` and ``rebuild`` are in ``recovery``.
 """
 
 from __future__ import annotations
@@ -58,15 +57,22 @@ class StoreResult:
 class Archive:
     """Holds the open index and the bookkeeping the write path needs between calls."""
 
-    def __init__(self, cfg: Config, *, migrate: bool = True) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        migrate: bool = True,
+        space_check: Callable[[Path], None] | None = None,
+        remote_record: Callable[..., rows.Recorded] | None = None,
+    ) -> None:
         self.cfg = cfg
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = open_database(cfg.database_url, run_migrations=migrate)
         self.sync = bool(cfg.SyncWrites)
         self.listeners: list[Callable[[StoreResult], None]] = []
         # Raises OutOfResources when a root is full and nothing can be purged
-        # (set by the watermark monitor); None means "no check".
-        self.space_check: Callable[[Path], None] | None = None
+        # (the watermark monitor's); None means "no check".
+        self.space_check = space_check
         self._lock = threading.Lock()
         self._dirty: set[tuple[str, str]] = set()
         self._inflight: dict[tuple[str, str], int] = {}
@@ -76,7 +82,7 @@ class Archive:
         self.committer = commit.GroupCommitter()
         # In a worker process: the daemon's index writer records for us
         # (record_link.RecordClient.record, one of record_many's records).
-        self.remote_record: Callable[..., rows.Recorded] | None = None
+        self.remote_record = remote_record
 
     def close(self) -> None:
         self.committer.close()
@@ -381,12 +387,6 @@ class Archive:
                 log.warning("checkpoint of %d quiet folders failed: %s", len(quiet), exc)
                 return 0
         return len(quiet)
-
-    def startup_check(
-        self, progress: Callable[[int, int], None] | None = None
-    ) -> recovery.CheckReport:
-        """``recovery.startup_check`` on this archive's index (the daemon calls it here)."""
-        return recovery.startup_check(self.cfg, progress)
 
     # -- reading back -------------------------------------------------------------
 

@@ -89,7 +89,7 @@ def cmd_default_config(args: argparse.Namespace, cfg: config.Config) -> int:
 
 @command("ae")
 def cmd_ae(args: argparse.Namespace, cfg: config.Config) -> int:
-    from pacsbox.db import index as idx
+    from pacsbox.db import aes as db_aes
 
     with _archive(cfg):  # opens and migrates the index
         if args.ae_cmd == "add":
@@ -108,10 +108,10 @@ def cmd_ae(args: argparse.Namespace, cfg: config.Config) -> int:
                 )
             if args.description is not None:
                 fields["description"] = args.description
-            idx.ae_upsert(title, **fields)
+            db_aes.ae_upsert(title, **fields)
             print(f"AE {title} saved")
         elif args.ae_cmd == "list":
-            rows = idx.ae_list()
+            rows = db_aes.ae_list()
             print(f"{'TITLE':16} {'HOST':20} {'IP':15} {'PORT':>5} {'ACCESS':6} ARCHIVEDIR")
             for ae in rows:
                 print(
@@ -119,7 +119,7 @@ def cmd_ae(args: argparse.Namespace, cfg: config.Config) -> int:
                     f"{'allow' if ae.allowaccess else 'deny':6} {ae.archivedir}"
                 )
         elif args.ae_cmd == "remove":
-            if not idx.ae_remove(args.title):
+            if not db_aes.ae_remove(args.title):
                 raise NotFound(f"AE {args.title} is not in the AE table")
             print(f"AE {args.title} removed")
         return 0
@@ -313,7 +313,7 @@ def cmd_selfcheck(args: argparse.Namespace, cfg: config.Config) -> int:
 
 @command("purge")
 def cmd_purge(args: argparse.Namespace, cfg: config.Config) -> int:
-    from pacsbox.purge_command import purge_command
+    from pacsbox.watermark.command import purge_command
 
     return purge_command(cfg, args.dry_run, sys.stdout)
 

@@ -16,14 +16,13 @@ import threading
 import time
 from pathlib import Path
 
-from pacsbox import jobs, notify, status, workers
+from pacsbox import jobs, notify, recovery, status, workers
 from pacsbox.archive import Archive
+from pacsbox.assembly import assemble
 from pacsbox.config import Config
-from pacsbox.db import index as idx
-from pacsbox.db import ping
+from pacsbox.db import lookup, ping
 from pacsbox.scp.server import Listener
-from pacsbox.scp.services import make_services
-from pacsbox.watermark import Watermark
+from pacsbox.watermark.monitor import Watermark
 
 log = logging.getLogger("pacsbox.daemon")
 
@@ -61,16 +60,14 @@ class Daemon:
 
     def start(self) -> None:
         """Everything READY=1 promises; raises on a failure to start."""
-        self.archive = Archive(self.cfg)
-        self.watermark = Watermark(self.cfg, self.archive, self.heartbeats)
+        parts = assemble(self.cfg, heartbeats=self.heartbeats)
+        self.archive, self.watermark, self.listener = parts.archive, parts.watermark, parts.listener
         # A purge interrupted by a crash is finished first, or the start-up
         # check would report its half-deleted study as rows without files.
         self.watermark.resume()
-        self.archive.space_check = self.watermark.check
-        report = self.archive.startup_check()
+        report = recovery.startup_check(self.cfg)
         if report.missing_files:
             self._error(f"{len(report.missing_files)} index rows without a file (see log)")
-        self.listener = Listener(self.cfg, self.archive, make_services(self.cfg, self.archive))
         count = workers.worker_count(self.cfg)
         self.listener.start(balance=workers.balance(self.cfg, 0, count))
         self.pool = workers.Pool(
@@ -168,11 +165,11 @@ class Daemon:
     def _totals(self) -> dict[str, int]:
         """Counts for the status line: a scan (80 ms at 10M rows), so only when something
         was stored (at most every 10 s) and otherwise once a minute (deletions, purges)."""
-        newest = idx.newest_instance_id()
+        newest = lookup.newest_instance_id()
         age = time.monotonic() - self._totals_at
         changed = newest != self._totals_signal and age > RECENT_EVERY
         if self._totals_cache is None or changed or age > TOTALS_EVERY:
-            self._totals_cache = idx.totals()
+            self._totals_cache = lookup.totals()
             self._totals_at = time.monotonic()
             self._totals_signal = newest
         return self._totals_cache
@@ -180,9 +177,9 @@ class Daemon:
     def _recent(self) -> tuple[dict | None, int]:
         """Last study and studies today, from the index (covers every worker), every 10 s."""
         if self._recent_cache is None or time.monotonic() - self._recent_at > RECENT_EVERY:
-            last = idx.last_study()
+            last = lookup.last_study()
             midnight = dt.datetime.combine(dt.date.today(), dt.time()).astimezone(dt.UTC)
-            today = idx.studies_received_since(midnight.replace(tzinfo=None))
+            today = lookup.studies_received_since(midnight.replace(tzinfo=None))
             if last:
                 utc = dt.datetime.fromisoformat(last.pop("received_utc")).replace(tzinfo=dt.UTC)
                 local = utc.astimezone().replace(tzinfo=None)

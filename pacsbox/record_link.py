@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from functools import partial
 
-from pacsbox.db import index as idx
+from pacsbox.db import commit, rows
 from pacsbox.errors import DatabaseError, DuplicateRejected, OutcomeUnknown, OutOfResources
 
 _LEN = struct.Struct(">I")
@@ -71,7 +71,7 @@ def _reply_of(fut: Future) -> tuple:
     exc = fut.exception()
     if exc is None:
         return ("ok", fut.result())
-    if isinstance(exc, idx.LocationChanged):
+    if isinstance(exc, rows.LocationChanged):
         return ("moved", exc.storage_root, exc.folder)
     if isinstance(exc, DuplicateRejected):
         return ("rejected", str(exc))
@@ -184,21 +184,21 @@ class RecordClient:
         self._waiting: dict[int, _Wait] = {}
         self._closed = False
 
-    def record(self, *args, meanwhile: Callable[[], None] | None = None) -> idx.Recorded:
+    def record(self, *args, meanwhile: Callable[[], None] | None = None) -> rows.Recorded:
         """``Archive.record_many`` in the daemon, for one (attrs, file, calling AE).
 
         ``meanwhile`` runs while the daemon records. If it fails after the
         row was committed, the outcome is unknown (the file stays, A701).
         """
         reply = self._ask("record", args)
-        return idx.alongside(meanwhile, lambda: self._outcome(reply()))
+        return commit.alongside(meanwhile, lambda: self._outcome(reply()))
 
-    def _outcome(self, reply: tuple) -> idx.Recorded:
+    def _outcome(self, reply: tuple) -> rows.Recorded:
         kind, *rest = reply
         if kind == "ok":
             return rest[0]
         if kind == "moved":
-            raise idx.LocationChanged(*rest)
+            raise rows.LocationChanged(*rest)
         if kind == "rejected":
             raise DuplicateRejected(rest[0])
         if kind == "out-of-resources":

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from pacsbox import scu
 from pacsbox.archive import Archive
+from pacsbox.assembly import assemble
 from pacsbox.config import Config
 from pacsbox.record_link import RecordClient, RecordServer
 from pacsbox.scp.balance import Balance
@@ -186,21 +187,11 @@ def _die_with_parent() -> None:
 def run_worker(cfg: Config, index: int, listen_fd: int, processes: int, record_fd: int) -> int:
     """One worker: the same listener and services as the main process, nothing else."""
     _die_with_parent()
-    from pacsbox.scp.server import Listener
-    from pacsbox.scp.services import make_services
-
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    archive = Archive(cfg, migrate=False)
-    link = RecordClient(socket.socket(fileno=record_fd))
-    archive.remote_record = link.record
-    scu.decompress_elsewhere = link.decompress
-    from pacsbox.watermark import Watermark
-
-    # Same A700 rule as the main process; the purge itself runs only there.
-    archive.space_check = Watermark(cfg, archive).check
-    listener = Listener(cfg, archive, make_services(cfg, archive))
+    parts = assemble(cfg, link=RecordClient(socket.socket(fileno=record_fd)))
+    archive, listener = parts.archive, parts.listener
     share = balance(cfg, index, processes)
     listener.start(listen_fd=listen_fd, balance=share)
     path = beat_path(cfg, index)

@@ -5,11 +5,6 @@ one IMMEDIATE transaction (the SQLite writer lock is taken up front, so two
 senders of the same SOP Instance UID serialise here and never create two
 rows) and applies the duplicate policy inside it (``rows``), joining the
 group commit (``commit``) when given one.
-
-The names re-exported at the end are the old home of what now lives in
-``aes``, ``commit``, ``lookup`` and ``rows``: callers in ``daemon``,
-``record_link``, ``scp/qr``, ``web/``, ``export/``, ``cli ae`` and ``bench``
-still reach them here until they import the new modules themselves.
 """
 
 from __future__ import annotations
@@ -19,19 +14,12 @@ from concurrent.futures import Future
 from functools import partial
 from pathlib import Path
 
-from pacsbox.db.aes import ae_get, ae_list, ae_remove, ae_upsert
-from pacsbox.db.commit import GroupCommitter, alongside, together, write_transaction
+from pacsbox.db.commit import GroupCommitter, together, write_transaction
 from pacsbox.db.lookup import (
     instance_path,
-    last_study,
-    newest_instance_id,
-    select_instances,
-    studies_received_since,
-    totals,
 )
 from pacsbox.db.models import Instance, Patient, Series, Study
 from pacsbox.db.rows import (
-    LocationChanged,
     Recorded,
     StoredFile,
     delete_instance_row,
@@ -114,26 +102,3 @@ def delete_everything() -> None:
         Series.delete().execute()
         Study.delete().execute()
         Patient.delete().execute()
-
-
-__all__ = [
-    "LocationChanged",
-    "Recorded",
-    "StoredFile",
-    "ae_get",
-    "ae_list",
-    "ae_remove",
-    "ae_upsert",
-    "alongside",
-    "delete_everything",
-    "delete_instance",
-    "instance_path",
-    "last_study",
-    "newest_instance_id",
-    "record_instance",
-    "record_many",
-    "select_instances",
-    "studies_received_since",
-    "totals",
-    "write_transaction",
-]

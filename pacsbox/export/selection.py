@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pacsbox.archive import Archive
-from pacsbox.db import index as idx
+from pacsbox.db import lookup
 from pacsbox.errors import NotFound
 from pacsbox.export.fileset import Volume, export_fileset
 
@@ -30,7 +30,7 @@ def export_selection(
     Raises NotFound when nothing matches; UsageError/MediaError from the
     File-set writer.
     """
-    instances = idx.select_instances(patients, studies, series)
+    instances = lookup.select_instances(patients, studies, series)
     instances = [i for i in instances if i.series.study.purge_state != "purging"]
     if not instances:
         raise NotFound("nothing in the archive matches that selection")
@@ -42,7 +42,7 @@ def export_selection(
                 p.write_bytes(archive.read_part10(inst))
                 paths.append(p)
             else:
-                paths.append(idx.instance_path(inst))
+                paths.append(lookup.instance_path(inst))
         return export_fileset(
             paths,
             out,

@@ -5,8 +5,8 @@ the workers). Each keeps its count of open connections in a slot of a small
 shared file; a process that has more than the least loaded one (the daemon
 counting as DAEMON_WEIGHT more) lets it take the next connection: it waits a
 moment before accepting, and finds the connection gone. The kernel's
-SO_REUSEPORT hash dealt 4 modalities 3:1 or 4:0 to two processes half of the
-time, whatever either was doing.
+SO_REUSEPORT hash knows nothing of load and often deals several modalities
+to one process.
 """
 
 from __future__ import annotations
@@ -20,19 +20,14 @@ from pathlib import Path
 MAX_PROCESSES = 64
 # The daemon (slot 0) also commits every process's index records; once it
 # serves one connection it counts as this many more. A lone modality stays
-# with the daemon (its records commit in place, with no hop to another
-# process: 581/s against 397/s on the worker); 2 to 5 modalities get one
-# connection on the daemon and the rest on the worker, whose records the
-# daemon commits with less competition for its interpreter lock. Measured
-# against 2:2 (a weight of 1) with both processes running the variant's
-# code, in interleaved runs, 1:3 was the same within noise: small images
-# 980 against 968/s, CT 655 against 688/s. (An earlier 604 against 511/s
-# came from runs whose worker ran other code than its daemon.)
+# with the daemon, where its records commit with no hop to another process;
+# further modalities go to the workers, whose records the daemon then
+# commits with less competition for its interpreter lock.
 DAEMON_WEIGHT = 3
 # How long a busier process leaves a new connection to the others, per
-# connection it has more. Longer than a busy process may take to get the GIL
-# back after select() wakes it (2 ms was not: the worker took a lone
-# modality half the time); a process stuck elsewhere cannot hold one up longer.
+# connection it has more: longer than a busy process may take to get the GIL
+# back after select() wakes it, short enough that a process stuck elsewhere
+# cannot hold a connection up.
 YIELD_EACH = 0.01
 YIELD_MAX = 0.05
 RECHECK = 0.001

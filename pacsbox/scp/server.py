@@ -10,7 +10,6 @@ offered (NET-3), and unsupported transfer syntaxes are rejected per context.
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -20,14 +19,13 @@ from pydicom.uid import UID
 from pynetdicom import AE, evt
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.service_class import StorageServiceClass
-from pynetdicom.sop_class import _STORAGE_CLASSES, Verification, uid_to_service_class
-from pynetdicom.transport import ThreadedAssociationServer
+from pynetdicom.sop_class import Verification, uid_to_service_class
 
 from pacsbox import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from pacsbox.archive import Archive
 from pacsbox.config import Config
-from pacsbox.scp import reactor
 from pacsbox.scp.balance import Balance
+from pacsbox.wire import listen
 
 log = logging.getLogger("pacsbox.scp")
 
@@ -60,7 +58,7 @@ ACCEPTED_TRANSFER_SYNTAXES = [
     "1.2.840.10008.1.2.4.108",  # HEVC/H.265 Main 10
 ]
 _ACCEPTED = set(ACCEPTED_TRANSFER_SYNTAXES)
-STORAGE_CLASS_UIDS = frozenset(_STORAGE_CLASSES.values())
+STORAGE_CLASS_UIDS = listen.storage_class_uids()
 
 # Association rejection reasons (PS3.8 9.3.4): (result, source, diagnostic)
 REJECT_CALLING_AE = (0x01, 0x01, 0x03)
@@ -68,35 +66,14 @@ REJECT_CALLED_AE = (0x01, 0x01, 0x07)
 REJECT_BUSY = (0x02, 0x03, 0x02)  # transient, local limit exceeded
 
 
-class ListeningServer(ThreadedAssociationServer):
-    """pynetdicom's threaded server, optionally on a listening socket it inherited.
-
-    Worker processes accept from the daemon's own listening socket (passed
-    down at spawn), so all of them serve one port and a second daemon still
-    cannot bind it by mistake.
-    """
-
-    inherited_fd: int | None = None
-
-    def server_bind(self) -> None:
-        if self.inherited_fd is None:
-            super().server_bind()
-            return
-        self.socket.close()
-        self.socket = socket.socket(fileno=self.inherited_fd)
-        self.server_address = self.socket.getsockname()
-
-    def server_activate(self) -> None:
-        if self.inherited_fd is None:
-            super().server_activate()
-
-
 @dataclass
 class Service:
-    """What a DICOM service adds to the listener: fixed contexts and handlers."""
+    """What a DICOM service adds to the listener: fixed contexts, handlers, and what
+    it did on an association for the line logged when that ends (None: nothing)."""
 
     contexts: list[PresentationContext] = field(default_factory=list)
     handlers: list[tuple] = field(default_factory=list)
+    summary: Callable[[object], str | None] | None = None
 
 
 def is_storage_like(uid: str) -> bool:
@@ -149,6 +126,7 @@ class Listener:
             (evt.EVT_RELEASED, self._on_closed),
             (evt.EVT_ABORTED, self._on_closed),
         ]
+        self.summaries = [svc.summary for svc in services if svc.summary is not None]
         for svc in services:
             self.fixed_contexts.extend(svc.contexts)
             self.handlers.extend(svc.handlers)
@@ -184,65 +162,33 @@ class Listener:
         its share of connections. Raises OSError when the port is taken.
         """
         address = (self.cfg.BindAddress, self.cfg.ServerPortNumber if port is None else port)
-        reactor.install()
-        server_class = ListeningServer
-        if listen_fd is not None:
-            server_class = type("InheritedServer", (ListeningServer,), {"inherited_fd": listen_fd})
         self.balance = balance
-        self.server = self.ae.make_server(
-            address, evt_handlers=self.handlers, server_class=server_class
+        self.server = listen.serve(
+            self.ae,
+            address,
+            self.handlers,
+            network_timeout=self.cfg.NetworkTimeout,
+            listen_fd=listen_fd,
+            shared=balance is not None,
+            before_accept=balance.wait_turn if balance is not None else None,
+            after_accept=balance.opened if balance is not None else None,
+            on_poll=self._poll,
         )
-        if balance is not None:
-            # Another process may take a connection first: its accept must
-            # then fail at once, not wait for the next connection.
-            self.server.socket.settimeout(0.0)
-        thread = threading.Thread(
-            target=self.server.serve_forever, name="pacsbox-accept", daemon=True
-        )
-        thread.start()
-        self.ae._servers.append(self.server)  # so AE.shutdown() and server.shutdown() agree
-        self._limit_silence(self.server)
         log.info(
             "DICOM listener %s on %s:%d", self.cfg.ApplicationEntityTitle, address[0], self.port
         )
 
-    def _limit_silence(self, server) -> None:
-        """Give every accepted socket NetworkTimeout.
-
-        Python hands out accepted sockets in blocking mode, so a client that
-        sends half a PDU header and goes quiet would hold its thread forever;
-        with a timeout the read fails, pynetdicom closes that connection, and
-        nothing else notices.
-        """
-        accept = server.get_request
-        timeout = self.cfg.NetworkTimeout
-
-        def get_request():
-            if self.balance is not None:
-                self.balance.wait_turn()
-            sock, addr = accept()
-            if self.balance is not None:
-                self.balance.opened()
-            sock.settimeout(timeout)
-            return sock, addr
-
-        server.get_request = get_request
-        actions = server.service_actions
-
-        def service_actions():
-            # Called by serve_forever about twice a second: proof the accept loop runs.
-            actions()
-            if self.on_poll is not None:
-                self.on_poll()
-
-        server.service_actions = service_actions
+    def _poll(self) -> None:
+        # Called by the accept loop about twice a second: proof it runs.
+        if self.on_poll is not None:
+            self.on_poll()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop accepting, let associations in flight finish (bounded), then close."""
         if self.server is None:
             return
         server, self.server = self.server, None
-        server.shutdown()  # stops accepting and closes the listening socket
+        listen.shutdown(server)
         deadline = time.monotonic() + timeout
         while server.active_associations and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -253,11 +199,7 @@ class Listener:
     # -- events ------------------------------------------------------------------
 
     def _on_conn_open(self, event) -> None:
-        reactor.attach(event.assoc)
-        try:  # answers go out at once, not after Nagle's 40 ms
-            event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except (AttributeError, OSError):
-            pass
+        listen.connection_opened(event.assoc)
 
     def _on_conn_close(self, event) -> None:
         if self.balance is not None:
@@ -342,15 +284,15 @@ class Listener:
         with self._lock:
             self._active = max(0, self._active - 1)
         rq = event.assoc.requestor
-        stats = getattr(event.assoc, "pacsbox_stats", None)
         how = "released" if event.event == evt.EVT_RELEASED else "aborted"
-        if stats:
+        done = [s for s in (summary(event.assoc) for summary in self.summaries) if s]
+        if done:
             log.info(
                 "association from %s (%s) %s: %s",
                 rq.ae_title.strip(),
                 rq.address,
                 how,
-                stats.summary(),
+                "; ".join(done),
             )
         else:
             log.info("association from %s (%s) %s", rq.ae_title.strip(), rq.address, how)

@@ -1,7 +1,8 @@
-"""The DICOM services one listener offers, assembled in one place for every process."""
+"""The DICOM services one listener offers, the same in every process."""
 
 from __future__ import annotations
 
+from pacsbox import scu
 from pacsbox.archive import Archive
 from pacsbox.config import Config
 from pacsbox.scp import qr
@@ -9,6 +10,10 @@ from pacsbox.scp.server import Service
 from pacsbox.scp.store import make_store_service
 
 
-def make_services(cfg: Config, archive: Archive) -> list[Service]:
+def make_services(
+    cfg: Config, archive: Archive, decompress: scu.Decompress | None = None
+) -> list[Service]:
+    """C-STORE and Q/R; ``decompress`` converts for peers that take only uncompressed
+    images, where this process has no pixel libraries (a worker)."""
     store = make_store_service(archive, fast=cfg.FastStoreReceive, max_pdu=cfg.MaxPDULength)
-    return [store, *qr.make_services(cfg, archive)]
+    return [store, *qr.make_services(cfg, archive, decompress)]

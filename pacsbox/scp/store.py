@@ -1,7 +1,7 @@
 """C-STORE SCP: a thin handler that hands received bytes to the archive.
 
 The data set is taken as the peer encoded it, never decoded and re-encoded:
-``fast_store`` gathers it from the socket for the common case, pynetdicom's
+``wire.receive`` gathers it from the socket for the common case, pynetdicom's
 ``encoded_dataset`` for anything it leaves to the library. Both end in
 ``store_status``, where every archive error maps to its status from the
 conformance statement. The response goes out only after ``Archive.store``
@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from dataclasses import dataclass, field
 
 from pynetdicom import evt
 
 from pacsbox.archive import Archive
 from pacsbox.errors import PacsboxError
-from pacsbox.scp import fast_store
-from pacsbox.scp.server import Service
+from pacsbox.scp.server import Service, is_storage_like
+from pacsbox.wire import receive
 
 log = logging.getLogger("pacsbox.scp.store")
 
@@ -43,24 +44,40 @@ class AssociationStats:
         return ", ".join(parts) if parts else "nothing stored"
 
 
-def _stats(assoc) -> AssociationStats:
-    stats = getattr(assoc, "pacsbox_stats", None)
-    if stats is None:
-        stats = AssociationStats()
-        assoc.pacsbox_stats = stats
-    return stats
+_stats: weakref.WeakKeyDictionary[object, AssociationStats] = weakref.WeakKeyDictionary()
+_stats_lock = threading.Lock()
+
+
+def stats_of(assoc) -> AssociationStats:
+    """This association's counts, made on its first C-STORE."""
+    with _stats_lock:
+        stats = _stats.get(assoc)
+        if stats is None:
+            stats = _stats[assoc] = AssociationStats()
+        return stats
+
+
+def summary(assoc) -> str | None:
+    """What was stored on this association, for the line logged when it ends."""
+    stats = _stats.get(assoc)
+    return stats.summary() if stats is not None else None
 
 
 def store_status(
-    archive: Archive, assoc, data: bytes, transfer_syntax: str, sop_class: str, sop_instance: str
+    archive: Archive,
+    assoc,
+    stats: AssociationStats,
+    data: bytes,
+    transfer_syntax: str,
+    sop_class: str,
+    sop_instance: str,
 ) -> int:
     """Store one received data set; the C-STORE status for the response.
 
-    Shared by pynetdicom's handler and ``fast_store``: one place maps every
+    Shared by pynetdicom's handler and ``wire.receive``: one place maps every
     archive error to its status from the conformance statement.
     """
     calling = assoc.requestor.ae_title.strip()
-    stats = _stats(assoc)
     try:
         result = archive.store(
             data,
@@ -96,23 +113,30 @@ def store_status(
 
 
 def make_store_service(archive: Archive, *, fast: bool = True, max_pdu: int = 0) -> Service:
+    """The C-STORE SCP; with ``fast`` (FastStoreReceive) ``wire.receive`` takes the
+    requests it can off the socket and pynetdicom's handler gets the rest."""
+
     def on_store(event) -> int:
         req = event.request
         return store_status(
-            archive, event.assoc, event.encoded_dataset(include_meta=False),
+            archive, event.assoc, stats_of(event.assoc), event.encoded_dataset(include_meta=False),
             str(event.context.transfer_syntax), str(req.AffectedSOPClassUID),
             str(req.AffectedSOPInstanceUID),
         )  # fmt: skip
 
     def on_conn_open(event) -> None:
         assoc = event.assoc
+        stats = None
 
         def store(data: bytes, ts: str, sop_class: str, sop_instance: str) -> int:
-            return store_status(archive, assoc, data, ts, sop_class, sop_instance)
+            nonlocal stats
+            if stats is None:
+                stats = stats_of(assoc)
+            return store_status(archive, assoc, stats, data, ts, sop_class, sop_instance)
 
-        fast_store.attach(assoc, store, max_pdu)
+        receive.attach(assoc, store, max_pdu, is_storage_like)
 
     handlers = [(evt.EVT_C_STORE, on_store)]
     if fast:
         handlers.append((evt.EVT_CONN_OPEN, on_conn_open))
-    return Service(handlers=handlers)
+    return Service(handlers=handlers, summary=summary)

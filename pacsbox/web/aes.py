@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 
 from pacsbox import config
-from pacsbox.db import index as idx
+from pacsbox.db import aes as db_aes
 from pacsbox.errors import NotFound, UsageError
 from pacsbox.web.core import Ctx, done, form, json_response, wants_json
 
@@ -47,7 +47,7 @@ def ae_row(ae) -> dict:
 def register(ctx: Ctx) -> None:
     @ctx.page("/aes", template="aes.tpl")
     def aes(ident):
-        return {"title": "AE table", "aes": [ae_row(a) for a in idx.ae_list()], "ping": None}
+        return {"title": "AE table", "aes": [ae_row(a) for a in db_aes.ae_list()], "ping": None}
 
     @ctx.page("/aes", method="POST", privilege="admin")
     def ae_save(ident):
@@ -65,7 +65,7 @@ def register(ctx: Ctx) -> None:
         archivedir = form("archivedir")
         if archivedir and not Path(archivedir).is_absolute():
             raise UsageError("archive folder: an absolute path")
-        idx.ae_upsert(
+        db_aes.ae_upsert(
             title,
             hostname=form("hostname"),
             ipaddr=form("ipaddr"),
@@ -79,14 +79,14 @@ def register(ctx: Ctx) -> None:
 
     @ctx.page("/aes/<title>/delete", method="POST", privilege="admin")
     def ae_delete(ident, title):
-        if not idx.ae_remove(title):
+        if not db_aes.ae_remove(title):
             raise NotFound(f"AE {title} is not in the AE table")
         ctx.journal("ae-delete", title)
         return done("/aes", f"AE {title} removed")
 
     @ctx.page("/aes/<title>/ping", method="POST", template="aes.tpl")
     def ae_ping(ident, title):
-        ae = idx.ae_get(title)
+        ae = db_aes.ae_get(title)
         if ae is None:
             raise NotFound(f"AE {title} is not in the AE table")
         ok, message = ping(ae, ctx.cfg.ApplicationEntityTitle)
@@ -95,4 +95,4 @@ def register(ctx: Ctx) -> None:
         result = {"title": title, "ok": ok, "message": message}
         if wants_json():
             return json_response(result)
-        return {"title": "AE table", "aes": [ae_row(a) for a in idx.ae_list()], "ping": result}
+        return {"title": "AE table", "aes": [ae_row(a) for a in db_aes.ae_list()], "ping": result}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 from pacsbox import status
-from pacsbox.db import index as idx
+from pacsbox.db import lookup
 from pacsbox.db.auth_models import Journal
 from pacsbox.errors import UsageError
 from pacsbox.web.core import Ctx, arg, url
@@ -29,7 +29,7 @@ def register(ctx: Ctx) -> None:
             "title": "Status",
             "status": snap,
             "alerts": status.alerts(snap),
-            "totals": idx.totals(),
+            "totals": lookup.totals(),
         }
 
     @ctx.page("/journal", template="journal.tpl", privilege="admin")

@@ -28,8 +28,8 @@ from pacsbox.db import lookup
 from pacsbox.db.models import Instance, Patient, Series, Study, utcnow
 from pacsbox.errors import OutOfResources, PacsboxError
 from pacsbox.notify import Heartbeats
-from pacsbox.purge_command import purge_command, purge_listing
-from pacsbox.watermark import Watermark
+from pacsbox.watermark.command import purge_command, purge_listing
+from pacsbox.watermark.monitor import Watermark
 from tests.helpers import poll, write_config
 
 INSTANCES_PER_STUDY = 3

@@ -1,4 +1,4 @@
-"""The C-STORE receive path that bypasses pynetdicom's decoder (scp.fast_store).
+"""The C-STORE receive path that bypasses pynetdicom's decoder (wire.receive).
 
 storescu and the corpus test exercise the common shape (one command PDU, then
 data PDUs of one fragment each). Here a peer speaks the protocol by hand over

@@ -1,20 +1,20 @@
 """Receive C-STORE requests straight from the association's socket.
 
-A small image costs pynetdicom about 1.5 ms of Python between the last PDU
-and our handler and back (PDU objects, the DIMSE message decoder, a queue
-hop to the association thread, the response encoded through pydicom): more
-than Orthanc's whole cost per image. This takes the C-STORE-RQ P-DATA-TF
-PDUs off the socket in the DUL thread itself (``pdata.Tap``), gathers the
-data set fragments as received (never decoded), hands them to the same
-store function the pynetdicom handler uses, and writes the C-STORE-RSP.
+pynetdicom spends more Python per small image between the last PDU and the
+handler and back (PDU objects, its DIMSE decoder, a queue hop, a response
+encoded through pydicom) than the whole store costs. This takes the
+C-STORE-RQ P-DATA-TF PDUs off the socket in the DUL thread itself (a
+``wire.tap.Tap``), gathers the data set fragments as received (never
+decoded), hands them to the caller's store function and writes the
+C-STORE-RSP.
 
-Only what is unambiguously a C-STORE request on an accepted storage
-context is taken, and only while pynetdicom has no message of its own half
-assembled. Every other PDU (C-ECHO, C-FIND, release, abort, anything odd)
-goes to pynetdicom unchanged: a P-DATA-TF already read is handed to its
-decoder exactly as its own reader would, others are not even read. A data
-PDV on another context or a command PDV in the middle of a data set is a
-protocol error and aborts the association (Evt19, as pynetdicom does).
+Only what is unambiguously a C-STORE request on an accepted storage context
+is taken, and only while pynetdicom has no message of its own half
+assembled. Every other PDU goes to pynetdicom unchanged: a P-DATA-TF already
+read is handed to its decoder exactly as its own reader would, others are
+not even read. A data PDV on another context or a command PDV in the middle
+of a data set is a protocol error and aborts the association (Evt19, as
+pynetdicom does).
 """
 
 from __future__ import annotations
@@ -26,13 +26,15 @@ import socket
 import struct
 from collections.abc import Callable
 
-from pacsbox import pdata
-from pacsbox.scp.server import is_storage_like
+from pacsbox.wire import compat, pdu
+from pacsbox.wire.tap import Tap
 
 log = logging.getLogger("pacsbox.scp")
 
 # store(data, transfer syntax, SOP class, SOP instance) -> DIMSE status
 StoreFn = Callable[[bytes, str, str, str], int]
+# takes(abstract syntax) -> True for the storage SOP classes this receiver carries
+TakesFn = Callable[[str], bool]
 
 _UNLIMITED = 64 * 1024 * 1024  # a PDU bound when MaxPDULength is 0 (unlimited)
 _READ = 64 * 1024  # bytes asked for per read when no PDU length tells us more
@@ -42,7 +44,7 @@ _PDU_TYPES = frozenset(range(1, 8))
 class _Pending:
     __slots__ = ("cx_id", "command", "chunks")
 
-    def __init__(self, cx_id: int, command: pdata.Command) -> None:
+    def __init__(self, cx_id: int, command: pdu.Command) -> None:
         self.cx_id = cx_id
         self.command = command
         self.chunks: list = []
@@ -53,21 +55,19 @@ class FastStore:
 
     It reads the socket itself, as much as is there (a small image's
     command and data set PDUs usually in one read), straight from the file
-    descriptor: Python's socket methods poll() before every recv() and send()
-    on a socket with a timeout, and with pynetdicom's select() and a peek
-    first a small image cost twelve system calls to receive where two do.
-    In a process serving several associations each call also hands the
-    interpreter lock to another thread and waits to get it back.
+    descriptor: Python's socket methods poll() before every call on a socket
+    with a timeout, and every system call hands the interpreter lock to
+    another association's thread.
 
     Whatever it reads and does not take (another message, a release, an
     abort) it hands to pynetdicom decoded, exactly as pynetdicom's own
     reader would. ``claim`` returns with nothing left unread in ``inbox``
     unless it has just handed pynetdicom an event; the reactor acts on that
     and asks again, never sleeping while the inbox holds bytes
-    (``scp.reactor``).
+    (``wire.reactor``).
     """
 
-    def __init__(self, assoc, store: StoreFn, max_pdu: int) -> None:
+    def __init__(self, assoc, store: StoreFn, max_pdu: int, takes: TakesFn) -> None:
         self.assoc = assoc
         self.dul = assoc.dul
         self.sock: socket.socket | None = None
@@ -75,10 +75,11 @@ class FastStore:
         self.timeout: float | None = None
         self.blocking = False
         self.store = store
+        self.takes = takes
         self.limit = max_pdu if max_pdu > 0 else _UNLIMITED
         self.contexts: dict[int, str] | None = None  # known once the association is up
         self.pending: _Pending | None = None
-        tap = pdata.Tap.of(self.dul)
+        tap = Tap.of(self.dul)
         tap.claim = self.claim
         self.inbox = tap.inbox  # read from the socket, not yet taken
         self._room = memoryview(bytearray(_READ))
@@ -95,7 +96,7 @@ class FastStore:
             self.contexts = {
                 int(cx.context_id): str(cx.transfer_syntax[0])
                 for cx in self.assoc.accepted_contexts
-                if cx.as_scp and is_storage_like(str(cx.abstract_syntax))
+                if cx.as_scp and self.takes(str(cx.abstract_syntax))
             }
         return self.sock is not None and self.fd >= 0
 
@@ -115,10 +116,10 @@ class FastStore:
                 return None  # a closed socket: pynetdicom notices
         try:
             while self.inbox:
-                pdu = self._next_pdu()
-                if pdu is None:
+                raw = self._next_pdu()
+                if raw is None:
                     return True  # aborted
-                if not self._take(pdu):
+                if not self._take(raw):
                     return True  # handed to pynetdicom: it acts before we read on
         except (OSError, ConnectionError) as exc:
             return self._lost(exc)
@@ -157,19 +158,19 @@ class FastStore:
         size = 6 + length
         if len(inbox) < size and length <= self.limit:
             # A large PDU: its rest straight into a buffer of its size.
-            pdu = bytearray(size)
+            raw = bytearray(size)
             have = len(inbox)
-            pdu[:have] = inbox
+            raw[:have] = inbox
             inbox.clear()
-            view = memoryview(pdu)
+            view = memoryview(raw)
             while have < size:
                 have += self._read_into(view[have:], wait=True)
-            return pdu
+            return raw
         while len(inbox) < size:  # beyond what we offered: grows only as bytes come
             self._read_more(wait=True)
-        pdu = inbox[:size]
+        raw = inbox[:size]
         del inbox[:size]
-        return pdu
+        return raw
 
     def _read_more(self, wait: bool) -> int:
         """Append what the socket has to the inbox; 0 when nothing came (not waiting)."""
@@ -203,35 +204,35 @@ class FastStore:
                 raise ConnectionError("the peer closed the connection")
             return n
 
-    def _take(self, pdu: bytearray) -> bool:
+    def _take(self, raw: bytearray) -> bool:
         """Handle one PDU; False if it went to pynetdicom (which must act on it first)."""
-        if pdu[0] != pdata.P_DATA_TF or self.dul.state_machine.current_state != "Sta6":
+        if raw[0] != pdu.P_DATA_TF or self.dul.state_machine.current_state != "Sta6":
             self.pending = None  # release, abort, or anything after them: pynetdicom's
-            self._to_pynetdicom(pdu)
+            self._to_pynetdicom(raw)
             return False
         if self.pending is None and (
             self.assoc.dimse.message is not None or not self.dul.event_queue.empty()
         ):
-            self._to_pynetdicom(pdu)  # pynetdicom is assembling a message of its own
+            self._to_pynetdicom(raw)  # pynetdicom is assembling a message of its own
             return False
         try:
-            items = list(pdata.pdvs(memoryview(pdu)[6:]))
+            items = list(pdu.pdvs(memoryview(raw)[6:]))
         except ValueError:
             items = []
         if self.pending is None and not self._starts_store(items):
-            self._to_pynetdicom(pdu)
+            self._to_pynetdicom(raw)
             return False
         if self.pending is None:
             cx_id, _, fragment = items[0]
-            self.pending = _Pending(cx_id, pdata.Command(bytes(fragment)))
+            self.pending = _Pending(cx_id, pdu.Command(bytes(fragment)))
             items = items[1:]
         for cx_id, control, fragment in items:
             pending = self.pending
-            if pending is None or control & pdata.COMMAND or cx_id != pending.cx_id:
+            if pending is None or control & pdu.COMMAND or cx_id != pending.cx_id:
                 self._abort("unexpected PDV during a C-STORE data set")
                 return False
             pending.chunks.append(fragment)
-            if control & pdata.LAST:
+            if control & pdu.LAST:
                 self.pending = None
                 self._complete(pending)
         return True
@@ -240,27 +241,27 @@ class FastStore:
         if not items:
             return False
         cx_id, control, fragment = items[0]
-        if cx_id not in self.contexts or control & (pdata.COMMAND | pdata.LAST) != (
-            pdata.COMMAND | pdata.LAST
+        if cx_id not in self.contexts or control & (pdu.COMMAND | pdu.LAST) != (
+            pdu.COMMAND | pdu.LAST
         ):
             return False
-        command = pdata.Command(bytes(fragment))
+        command = pdu.Command(bytes(fragment))
         return (
-            command.field == pdata.C_STORE_RQ
-            and command.numbers.get(pdata.DATA_SET_TYPE, pdata.NO_DATA_SET) != pdata.NO_DATA_SET
-            and pdata.MESSAGE_ID in command.numbers
-            and pdata.AFFECTED_SOP_INSTANCE in command.texts
+            command.field == pdu.C_STORE_RQ
+            and command.numbers.get(pdu.DATA_SET_TYPE, pdu.NO_DATA_SET) != pdu.NO_DATA_SET
+            and pdu.MESSAGE_ID in command.numbers
+            and pdu.AFFECTED_SOP_INSTANCE in command.texts
         )
 
     def _complete(self, pending: _Pending) -> None:
         cmd = pending.command
-        sop_class = cmd.texts.get(pdata.AFFECTED_SOP_CLASS, "")
-        sop_instance = cmd.texts.get(pdata.AFFECTED_SOP_INSTANCE, "")
+        sop_class = cmd.texts.get(pdu.AFFECTED_SOP_CLASS, "")
+        sop_instance = cmd.texts.get(pdu.AFFECTED_SOP_INSTANCE, "")
         data = b"".join(pending.chunks)
         status = self.store(data, self.contexts[pending.cx_id], sop_class, sop_instance)
-        rsp = pdata.store_response(sop_class, sop_instance, cmd.numbers[pdata.MESSAGE_ID], status)
+        rsp = pdu.store_response(sop_class, sop_instance, cmd.numbers[pdu.MESSAGE_ID], status)
         try:
-            self._send(pdata.pdu_header(len(rsp), pending.cx_id, pdata.COMMAND | pdata.LAST) + rsp)
+            self._send(pdu.pdu_header(len(rsp), pending.cx_id, pdu.COMMAND | pdu.LAST) + rsp)
         except OSError as exc:
             log.warning(
                 "C-STORE response to %s not sent: %s", self.assoc.requestor.ae_title.strip(), exc
@@ -276,11 +277,11 @@ class FastStore:
         if n < len(data):
             self.sock.sendall(memoryview(data)[n:])
 
-    def _to_pynetdicom(self, pdu: bytearray) -> None:
+    def _to_pynetdicom(self, raw: bytearray) -> None:
         """What pynetdicom's own reader does with a PDU it has read (dul._read_pdu_data)."""
         dul = self.dul
         try:
-            decoded, event = dul._decode_pdu(pdu)
+            decoded, event = dul._decode_pdu(raw)
         except Exception as exc:  # noqa: BLE001 - any decoding failure is an invalid PDU
             log.warning("invalid P-DATA-TF PDU: %s", exc)
             dul.event_queue.put("Evt19")
@@ -289,7 +290,11 @@ class FastStore:
         dul._recv_pdu.put(decoded)
 
 
-def attach(assoc, store: StoreFn, max_pdu: int) -> FastStore:
-    """Watch this association's socket for C-STOREs; call from EVT_CONN_OPEN, before
-    the peer can send its first request (at EVT_ESTABLISHED it may already have)."""
-    return FastStore(assoc, store, max_pdu)
+def attach(assoc, store: StoreFn, max_pdu: int, takes: TakesFn) -> FastStore | None:
+    """Watch this association's socket for C-STOREs on the contexts ``takes`` accepts;
+    call from EVT_CONN_OPEN, before the peer can send its first request (at
+    EVT_ESTABLISHED it may already have). None, and pynetdicom receives
+    everything, when compat found its internals changed."""
+    if not compat.fast():
+        return None
+    return FastStore(assoc, store, max_pdu, takes)

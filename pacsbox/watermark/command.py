@@ -11,8 +11,8 @@ from typing import IO
 from pacsbox.archive import Archive
 from pacsbox.config import Config
 from pacsbox.db import purge as pdb
-from pacsbox.purge_report import human, local_time
-from pacsbox.watermark import Watermark, percent_used
+from pacsbox.watermark.monitor import Watermark, percent_used
+from pacsbox.watermark.report import human, local_time
 
 
 def purge_command(cfg: Config, dry_run: bool, out: IO[str]) -> int:

@@ -1,28 +1,19 @@
 """Wake pynetdicom's polling loops when there is work, instead of after a fixed 1 ms.
 
-pynetdicom 3.0 runs two polling loops per association: the DUL reactor
-sleeps ``_run_loop_delay`` (1 ms) whenever it finds nothing to do, and the
-association reactor sleeps 1 ms on every turn. A C-STORE crosses both loops
-three times (PDU in, DIMSE message to the handler, response out), so about
-2.5 ms of every message is spent asleep: the ceiling on small-image rates.
-
-This module keeps pynetdicom's loops exactly as they are and only changes
-what their ``time.sleep`` does in the two threads that own an association:
+pynetdicom 3.0 runs two polling loops per association that sleep 1 ms
+whenever they find nothing to do, and a C-STORE crosses both loops three
+times. Their loops stay exactly as they are; only what their ``time.sleep``
+does changes, and only in the two threads of an attached association:
 
 - the DUL thread sleeps in ``select()`` on its socket and a wake-up pipe, so
   it returns the moment a PDU arrives or a primitive is queued for sending;
-- the association thread waits on an Event that is set when a complete DIMSE
+- the association thread waits on an Event set when a complete DIMSE
   message (or an ACSE primitive) is queued for it.
 
-Because every piece of work now wakes them, the library's 1 ms polling
-interval is stretched to ``IDLE_POLL`` (20 ms): an idle association's two
-threads otherwise wake 2,000 times a second, which with four modalities
-sending was a tenth of a core spent polling. What is still only polled
-(the ARTIM and idle timers, a DUL thread that died) runs on second-scale
-timeouts, so 20 ms changes nothing a peer can see. Any other thread gets
-the real ``time.sleep``. ``install()`` is
-idempotent and is called by the listener; ``attach(assoc)`` wires one
-association and runs from EVT_CONN_OPEN, before its threads start.
+Since every piece of work wakes them, their idle polling is stretched to
+``IDLE_POLL``: what is only polled (the ARTIM and idle timers, a dead DUL
+thread) runs on second-scale timeouts. Any other thread gets the real
+``time.sleep``.
 """
 
 from __future__ import annotations
@@ -37,21 +28,11 @@ import weakref
 import pynetdicom.association
 import pynetdicom.dul
 
+from pacsbox.wire import compat, tap
+
 _installed = False
 _lock = threading.Lock()
 IDLE_POLL = 0.02  # seconds an attached, idle association thread sleeps between polls
-
-
-class _WakingQueue(queue.Queue):
-    """A Queue that calls ``wake()`` after every put."""
-
-    def __init__(self, wake) -> None:
-        super().__init__()
-        self._wake = wake
-
-    def put(self, item, block=True, timeout=None):  # noqa: ANN001 - Queue's signature
-        super().put(item, block, timeout)
-        self._wake()
 
 
 class _Waker:
@@ -63,6 +44,7 @@ class _Waker:
         os.set_blocking(self.w, False)
         self.event = threading.Event()
         self.closed = False
+        self.tap = None  # the DUL's wire.tap.Tap, once it has one
         # Closed when the last thread holding the association lets go of it,
         # never while a DUL thread could still be selecting on the pipe.
         weakref.finalize(self, _close_fds, self.r, self.w)
@@ -86,12 +68,46 @@ class _Waker:
             pass
 
 
+class _WakingQueue(queue.Queue):
+    """A Queue that calls ``wake()`` after every put; its ``waker`` finds the association's."""
+
+    def __init__(self, waker: _Waker, wake) -> None:
+        super().__init__()
+        self.waker = waker
+        self._wake = wake
+
+    def put(self, item, block=True, timeout=None):  # noqa: ANN001 - Queue's signature
+        super().put(item, block, timeout)
+        self._wake()
+
+
 def _close_fds(*fds: int) -> None:
     for fd in fds:
         try:
             os.close(fd)
         except OSError:
             pass
+
+
+def waker_of(owner) -> _Waker | None:
+    """The waker of a DUL or an association (each runs in its own thread), if attached."""
+    q = getattr(owner, "to_provider_queue", None)
+    if q is None:
+        q = getattr(getattr(owner, "dimse", None), "msg_queue", None)
+    return getattr(q, "waker", None)
+
+
+_here = threading.local()  # per thread: (its waker or None, the thread), looked up once
+
+
+def _this_thread() -> tuple[_Waker | None, threading.Thread]:
+    try:
+        return _here.state
+    except AttributeError:
+        thread = threading.current_thread()
+        # Attached before the association's threads start, so never found late.
+        _here.state = (waker_of(thread), thread)
+        return _here.state
 
 
 class _SleepShim:
@@ -104,19 +120,18 @@ class _SleepShim:
         return getattr(_time, name)
 
     def sleep(self, seconds: float) -> None:
-        thread = threading.current_thread()
-        waker: _Waker | None = getattr(thread, "_pacsbox_waker", None)
+        waker, thread = _this_thread()
         if waker is None or waker.closed:
             _time.sleep(seconds)
             return
         seconds = max(seconds, IDLE_POLL)
         if self._kind == "dul":
             sock = getattr(getattr(thread, "socket", None), "socket", None)
-            tap = getattr(thread, "_pacsbox_tap", None)
+            tap = waker.tap
             if tap is not None and tap.held:
-                sock = None  # scu.RawStoreWriter reads it now: don't spin on its data
+                sock = None  # wire.send reads it now: don't spin on its data
             elif tap is not None and tap.inbox:
-                return  # fast_store read ahead: the next PDU is already here
+                return  # wire.receive read ahead: the next PDU is already here
             fds = [waker.r] + ([sock] if sock is not None else [])
             try:
                 ready, _, _ = select.select(fds, [], [], seconds)
@@ -130,27 +145,28 @@ class _SleepShim:
                 waker.event.clear()
 
 
-def install() -> None:
-    """Route pynetdicom's loop sleeps through the shim (process-wide, idempotent)."""
+def install() -> bool:
+    """Route pynetdicom's loop sleeps through the shim (process-wide, idempotent);
+    False when compat found pynetdicom's internals changed."""
     global _installed
     with _lock:
-        if _installed:
-            return
-        pynetdicom.dul.time = _SleepShim("dul")
-        pynetdicom.association.time = _SleepShim("assoc")
-        _installed = True
+        if not _installed and compat.fast():
+            pynetdicom.dul.time = _SleepShim("dul")
+            pynetdicom.association.time = _SleepShim("assoc")
+            _installed = True
+        return _installed
 
 
 def attach(assoc) -> None:
-    """Give one association its wake-ups; call before its threads start (EVT_CONN_OPEN)."""
-    if getattr(assoc, "_pacsbox_waker", None) is not None:
+    """Give one association its wake-ups; call before its threads start (EVT_CONN_OPEN).
+    Does nothing unless ``install()`` succeeded."""
+    if not _installed or waker_of(assoc) is not None:
         return
     waker = _Waker()
     dul = assoc.dul
-    assoc._pacsbox_waker = waker
-    dul._pacsbox_waker = waker
+    waker.tap = tap.existing(dul)
     # Work for the DUL thread: primitives to send. Work for the association
     # thread: decoded DIMSE messages and ACSE primitives from the DUL.
-    dul.to_provider_queue = _WakingQueue(waker.wake_dul)
-    dul.to_user_queue = _WakingQueue(waker.wake_assoc)
-    assoc.dimse.msg_queue = _WakingQueue(waker.wake_assoc)
+    dul.to_provider_queue = _WakingQueue(waker, waker.wake_dul)
+    dul.to_user_queue = _WakingQueue(waker, waker.wake_assoc)
+    assoc.dimse.msg_queue = _WakingQueue(waker, waker.wake_assoc)

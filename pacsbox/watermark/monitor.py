@@ -15,8 +15,8 @@ purged together, oldest first across all of them.
 The purge is two-phase (see ``pacsbox/db/purge.py``): mark the study, delete
 its files, delete its rows. :meth:`Watermark.resume` finishes studies a crash
 left marked; run it at start-up before the start-up check and before READY.
-What a purge did is a ``purge_report.PurgeReport``; ``pacsbox purge`` is
-``purge_command``.
+What a purge did is a ``report.PurgeReport``; ``pacsbox purge`` is
+``command.purge_command``.
 
 This is the only module that imports psutil.
 """
@@ -42,7 +42,7 @@ from pacsbox.db import lookup
 from pacsbox.db import purge as pdb
 from pacsbox.db.models import Study, utcnow
 from pacsbox.errors import OutOfResources, PacsboxError
-from pacsbox.purge_report import PurgedStudy, PurgeReport, human
+from pacsbox.watermark.report import PurgedStudy, PurgeReport, human
 
 log = logging.getLogger("pacsbox.watermark")
 

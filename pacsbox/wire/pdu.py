@@ -1,22 +1,16 @@
-"""C-STORE on the wire: P-DATA-TF PDUs and command sets read and written by hand.
+"""DIMSE messages on the wire: P-DATA-TF PDUs and command sets read and written by hand.
 
-pynetdicom turns every PDU into objects, hops through two queues and two
-threads and encodes each command set with pydicom: about 1 ms of Python per
-message, more than Orthanc spends on a whole small image. pacsbox keeps
-pynetdicom for everything else (association negotiation, release, abort,
-C-ECHO, C-FIND, the rare odd message) and carries only the C-STORE request
-and response itself, in both directions: ``scp.fast_store`` receives, and
-``scu.RawStoreWriter`` sends. Both take the socket from pynetdicom's DUL
-thread through a ``Tap`` (PS3.8 9.3.5 P-DATA-TF, E.2 message control header,
-PS3.7 9.3.1 C-STORE command sets, Implicit VR Little Endian).
+Pure encoding and decoding (PS3.8 9.3.5 P-DATA-TF, E.2 message control
+header; PS3.7 9.3.1 C-STORE and 9.3.2 C-FIND command sets, Implicit VR
+Little Endian), so the hot messages cost a few byte operations instead of
+pynetdicom's PDU objects and pydicom-encoded command sets.
 """
 
 from __future__ import annotations
 
 import socket
 import struct
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 P_DATA_TF = 0x04
 
@@ -28,6 +22,7 @@ LAST = 0x02
 C_STORE_RQ = 0x0001
 C_STORE_RSP = 0x8001
 C_FIND_RSP = 0x8020
+C_GET_RSP = 0x8010
 C_CANCEL_RQ = 0x0FFF
 
 # Command set elements (group 0000)
@@ -41,6 +36,10 @@ PRIORITY = 0x0700
 DATA_SET_TYPE = 0x0800
 STATUS = 0x0900
 AFFECTED_SOP_INSTANCE = 0x1000
+REMAINING = 0x1020
+COMPLETED = 0x1021
+FAILED = 0x1022
+WARNING = 0x1023
 
 NO_DATA_SET = 0x0101
 HAS_DATA_SET = 0x0000
@@ -98,6 +97,45 @@ def find_response(sop_class: str, msg_id: int, status: int) -> bytes:
         element(MESSAGE_ID_RESPONDED, us(msg_id)),
         element(DATA_SET_TYPE, us(HAS_DATA_SET)),
         element(STATUS, us(status)),
+    )
+
+
+def store_request(
+    sop_class: str,
+    sop_instance: str,
+    msg_id: int,
+    originator_ae: str | None = None,
+    originator_id: int | None = None,
+) -> bytes:
+    """A C-STORE-RQ command set, medium priority (PS3.7 9.3.1.1)."""
+    parts = [
+        element(AFFECTED_SOP_CLASS, ui(sop_class)),
+        element(COMMAND_FIELD, us(C_STORE_RQ)),
+        element(MESSAGE_ID, us(msg_id)),
+        element(PRIORITY, us(0x0000)),
+        element(DATA_SET_TYPE, us(HAS_DATA_SET)),
+        element(AFFECTED_SOP_INSTANCE, ui(sop_instance)),
+    ]
+    if originator_ae:
+        parts.append(element(MOVE_ORIGINATOR_AE, ae_title(originator_ae)))
+        parts.append(element(MOVE_ORIGINATOR_ID, us(int(originator_id or 0))))
+    return command_set(*parts)
+
+
+def get_pending(
+    sop_class: str, msg_id: int, remaining: int, completed: int, failed: int, warning: int
+) -> bytes:
+    """A pending (FF00) C-GET-RSP command set with its sub-operation counts (PS3.7 9.3.3.2)."""
+    return command_set(
+        element(AFFECTED_SOP_CLASS, ui(sop_class)),
+        element(COMMAND_FIELD, us(C_GET_RSP)),
+        element(MESSAGE_ID_RESPONDED, us(msg_id)),
+        element(DATA_SET_TYPE, us(NO_DATA_SET)),
+        element(STATUS, us(0xFF00)),
+        element(REMAINING, us(min(max(remaining, 0), 0xFFFF))),
+        element(COMPLETED, us(min(completed, 0xFFFF))),
+        element(FAILED, us(min(failed, 0xFFFF))),
+        element(WARNING, us(min(warning, 0xFFFF))),
     )
 
 
@@ -170,50 +208,3 @@ def recv_exact(sock: socket.socket, n: int) -> bytearray:
             raise ConnectionError("the peer closed the connection")
         got += r
     return out
-
-
-class Tap:
-    """Stands between pynetdicom's DUL thread and the association's socket.
-
-    The DUL thread asks ``_is_transport_event()`` on every turn whether a
-    PDU came in; the tap answers instead. While ``held`` it answers "no"
-    (another thread owns the socket's input: ``scu.RawStoreWriter``
-    reading C-STORE responses); otherwise it lets ``claim`` take a PDU
-    (``scp.fast_store``), and failing that asks pynetdicom's own method.
-    The lock makes ``hold()`` wait out a PDU the DUL thread is reading.
-    """
-
-    def __init__(self, dul) -> None:
-        self.dul = dul
-        self.lock = threading.Lock()
-        self.held = False
-        self.claim: Callable[[], bool | None] | None = None
-        # Bytes ``claim`` read past what it handled: the DUL thread must not
-        # wait on the socket for what is already here.
-        self.inbox = bytearray()
-        self._library = dul._is_transport_event  # the library's bound method
-        dul._is_transport_event = self._transport_event
-        dul._pacsbox_tap = self
-
-    @classmethod
-    def of(cls, dul) -> Tap:
-        tap = getattr(dul, "_pacsbox_tap", None)
-        return tap if tap is not None else cls(dul)
-
-    def _transport_event(self) -> bool:
-        with self.lock:
-            if self.held:
-                return False
-            if self.claim is not None:
-                taken = self.claim()
-                if taken is not None:
-                    return taken
-            return self._library()
-
-    def hold(self) -> None:
-        with self.lock:
-            self.held = True
-
-    def release(self) -> None:
-        with self.lock:
-            self.held = False
