@@ -114,3 +114,18 @@ def test_help_explains_config_everywhere(tmp_path):
     for argv in (["--help"], ["status", "--help"], ["ae", "add", "--help"]):
         r = run(argv, tmp_path)
         assert r.returncode == 0 and "--config" in r.stdout and "PACSBOX_CONFIG" in r.stdout
+
+
+def test_a_pacsone_style_ini_still_runs_with_one_warning_per_key(tmp_path):
+    ini = write_config(tmp_path / "box", ApplicationEntityTitle="OLDPACS")
+    text = ini.read_text().replace(
+        "[server]\n", "[server]\nTLSPortNumber = 5678\nThreadPoolSize = 8\n", 1
+    )
+    ini.write_text(text)
+    r = run(["ae", "list", "--config", str(ini)], tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 2, lines
+    for key, line in zip(("TLSPortNumber", "ThreadPoolSize"), lines, strict=True):
+        assert line.startswith("pacsbox: ") and key in line
+        assert "not supported yet" in line and "ignored" in line
