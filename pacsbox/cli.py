@@ -413,7 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="P",
         help="a privilege (view, modify, forward, query, move, download, export, "
-        "import, print, upload, monitor, mark, storage, admin); repeat for more",
+        "import, print, upload, monitor, mark, storage, admin); repeat for more. "
+        "forward, query, move, print, upload and storage gate no feature yet",
     )
     u.add_argument("--first-name")
     u.add_argument("--last-name")
