@@ -4,8 +4,8 @@ Lists page by keyset (the last row's sort key is the cursor), so page 5,000
 costs what page 1 costs even at a million instances; the sort keys are
 indexed columns (study_date, patient_name_ci). Privacy filters are SQL
 conditions from ``privileges``, so a user never receives a row to hide.
-Edits change the index (what searches, C-FIND and the pages show), not the
-stored files, which stay exactly as received (Level 2 storage).
+Edits rewrite the stored files through ``pacsbox.edit`` (the originals are
+kept in holding/), so what leaves the box carries them.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pacsbox import storage
+from pacsbox import edit, storage
 from pacsbox.db import index as idx
 from pacsbox.db import webquery as wq
 from pacsbox.db.index import write_transaction
-from pacsbox.db.models import Instance, Patient, Series, Study, utcnow
+from pacsbox.db.models import Instance, Patient, Series, Study
 from pacsbox.errors import NotFound, UsageError
 from pacsbox.web import privileges as pv
 from pacsbox.web.core import Ctx, arg, done, form, url
@@ -466,17 +466,8 @@ def register(ctx: Ctx) -> None:
 
     # -- edit ----------------------------------------------------------------------------------
 
-    PATIENT_FIELDS = {"patient_name": 324, "birth_date": 8, "sex": 16}
-    STUDY_FIELDS = {
-        "study_description": 64,
-        "referring_physician": 324,
-        "reading_physician": 324,
-        "accession_number": 16,
-        "study_id": 16,
-        "institution_name": 64,
-        "study_date": 8,
-        "study_time": 16,
-    }
+    PATIENT_FIELDS = edit.PATIENT_FIELDS
+    STUDY_FIELDS = edit.STUDY_FIELDS
 
     def _edited(fields: dict[str, int]) -> dict[str, str]:
         out = {}
@@ -500,13 +491,13 @@ def register(ctx: Ctx) -> None:
     @ctx.page("/patients/<pk:int>/edit", method="POST", privilege="modify")
     def patient_edit(ident, pk):
         pt = get_patient(ctx, ident.principal, pk)
-        changes = _edited(PATIENT_FIELDS)
-        if "patient_name" in changes:
-            changes["patient_name_ci"] = changes["patient_name"].upper()
-        with write_transaction():
-            Patient.update(**changes).where(Patient.id == pt.id).execute()
-        ctx.journal("edit", f"patient {pt.patient_id}", ", ".join(sorted(changes)))
-        return _done(f"/patients/{pk}", "patient saved", changed=sorted(changes))
+        plan = edit.patient_edit(pt.id, _edited(PATIENT_FIELDS))
+        if not plan.changes:
+            return _done(f"/patients/{pk}", "nothing changed", changed=[])
+        job = edit.start(ctx.archive, plan, owner=ident.principal.name)
+        changed = sorted(plan.changes)
+        ctx.journal("edit", f"patient {pt.patient_id}", f"{', '.join(changed)} (job {job.id})")
+        return _done(f"/jobs/{job.id}", f"edit job {job.id} started", changed=changed, job=job.id)
 
     @ctx.page("/studies/" + UID + "/edit", template="edit.tpl", privilege="modify")
     def study_edit_form(ident, uid):
@@ -517,11 +508,13 @@ def register(ctx: Ctx) -> None:
     @ctx.page("/studies/" + UID + "/edit", method="POST", privilege="modify")
     def study_edit(ident, uid):
         s = get_study(ctx, ident.principal, uid)
-        changes = _edited(STUDY_FIELDS)
-        with write_transaction():
-            Study.update(updated=utcnow(), **changes).where(Study.id == s.id).execute()
-        ctx.journal("edit", uid, ", ".join(sorted(changes)))
-        return _done(f"/studies/{uid}", "study saved", changed=sorted(changes))
+        plan = edit.study_edit(s.study_instance_uid, _edited(STUDY_FIELDS))
+        if not plan.changes:
+            return _done(f"/studies/{uid}", "nothing changed", changed=[])
+        job = edit.start(ctx.archive, plan, owner=ident.principal.name)
+        changed = sorted(plan.changes)
+        ctx.journal("edit", uid, f"{', '.join(changed)} (job {job.id})")
+        return _done(f"/jobs/{job.id}", f"edit job {job.id} started", changed=changed, job=job.id)
 
     # -- delete: a confirmation page (GET), then the POST ------------------------------------
 

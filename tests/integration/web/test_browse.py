@@ -7,7 +7,17 @@ from pydicom.uid import generate_uid
 from pacsbox.db.auth_models import Journal
 from pacsbox.db.models import Instance, Patient, Study
 from pacsbox.web import browse
+from tests.helpers import poll
 from tests.integration.web.conftest import login, store
+
+
+def finished(b, job: int) -> dict:
+    """The job's page once it has ended (done, or failed with its reason)."""
+    (j,) = poll(
+        lambda: [j for j in b.get(f"/jobs/{job}.json").json["jobs"] if j["state"] != "running"]
+    )
+    assert j["state"] == "done", j["message"]
+    return j
 
 
 def uids(b, url):
@@ -66,14 +76,16 @@ def test_mark_read_edit_and_delete_with_confirmation(app, archive, cfg):
     assert uids(b, "/studies.json?read=no") == [uid]
     b.post(f"/studies/{uid}/read", {"read": "yes"})
     assert uids(b, "/studies.json?read=yes") == [uid]
-    # Edit (index only) with a journal entry.
+    # Edit (a job rewriting the files, see test_edit.py) with a journal entry.
     r = b.post(
         f"/studies/{uid}/edit.json", {"study_description": "BRAIN W/O", "accession_number": "A9"}
     )
     assert r.json["changed"] == ["accession_number", "study_description"]
+    finished(b, r.json["job"])
     assert b.get(f"/studies/{uid}.json").json["study"]["description"] == "BRAIN W/O"
     pk = Study.get(Study.study_instance_uid == uid).patient_id
-    b.post(f"/patients/{pk}/edit", {"patient_name": "SMITH^ANNA"})
+    r = b.post(f"/patients/{pk}/edit.json", {"patient_name": "SMITH^ANNA"})
+    finished(b, r.json["job"])
     assert uids(b, "/studies.json?patient_name=smith*") == [uid]
     # Delete a series: confirmation page first, then the POST with confirm=yes.
     page = b.get(f"/series/{other.series_instance_uid}/delete")
