@@ -26,7 +26,7 @@ from pacsbox import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, meta,
 from pacsbox.config import Config
 from pacsbox.db import DbError, aes, close_database, commit, dirty, lookup, open_database, rows
 from pacsbox.db import index as idx
-from pacsbox.db.models import Instance
+from pacsbox.db.models import Instance, Study
 from pacsbox.errors import (
     DatabaseError,
     DatasetMismatch,
@@ -320,6 +320,54 @@ class Archive:
             policy=self.cfg.DuplicatePolicy,
             private=self.cfg.NewStudiesPrivate,
         )
+
+    def rewrite(
+        self, inst: Instance, chunks: list[bytes], also: Callable[[], None] | None = None
+    ) -> bool:
+        """Give an indexed instance new bytes (an edit of its attributes), by a store's steps.
+
+        A new server-named file is written durably in the study's folder
+        (marked dirty first), the row swapped to it in one transaction with
+        ``also``'s row changes, and only then the earlier file moved to
+        holding/ as a replace moves it. A crash between two steps leaves one
+        file indexed and the other unindexed in a dirty folder, which the
+        start-up check moves to holding. Returns False, changing nothing, when
+        the instance was removed or re-stored meanwhile. Raises OutOfResources
+        (A700) and database errors.
+        """
+        study = inst.series.study
+        loc = (study.storage_root, study.folder)
+        old = lookup.instance_path(inst)
+        self._begin_write(loc)
+        try:
+            written = storage.write_file(Path(loc[0]) / loc[1], chunks, sync=self.sync)
+            try:
+                with commit.write_transaction():
+                    swapped = (
+                        Instance.update(
+                            file_name=written.path.name,
+                            file_size=written.size,
+                            digest=written.digest,
+                        )
+                        .where((Instance.id == inst.id) & (Instance.file_name == inst.file_name))
+                        .execute()
+                    )
+                    if swapped:
+                        Study.update(
+                            size_bytes=Study.size_bytes + (written.size - inst.file_size)
+                        ).where(Study.id == study.id).execute()
+                        if also is not None:
+                            also()
+            except BaseException:
+                storage.remove_file(written.path, sync=self.sync)
+                raise
+            if not swapped:
+                storage.remove_file(written.path, sync=self.sync)
+                return False
+        finally:
+            self._end_write(loc)
+        self._hold_replaced(old, inst.sop_instance_uid, "an edit")
+        return True
 
     def _hold_replaced(self, old: Path, sop_uid: str, ae: str) -> None:
         try:

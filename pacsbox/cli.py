@@ -327,16 +327,34 @@ def _bool_flag(p: argparse.ArgumentParser, name: str, help_on: str, help_off: st
     g.add_argument(f"--no-{name}", dest=name, action="store_false", help=help_off)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _common_options(*, in_subcommand: bool) -> argparse.ArgumentParser:
+    """``--config`` and ``--debug``, taken before or after any subcommand name.
+
+    argparse copies every attribute of a subcommand's namespace over the main
+    one, defaults included; the subcommands' copies therefore have no default
+    (SUPPRESS), so an option given earlier in the line is never reset.
+    """
+    unset: dict = {"default": argparse.SUPPRESS} if in_subcommand else {}
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--config", help="INI file (default: $PACSBOX_CONFIG, /etc/pacsbox/PACSBOX.ini, else ./var)"
+        "--config",
+        metavar="FILE",
+        help="the instance's INI file, before or after the command "
+        "(default: $PACSBOX_CONFIG, else /etc/pacsbox/PACSBOX.ini, else ./var/PACSBOX.ini)",
+        **unset,
     )
-    common.add_argument("--debug", action="store_true", help="tracebacks and debug logs")
+    common.add_argument("--debug", action="store_true", help="tracebacks and debug logs", **unset)
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_options(in_subcommand=True)
     p = argparse.ArgumentParser(
         prog="pacsbox",
-        parents=[common],
-        description="pacsbox: a DICOM archive appliance (PACS in one box).",
+        parents=[_common_options(in_subcommand=False)],
+        description="pacsbox: a DICOM archive appliance (PACS in one box). Every command "
+        "takes --config FILE and --debug, before or after its name; on error it exits "
+        "non-zero with a one-line reason.",
     )
     p.add_argument("--version", action="version", version=f"pacsbox {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
@@ -397,7 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="P",
         help="a privilege (view, modify, forward, query, move, download, export, "
-        "import, print, upload, monitor, mark, storage, admin); repeat for more",
+        "import, print, upload, monitor, mark, storage, admin); repeat for more. "
+        "forward, query, move, print, upload and storage gate no feature yet",
     )
     u.add_argument("--first-name")
     u.add_argument("--last-name")

@@ -14,6 +14,7 @@ under the checkout.
 from __future__ import annotations
 
 import configparser
+import logging
 import os
 import re
 from collections.abc import Callable
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from pacsbox.errors import ConfigError
+
+log = logging.getLogger("pacsbox.config")
 
 DEFAULT_AE = "PACSBOX"
 ETC_DIR = Path("/etc/pacsbox")
@@ -135,13 +138,6 @@ SETTINGS: tuple[Setting, ...] = (
         "TCP port of the DICOM listener (104 is the registered port; needs CAP_NET_BIND_SERVICE).",
     ),
     S(
-        "TLSPortNumber",
-        "server",
-        "0",
-        _port,
-        "TCP port for DICOM TLS (BCP 195); 0 disables it. PacsOne's default is 5678.",
-    ),
-    S(
         "BindAddress",
         "server",
         "0.0.0.0",
@@ -155,13 +151,6 @@ SETTINGS: tuple[Setting, ...] = (
         _int_range(0, 64),
         "Processes serving DICOM on the one port (the daemon and WorkerProcesses - 1 workers, "
         "all recording through the daemon's index writer); 0 means one per CPU core.",
-    ),
-    S(
-        "ThreadPoolSize",
-        "server",
-        "4",
-        _int_range(1, 256),
-        "Worker threads for outgoing work (C-MOVE/C-GET sub-operations, forwarding, imports).",
     ),
     S(
         "MaxAssociations",
@@ -220,13 +209,6 @@ SETTINGS: tuple[Setting, ...] = (
         _bool,
         "C-FIND matches Patient Name without regard to case (PS3.4 C.2.2.2.1 allows it).",
     ),
-    S(
-        "WorklistPollInterval",
-        "server",
-        "10",
-        _int_range(0, 1440),
-        "Minutes between polls of remote worklist SCPs; 0 disables polling.",
-    ),
     # -- storage ------------------------------------------------------------
     S(
         "DataDirectory",
@@ -263,7 +245,8 @@ SETTINGS: tuple[Setting, ...] = (
         "storage",
         "30",
         _int_range(0, 3650),
-        "Days a replaced file is kept in the holding area before it is deleted.",
+        "Days a replaced or edited file is kept in the holding area; older ones are deleted "
+        "by the start-up check.",
     ),
     S(
         "NewStudiesPrivate",
@@ -404,6 +387,16 @@ SETTINGS: tuple[Setting, ...] = (
 )
 del S
 
+# Keys of the conformance statement whose feature has not landed yet. A
+# setting that does nothing is worse than none, so they are not in the table;
+# an INI that still sets one (a PacsOne-style configuration) loads, with one
+# warning line per key, rather than stopping the box.
+NOT_YET_SUPPORTED: dict[str, str] = {
+    "TLSPortNumber": "DICOM TLS, NET-10",
+    "ThreadPoolSize": "a thread pool for outgoing work, NET-11",
+    "WorklistPollInterval": "the Modality Worklist SCU, SCU-6",
+}
+
 _BY_NAME = {s.name: s for s in SETTINGS}
 SECTIONS = tuple(dict.fromkeys(s.section for s in SETTINGS))
 
@@ -520,6 +513,7 @@ def parse_file(path: Path) -> Config:
         raise ConfigError(f"{path}: cannot read configuration: {exc}") from None
     values = defaults()
     lower = {n.lower(): n for n in _BY_NAME}
+    not_yet = {n.lower(): n for n in NOT_YET_SUPPORTED}
     for section in parser.sections():
         if section not in SECTIONS:
             raise ConfigError(
@@ -527,6 +521,16 @@ def parse_file(path: Path) -> Config:
             )
         for key, raw in parser.items(section):
             name = lower.get(key.lower())
+            if name is None and key.lower() in not_yet:
+                key = not_yet[key.lower()]
+                log.warning(
+                    "%s: [%s] %s is not supported yet (%s) and is ignored",
+                    path,
+                    section,
+                    key,
+                    NOT_YET_SUPPORTED[key],
+                )
+                continue
             if name is None:
                 raise ConfigError(f"{path}: [{section}] {key}: unknown key")
             setting = _BY_NAME[name]
@@ -562,7 +566,13 @@ def default_ini(overrides: dict[str, str] | None = None) -> str:
             else:
                 out.append(f"# {s.name} = {s.default}")
         out.append("")
+    out.append("# Read but not supported yet (ignored, with a warning): " + _not_yet_list() + ".")
+    out.append("")
     return "\n".join(out)
+
+
+def _not_yet_list() -> str:
+    return ", ".join(f"{k} ({why})" for k, why in NOT_YET_SUPPORTED.items())
 
 
 def manual_table() -> str:
@@ -570,4 +580,11 @@ def manual_table() -> str:
     rows = ["| key | section | default | meaning |", "| --- | --- | --- | --- |"]
     for s in SETTINGS:
         rows.append(f"| `{s.name}` | {s.section} | `{s.default}` | {s.help} |")
+    rows += [
+        "",
+        "Keys of the conformance statement that are not supported yet: an INI that sets one "
+        "still loads, with one warning naming the key, and the value is ignored: "
+        + _not_yet_list()
+        + ".",
+    ]
     return "\n".join(rows)

@@ -211,7 +211,6 @@ class Daemon:
             return status.make_snapshot(
                 ae_title=self.cfg.ApplicationEntityTitle,
                 port=self.listener.port if self.listener else self.cfg.ServerPortNumber,
-                tls_port=self.cfg.TLSPortNumber,
                 web_url=self.web_url,
                 addresses=self._addresses,
                 state=self.state,

@@ -24,9 +24,10 @@ KEEP_FINISHED = 50
 @dataclass
 class Job:
     id: int
-    kind: str  # "export" | "burn" | "import"
+    kind: str  # "export" | "burn" | "import" | "edit"
     label: str
     owner: str = ""
+    link: str = ""  # the page of what the job works on, shown beside it
     done: int = 0
     total: int = 0
     state: str = "running"  # running | done | failed
@@ -49,10 +50,12 @@ class Registry:
         self._ids = itertools.count(1)
         self._jobs: dict[int, Job] = {}
 
-    def start(self, kind: str, label: str, work: Callable[[Job], str], owner: str = "") -> Job:
+    def start(
+        self, kind: str, label: str, work: Callable[[Job], str], owner: str = "", link: str = ""
+    ) -> Job:
         """Run ``work(job)`` in a thread; its return value is the job's final message."""
         with self._lock:
-            job = Job(next(self._ids), kind, label, owner)
+            job = Job(next(self._ids), kind, label, owner, link)
             self._jobs[job.id] = job
             finished = [j for j in self._jobs.values() if j.state != "running"]
             for old in finished[:-KEEP_FINISHED]:

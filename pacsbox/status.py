@@ -12,7 +12,7 @@ Schema, version 1 (every key always present; ``None`` where unknown)::
     updated            ISO 8601 local time with offset of this write
     pid                daemon process id
     ae_title           our AE title
-    port, tls_port     DICOM ports (tls_port 0 = off)
+    port               DICOM port
     web_url            URL of the admin page, or None when disabled
     addresses          non-loopback IPv4 then IPv6 addresses (local_addresses())
     state              "starting" | "ok" | "degraded" | "stopping" | "stopped"
@@ -52,7 +52,6 @@ DEFAULTS: dict[str, Any] = {
     "pid": None,
     "ae_title": "",
     "port": 0,
-    "tls_port": 0,
     "web_url": None,
     "addresses": [],
     "state": "starting",
@@ -312,9 +311,7 @@ def _blocks(snap: dict[str, Any], width: int) -> list[list[str]]:
         blocks.append(["STORAGE FULL", "no new images"])
     first = f"{snap['ae_title']} OK" if snap["state"] == "ok" else f"AE {snap['ae_title']}"
     addresses = [str(a) for a in snap["addresses"]]
-    ports = f"DICOM {snap['port']}" + (f" TLS {snap['tls_port']}" if snap["tls_port"] else "")
-    if len(ports) > width:
-        ports = f"{snap['port']}/TLS {snap['tls_port']}"
+    ports = f"DICOM {snap['port']}"
     blocks.append([first, *addresses[:1], ports])
     if snap["web_url"]:
         web = str(snap["web_url"]).split("://", 1)[-1].rstrip("/")
@@ -399,9 +396,8 @@ def format_text(snapshot: dict[str, Any]) -> str:
     if s["storage_full"]:
         out.append("!!! STORAGE FULL: new images are refused (A700) until space is freed")
     addresses = ", ".join(s["addresses"]) or "?"
-    tls = f", TLS port {s['tls_port']}" if s["tls_port"] else ""
     out.append(f"AE title: {s['ae_title']}   state: {s['state']}")
-    out.append(f"DICOM:    {addresses} port {s['port']}{tls}")
+    out.append(f"DICOM:    {addresses} port {s['port']}")
     if s["state"] == "not-running":
         return "\n".join(out) + "\n"
     out.append(f"Web:      {s['web_url'] or 'off'}")

@@ -2,12 +2,17 @@
 
 Everyone logged in may see the table and ping (both harmless); changing it
 decides who may store into the box, so it needs System Administration.
+A rejected form comes back filled in, with the reason, so it can be fixed.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from pathlib import Path
+from typing import Any
+
+import bottle
 
 from pacsbox import config
 from pacsbox.db import aes as db_aes
@@ -15,6 +20,10 @@ from pacsbox.errors import NotFound, UsageError
 from pacsbox.web.core import Ctx, done, form, json_response, wants_json
 
 log = logging.getLogger("pacsbox.web")
+
+# Any title the standard allows, "/" included, is one path segment of these routes.
+TITLE = "<title:path>"
+FIELDS = ("title", "hostname", "ipaddr", "port", "allowaccess", "archivedir", "description")
 
 
 def ping(ae, calling_ae: str) -> tuple[bool, str]:
@@ -44,47 +53,93 @@ def ae_row(ae) -> dict:
     }
 
 
+def parse_form(values: dict[str, str]) -> dict[str, Any]:
+    """The AE table fields from the form's text; raises UsageError naming the field."""
+    try:
+        title = config.parse_ae_title(values.get("title", ""))
+    except ValueError as exc:
+        raise UsageError(f"AE title: {exc}") from None
+    port_text = values.get("port", "")
+    try:
+        port = int(port_text) if port_text else None
+    except ValueError:
+        raise UsageError("port: a whole number") from None
+    if port is not None and not 1 <= port <= 65535:
+        raise UsageError("port: 1 to 65535")
+    hostname = values.get("hostname", "")
+    if len(hostname) > 255 or any(c.isspace() for c in hostname):
+        raise UsageError("host name: at most 255 characters, no spaces")
+    ipaddr = values.get("ipaddr", "")
+    if ipaddr:
+        try:
+            ipaddr = str(ipaddress.ip_address(ipaddr))
+        except ValueError:
+            raise UsageError(f"IP address {ipaddr[:64]!r}: an IPv4 or IPv6 address") from None
+    archivedir = values.get("archivedir", "")
+    if archivedir and not Path(archivedir).is_absolute():
+        raise UsageError("archive folder: an absolute path")
+    return {
+        "title": title,
+        "hostname": hostname,
+        "ipaddr": ipaddr,
+        "port": port,
+        "allowaccess": bool(values.get("allowaccess")),
+        "archivedir": archivedir,
+        "description": values.get("description", "")[:255],
+    }
+
+
+def _blank() -> dict[str, Any]:
+    return {"title": "", "hostname": "", "ipaddr": "", "port": "", "allowaccess": True}
+
+
 def register(ctx: Ctx) -> None:
+    def page(**extra: Any) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "title": "AE table",
+            "aes": [ae_row(a) for a in db_aes.ae_list()],
+            "ping": None,
+            "error": "",
+            "values": _blank() | {"archivedir": "", "description": ""},
+        }
+        data.update(extra)
+        return data
+
     @ctx.page("/aes", template="aes.tpl")
     def aes(ident):
-        return {"title": "AE table", "aes": [ae_row(a) for a in db_aes.ae_list()], "ping": None}
+        edit = bottle.request.query.getunicode("edit") or ""
+        if not edit:
+            return page()
+        ae = db_aes.ae_get(edit)
+        if ae is None:
+            raise NotFound(f"AE {edit} is not in the AE table")
+        row = ae_row(ae)
+        row["port"] = row["port"] or ""
+        return page(values=row)
 
-    @ctx.page("/aes", method="POST", privilege="admin")
+    @ctx.page("/aes", method="POST", template="aes.tpl", privilege="admin")
     def ae_save(ident):
+        typed = {name: form(name) for name in FIELDS}
         try:
-            title = config._ae_title(form("title"))
-        except ValueError as exc:
-            raise UsageError(f"AE title: {exc}") from None
-        port_text = form("port")
-        try:
-            port = int(port_text) if port_text else None
-        except ValueError:
-            raise UsageError("port: a whole number") from None
-        if port is not None and not 1 <= port <= 65535:
-            raise UsageError("port: 1 to 65535")
-        archivedir = form("archivedir")
-        if archivedir and not Path(archivedir).is_absolute():
-            raise UsageError("archive folder: an absolute path")
-        db_aes.ae_upsert(
-            title,
-            hostname=form("hostname"),
-            ipaddr=form("ipaddr"),
-            port=port,
-            allowaccess=bool(form("allowaccess")),
-            archivedir=archivedir,
-            description=form("description")[:255],
-        )
+            fields = parse_form(typed)
+        except UsageError as exc:
+            if wants_json():
+                raise
+            bottle.response.status = exc.http_status
+            return page(error=str(exc), values=typed | {"allowaccess": bool(typed["allowaccess"])})
+        title = fields.pop("title")
+        db_aes.ae_upsert(title, **fields)
         ctx.journal("ae-save", title)
         return done("/aes", f"AE {title} saved", title=title)
 
-    @ctx.page("/aes/<title>/delete", method="POST", privilege="admin")
+    @ctx.page(f"/aes/{TITLE}/delete", method="POST", privilege="admin")
     def ae_delete(ident, title):
         if not db_aes.ae_remove(title):
             raise NotFound(f"AE {title} is not in the AE table")
         ctx.journal("ae-delete", title)
         return done("/aes", f"AE {title} removed")
 
-    @ctx.page("/aes/<title>/ping", method="POST", template="aes.tpl")
+    @ctx.page(f"/aes/{TITLE}/ping", method="POST", template="aes.tpl")
     def ae_ping(ident, title):
         ae = db_aes.ae_get(title)
         if ae is None:
@@ -95,4 +150,4 @@ def register(ctx: Ctx) -> None:
         result = {"title": title, "ok": ok, "message": message}
         if wants_json():
             return json_response(result)
-        return {"title": "AE table", "aes": [ae_row(a) for a in db_aes.ae_list()], "ping": result}
+        return page(ping=result)

@@ -100,6 +100,10 @@ class Ctx:
                     result = fn(ident, **kw)
                 except PacsboxError as exc:
                     return error_response(exc.http_status, str(exc), as_json)
+                except OverflowError:
+                    # A number in the path or a parameter past what the index
+                    # can hold (SQLite's 64 bits): no such row, the user's typo.
+                    return error_response(400, "a number in the request is too large", as_json)
                 if isinstance(result, dict):
                     if as_json:
                         return json_response(result)

@@ -1,7 +1,7 @@
 """Edit and delete patients, studies, series and images (DATA-3), with a confirmation page.
 
-Edits change the index (what searches, C-FIND and the pages show), not the
-stored files, which stay exactly as received (Level 2 storage). A deletion
+Edits rewrite the stored files through ``pacsbox.edit`` (the originals are
+kept in holding/), so what leaves the box carries them. A deletion
 removes the rows first and the files after, so counters stay exact and no
 row ever names a missing file.
 """
@@ -13,10 +13,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pacsbox import edit as file_edit
 from pacsbox import storage
 from pacsbox.db import index as idx
-from pacsbox.db.index import write_transaction
-from pacsbox.db.models import Instance, Patient, Series, Study, utcnow
+from pacsbox.db.models import Instance, Series, Study
 from pacsbox.errors import UsageError
 from pacsbox.web.browse import UID, _done, get_instance, get_patient, get_series, get_study
 from pacsbox.web.core import Ctx, form
@@ -53,17 +53,8 @@ def delete_instances(ctx: Ctx, instances) -> int:
 def register(ctx: Ctx) -> None:
     # -- edit ----------------------------------------------------------------------------------
 
-    PATIENT_FIELDS = {"patient_name": 324, "birth_date": 8, "sex": 16}
-    STUDY_FIELDS = {
-        "study_description": 64,
-        "referring_physician": 324,
-        "reading_physician": 324,
-        "accession_number": 16,
-        "study_id": 16,
-        "institution_name": 64,
-        "study_date": 8,
-        "study_time": 16,
-    }
+    PATIENT_FIELDS = file_edit.PATIENT_FIELDS
+    STUDY_FIELDS = file_edit.STUDY_FIELDS
 
     def _edited(fields: dict[str, int]) -> dict[str, str]:
         out = {}
@@ -87,13 +78,13 @@ def register(ctx: Ctx) -> None:
     @ctx.page("/patients/<pk:int>/edit", method="POST", privilege="modify")
     def patient_edit(ident, pk):
         pt = get_patient(ctx, ident.principal, pk)
-        changes = _edited(PATIENT_FIELDS)
-        if "patient_name" in changes:
-            changes["patient_name_ci"] = changes["patient_name"].upper()
-        with write_transaction():
-            Patient.update(**changes).where(Patient.id == pt.id).execute()
-        ctx.journal("edit", f"patient {pt.patient_id}", ", ".join(sorted(changes)))
-        return _done(f"/patients/{pk}", "patient saved", changed=sorted(changes))
+        plan = file_edit.patient_edit(pt.id, _edited(PATIENT_FIELDS))
+        if not plan.changes:
+            return _done(f"/patients/{pk}", "nothing changed", changed=[])
+        job = file_edit.start(ctx.archive, plan, owner=ident.principal.name)
+        changed = sorted(plan.changes)
+        ctx.journal("edit", f"patient {pt.patient_id}", f"{', '.join(changed)} (job {job.id})")
+        return _done(f"/jobs/{job.id}", f"edit job {job.id} started", changed=changed, job=job.id)
 
     @ctx.page("/studies/" + UID + "/edit", template="edit.tpl", privilege="modify")
     def study_edit_form(ident, uid):
@@ -104,11 +95,13 @@ def register(ctx: Ctx) -> None:
     @ctx.page("/studies/" + UID + "/edit", method="POST", privilege="modify")
     def study_edit(ident, uid):
         s = get_study(ctx, ident.principal, uid)
-        changes = _edited(STUDY_FIELDS)
-        with write_transaction():
-            Study.update(updated=utcnow(), **changes).where(Study.id == s.id).execute()
-        ctx.journal("edit", uid, ", ".join(sorted(changes)))
-        return _done(f"/studies/{uid}", "study saved", changed=sorted(changes))
+        plan = file_edit.study_edit(s.study_instance_uid, _edited(STUDY_FIELDS))
+        if not plan.changes:
+            return _done(f"/studies/{uid}", "nothing changed", changed=[])
+        job = file_edit.start(ctx.archive, plan, owner=ident.principal.name)
+        changed = sorted(plan.changes)
+        ctx.journal("edit", uid, f"{', '.join(changed)} (job {job.id})")
+        return _done(f"/jobs/{job.id}", f"edit job {job.id} started", changed=changed, job=job.id)
 
     # -- delete: a confirmation page (GET), then the POST ------------------------------------
 

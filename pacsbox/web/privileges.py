@@ -45,6 +45,13 @@ PRIVILEGES: tuple[tuple[str, str, str], ...] = (
     ("admin", "System Administration", "configuration, journal, AE table, jobs"),
 )
 KEYS: tuple[str, ...] = tuple(k for k, _, _ in PRIVILEGES)
+# Privileges whose feature has not landed: nothing checks them yet, and the
+# users page says so. They stay assignable, so the feature that needs one
+# finds it already granted (no migration). Upload is the seed's attachments to
+# study/image notes; uploading DICOM files from the browser is an import.
+NO_FEATURE_YET: frozenset[str] = frozenset(
+    {"forward", "query", "move", "print", "upload", "storage"}
+)
 LABELS: dict[str, str] = {k: label for k, label, _ in PRIVILEGES}
 ROOT = "root"
 

@@ -213,6 +213,7 @@ def register(ctx: Ctx) -> None:
             "users": list_users(),
             "groups": list_groups(),
             "privileges": pv.PRIVILEGES,
+            "no_feature_yet": sorted(pv.NO_FEATURE_YET),
             "message": message,
             "new_password": new_password,
             "new_user": new_user,

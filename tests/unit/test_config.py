@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ def test_manual_documents_every_key():
     assert config.manual_table() in text, "regenerate pacsbox/manual/settings.md"
     for s in config.SETTINGS:
         assert f"`{s.name}`" in text
+    for key in config.NOT_YET_SUPPORTED:
+        assert key in text and key in config.default_ini()
 
 
 def test_default_ini_round_trips(tmp_path):
@@ -34,15 +37,59 @@ def test_statement_keys_are_present():
     for key in (
         "ApplicationEntityTitle",
         "ServerPortNumber",
-        "TLSPortNumber",
         "LogDirectory",
         "Database",
         "StorageFormat",
-        "ThreadPoolSize",
         "PreferredXferSyntaxRx",
-        "WorklistPollInterval",
     ):
         assert key in names
+    # The statement's keys whose feature has not landed are not settings yet.
+    for key in ("TLSPortNumber", "ThreadPoolSize", "WorklistPollInterval"):
+        assert key not in names and key in config.NOT_YET_SUPPORTED
+
+
+def test_a_pacsone_style_ini_loads_with_one_warning_per_unsupported_key(tmp_path, caplog):
+    ini = tmp_path / "PACSONE.ini"
+    ini.write_text(
+        "[server]\nApplicationEntityTitle = OLDPACS\nTLSPortNumber = 5678\n"
+        "threadpoolsize = 8\nWorklistPollInterval = 10\n"
+    )
+    with caplog.at_level("WARNING", logger="pacsbox.config"):
+        cfg = config.parse_file(ini)
+    assert cfg.ApplicationEntityTitle == "OLDPACS"
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3
+    keys = ("TLSPortNumber", "ThreadPoolSize", "WorklistPollInterval")
+    for key, line in zip(keys, lines, strict=True):
+        assert str(ini) in line and key in line
+        assert "not supported yet" in line and "ignored" in line and "\n" not in line
+    assert not hasattr(cfg, "TLSPortNumber")
+
+
+def _attributes_read(tree: ast.AST) -> set[str]:
+    """``x.Name`` and ``getattr(x, "Name", ...)`` anywhere in a module."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            names.add(node.attr)
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "id", "") == "getattr"
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Constant)
+        ):
+            names.add(node.args[1].value)
+    return names
+
+
+def test_every_setting_is_read_by_the_code():
+    """A setting that nothing reads does nothing: it goes until its feature lands.
+    (The derived locations of config.Config count: they are how paths are read.)"""
+    pkg = Path(config.__file__).parent
+    read: set[str] = set()
+    for path in pkg.rglob("*.py"):
+        read |= _attributes_read(ast.parse(path.read_text()))
+    assert [s.name for s in config.SETTINGS if s.name not in read] == []
 
 
 @pytest.mark.parametrize(

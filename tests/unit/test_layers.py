@@ -34,7 +34,7 @@ LAYERS = {
     1: ("__init__", "config", "errors", "log", "notify", "status", "meta", "progress", "jobs"),
     2: ("wire",),
     3: ("storage", "db", "security"),
-    4: ("archive", "recovery", "record_link"),
+    4: ("archive", "recovery", "record_link", "edit"),
     5: ("scp", "scu", "outbound", "worklist", "hl7", "media", "export", "web")
     + ("watermark", "audit", "selfcheck"),
     6: ("cli", "daemon", "workers", "frontpanel", "assembly"),

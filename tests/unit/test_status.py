@@ -20,7 +20,6 @@ def realistic(**changes):
     snap = status.make_snapshot(
         ae_title="PACSBOX",
         port=11112,
-        tls_port=5678,
         web_url="http://192.0.2.10:8080/",
         addresses=["192.0.2.10", "2001:db8::10"],
         state="ok",
@@ -74,6 +73,19 @@ def test_round_trip(tmp_path):
 def test_unknown_key_is_refused():
     with pytest.raises(KeyError, match="studies_totl"):
         status.make_snapshot(studies_totl=3)
+
+
+def test_no_tls_port_until_tls_lands():
+    """DICOM TLS (NET-10) is not built yet: the snapshot, the text and the
+    display never show a TLS port the box does not listen on."""
+    with pytest.raises(KeyError, match="tls_port"):
+        status.make_snapshot(tls_port=5678)
+    snap = realistic()
+    assert "tls_port" not in snap
+    assert "TLS" not in status.format_text(snap)
+    for width, rows in ((16, 2), (20, 4), (40, 2)):
+        for page in status.screens(snap, width, rows):
+            assert not any("TLS" in line for line in page)
 
 
 def test_readers_never_see_half_a_file(tmp_path):
@@ -178,7 +190,6 @@ def test_long_text_has_what_an_operator_checks():
         "PACSBOX",
         "192.0.2.10",
         "port 11112",
-        "TLS port 5678",
         "http://192.0.2.10:8080/",
         "45.2% used",
         "12.3G free",
@@ -219,7 +230,7 @@ def test_short_lines_carry_the_essentials():
     for needle in (
         "PACSBOX OK",
         "192.0.2.10",
-        "DICOM 11112 TLS 5678",
+        "DICOM 11112",
         "Disk 45% 12.3G free",
         "Today 3 All 1234",
         "Last ",
@@ -235,7 +246,7 @@ def test_first_screen_of_a_20x4_is_identity():
     assert status.screens(realistic(), 20, 4)[0] == [
         "PACSBOX OK",
         "192.0.2.10",
-        "DICOM 11112 TLS 5678",
+        "DICOM 11112",
         "Web 192.0.2.10:8080",
     ]
 

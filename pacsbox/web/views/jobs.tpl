@@ -8,7 +8,12 @@
 % for j in jobs:
 <tr class="job {{j['state']}}">
   <td><a href="/jobs/{{j['id']}}">{{j['id']}}</a></td>
-  <td>{{j['kind']}}: {{j['label']}}</td>
+  <td>{{j['kind']}}:
+  % if j['link']:
+  <a href="{{j['link']}}">{{j['label']}}</a></td>
+  % else:
+  {{j['label']}}</td>
+  % end
   <td><progress max="{{j['total'] or 1}}" value="{{j['done']}}"></progress>
       {{'%d%%' % j['percent'] if j['percent'] is not None else ''}}</td>
   <td>{{j['state']}}</td>

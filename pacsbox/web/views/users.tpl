@@ -1,4 +1,5 @@
 % rebase('layout.tpl')
+% soon = ' <small class="hint">(no feature yet)</small>'
 <h1>Users and groups</h1>
 % if message:
 <p class="flash">{{message}}</p>
@@ -24,7 +25,7 @@
     <input type="hidden" name="last_name" value="{{u['last_name']}}">
     <input type="hidden" name="group" value="{{u['group']}}">
     % for key, label, why in privileges:
-    <label title="{{why}}"><input type="checkbox" name="priv_{{key}}" value="1" {{'checked' if key in u['privileges'] else ''}}> {{label}}</label>
+    <label title="{{why}}"><input type="checkbox" name="priv_{{key}}" value="1" {{'checked' if key in u['privileges'] else ''}}> {{label}}{{!soon if key in no_feature_yet else ''}}</label>
     % end
     <label><input type="checkbox" name="disabled" value="1" {{'checked' if u['disabled'] else ''}}> disabled</label>
     <button type="submit">Save</button>
@@ -41,6 +42,7 @@
 % end
 </tbody></table></div>
 <h2>Add a user</h2>
+<p class="hint">Privileges marked "no feature yet" can be given now; they gate nothing until their feature lands.</p>
 <form method="post" action="/users" class="card">
   <input type="hidden" name="csrf_token" value="{{csrf}}">
   <label>User name <input name="name" required pattern="[A-Za-z0-9][A-Za-z0-9._-]*"></label>
@@ -53,7 +55,7 @@
   </select></label>
   <fieldset><legend>Privileges</legend>
   % for key, label, why in privileges:
-  <label title="{{why}}"><input type="checkbox" name="priv_{{key}}" value="1"> {{label}}</label>
+  <label title="{{why}}"><input type="checkbox" name="priv_{{key}}" value="1"> {{label}}{{!soon if key in no_feature_yet else ''}}</label>
   % end
   <label><input type="checkbox" name="wado_only" value="1"> dedicated WADO account</label>
   </fieldset>

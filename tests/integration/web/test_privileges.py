@@ -34,7 +34,7 @@ def _fill(path: str, res, patient_pk: int) -> str:
     }.get(kind, "")
     path = re.sub(r"<uid:[^>]+>", uid, path)
     path = path.replace("<pk:int>", str(patient_pk))
-    path = path.replace("<title>", "NOWHERE")
+    path = path.replace("<title:path>", "NOWHERE")
     return path.replace("<name>", "nobody")
 
 

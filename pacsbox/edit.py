@@ -1,0 +1,305 @@
+"""Edits of patient and study attributes, carried into the stored files (DATA-3).
+
+What leaves the box (C-MOVE, C-GET, WADO, export) is read from the files, and
+``rebuild-index`` reads them back, so an edit that changed only the index
+would be undone on the way out and by a rebuild. An edit therefore rewrites
+every file of the patient or study through ``Archive.rewrite`` (a new
+server-named file written durably, its index row swapped in one transaction,
+the original kept in ``holding/`` as a replace keeps it), one instance at a
+time, as a job with progress. The patient or study row takes the new values
+in the transaction of the last file, so until the edit is done the index
+still holds the values it started from: running the same edit again after a
+crash finds the same changes, skips the files already rewritten and finishes.
+
+A Patient ID that another patient (same issuer) already has is refused:
+merging two patients' records is a decision of its own, not a side effect
+of an edit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pydicom
+from pydicom.datadict import dictionary_VR
+from pydicom.dataset import Dataset
+
+from pacsbox import jobs, meta
+from pacsbox.db.commit import write_transaction
+from pacsbox.db.models import Instance, Patient, Series, Study, utcnow
+from pacsbox.errors import NotFound, UsageError
+
+log = logging.getLogger("pacsbox.edit")
+
+# The fields the edit pages offer: index column -> longest value (the VR's).
+PATIENT_FIELDS: dict[str, int] = {
+    "patient_id": 64,
+    "patient_name": 324,
+    "birth_date": 8,
+    "sex": 16,
+}
+STUDY_FIELDS: dict[str, int] = {
+    "study_description": 64,
+    "referring_physician": 324,
+    "reading_physician": 324,
+    "accession_number": 16,
+    "study_id": 16,
+    "institution_name": 64,
+    "study_date": 8,
+    "study_time": 16,
+}
+# Index column -> DICOM keyword: the same table the index is read with.
+KEYWORDS: dict[str, str] = {**meta.PATIENT_TAGS, **meta.STUDY_TAGS}
+MULTI_VALUED = {"reading_physician"}  # (0008,1060) is 1-n
+
+_TM = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
+_SEXES = {"", "M", "F", "O"}
+# Character sets whose values we can extend; any other takes ASCII only.
+_CODECS = {"": "ascii", "ISO_IR 6": "ascii", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
+UTF8 = "ISO_IR 192"
+
+_one_at_a_time = threading.Lock()  # two edits of one study must not interleave
+
+
+@dataclass
+class Edit:
+    """What to change: ``changes`` maps index columns to their new values."""
+
+    level: str  # "patient" | "study"
+    row_id: int  # the Patient or Study row
+    changes: dict[str, str]
+    label: str = ""
+    link: str = ""
+
+    @property
+    def keywords(self) -> dict[str, str]:
+        return {KEYWORDS[k]: v for k, v in self.changes.items()}
+
+
+# -- what an edit may set ---------------------------------------------------------------
+
+
+def _valid(name: str, value: str, size: int) -> str:
+    if len(value) > size:
+        raise UsageError(f"{name}: at most {size} characters")
+    if any(ord(c) < 32 for c in value):
+        raise UsageError(f"{name}: no control characters")
+    if "\\" in value and name not in MULTI_VALUED:
+        raise UsageError(f"{name}: one value, no backslash")
+    if name.endswith("_date") and value:
+        try:
+            dt.datetime.strptime(value, "%Y%m%d")
+        except ValueError:
+            raise UsageError(f"{name}: a date as YYYYMMDD") from None
+    if name == "study_time" and value and not _TM.match(value):
+        raise UsageError(f"{name}: a time as HHMMSS (HH, HHMM and .ffffff allowed)")
+    if name == "sex":
+        value = value.upper()
+        if value not in _SEXES:
+            raise UsageError("sex: M, F, O or empty")
+    if name == "patient_id" and not value.strip():
+        raise UsageError("patient_id: a patient needs an ID")
+    return value
+
+
+def _diff(row, fields: dict[str, int], posted: dict[str, str]) -> dict[str, str]:
+    """The posted fields that differ from the row, checked against their VR."""
+    out = {}
+    for name, value in posted.items():
+        if name not in fields:
+            raise UsageError(f"{name}: not a field that can be edited here")
+        value = _valid(name, value, fields[name])
+        if value != (getattr(row, name) or ""):
+            out[name] = value
+    return out
+
+
+def _check_charset(charset: str, changes: dict[str, str]) -> None:
+    """Values the files' character set cannot carry are refused before any file changes."""
+    wide = [v for v in changes.values() if not v.isascii()]
+    if not wide or charset.strip() in ("", "ISO_IR 6", UTF8):
+        return  # ASCII-only sets are widened to UTF-8 (a superset) when needed
+    codec = _CODECS.get(charset.strip())
+    for value in wide:
+        try:
+            value.encode(codec or "ascii")
+        except UnicodeEncodeError:
+            raise UsageError(
+                f"{value!r} cannot be written in the study's character set {charset}"
+            ) from None
+
+
+def patient_edit(pk: int, posted: dict[str, str]) -> Edit:
+    """Plan an edit of patient row ``pk``; raises NotFound and UsageError (bad value,
+    or a Patient ID another patient has)."""
+    pt = Patient.get_or_none(Patient.id == pk)
+    if pt is None:
+        raise NotFound(f"no patient {pk}")
+    changes = _diff(pt, PATIENT_FIELDS, posted)
+    if "patient_id" in changes:
+        _refuse_taken_id(pt, changes["patient_id"])
+    _check_charset(pt.charset, changes)
+    # The label reaches the status snapshot, which the public front panel shows:
+    # the patient's row number, never their ID or name.
+    return Edit("patient", pt.id, changes, f"patient record {pt.id}", f"/patients/{pt.id}")
+
+
+def study_edit(study_uid: str, posted: dict[str, str]) -> Edit:
+    """Plan an edit of a study; raises NotFound and UsageError."""
+    st = Study.get_or_none(Study.study_instance_uid == study_uid)
+    if st is None:
+        raise NotFound(f"no study {study_uid}")
+    changes = _diff(st, STUDY_FIELDS, posted)
+    _check_charset(st.charset, changes)
+    return Edit("study", st.id, changes, f"study {study_uid}", f"/studies/{study_uid}")
+
+
+def _refuse_taken_id(pt: Patient, new_id: str) -> None:
+    other = Patient.get_or_none(
+        (Patient.patient_id == new_id) & (Patient.issuer == pt.issuer) & (Patient.id != pt.id)
+    )
+    if other is not None:
+        raise UsageError(
+            f"Patient ID {new_id} is already the ID of patient {other.patient_name or '?'} "
+            f"({other.num_studies} studies); merging patients is not done by an edit"
+        )
+
+
+# -- carrying it out --------------------------------------------------------------------------
+
+
+def start(archive, edit: Edit, owner: str = "") -> jobs.Job:
+    """Run ``edit`` as a background job (a large study takes minutes)."""
+    return jobs.registry.start(
+        "edit", edit.label, lambda job: run(archive, edit, job.progress), owner, link=edit.link
+    )
+
+
+def run(archive, edit: Edit, progress: Callable[[int, int], None] | None = None) -> str:
+    """Rewrite every file of the edit's patient or study, then its row; returns a summary.
+
+    Instances stored meanwhile are picked up before the edit ends. Raises
+    UsageError (a value a file cannot carry), OutOfResources (A700) and
+    database errors; what was rewritten before stays rewritten, and running
+    the same edit again finishes it.
+    """
+    with _one_at_a_time:
+        rewritten = seen = cursor = 0
+        total = _instances(edit).count()
+        while True:
+            pending = _after(edit, cursor)
+            inst = next(pending, None)
+            if inst is None and seen:
+                break
+            if inst is None:  # nothing stored under it: the row alone
+                with write_transaction():
+                    _update_row(edit)
+                break
+            while inst is not None:
+                following = next(pending, None)
+                # The row changes in the transaction of the last file.
+                rewritten += _edit_instance(archive, inst, edit, last=following is None)
+                seen += 1
+                cursor = inst.id
+                if progress:
+                    progress(seen, max(total, seen))
+                inst = following
+        fields = ", ".join(sorted(edit.changes))
+        log.info(
+            "edited %s (%s): %d of %d files rewritten, the others already carried the values",
+            edit.label,
+            fields,
+            rewritten,
+            seen,
+        )
+        return f"{fields} changed; {rewritten} files rewritten, originals kept in holding"
+
+
+def _instances(edit: Edit):
+    q = Instance.select(Instance, Series, Study).join(Series).join(Study)
+    if edit.level == "patient":
+        return q.where(Study.patient == edit.row_id)
+    return q.where(Study.id == edit.row_id)
+
+
+def _after(edit: Edit, cursor: int, batch: int = 500) -> Iterator[Instance]:
+    """The edit's instances with a row id above ``cursor``, read a batch at a time."""
+    while True:
+        rows = list(_instances(edit).where(Instance.id > cursor).order_by(Instance.id).limit(batch))
+        yield from rows
+        if len(rows) < batch:
+            return
+        cursor = rows[-1].id
+
+
+def _edit_instance(archive, inst: Instance, edit: Edit, last: bool) -> bool:
+    """One file, rewritten unless it already carries the values (a re-run)."""
+    also = (lambda: _update_row(edit)) if last else None
+    ds = pydicom.dcmread(io.BytesIO(archive.read_part10(inst)), force=True)
+    if all(_value(ds, kw) == v for kw, v in edit.keywords.items()):
+        if also:
+            with write_transaction():
+                also()
+        return False
+    _set_values(ds, edit.keywords)
+    out = io.BytesIO()
+    ds.save_as(out)
+    data = out.getvalue()
+    chunks = [data[meta.parse(data).dataset_offset :]] if inst.native else [data]
+    if archive.rewrite(inst, chunks, also):
+        return True
+    log.warning("SOP Instance %s changed while being edited; left as it is", inst.sop_instance_uid)
+    if also:
+        with write_transaction():
+            also()
+    return False
+
+
+def _update_row(edit: Edit) -> None:
+    changes = dict(edit.changes)
+    if edit.level == "patient":
+        if "patient_id" in changes:
+            pt = Patient.get_by_id(edit.row_id)
+            _refuse_taken_id(pt, changes["patient_id"])
+        if "patient_name" in changes:
+            changes["patient_name_ci"] = changes["patient_name"].upper()
+        Patient.update(**changes).where(Patient.id == edit.row_id).execute()
+    else:
+        Study.update(updated=utcnow(), **changes).where(Study.id == edit.row_id).execute()
+
+
+def _value(ds: Dataset, keyword: str) -> str:
+    if keyword not in ds:
+        return ""
+    value = ds[keyword].value
+    if value is None:
+        return ""
+    if isinstance(value, pydicom.multival.MultiValue):
+        return "\\".join(str(v) for v in value)
+    return str(value).strip()
+
+
+def _set_values(ds: Dataset, values: dict[str, str]) -> None:
+    charset = ""
+    if "SpecificCharacterSet" in ds:
+        raw = ds["SpecificCharacterSet"].value
+        charset = "\\".join(raw) if isinstance(raw, pydicom.multival.MultiValue) else str(raw)
+    if any(not v.isascii() for v in values.values()):
+        if charset.strip() in ("", "ISO_IR 6"):
+            ds.SpecificCharacterSet = UTF8  # ASCII is a subset: the other values read the same
+        else:
+            _check_charset(charset, values)
+    for keyword, value in values.items():
+        if keyword not in ds and not value:
+            continue
+        parts = value.split("\\") if "\\" in value else value
+        if keyword in ds:
+            ds[keyword].value = parts
+        else:
+            ds.add_new(keyword, dictionary_VR(keyword), parts)

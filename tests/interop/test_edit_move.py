@@ -1,0 +1,132 @@
+"""An edit on the web page is what a workstation receives: C-MOVE with DCMTK movescu to
+a DCMTK storescp, dcmdump of what arrived; then a rebuild keeps it (DATA-3, NET-5)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+
+import pydicom
+import webtest
+from pydicom.uid import generate_uid
+
+from pacsbox import config, jobs
+from pacsbox.archive import Archive
+from pacsbox.db.models import Patient
+from pacsbox.web import users
+from pacsbox.web.app import create_app
+from tests.helpers import DCMTK_ENV, Server, cli, dcmtk, free_port, poll
+from tests.integration.web.conftest import PASSWORD, Clock, make_dicom
+
+
+def _edit(t: webtest.TestApp, url: str, **values: str) -> None:
+    form = next(f for f in t.get(url).forms.values() if f.action == url)
+    for name, value in values.items():
+        form[name] = value
+    job = form.submit().headers["Location"].split("?")[0].replace("http://localhost:80", "")
+    if not job.startswith("/jobs/"):
+        return  # saved at once (what a small edit used to do)
+    (done,) = poll(
+        lambda: [j for j in t.get(job + ".json").json["jobs"] if j["state"] != "running"], 60
+    )
+    assert done["state"] == "done", done
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _dump(path) -> str:
+    """dcmdump's lines for Patient's Name, Patient ID and Accession Number."""
+    tags = ("0010,0010", "0010,0020", "0008,0050")
+    return dcmtk("dcmdump", *(a for t in tags for a in ("+P", t)), str(path), check=True).stdout
+
+
+def test_moved_images_carry_the_edit_and_a_rebuild_keeps_it(ini, tmp_path):
+    cfg = config.load(ini)
+    archive = Archive(cfg)
+    study = generate_uid()
+    sops = []
+    for _ in range(3):
+        data = make_dicom(study_uid=study, patient_id="PID1", patient_name="DOE^JOHN")
+        sops.append(archive.store(data, source="test").sop_instance_uid)
+    pk = Patient.get(Patient.patient_id == "PID1").id
+    app = create_app(cfg, archive, clock=Clock())
+    users.set_password("root", PASSWORD)
+    t = webtest.TestApp(app)
+    login = t.get("/login").forms[0]
+    login["name"], login["password"] = "root", PASSWORD
+    login.submit()
+    _edit(t, f"/studies/{study}/edit", accession_number="ACC-NEW")
+    _edit(t, f"/patients/{pk}/edit", patient_name="SMITH^ANNA", patient_id="PID-NEW")
+    poll(lambda: not any(j.state == "running" for j in jobs.registry.all()))
+    archive.close()
+
+    out = tmp_path / "received"
+    out.mkdir()
+    port = free_port()
+    scp = subprocess.Popen(
+        ["storescp", "-aet", "WORKSTATION", "-od", str(out), str(port)],
+        env=DCMTK_ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server = None
+    try:
+        cli(ini, "ae", "add", "WORKSTATION", "--host", "127.0.0.1", "--port", str(port))
+        poll(lambda: _listening(port), what="storescp to listen")
+        server = Server(ini).start()
+        r = dcmtk(
+            "movescu", "-S", "-aet", "FINDSCU", "-aec", server.ae_title, "-aem", "WORKSTATION",
+            "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}",
+            "127.0.0.1", str(server.port),
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        files = poll(
+            lambda: len(list(out.iterdir())) == 3 and sorted(out.iterdir()), what="3 images"
+        )
+    finally:
+        if server is not None:
+            server.stop()
+        scp.terminate()
+        scp.wait(10)
+    for f in files:
+        dump = _dump(f)
+        assert "[SMITH^ANNA]" in dump and "[PID-NEW]" in dump and "[ACC-NEW]" in dump, dump
+        assert "DOE^JOHN" not in dump and "[PID1]" not in dump
+    assert sorted(pydicom.dcmread(f).SOPInstanceUID for f in files) == sorted(sops)
+    # The originals are in holding/, with the values they arrived with.
+    kept = [p for p in cfg.holding_dir.rglob("*") if p.is_file()]
+    assert len(kept) == 6 and all("[DOE^JOHN]" in _dump(p) for p in kept)
+    # A rebuild from the files keeps the edit; check is clean.
+    assert cli(ini, "check").returncode == 0
+    cli(ini, "rebuild-index")
+    archive = Archive(cfg)
+    try:
+        pt = Patient.get(Patient.patient_id == "PID-NEW")
+        assert pt.patient_name == "SMITH^ANNA" and pt.num_instances == 3
+        assert pt.studies.get().accession_number == "ACC-NEW"
+        assert not Patient.select().where(Patient.patient_id == "PID1").exists()
+    finally:
+        archive.close()
+    # And a workstation's C-FIND after the rebuild sees the edited values.
+    server = Server(ini).start()
+    try:
+        rsp = tmp_path / "rsp"
+        rsp.mkdir()
+        dcmtk(
+            "findscu", "-S", "-aet", "FINDSCU", "-aec", server.ae_title, "-X", "-od", str(rsp),
+            "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}",
+            "-k", "PatientName", "-k", "PatientID", "-k", "AccessionNumber",
+            "127.0.0.1", str(server.port), check=True,
+        )  # fmt: skip
+    finally:
+        server.stop()
+    (found,) = [pydicom.dcmread(p) for p in rsp.glob("rsp*.dcm")]
+    assert (str(found.PatientName), found.PatientID, found.AccessionNumber) == (
+        "SMITH^ANNA",
+        "PID-NEW",
+        "ACC-NEW",
+    )
+    assert cli(ini, "check").returncode == 0
