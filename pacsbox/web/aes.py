@@ -52,7 +52,7 @@ def register(ctx: Ctx) -> None:
     @ctx.page("/aes", method="POST", privilege="admin")
     def ae_save(ident):
         try:
-            title = config._ae_title(form("title"))
+            title = config.parse_ae_title(form("title"))
         except ValueError as exc:
             raise UsageError(f"AE title: {exc}") from None
         port_text = form("port")
