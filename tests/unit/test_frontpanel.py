@@ -371,13 +371,39 @@ def test_the_code_leaves_every_display_once_root_has_a_password(tmp_path):
         if len(rec.shown) == 4:
             stop.set()
 
-    lcd, oled = Recorder(16, 2, on_show=script), Recorder(21, 5)
+    lcd = Recorder(16, 2, on_show=script)
     ticks = itertools.count(step=0.1)
     frontpanel.run(cfg, lcd, stop=stop, refresh=0, clock=lambda: next(ticks))
     assert lcd.shown[0][0] == "Setup 7KQM-X3RT" and lcd.shown[1][0] == "Setup 7KQM-X3RT"
     assert lcd.shown[2][0] == lcd.shown[3][0] == "PACSBOX OK"
     assert not any(CODE in line for screen in lcd.shown[2:] for line in screen)
-    assert oled.shown == []  # (only the driver given runs)
+
+
+def test_the_console_mirrors_an_lcd(tmp_path, fake_bus, monkeypatch):
+    """The code is on the LCD and on the console (a terminal) at the same time."""
+    cfg = _cfg(tmp_path, DisplayDriver="hd44780", DisplayColumns=16, DisplayRows=2)
+    first_start(cfg)
+    main, side = os.openpty()
+    with open(side, "w", closefd=True) as tty, open(main, "rb", buffering=0) as screen:
+        displays = frontpanel.open_displays(cfg, tty)
+        assert [type(d) for d in displays] == [
+            frontpanel.HD44780Display,
+            frontpanel.ConsoleDisplay,
+        ]
+        stop, lcd_text = threading.Event(), []
+        console_show = displays[1].show
+
+        def console_shows(lines):  # the console draws after the LCD in each round
+            console_show(lines)
+            lcd_text.extend(fake_bus[0].text(16, 2))
+            stop.set()
+
+        monkeypatch.setattr(displays[1], "show", console_shows)
+        monkeypatch.setattr(frontpanel, "open_displays", lambda *_: displays)
+        frontpanel.run(cfg, stop=stop, refresh=0)
+        text = screen.read(65536).decode()
+    assert lcd_text[0] == "Setup 7KQM-X3RT "
+    assert "Setup:    code 7KQM-X3RT" in text and "AE title: PACSBOX" in text
 
 
 def test_the_consoles_are_the_kernels(tmp_path):
