@@ -264,6 +264,7 @@ def cmd_frontpanel(args: argparse.Namespace, cfg: config.Config) -> int:
 def cmd_user(args: argparse.Namespace, cfg: config.Config) -> int:
     import getpass
 
+    from pacsbox import setupcode
     from pacsbox.web import users
 
     with _archive(cfg):  # opens and migrates the index
@@ -287,6 +288,8 @@ def cmd_user(args: argparse.Namespace, cfg: config.Config) -> int:
                 else:
                     pw = sys.stdin.readline().rstrip("\n")
             out = users.set_password(args.name, pw)
+            if args.name == "root":  # the front panel's setup code no longer works
+                setupcode.discard(setupcode.path(cfg.data_dir))
             print(
                 f"one-time password for {args.name}: {out}"
                 if pw is None

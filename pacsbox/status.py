@@ -26,6 +26,9 @@ Schema, version 1 (every key always present; ``None`` where unknown)::
     last_error         {"time", "message"} | None
 
 Patient names and IDs are deliberately absent: a front panel is public.
+So is the first-start setup code (pacsbox.setupcode): it is a secret and
+this file is world-readable, so the front panel passes it to the formatters
+itself (``setup_code=``) and it never reaches the snapshot.
 The readers also use a synthetic state "not-running" (see not_running()).
 """
 
@@ -278,6 +281,35 @@ def _fit(long: str, short: str, width: int) -> str:
     return long if len(long) <= width else short
 
 
+def web_address(snap: dict[str, Any]) -> str | None:
+    """The web page's URL as a browser on the network must type it.
+
+    A daemon listening on every address (0.0.0.0, the appliance's default)
+    reports that as its host; the box's first address replaces it.
+    """
+    url = snap.get("web_url")
+    if not url:
+        return None
+    scheme, _, rest = str(url).partition("://")
+    host, sep, port = rest.rstrip("/").rpartition(":")
+    addresses = [str(a) for a in snap.get("addresses") or []]
+    if sep and host in ("0.0.0.0", "[::]", "::", "") and addresses:
+        first = addresses[0]
+        host = f"[{first}]" if ":" in first else first
+        return f"{scheme}://{host}:{port}/"
+    return str(url)
+
+
+def _setup_lines(code: str, width: int, rows: int) -> list[str]:
+    """The setup code in as few lines as the display allows, labelled when there is room."""
+    if len("Setup " + code) <= width:
+        return ["Setup " + code]
+    shown = code if len(code) <= width else code.replace("-", "")  # 8 columns: no dash
+    if rows == 1:
+        return [shown]
+    return ["Setup code" if width >= 10 else "Setup", shown]
+
+
 def alerts(snap: dict[str, Any], width: int = 80) -> list[str]:
     """The loud lines, most serious first, worded to fit ``width``."""
     out = []
@@ -314,7 +346,7 @@ def _blocks(snap: dict[str, Any], width: int) -> list[list[str]]:
     ports = f"DICOM {snap['port']}"
     blocks.append([first, *addresses[:1], ports])
     if snap["web_url"]:
-        web = str(snap["web_url"]).split("://", 1)[-1].rstrip("/")
+        web = str(web_address(snap)).split("://", 1)[-1].rstrip("/")
         blocks[-1].append(f"Web {web}" if len(web) + 4 <= width else web)
     if snap["state"] == "not-running":
         blocks.append(addresses[1:3])
@@ -346,30 +378,46 @@ def _blocks(snap: dict[str, Any], width: int) -> list[list[str]]:
     return [[_ascii(line)[:width] for line in b] for b in blocks if b]
 
 
-def format_lines(snapshot: dict[str, Any], width: int = 20, rows: int = 4) -> list[str]:
+def format_lines(
+    snapshot: dict[str, Any], width: int = 20, rows: int = 4, *, setup_code: str | None = None
+) -> list[str]:
     """Every short line for a small display, each at most ``width`` characters, unpaged.
 
     ``rows`` is accepted for symmetry with screens(); paging happens there.
     """
-    return [line for block in _blocks(snapshot, width) for line in block]
+    setup = _setup_lines(setup_code, width, rows) if setup_code else []
+    return setup + [line for block in _blocks(snapshot, width) for line in block]
 
 
-def screens(snapshot: dict[str, Any], width: int = 20, rows: int = 4) -> list[list[str]]:
+def screens(
+    snapshot: dict[str, Any], width: int = 20, rows: int = 4, *, setup_code: str | None = None
+) -> list[list[str]]:
     """The short lines paged into screens of at most ``rows`` lines.
 
     Blocks (identity, archive, each job, the error) start a new screen when they
     do not fit the current one. When something is wrong and the display has 4 or
     more rows, the first alert is pinned on top of every other screen; on smaller
-    displays the alert screen comes back between the others.
+    displays the alert screen comes back between the others. A ``setup_code``
+    (first start, root has no password) is pinned the same way below the alert
+    when it fits one line of a display with 4 or more rows, else it is a
+    screen of its own shown between every other screen.
     """
     rows = max(1, rows)
     blocks = _blocks(snapshot, width)
     loud = alerts({**DEFAULTS, **snapshot}, width)
-    pin = loud[0] if loud and rows >= 4 else None
-    body_rows = rows - 1 if pin else rows
+    pins = [loud[0]] if loud and rows >= 4 else []
+    setup = _setup_lines(setup_code, width, rows) if setup_code else []
+    if len(setup) == 1 and rows >= 4:
+        pins.append(setup[0])
+        setup = []
+    elif setup:  # a screen of its own, with where to enter the code when there is room
+        web = (web_address({**DEFAULTS, **snapshot}) or "").split("://", 1)[-1].rstrip("/")
+        if web and len(web) <= width and len(setup) < rows:  # never a cut-off address
+            setup.append(f"Web {web}" if len(web) + 4 <= width else web)
+    body_rows = rows - len(pins)
     pages: list[list[str]] = []
     for block in blocks:
-        if pin and block and block[0] == pin:
+        if pins and block and block[0] == pins[0]:
             block = block[1:]
         for start in range(0, max(len(block), 1), body_rows):
             chunk = block[start : start + body_rows]
@@ -377,18 +425,24 @@ def screens(snapshot: dict[str, Any], width: int = 20, rows: int = 4) -> list[li
                 pages[-1].extend(chunk)
             else:
                 pages.append(list(chunk))
-    if pin:
-        return [[pin, *p] for p in pages]
-    if loud and len(pages) > 2:
+    if pins:
+        pages = [[*pins, *p] for p in pages]
+    elif loud and len(pages) > 2:
         first, rest = pages[0], pages[1:]
-        return [page for p in rest for page in (first, p)]
+        pages = [page for p in rest for page in (first, p)]
+    if setup:
+        pages = [page for p in pages for page in (setup, p)]
     return pages
 
 
-def format_text(snapshot: dict[str, Any]) -> str:
+def format_text(snapshot: dict[str, Any], *, setup_code: str | None = None) -> str:
     """The long form that ``pacsbox status`` prints and a wide console shows."""
     s = {**DEFAULTS, **snapshot}
     out = []
+    if setup_code:
+        web = web_address(s) or "the web page"
+        out.append(f"Setup:    code {setup_code}  (first start: root has no password yet)")
+        out.append(f"          enter it at {web} to choose one")
     if s["state"] == "not-running":
         out.append(f"!!! PACSBOX IS NOT RUNNING: {s['reason']}")
     if s["data_disk_problem"]:
@@ -400,7 +454,7 @@ def format_text(snapshot: dict[str, Any]) -> str:
     out.append(f"DICOM:    {addresses} port {s['port']}")
     if s["state"] == "not-running":
         return "\n".join(out) + "\n"
-    out.append(f"Web:      {s['web_url'] or 'off'}")
+    out.append(f"Web:      {web_address(s) or 'off'}")
     for d in s["disk"]:
         out.append(
             f"Disk:     {d.get('path')}: {d.get('percent', 0):.1f}% used, "

@@ -11,10 +11,12 @@ from collections.abc import Callable
 
 import bottle
 
+from pacsbox import setupcode
 from pacsbox.config import Config
 from pacsbox.db.auth_models import ensure_schema
+from pacsbox.errors import PacsboxError
 from pacsbox.web import aes, edit, exports, marks, pages, search, system, upload, users, wado
-from pacsbox.web.auth import COOKIE, Auth, LoginFailed, Throttled, ensure_root
+from pacsbox.web.auth import COOKIE, CSRF_FIELD, Auth, LoginFailed, Throttled, csrf_ok, ensure_root
 from pacsbox.web.core import (
     PUBLIC,
     STATIC,
@@ -28,11 +30,12 @@ from pacsbox.web.core import (
 
 
 def create_app(cfg: Config, archive, *, clock: Callable[[], float] = time.time) -> bottle.Bottle:
-    """The web page over an open ``Archive``; creates root (one-time password) on first start."""
+    """The web page over an open ``Archive``; gives root a setup code on first start."""
     ensure_schema()
-    ensure_root(clock)
+    code_file = setupcode.path(cfg.data_dir)
+    ensure_root(clock, code_file)
     app = bottle.Bottle()
-    auth = Auth(cfg.IdleLogoutMinutes, cfg.PasswordExpiryDays, clock)
+    auth = Auth(cfg.IdleLogoutMinutes, cfg.PasswordExpiryDays, clock, code_file)
     ctx = Ctx(cfg=cfg, archive=archive, app=app, auth=auth, clock=clock)
     app.config["pacsbox.ctx"] = ctx
     _register_session_routes(ctx)
@@ -80,11 +83,28 @@ def _register_session_routes(ctx: Ctx) -> None:
     def home(ident):
         return bottle.HTTPResponse(status=303, headers={"Location": "/studies"})
 
+    def login_page(error: str = "", setup_error: str = "", next_url: str = "") -> dict:
+        """The login page; while root has no password it leads to /setup first."""
+        ident = ctx.identity()
+        setup = ctx.auth.setup_pending()
+        return {
+            "title": "First start" if setup else "Log in",
+            "error": error or ("" if setup else setup_error),  # "already set up": log in
+            "setup": setup,
+            "setup_error": setup_error,
+            "need_code": not (ident and ident.setup),
+            "csrf": ident.csrf if ident else "",  # a public page: the guard did not add it
+            "next": next_url,
+        }
+
     @ctx.page("/login", template="login.tpl", privilege=PUBLIC)
     def login_form(_ident):
-        if ctx.identity() is not None:
-            return bottle.HTTPResponse(status=303, headers={"Location": "/studies"})
-        return {"title": "Log in", "error": "", "next": bottle.request.query.get("next", "")}
+        ident = ctx.identity()
+        if ident is not None:
+            return bottle.HTTPResponse(
+                status=303, headers={"Location": "/setup" if ident.setup else "/studies"}
+            )
+        return login_page(next_url=bottle.request.query.get("next", ""))
 
     @ctx.page("/login", method="POST", template="login.tpl", privilege=PUBLIC)
     def login(_ident):
@@ -97,7 +117,7 @@ def _register_session_routes(ctx: Ctx) -> None:
             if wants_json():
                 return json_response({"error": str(exc)}, exc.http_status)
             bottle.response.status = exc.http_status
-            return {"title": "Log in", "error": str(exc), "next": form("next")}
+            return login_page(error=str(exc), next_url=form("next"))
         ident = ctx.auth.from_session(token, ctx.address())
         if wants_json():
             resp = json_response(
@@ -106,12 +126,50 @@ def _register_session_routes(ctx: Ctx) -> None:
                     "user": user.name,
                     "csrf": ident.csrf,
                     "password_expired": ident.expired,
+                    "setup": ident.setup,
                 }
             )
+        elif ident.setup:
+            resp = bottle.HTTPResponse(status=303, headers={"Location": "/setup"})
         elif ident.expired:
             resp = bottle.HTTPResponse(status=303, headers={"Location": "/password"})
         else:
             resp = redirect_after_post("/studies")
+        _set_cookie(ctx, resp, token)
+        return resp
+
+    # -- first start: root chooses its password with the setup code --------------------
+
+    @ctx.page("/setup", template="login.tpl", privilege=PUBLIC)
+    def setup_form(_ident):
+        if not ctx.auth.setup_pending():
+            return bottle.HTTPResponse(status=303, headers={"Location": "/login"})
+        return login_page()
+
+    @ctx.page("/setup", method="POST", template="login.tpl", privilege=PUBLIC)
+    def setup(_ident):
+        if not _same_origin():
+            return json_response({"error": "cross-site setup refused"}, 403)
+        ident = ctx.identity()
+        code: str | None = form("code")
+        if ident is not None and ident.setup:
+            if not csrf_ok(ident, bottle.request.forms.get(CSRF_FIELD)):
+                return json_response({"error": "missing or wrong CSRF token"}, 403)
+            code = None  # this session logged in with the setup code
+        password = bottle.request.forms.getunicode("new") or ""
+        again = bottle.request.forms.getunicode("again") or ""
+        try:
+            token, user = ctx.auth.set_up_root(code, password, again, ctx.address())
+        except PacsboxError as exc:
+            if wants_json():
+                return json_response({"error": str(exc)}, exc.http_status)
+            bottle.response.status = exc.http_status
+            return login_page(setup_error=str(exc))
+        new = ctx.auth.from_session(token, ctx.address())
+        if wants_json():
+            resp = json_response({"ok": True, "user": user.name, "csrf": new.csrf})
+        else:
+            resp = redirect_after_post("/studies", "root's password is set")
         _set_cookie(ctx, resp, token)
         return resp
 

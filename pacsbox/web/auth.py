@@ -13,6 +13,12 @@ Why each choice:
   ``MAX_FAILURES`` inside ``THROTTLE_WINDOW`` seconds further attempts are
   refused without checking the password, for the rest of the window.
 - Time comes from an injected clock so idle logout and expiry are testable.
+- First start: root's one-time password is a short setup code
+  (pacsbox.setupcode) that the front panel shows, and root's first session
+  may do nothing but choose a password (``/setup``). A first-start password
+  is marked by ``password_changed == 0`` (never set by anyone), so a one-time
+  password generated later (``pacsbox user passwd root --generate``) is never
+  mistaken for it.
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+from pacsbox import setupcode
 from pacsbox.db.auth_models import Journal, Session, User
 from pacsbox.db.commit import write_transaction
 from pacsbox.errors import AccessDenied, PacsboxError, UsageError
@@ -54,6 +62,12 @@ class Throttled(PacsboxError):
 
 class LoginFailed(PacsboxError):
     http_status = 401
+
+
+class SetupDone(PacsboxError):
+    """The first-start setup was asked for, but root already has a password."""
+
+    http_status = 409
 
 
 # -- password hashing -------------------------------------------------------------
@@ -115,15 +129,23 @@ class Identity:
     csrf: str
     expired: bool  # password expired or one-time: only /password is allowed
     address: str
+    setup: bool = False  # root with its first-start password: only /setup is allowed
 
 
 class Auth:
     """Login, session lookup and the journal for one web app."""
 
-    def __init__(self, idle_minutes: int, expiry_days: int, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        idle_minutes: int,
+        expiry_days: int,
+        clock: Callable[[], float],
+        setup_file: Path | None = None,
+    ) -> None:
         self.idle = idle_minutes * 60.0
         self.expiry = expiry_days * 86400.0
         self.clock = clock
+        self.setup_file = setup_file  # the front panel's copy of the setup code
         self._failures: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
@@ -178,10 +200,18 @@ class Auth:
 
     def login(self, name: str, password: str, address: str) -> tuple[str, User]:
         """A new session for a correct login: returns (cookie token, user)."""
+        if name == ROOT and self.setup_pending():
+            password = setupcode.canonical(password) or password  # typed without the dash
         user = self.check_credentials(name, password, address)
         if user.wado_only:
             self.journal("login-failed", name, address, target=name, detail="WADO-only account")
             raise LoginFailed("this account may only be used for WADO")
+        token = self._new_session(user, address)
+        self.journal("login", name, address)
+        log.info("web login %s from %s", name, address)
+        return token, user
+
+    def _new_session(self, user: User, address: str) -> str:
         token = secrets.token_urlsafe(32)
         now = self.clock()
         with write_transaction():
@@ -193,9 +223,7 @@ class Auth:
                 last_seen=now,
                 address=address,
             )
-        self.journal("login", name, address)
-        log.info("web login %s from %s", name, address)
-        return token, user
+        return token
 
     def logout(self, token: str | None, address: str) -> None:
         if not token:
@@ -224,9 +252,9 @@ class Auth:
         if now - row.last_seen > LAST_SEEN_GRANULARITY:
             with write_transaction():
                 Session.update(last_seen=now).where(Session.id == row.id).execute()
-        return Identity(
-            Principal.of(user), user.id, row.id, row.csrf, self.password_expired(user), address
-        )
+        expired = self.password_expired(user)
+        setup = expired and first_start(user)
+        return Identity(Principal.of(user), user.id, row.id, row.csrf, expired, address, setup)
 
     def from_basic(self, header: str | None, address: str) -> Identity | None:
         """HTTP Basic credentials (WADO); raises Throttled/LoginFailed on a wrong password."""
@@ -241,6 +269,46 @@ class Auth:
         if self.password_expired(user) and not user.wado_only:
             raise LoginFailed("password expired: change it on the web page")
         return Identity(Principal.of(user), user.id, None, "", False, address)
+
+    # -- first start -------------------------------------------------------------------
+
+    def setup_pending(self) -> bool:
+        """True while root still has its first-start password (the setup code)."""
+        root = User.get_or_none(User.name == ROOT)
+        return root is not None and first_start(root)
+
+    def set_up_root(
+        self, code: str | None, password: str, again: str, address: str
+    ) -> tuple[str, User]:
+        """Root chooses its first password; returns a new session (cookie token, root).
+
+        ``code`` is the setup code, checked (and throttled) like a login
+        password; None when the caller's session already proved it. Raises
+        SetupDone, UsageError (a bad new password), Throttled and LoginFailed.
+        """
+        if not self.setup_pending():
+            raise SetupDone("this box is set up: log in with root's password")
+        if password != again:
+            raise UsageError("the two passwords differ")
+        check_new_password(password)
+        if code is None:
+            user = User.get(User.name == ROOT)
+        else:
+            code = setupcode.canonical(code) or code
+            if setupcode.canonical(password) == code:
+                raise UsageError("choose a password of your own, not the setup code")
+            try:
+                user = self.check_credentials(ROOT, code, address)
+            except LoginFailed:
+                raise LoginFailed("wrong setup code") from None
+        set_user_password(user, password, self.clock, one_time=False)
+        if self.setup_file is not None:
+            setupcode.discard(self.setup_file)
+        self.drop_sessions(user.id)
+        token = self._new_session(user, address)
+        self.journal("setup", ROOT, address, detail="root chose its first password")
+        log.info("first-start setup done: root chose a password (from %s)", address)
+        return token, user
 
     def drop_sessions(self, user_id: int, keep: int | None = None) -> None:
         with write_transaction():
@@ -286,31 +354,62 @@ def set_user_password(
         user.save()
 
 
-def ensure_root(clock: Callable[[], float], *, announce: bool = True) -> str | None:
-    """Create ``root`` with a one-time password on first start; returns it (else None).
+def first_start(user: User) -> bool:
+    """Root with the password made at first start, which no person has chosen or reset yet."""
+    return user.name == ROOT and user.must_change and user.password_changed == 0.0
 
-    There is no default password: the generated one is printed once to the
-    console and the log, and must be changed at first login.
+
+def ensure_root(
+    clock: Callable[[], float], code_file: Path | None = None, *, announce: bool = True
+) -> str | None:
+    """Give root a setup code on first start (or when its copy was lost); returns it, else None.
+
+    There is no default password: root's first password is a setup code,
+    kept in ``code_file`` for the front panel and printed once to standard
+    error (the console of ``make run``, the journal under systemd; never
+    through the log, which may be a file). At later starts the file is
+    checked: removed once root has a password, made again with a new code
+    when root still has none but the file is gone or does not match.
     """
-    if User.select().where(User.name == ROOT).exists():
+    root = User.get_or_none(User.name == ROOT)
+    if root is not None and not first_start(root):
+        if code_file is not None and setupcode.discard(code_file):
+            log.info("removed the stale setup code file %s: root has a password", code_file)
         return None
-    password = generate_password()
-    with write_transaction():
-        if User.select().where(User.name == ROOT).exists():
+    if root is not None and code_file is not None:
+        try:
+            kept = setupcode.read(code_file)
+        except OSError:
+            kept = None
+        if kept and verify_password(kept, root.password_hash):
+            log.info(
+                "root has no password yet: the setup code is on the front panel "
+                "(or run `pacsbox user passwd root`)"
+            )
             return None
-        User.create(
-            name=ROOT,
-            privileges=",".join(KEYS),
-            password_hash=hash_password(password),
-            password_changed=clock(),
-            must_change=True,
-            created=clock(),
-        )
+    code = setupcode.generate()
+    if code_file is not None:
+        setupcode.write(code_file, code)  # before the row, so a shown code always works
+    with write_transaction():
+        root = User.get_or_none(User.name == ROOT)
+        if root is not None and not first_start(root):
+            return None  # set meanwhile by `pacsbox user passwd root`
+        if root is None:
+            root = User(name=ROOT, privileges=",".join(KEYS), created=clock())
+        root.password_hash = hash_password(code)
+        root.password_changed = 0.0  # first_start(): no person has chosen it
+        root.must_change = True
+        root.save()
     if announce:
-        msg = f"first start: web user root has the one-time password {password}"
-        print("pacsbox: " + msg, file=sys.stderr, flush=True)
-        log.warning("%s (change it at first login or with `pacsbox user passwd root`)", msg)
-    return password
+        print(
+            f"pacsbox: first start: web user root has the one-time password {code} (the setup "
+            "code the front panel shows until root chooses a password on the web page, "
+            "or with `pacsbox user passwd root`)",
+            file=sys.stderr,
+            flush=True,
+        )
+    log.info("root has no password yet: made a setup code, shown on the front panel")
+    return code
 
 
 def require_root(p: Principal) -> None:

@@ -140,6 +140,12 @@ class Ctx:
             if not csrf_ok(ident, supplied):
                 log.warning("CSRF token missing or wrong for %s %s", method, bottle.request.path)
                 return error_response(403, "missing or wrong CSRF token; reload the page", as_json)
+        if ident.setup and bottle.request.path.removesuffix(".json") != "/logout":
+            # Root logged in with the setup code: /setup (which also ends the
+            # front panel's code) is the one way to a password, /password is not.
+            if as_json or method != "GET":
+                return error_response(403, "first start: choose root's password at /setup", True)
+            return bottle.HTTPResponse(status=303, headers={"Location": "/setup"})
         if ident.expired and not allow_expired:
             if as_json:
                 return error_response(403, "password expired: change it at /password", True)

@@ -503,6 +503,19 @@ class QemuBox(Box):
                 raise AssertionError("the VM's debug console closed")
             self._buf += chunk
 
+    def panel_screens(self) -> list[str]:
+        """The screens the front panel drew on the serial console, oldest first.
+
+        The console driver draws on every console of the kernel command line
+        (console=tty1 console=ttyS0); ttyS0 is the ``-serial`` file, so this is
+        the box's console as a terminal on that port shows it: each screen
+        after its clear sequence, only whole ones (ending with the status
+        line's last line, "Updated: ...").
+        """
+        text = self.log_path.read_bytes().decode(errors="replace").replace("\r", "")
+        screens = text.split("\x1b[H\x1b[2J")[1:]
+        return [s for s in screens if re.search(r"^Updated: .*\)\n", s, re.MULTILINE)]
+
     def boot(self, timeout: float = BOOT_TIMEOUT) -> QemuBox:
         """Start the VM and wait until systemd finished booting (debug shell answering)."""
         self.start()

@@ -50,8 +50,8 @@ def echoscu(port: int, calling: str = CALLING_AE) -> subprocess.CompletedProcess
     return _dcmtk("echoscu", port, calling=calling, dimse=10, timeout=30)
 
 
-def storescu(port: int, *files: Path) -> subprocess.CompletedProcess:
-    return _dcmtk("storescu", port, *map(str, files), calling=CALLING_AE, dimse=30, timeout=60)
+def storescu(port: int, *files: Path, calling: str = CALLING_AE) -> subprocess.CompletedProcess:
+    return _dcmtk("storescu", port, *map(str, files), calling=calling, dimse=30, timeout=60)
 
 
 def studies_total(box) -> int:

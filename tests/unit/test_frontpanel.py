@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from pacsbox import config, frontpanel, status
+from pacsbox import config, frontpanel, setupcode, status
 
 
 def _cfg(tmp_path, **changes):
@@ -270,3 +270,160 @@ def test_missing_library_falls_back_to_the_console(tmp_path, caplog, monkeypatch
         display = frontpanel.open_display(_cfg(tmp_path, DisplayDriver="hd44780"))
     assert isinstance(display, frontpanel.ConsoleDisplay)
     assert "pacsbox[frontpanel]" in caplog.text
+
+
+# -- the first-start setup code ------------------------------------------------------
+# While root has no password the web layer leaves the setup code in its own file
+# (pacsbox.setupcode); every display shows it, nothing else does.
+
+CODE = "7KQM-X3RT"
+
+
+def first_start(cfg, **changes):
+    """A live daemon whose root has no password yet."""
+    setupcode.write(setupcode.path(cfg.data_dir), CODE)
+    return live_snapshot(cfg, jobs=[], last_error=None, **changes)
+
+
+def test_hd44780_shows_the_code_on_a_screen_of_its_own_at_16x2(tmp_path, fake_bus):
+    cfg = _cfg(tmp_path, DisplayDriver="hd44780", DisplayColumns=16, DisplayRows=2)
+    first_start(cfg, web_url="http://0.0.0.0:8080/")
+    display = frontpanel.open_display(cfg)
+    pages = frontpanel.run(cfg, display, once=True)
+    display.show(pages[0])
+    assert fake_bus[0].text(16, 2) == ["Setup 7KQM-X3RT ", "192.0.2.10:8080 "]
+    # ...and between every other screen, which still show the box's state (BOX-5).
+    assert pages[::2] == [pages[0]] * (len(pages) // 2)
+    others = [line for page in pages[1::2] for line in page]
+    assert "PACSBOX OK" in others and any(line.startswith("Disk 91%") for line in others)
+
+
+def test_hd44780_20x4_pins_the_code_on_every_screen(tmp_path, fake_bus):
+    cfg = _cfg(tmp_path, DisplayDriver="hd44780")
+    first_start(cfg)
+    display = frontpanel.open_display(cfg)
+    pages = frontpanel.run(cfg, display, once=True)
+    assert fake_bus[0].text(20, 4)[0] == "Setup 7KQM-X3RT".ljust(20)  # the last screen shown
+    assert all(page[0] == "Setup 7KQM-X3RT" for page in pages)
+    assert [line for page in pages for line in page[1:]][:3] == [
+        "PACSBOX OK",
+        "192.0.2.10",
+        "DICOM 11112",
+    ]
+
+
+@pytest.mark.parametrize("height", [64, 32])
+def test_ssd1306_draws_the_code(tmp_path, height):
+    pytest.importorskip("luma.core")
+    from luma.core.device import dummy
+    from PIL import Image, ImageDraw
+
+    cfg = _cfg(tmp_path)
+    first_start(cfg)
+    device = dummy(width=128, height=height, mode="1")
+    display = frontpanel.SSD1306Display(device=device, height=height)
+    pages = frontpanel.run(cfg, display, once=True)
+    display.show(pages[0])  # a 2-line OLED shows the code on a screen of its own
+    expect = Image.new("1", (128, height))
+    ImageDraw.Draw(expect).text((0, 0), "Setup 7KQM-X3RT", fill="white", font=display.font)
+    top = (0, 0, 128, display.line_h)
+    assert device.image.crop(top).tobytes() == expect.crop(top).tobytes()
+    assert all(page[0] == "Setup 7KQM-X3RT" for page in pages[:: 1 if height == 64 else 2])
+
+
+def test_a_terminal_shows_the_code_with_the_status(tmp_path):
+    cfg = _cfg(tmp_path)
+    first_start(cfg, web_url="http://0.0.0.0:8080/")
+    main, side = os.openpty()
+    with open(side, "w", closefd=True) as tty, open(main, "rb", buffering=0) as screen:
+        frontpanel.run(cfg, frontpanel.ConsoleDisplay(tty, width=80, rows=24), once=True)
+        text = screen.read(65536).decode().replace("\r", "")
+    assert text.startswith("\x1b[H\x1b[2J")
+    assert "Setup:    code 7KQM-X3RT" in text
+    assert "enter it at http://192.0.2.10:8080/" in text  # the address a browser needs
+    assert "AE title: PACSBOX" in text and "91.0% used" in text
+
+
+def test_a_pipe_or_the_journal_never_gets_the_code(tmp_path):
+    cfg = _cfg(tmp_path)
+    first_start(cfg)
+    out = io.StringIO()
+    frontpanel.run(cfg, frontpanel.ConsoleDisplay(out), once=True)
+    assert "AE title: PACSBOX" in out.getvalue() and CODE not in out.getvalue()
+
+
+def test_no_code_while_the_daemon_that_takes_it_is_not_running(tmp_path):
+    cfg = _cfg(tmp_path)
+    setupcode.write(setupcode.path(cfg.data_dir), CODE)
+    pages = frontpanel.run(cfg, Recorder(), once=True)
+    assert pages[0][0] == "PACSBOX NOT RUNNING"
+    assert not any(CODE in line for page in pages for line in page)
+
+
+def test_the_code_leaves_every_display_once_root_has_a_password(tmp_path):
+    cfg = _cfg(tmp_path)
+    first_start(cfg)
+    stop = threading.Event()
+
+    def script(rec):
+        if len(rec.shown) == 2:  # root chose a password (pacsbox.web.auth removes the file)
+            setupcode.discard(setupcode.path(cfg.data_dir))
+        if len(rec.shown) == 4:
+            stop.set()
+
+    lcd = Recorder(16, 2, on_show=script)
+    ticks = itertools.count(step=0.1)
+    frontpanel.run(cfg, lcd, stop=stop, refresh=0, clock=lambda: next(ticks))
+    assert lcd.shown[0][0] == "Setup 7KQM-X3RT" and lcd.shown[1][0] == "Setup 7KQM-X3RT"
+    assert lcd.shown[2][0] == lcd.shown[3][0] == "PACSBOX OK"
+    assert not any(CODE in line for screen in lcd.shown[2:] for line in screen)
+
+
+def test_the_console_mirrors_an_lcd(tmp_path, fake_bus, monkeypatch):
+    """The code is on the LCD and on the console (a terminal) at the same time."""
+    cfg = _cfg(tmp_path, DisplayDriver="hd44780", DisplayColumns=16, DisplayRows=2)
+    first_start(cfg)
+    main, side = os.openpty()
+    with open(side, "w", closefd=True) as tty, open(main, "rb", buffering=0) as screen:
+        displays = frontpanel.open_displays(cfg, tty)
+        assert [type(d) for d in displays] == [
+            frontpanel.HD44780Display,
+            frontpanel.ConsoleDisplay,
+        ]
+        stop, lcd_text = threading.Event(), []
+        console_show = displays[1].show
+
+        def console_shows(lines):  # the console draws after the LCD in each round
+            console_show(lines)
+            lcd_text.extend(fake_bus[0].text(16, 2))
+            stop.set()
+
+        monkeypatch.setattr(displays[1], "show", console_shows)
+        monkeypatch.setattr(frontpanel, "open_displays", lambda *_: displays)
+        frontpanel.run(cfg, stop=stop, refresh=0)
+        text = screen.read(65536).decode()
+    assert lcd_text[0] == "Setup 7KQM-X3RT "
+    assert "Setup:    code 7KQM-X3RT" in text and "AE title: PACSBOX" in text
+
+
+def test_the_consoles_are_the_kernels(tmp_path):
+    """/sys/class/tty/console/active names the consoles: each that opens is a display."""
+    main, side = os.openpty()
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    (dev / "ttyS0").symlink_to(os.ttyname(side))
+    (dev / "null").symlink_to("/dev/null")  # not a terminal: left out
+    active = tmp_path / "active"
+    active.write_text("tty1 ttyS0 null\n")  # tty1: absent here, as in a container
+    try:
+        consoles = frontpanel.open_consoles(active, dev)
+        assert len(consoles) == 1 and consoles[0].tty and consoles[0].shows_secrets
+        assert (consoles[0].width, consoles[0].rows) == (80, 24)  # a serial line's 0x0
+        consoles[0].show(["PACSBOX OK"])
+        consoles[0].show(["PACSBOX OK"])  # unchanged: not redrawn
+        consoles[0].close()
+        with open(main, "rb", buffering=0) as screen:
+            assert screen.read(4096) == b"\x1b[H\x1b[2JPACSBOX OK\r\r\n"
+    finally:
+        os.close(side)
+    assert frontpanel.open_consoles(tmp_path / "missing", dev) == []

@@ -31,7 +31,8 @@ OWNERS = {
 # (the image checking itself), ``assembly`` builds the daemon's and the
 # workers' processes (top). A new room must be placed before it can land.
 LAYERS = {
-    1: ("__init__", "config", "errors", "log", "notify", "status", "meta", "progress", "jobs"),
+    1: ("__init__", "config", "errors", "log", "notify", "status", "meta", "progress", "jobs")
+    + ("setupcode",),
     2: ("wire",),
     3: ("storage", "db", "security"),
     4: ("archive", "recovery", "record_link", "edit"),

@@ -141,6 +141,7 @@ def test_password_expiry_forces_a_new_password(app, cfg, clock):
 
 
 def test_first_start_root_has_a_one_time_password(cfg, archive, clock, capsys):
+    """The printed one-time password (the front panel's setup code, test_setup.py) logs in."""
     from pacsbox.web.app import create_app
 
     User.delete().where(User.name == "root").execute()
@@ -149,7 +150,7 @@ def test_first_start_root_has_a_one_time_password(cfg, archive, clock, capsys):
     pw = re.search(r"one-time password (\S+)", err).group(1)
     b = Browser(app, "root", pw)
     r = b.get("/studies", expect_errors=True)
-    assert r.headers["Location"] == "/password"  # must choose a new one first
+    assert r.headers["Location"] == "/setup"  # must choose a new one first
     create_app(cfg, archive, clock=clock)
     assert "one-time password" not in capsys.readouterr().err  # printed once only
 
