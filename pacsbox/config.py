@@ -246,7 +246,7 @@ SETTINGS: tuple[Setting, ...] = (
         "30",
         _int_range(0, 3650),
         "Days a replaced or edited file is kept in the holding area; older ones are deleted "
-        "by the start-up check.",
+        "at start-up and by every watermark check (WatermarkInterval).",
     ),
     S(
         "NewStudiesPrivate",

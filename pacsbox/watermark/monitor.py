@@ -36,6 +36,7 @@ from typing import Any
 
 import psutil
 
+from pacsbox import recovery
 from pacsbox.archive import Archive
 from pacsbox.config import Config
 from pacsbox.db import lookup
@@ -494,6 +495,7 @@ class Watermark:
             while not stop_event.is_set():
                 self._beat()
                 try:
+                    self._expire_holding()
                     self._invalidate()
                     if any(d.percent >= self.high for d in self.disks()):
                         self.purge(stop_event)
@@ -512,6 +514,17 @@ class Watermark:
         finally:
             if self.heartbeats is not None:
                 self.heartbeats.unregister(HEARTBEAT)
+
+    def _expire_holding(self) -> None:
+        """Replaced and edited originals older than HoldingDays go on every round, so a
+        box that runs for months without a restart does not keep them forever."""
+        removed = recovery.purge_holding(self.cfg)
+        if removed:
+            log.info(
+                "holding area: %d day folders older than %d days deleted",
+                removed,
+                self.cfg.HoldingDays,
+            )
 
     def start(self, stop_event: threading.Event | None = None) -> threading.Thread:
         """Run the monitor in a daemon thread until ``stop_event`` is set or :meth:`stop`."""

@@ -448,6 +448,24 @@ def test_monitor_thread_purges_when_a_store_finds_the_disk_high(archive, cfg, di
     assert "watermark" not in beats.stale()
 
 
+def test_monitor_expires_the_holding_area_without_a_restart(archive, cfg, disk):
+    """HoldingDays is kept by the running box, not only by the start-up check."""
+    _, wm, _ = make_box(archive, cfg, disk, [1])
+    disk.set_percent(10)
+    today = dt.date.today()
+    old = cfg.holding_dir / (today - dt.timedelta(days=cfg.HoldingDays + 1)).strftime("%Y%m%d")
+    recent = cfg.holding_dir / (today - dt.timedelta(days=cfg.HoldingDays - 1)).strftime("%Y%m%d")
+    for day in (old, recent):
+        day.mkdir(parents=True)
+        (day / "replaced.dcm").write_bytes(b"DICM")
+    wm.start()
+    try:
+        poll(lambda: not old.exists(), 10, what="the monitor to expire the old holding folder")
+        assert (recent / "replaced.dcm").exists()
+    finally:
+        wm.stop()
+
+
 # -- pacsbox purge [--dry-run] ---------------------------------------------------------------
 
 
