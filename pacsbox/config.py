@@ -205,9 +205,11 @@ SETTINGS: tuple[Setting, ...] = (
     S(
         "PersonNameCaseInsensitive",
         "server",
-        "no",
+        "yes",
         _bool,
-        "C-FIND matches Patient Name without regard to case (PS3.4 C.2.2.2.1 allows it).",
+        "C-FIND, the web search and every later query match Patient Name without regard to "
+        "case (PS3.4 C.2.2.2.1 allows it; workstations and users type names in any case); "
+        "no matches it case-sensitively as other values.",
     ),
     # -- storage ------------------------------------------------------------
     S(

@@ -317,7 +317,7 @@ def values(responses, keyword: str) -> set:
 PATIENT_CASES = [
     ("PatientID=PID003", lambda p: p.pid == "PID003"),
     ("PatientID=PID00?", lambda p: True),
-    ("PatientName=SMITH*", lambda p: p.name.startswith("SMITH")),
+    ("PatientName=SMITH*", lambda p: p.name.upper().startswith("SMITH")),  # PN ignores case
     ("PatientName=?ONES^BOB", lambda p: p.name == "JONES^BOB"),
     ("PatientName=*", lambda p: True),
     ("PatientName=", lambda p: True),
@@ -382,7 +382,7 @@ STUDY_CASES = [
     (["ModalitiesInStudy=MR"], lambda p, s: "MR" in s.modalities),
     (["ModalitiesInStudy=US\\MR"], lambda p, s: bool({"US", "MR"} & s.modalities)),
     (["ModalitiesInStudy=O*"], lambda p, s: "OT" in s.modalities),
-    (["PatientName=SMITH*"], lambda p, s: p.name.startswith("SMITH")),
+    (["PatientName=SMITH*"], lambda p, s: p.name.upper().startswith("SMITH")),
     (["PatientID=PID001", "StudyID=S2"], lambda p, s: p.pid == "PID001" and s.study_id == "S2"),
     (["PatientName=J*", "ModalitiesInStudy=CT", "StudyDate=2024-"], None),  # malformed date
 ]
@@ -565,7 +565,7 @@ def test_latin1_and_utf8_names(box):
 
 
 def test_case_insensitive_name_option(box):
-    """The PersonNameCaseInsensitive option (default off) matches through patient_name_ci."""
+    """The PersonNameCaseInsensitive option (default on) matches through patient_name_ci."""
     from pacsbox import config
     from pacsbox.db import close_database, open_database, query
 

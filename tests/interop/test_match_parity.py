@@ -203,13 +203,13 @@ def _start(request, tmp_path_factory, case_insensitive: bool):
 
 @pytest.fixture(scope="module", params=DATABASES)
 def box(request, tmp_path_factory):
-    """The corpus in a pacsbox with PersonNameCaseInsensitive off (the default)."""
+    """The corpus in a pacsbox with PersonNameCaseInsensitive off."""
     yield from _start(request, tmp_path_factory, False)
 
 
 @pytest.fixture(scope="module", params=DATABASES)
 def box_ci(request, tmp_path_factory):
-    """The same corpus in a pacsbox with PersonNameCaseInsensitive on."""
+    """The same corpus in a pacsbox with PersonNameCaseInsensitive on (the default)."""
     yield from _start(request, tmp_path_factory, True)
 
 

@@ -25,7 +25,8 @@ def uids(b, url):
     return [s["study_uid"] for s in b.get(url).json["studies"]]
 
 
-def test_search_with_wildcards_and_ranges(app, archive):
+def test_search_with_wildcards_and_ranges(cfg, archive, clock):
+    app = create_app(cfg.replace(PersonNameCaseInsensitive=False), archive, clock=clock)
     a = store(archive, patient_name="DOE^JOHN", patient_id="PID-1", study_date="20240105")
     b_ = store(
         archive, patient_name="DOE^JANE", patient_id="PID-2", study_date="20231231", modality="MR"
@@ -64,9 +65,8 @@ def test_search_with_wildcards_and_ranges(app, archive):
     assert "DOE^JANE" in b.get("/studies?patient_name=DOE*").text
 
 
-def test_names_ignore_case_when_configured(cfg, archive, clock):
-    """PersonNameCaseInsensitive serves the web search as it serves C-FIND."""
-    app = create_app(cfg.replace(PersonNameCaseInsensitive=True), archive, clock=clock)
+def test_names_ignore_case_by_default(app, archive):
+    """PersonNameCaseInsensitive (on by default) serves the web search as it serves C-FIND."""
     a = store(archive, patient_name="Doe^John", patient_id="P1")
     b = login(app, "root")
     assert uids(b, "/studies.json?patient_name=DOE^J?HN") == [a.study_instance_uid]
