@@ -15,11 +15,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pydicom.uid import UID
 from pynetdicom import AE, evt
 from pynetdicom.presentation import PresentationContext, build_context
-from pynetdicom.service_class import StorageServiceClass
-from pynetdicom.sop_class import Verification, uid_to_service_class
+from pynetdicom.sop_class import Verification
 
 from pacsbox import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from pacsbox.archive import Archive
@@ -58,7 +56,6 @@ ACCEPTED_TRANSFER_SYNTAXES = [
     "1.2.840.10008.1.2.4.108",  # HEVC/H.265 Main 10
 ]
 _ACCEPTED = set(ACCEPTED_TRANSFER_SYNTAXES)
-STORAGE_CLASS_UIDS = listen.storage_class_uids()
 
 # Association rejection reasons (PS3.8 9.3.4): (result, source, diagnostic)
 REJECT_CALLING_AE = (0x01, 0x01, 0x03)
@@ -74,16 +71,6 @@ class Service:
     contexts: list[PresentationContext] = field(default_factory=list)
     handlers: list[tuple] = field(default_factory=list)
     summary: Callable[[object], str | None] | None = None
-
-
-def is_storage_like(uid: str) -> bool:
-    """Known storage classes, and private or unknown UIDs a modality may send (NET-2)."""
-    if uid in STORAGE_CLASS_UIDS:
-        return True
-    u = UID(uid)
-    if u.is_private:
-        return True
-    return uid_to_service_class(u) is StorageServiceClass or not u.name or u.name == u
 
 
 def order_syntaxes(proposed: list[str], preferred: str) -> list[str]:
@@ -247,7 +234,7 @@ class Listener:
         by_class: dict[str, list[str]] = {}
         for cx in assoc.requestor.primitive.presentation_context_definition_list:
             uid = str(cx.abstract_syntax)
-            if uid in fixed or not is_storage_like(uid):
+            if uid in fixed or not listen.is_storage_like(uid):
                 continue
             lst = by_class.setdefault(uid, [])
             for ts in order_syntaxes(cx.transfer_syntax, preferred):

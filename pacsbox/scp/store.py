@@ -19,8 +19,8 @@ from pynetdicom import evt
 
 from pacsbox.archive import Archive
 from pacsbox.errors import PacsboxError
-from pacsbox.scp.server import Service, is_storage_like
-from pacsbox.wire import receive
+from pacsbox.scp.server import Service
+from pacsbox.wire import listen, receive
 
 log = logging.getLogger("pacsbox.scp.store")
 
@@ -134,7 +134,7 @@ def make_store_service(archive: Archive, *, fast: bool = True, max_pdu: int = 0)
                 stats = stats_of(assoc)
             return store_status(archive, assoc, stats, data, ts, sop_class, sop_instance)
 
-        receive.attach(assoc, store, max_pdu, is_storage_like)
+        receive.attach(assoc, store, max_pdu, listen.is_storage_like)
 
     handlers = [(evt.EVT_C_STORE, on_store)]
     if fast:

@@ -14,18 +14,34 @@ import threading
 from collections.abc import Callable
 
 import pynetdicom.sop_class
+from pydicom.uid import UID
+from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.transport import ThreadedAssociationServer
 
 from pacsbox.wire import compat, reactor, send
 
 
-def storage_class_uids() -> frozenset[str]:
+def _storage_class_uids() -> frozenset[str]:
     """pynetdicom's table of storage SOP classes; empty when it is not where wire
     expects it (then ``pynetdicom.sop_class.uid_to_service_class`` alone decides)."""
     table = getattr(pynetdicom.sop_class, "_STORAGE_CLASSES", None)
     if not isinstance(table, dict):
         return frozenset()
     return frozenset(str(uid) for uid in table.values())
+
+
+_STORAGE_UIDS = _storage_class_uids()
+
+
+def is_storage_like(uid: str) -> bool:
+    """Known storage classes, and private or unknown UIDs a modality may send (NET-2)."""
+    if uid in _STORAGE_UIDS:
+        return True
+    u = UID(uid)
+    if u.is_private:
+        return True
+    service = pynetdicom.sop_class.uid_to_service_class(u)
+    return service is StorageServiceClass or not u.name or u.name == u
 
 
 class ListeningServer(ThreadedAssociationServer):
