@@ -28,7 +28,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pacsbox import storage
+from pacsbox import meta, storage
 from tests.helpers import Server, cli, poll, require_tools, write_config
 from tests.powercut import ingest
 from tests.powercut.mount import VolatileMount
@@ -236,3 +236,32 @@ def test_power_cuts_lose_no_acknowledged_image(tmp_path, template, corpus, reque
         for r in bad
     )
     assert sum(r.acknowledged for r in soak.rounds) > 0
+
+
+def test_a_study_folder_an_earlier_run_left_unsynced_is_made_durable(tmp_path, template, corpus):
+    """A study folder made by a run that crashed (kill -9) before its parent's
+    fsync exists, but its name is not durable: the images the next run stores
+    there and acknowledges must survive the power cut that follows."""
+    require_tools("storescu")
+    corpus_dir, sent = corpus
+    box = Box(tmp_path / "box", template)
+    folders = ingest.sender_folders(corpus_dir, box.work / "senders")[:1]
+    study_uid = meta.parse((next(folders[0].glob("*.dcm"))).read_bytes()).attrs.study_instance_uid
+    try:
+        box.power_on()
+        # What the crashed run left: the folders, created but never synced into their parents.
+        (box.mnt / "archive" / storage.study_folder(study_uid)).mkdir(parents=True)
+        ingest.stop_senders(
+            ingest.start_senders(box.server.port, box.server.ae_title, folders, box.work), 120
+        )
+        acked = ingest.acknowledged(folders)
+        assert len(acked) == PER_SENDER
+        box.mount.freeze()
+        box.cut(seed=1)
+        box.power_on()
+        box.server.stop()
+        lost, problems = _verify(box, sent, acked)
+    finally:
+        box.power_off()
+    assert not problems
+    assert not lost, f"{len(lost)} of {len(acked)} acknowledged images lost: {lost[:3]}"
