@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test test-fast bench lint image test-image clean system-deps test-deps
+.PHONY: run test test-fast bench lint image test-image clean system-deps test-deps soak
 
 $(STAMP): pyproject.toml
 	@bash scripts/system-deps.sh base
@@ -37,6 +37,16 @@ test: test-deps lint
 # image), well under two minutes.
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit tests/integration
+
+# Power cuts, long form (make test runs a few rounds of each): 100 on the
+# volatile file system (about 20 min) and 20 of the qemu image killed
+# mid-ingest (about 40 min); summaries in bench/results/soak-fs.json and
+# soak-qemu.json.
+soak: test-deps $(STAMP)
+	PYTHON=$(BIN)/python bash image-build/build.sh --for-tests
+	PACSBOX_REQUIRE_TOOLS=1 PACSBOX_SOAK_ROUNDS=100 PACSBOX_QEMU_SOAK_ROUNDS=20 \
+		$(BIN)/pytest -q -p no:cacheprovider tests/powercut/test_fs_powercut.py \
+		tests/image/test_qemu_powercut.py
 
 bench: test-deps $(STAMP)
 	$(BIN)/python -m bench.run

@@ -75,6 +75,10 @@ class Archive:
         self.space_check = space_check
         self._lock = threading.Lock()
         self._dirty: set[tuple[str, str]] = set()
+        # Folders whose marks a checkpoint is removing: a store into one waits
+        # for that, so its own mark is made after the removal, not lost in it.
+        self._clearing: set[tuple[str, str]] = set()
+        self._cleared = threading.Condition(self._lock)
         self._inflight: dict[tuple[str, str], int] = {}
         self._last_write: dict[tuple[str, str], float] = {}
         self._locations: OrderedDict[str, tuple[str, str]] = OrderedDict()
@@ -122,6 +126,8 @@ class Archive:
 
     def _begin_write(self, loc: tuple[str, str]) -> None:
         with self._lock:
+            while loc in self._clearing:
+                self._cleared.wait()
             self._inflight[loc] = self._inflight.get(loc, 0) + 1
             known = loc in self._dirty
         if not known:
@@ -427,6 +433,7 @@ class Archive:
             for loc in quiet:
                 self._dirty.discard(loc)
                 self._last_write.pop(loc, None)
+            self._clearing.update(quiet)
         if quiet:
             try:
                 dirty.clear_dirty(quiet)
@@ -434,6 +441,10 @@ class Archive:
                 # The marks stay in the index: the start-up check looks there.
                 log.warning("checkpoint of %d quiet folders failed: %s", len(quiet), exc)
                 return 0
+            finally:
+                with self._lock:
+                    self._clearing.difference_update(quiet)
+                    self._cleared.notify_all()
         return len(quiet)
 
     # -- reading back -------------------------------------------------------------

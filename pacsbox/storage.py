@@ -230,22 +230,40 @@ def _folder_sync(folder: Path) -> _FolderSync:
     return fs
 
 
+# Folders this process has made durably reachable (every level's entry fsynced in its parent).
+_reachable: set[str] = set()
+
+
 def ensure_dir(path: Path, sync: bool) -> None:
-    """Create ``path`` and make each newly created level durable in its parent."""
-    if path.is_dir():
+    """Create ``path`` and make it durably reachable, once per process.
+
+    A folder that already exists may not be durable yet: another process (or
+    thread) made it and has not fsynced its parent, or a run that crashed
+    made it. So the first time this process uses a folder it fsyncs the
+    parent of each level up to one it has already made durable (or to the
+    mount point of the file system).
+    """
+    key = str(path)
+    if key in _reachable:
         return
-    missing = []
-    p = path
-    while not p.exists():
-        missing.append(p)
-        p = p.parent
-    for d in reversed(missing):
-        try:
-            d.mkdir()
-        except FileExistsError:
-            continue
-        if sync:
-            fsync_dir(d.parent)
+    path.mkdir(parents=True, exist_ok=True)
+    if not sync:
+        return
+    walked = [key]
+    level = path
+    dev = os.stat(level).st_dev
+    while True:
+        parent = level.parent
+        if parent == level or os.stat(parent).st_dev != dev:
+            break  # the mount point's own name is the mount's business
+        fsync_dir(parent)
+        if str(parent) in _reachable:
+            break
+        walked.append(str(parent))
+        level = parent
+    if len(_reachable) > 4096:
+        _reachable.clear()  # forget idle folders; syncing again is always safe
+    _reachable.update(walked)
 
 
 def write_file(

@@ -2,11 +2,14 @@
 # Install the Debian packages pacsbox needs, only those missing, so a clean
 # machine works and a prepared one pays nothing. "base": to build and run;
 # "test": the real peers the tests use (DCMTK, Orthanc, xorriso, dicom3tools,
-# systemd-analyze, Chromium, PostgreSQL for the index on a server).
+# systemd-analyze, Chromium, PostgreSQL for the index on a server, libfuse 3
+# for the power-cut tests).
 set -euo pipefail
 want=(python3-venv python3-dev gcc pkg-config libsystemd-dev)
 if [ "${1:-base}" = test ]; then
   want+=(dcmtk orthanc xorriso dicom3tools systemd systemd-container chromium chromium-driver fuseiso udev eject squashfs-tools postgresql)
+  # tests/powercut: the volatile FUSE file system (mfusepy loads the library; no fusermount).
+  want+=(libfuse3-3)
   # The image layers: the build (image-build/build.sh) and qemu with UEFI firmware.
   want+=(mmdebstrap fdisk mtools dosfstools zstd qemu-system-x86 ovmf)
 fi
