@@ -13,7 +13,7 @@ import threading
 from pacsbox import archive as archive_mod
 from pacsbox.archive import Archive
 from pacsbox.config import load
-from pacsbox.db import index as idx
+from pacsbox.db import dirty, lookup
 from pacsbox.db.models import Instance
 from tests.helpers import write_config
 from tests.synth import make_study
@@ -27,10 +27,10 @@ def test_a_store_into_a_folder_being_checkpointed_keeps_it_marked(tmp_path, monk
     try:
         study = make_study(per_series=2)
         a.store(study[0])
-        folder = idx.instance_path(Instance.get()).parent
+        folder = lookup.instance_path(Instance.get()).parent
         loc = (str(a.cfg.archive_dir), f"{folder.parent.name}/{folder.name}")
         monkeypatch.setattr(archive_mod, "CHECKPOINT_QUIET_SECONDS", 0.0)
-        real_clear = idx.clear_dirty
+        real_clear = dirty.clear_dirty
         stored = threading.Event()
         senders: list[threading.Thread] = []
 
@@ -44,10 +44,10 @@ def test_a_store_into_a_folder_being_checkpointed_keeps_it_marked(tmp_path, monk
             stored.wait(1.0)
             real_clear(folders, **kw)
 
-        monkeypatch.setattr(idx, "clear_dirty", clear_dirty)
+        monkeypatch.setattr(dirty, "clear_dirty", clear_dirty)
         a.checkpoint()
         senders[0].join(30)
         assert stored.is_set(), "the second store did not finish"
-        assert loc in idx.dirty_folders(), "folder unmarked with a row not yet durable"
+        assert loc in dirty.dirty_folders(), "folder unmarked with a row not yet durable"
     finally:
         a.close()
