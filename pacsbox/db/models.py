@@ -12,6 +12,7 @@ migrations in ``migrations.py``.
 from __future__ import annotations
 
 import datetime as _dt
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from peewee import (
     AutoField,
@@ -23,11 +24,21 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
+    ModelDelete,
     ModelSelect,
     TextField,
 )
 
 database = DatabaseProxy()
+
+if TYPE_CHECKING:
+    _M = TypeVar("_M", bound=Model)
+
+    class _Select(ModelSelect[_M]):
+        """types-peewee has ``.tuples()`` return the model select (rows typed as
+        models); its rows are tuples."""
+
+        def tuples(self, as_tuple: bool = True) -> _Select[Any]: ...
 
 
 def utcnow() -> _dt.datetime:
@@ -42,6 +53,15 @@ class BaseModel(Model):
     classes below declare them for the type checker. peewee does not read
     annotations, so the schema is unchanged.
     """
+
+    if TYPE_CHECKING:
+        # Corrections to types-peewee: the _Select above, and ``delete``, whose
+        # stub (a Self-typed descriptor) mypy rejects at every call.
+        @classmethod
+        def select(cls, *fields: Any) -> _Select[Self]: ...
+
+        @classmethod
+        def delete(cls) -> ModelDelete: ...
 
     class Meta:
         database = database
