@@ -19,7 +19,10 @@ from pydicom.uid import UID
 from pynetdicom import AE, evt
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.service_class import StorageServiceClass
-from pynetdicom.sop_class import Verification, uid_to_service_class
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # Verification: made at import
+    Verification,
+    uid_to_service_class,
+)
 
 from pacsbox import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from pacsbox.archive import Archive
@@ -131,6 +134,7 @@ class Listener:
             self.fixed_contexts.extend(svc.contexts)
             self.handlers.extend(svc.handlers)
         for cx in self.fixed_contexts:
+            assert cx.abstract_syntax is not None  # build_context always sets it
             self.ae.add_supported_context(
                 cx.abstract_syntax, cx.transfer_syntax, scu_role=cx.scu_role, scp_role=cx.scp_role
             )
