@@ -23,6 +23,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # Verification
     Verification,
     uid_to_service_class,
 )
+from pynetdicom.transport import ThreadedAssociationServer
 
 from pacsbox import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from pacsbox.archive import Archive
@@ -138,7 +139,7 @@ class Listener:
             self.ae.add_supported_context(
                 cx.abstract_syntax, cx.transfer_syntax, scu_role=cx.scu_role, scp_role=cx.scp_role
             )
-        self.server = None
+        self.server: ThreadedAssociationServer | None = None
         self.balance: Balance | None = None
         self.on_poll: Callable[[], None] | None = None
         self._active = 0
