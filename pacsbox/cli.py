@@ -59,7 +59,7 @@ def cmd_scp_worker(args: argparse.Namespace, cfg: config.Config) -> int:
     # pydicom loads numpy and the pixel decoders whenever they are installed:
     # 14 MB in every process. A worker only moves bytes; the daemon
     # decompresses for it when a peer takes only uncompressed images.
-    sys.modules.setdefault("numpy", None)
+    sys.modules.setdefault("numpy", None)  # type: ignore[arg-type]  # None: blocks the import
     from pacsbox import log as oplog
     from pacsbox.workers import run_worker
 
@@ -503,7 +503,7 @@ def _leave_out_unused_drivers(cfg: config.Config) -> None:
     """peewee loads the PostgreSQL driver whenever it is installed, 4.6 MB in
     every process; a box whose index is SQLite never uses it."""
     if cfg.database_url.startswith("sqlite"):
-        sys.modules.setdefault("psycopg2", None)
+        sys.modules.setdefault("psycopg2", None)  # type: ignore[arg-type]  # None: blocks the import
 
 
 def main(argv: list[str] | None = None) -> int:

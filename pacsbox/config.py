@@ -507,7 +507,9 @@ def find_config_file(path: str | os.PathLike[str] | None = None) -> Path | None:
 
 def parse_file(path: Path) -> Config:
     parser = configparser.ConfigParser(interpolation=None, default_section="__none__")
-    parser.optionxform = str  # keep the statement's CamelCase keys
+    # keep the statement's CamelCase keys (configparser's documented way; typeshed
+    # has optionxform as a method only)
+    parser.optionxform = str  # type: ignore[assignment, method-assign]
     try:
         with open(path, encoding="utf-8") as fh:
             parser.read_file(fh)

@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pacsbox import jobs, notify, recovery, status, workers
 from pacsbox.archive import Archive
@@ -23,6 +24,9 @@ from pacsbox.config import Config
 from pacsbox.db import lookup, ping
 from pacsbox.scp.server import Listener
 from pacsbox.watermark.monitor import Watermark
+
+if TYPE_CHECKING:
+    from pacsbox.web.server import WebHandle
 
 log = logging.getLogger("pacsbox.daemon")
 
@@ -43,7 +47,7 @@ class Daemon:
         self._lock = threading.Lock()
         self.state = "starting"
         self.watermark: Watermark | None = None
-        self.web = None
+        self.web: WebHandle | None = None
         self.pool: workers.Pool | None = None
         self.web_port: int | None = None
         self.frozen = False  # debug trigger (SIGUSR2): stop beating, let the watchdog act
@@ -70,9 +74,9 @@ class Daemon:
             self._error(f"{len(report.missing_files)} index rows without a file (see log)")
         count = workers.worker_count(self.cfg)
         self.listener.start(balance=workers.balance(self.cfg, 0, count))
-        self.pool = workers.Pool(
-            self.cfg, self.listener.server.socket.fileno(), count, self.archive
-        )
+        server = self.listener.server
+        assert server is not None and server.socket is not None  # bound by start()
+        self.pool = workers.Pool(self.cfg, server.socket.fileno(), count, self.archive)
         self.pool.start()
         from pacsbox.web.server import start_web
 
@@ -94,8 +98,10 @@ class Daemon:
 
     def _start_workers(self) -> None:
         """Background workers; each beats its heartbeat so the watchdog can tell it hung."""
-        self.watermark.start()
-        self.workers.append(self.watermark)
+        watermark, archive = self.watermark, self.archive
+        assert watermark is not None and archive is not None  # start() made them
+        watermark.start()
+        self.workers.append(watermark)
         if self.cfg.WatchFolder:
             from functools import partial
 
@@ -104,7 +110,7 @@ class Daemon:
             self.heartbeats.register("watchfolder", 120.0)
             wf = WatchFolder(
                 self.cfg.WatchFolder,
-                partial(self.archive.store, source="watch"),
+                partial(archive.store, source="watch"),
                 heartbeat=lambda: self.heartbeats.beat("watchfolder"),
             )
             wf.start()
@@ -115,6 +121,8 @@ class Daemon:
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGUSR2, self._on_freeze)
         self.start()
+        archive, listener, pool = self.archive, self.listener, self.pool
+        assert archive is not None and listener is not None and pool is not None  # start() did
         # Six seconds without a beat of the main loop (it beats every 2 s) is a hang.
         self.heartbeats.register("main", 6.0)
         supervisor = notify.Supervisor(self.heartbeats, ping, self.status_line)
@@ -122,26 +130,26 @@ class Daemon:
         while not self.stop_event.wait(STATUS_INTERVAL):
             if not self.frozen:
                 self.heartbeats.beat("main")
-            if self.pool.check():
+            if pool.check():
                 self.heartbeats.beat("workers")
             self.write_status()
-            self.archive.checkpoint_if_due()
+            archive.checkpoint_if_due()
         notify.notify("STOPPING=1")
         log.info("stopping: letting associations in flight finish")
         self.state = "stopping"
         self.write_status()
-        self.pool.stop_accepting()
-        self.listener.stop(SHUTDOWN_GRACE)
-        self.pool.stop(SHUTDOWN_GRACE)
+        pool.stop_accepting()
+        listener.stop(SHUTDOWN_GRACE)
+        pool.stop(SHUTDOWN_GRACE)
         for worker in self.workers:
             worker.stop()
         supervisor.stop()
-        self.archive.checkpoint()
+        archive.checkpoint()
         if self.web:
             self.web.stop()
         self.state = "stopped"
         self.write_status()
-        self.archive.close()
+        archive.close()
         log.info("pacsbox %s stopped", self.cfg.ApplicationEntityTitle)
         return 0
 

@@ -304,7 +304,7 @@ def run(
     if once:
         snap = status.current(cfg, max_age)
         code = setup_code(cfg, snap)
-        shown = []
+        shown: list[list[str]] = []
         for display in displays:
             pages = render(snap, display, code)
             for screen in pages:

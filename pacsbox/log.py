@@ -25,7 +25,7 @@ def setup(log_dir: str | None, level: str = "info", *, console: bool = True) -> 
     handlers: list[logging.Handler] = []
     if os.environ.get("JOURNAL_STREAM"):
         try:
-            from systemd.journal import JournalHandler  # type: ignore[import-not-found]
+            from systemd.journal import JournalHandler
 
             handlers.append(JournalHandler(SYSLOG_IDENTIFIER="pacsbox"))
             console = False

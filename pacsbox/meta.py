@@ -11,6 +11,7 @@ import io
 import struct
 import zlib
 from dataclasses import dataclass, field
+from typing import cast
 
 import pydicom
 from pydicom.datadict import dictionary_VR, tag_for_keyword
@@ -77,7 +78,8 @@ INSTANCE_INT_TAGS = {
 
 _COLUMN_LIMITS = {"age": 4, "accession_number": 16, "study_id": 16, "modality": 16, "body_part": 16}
 
-_WANTED = {
+# cast: every keyword here is in pydicom's dictionary (tag_for_keyword says int | None)
+_WANTED = cast("set[int]", {
     tag_for_keyword(kw)
     for kw in (
         "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
@@ -85,7 +87,7 @@ _WANTED = {
         *PATIENT_TAGS.values(), *STUDY_TAGS.values(), *SERIES_TAGS.values(),
         *INSTANCE_TEXT_TAGS.values(), *INSTANCE_INT_TAGS.values(),
     )
-}  # fmt: skip
+})  # fmt: skip
 
 
 @dataclass
@@ -124,14 +126,14 @@ _SIMPLE_CHARSETS = {
     "ISO_IR 100": "latin-1",
     "ISO_IR 192": "utf-8",
 }
-_TAGS = {}
+_TAGS: dict[str, int] = {}
 _DICT_VR = {tag: dictionary_VR(tag) for tag in _WANTED}
 
 
 def _tag(keyword: str) -> int:
     tag = _TAGS.get(keyword)
     if tag is None:
-        tag = _TAGS[keyword] = tag_for_keyword(keyword)
+        tag = _TAGS[keyword] = cast(int, tag_for_keyword(keyword))  # our keywords only
     return tag
 
 
@@ -217,7 +219,7 @@ def _dataset_values(ds: Dataset, transfer_syntax: str) -> _Values:
     """Values of a Dataset pydicom read: its still undecoded elements take the fast path."""
     raw = {}
     for tag in _WANTED:
-        elem = ds._dict.get(tag)
+        elem = ds._dict.get(tag)  # type: ignore[call-overload]  # typed BaseTag keys; an int finds them
         if isinstance(elem, RawDataElement) and isinstance(elem.value, bytes):
             raw[tag] = (elem.VR, elem.value)
     return _Values(raw, transfer_syntax != ExplicitVRBigEndian, False, lambda: ds)
@@ -243,8 +245,12 @@ def attrs_from_values(v: _Values, transfer_syntax: str) -> InstanceAttrs:
     )
     codec = _SIMPLE_CHARSETS.get(charset.strip())
     text = v.text
+    sop_class, sop_instance, study, series = uids
     attrs = InstanceAttrs(
-        *uids,
+        sop_class,
+        sop_instance,
+        study,
+        series,
         transfer_syntax_uid=transfer_syntax,
         charset=charset,
         series_number=v.number("SeriesNumber"),
@@ -412,7 +418,7 @@ def _walk(
             un = vr == b"UN"
             pos = _walk(buf, pos, end, implicit or un, "<" if un else endian, depth + 1)
             continue
-        if collect and tag in _WANTED and pos + length <= end:
+        if collect and tag in _WANTED and pos + length <= end and found is not None:
             found[tag] = (
                 None if vr is None else vr.decode("ascii", "replace"), buf[pos : pos + length], pos
             )  # fmt: skip

@@ -130,7 +130,7 @@ class RecordServer:
             for fut in futs:
                 fut.set_exception(exc)
         for rid, fut in zip(rids, futs, strict=True):
-            fut.add_done_callback(lambda fut, rid=rid: self._answer(rid, fut))
+            fut.add_done_callback(partial(self._answer, rid))
 
     def _run_decompress(self, rid: int, data: bytes) -> None:
         fut: Future = Future()

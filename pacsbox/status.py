@@ -189,7 +189,8 @@ def _addresses_ip() -> list[str]:
     out = subprocess.run(
         ["ip", "-j", "addr", "show"], capture_output=True, text=True, timeout=2, check=True
     ).stdout
-    v4, v6 = [], []
+    v4: list[str] = []
+    v6: list[str] = []
     for link in json.loads(out):
         if "LOOPBACK" in link.get("flags", []) or "UP" not in link.get("flags", ["UP"]):
             continue

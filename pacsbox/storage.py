@@ -20,7 +20,7 @@ import secrets
 import shutil
 import threading
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -267,7 +267,11 @@ def ensure_dir(path: Path, sync: bool) -> None:
 
 
 def write_file(
-    folder: Path, chunks: list[bytes | memoryview], *, sync: bool = True, settle_later: bool = False
+    folder: Path,
+    chunks: Sequence[bytes | memoryview],
+    *,
+    sync: bool = True,
+    settle_later: bool = False,
 ) -> WrittenFile:
     """Write ``chunks`` as a new server-named file in ``folder``, durably.
 

@@ -13,12 +13,14 @@ on a database opened before the import.
 from __future__ import annotations
 
 from peewee import (
+    AutoField,
     BooleanField,
     CharField,
     Database,
     FloatField,
     ForeignKeyField,
     IntegerField,
+    ModelSelect,
     TextField,
 )
 
@@ -29,16 +31,21 @@ from pacsbox.db.models import BaseModel, SchemaVersion, database
 class Group(BaseModel):
     """A user group; its description is matched against (0008,0080) Institution Name."""
 
+    id: AutoField[int]  # implicit fields declared for the type checker (see BaseModel)
+    users: ModelSelect[User]  # backref of User.group
     name = CharField(max_length=64, unique=True)
     description = CharField(max_length=255, default="")
 
 
 class User(BaseModel):
+    id: AutoField[int]
+    sessions: ModelSelect[Session]  # backref of Session.user
     name = CharField(max_length=64, unique=True)
     first_name = CharField(max_length=64, default="")
     last_name = CharField(max_length=64, default="")
     email = CharField(max_length=255, default="")
     group = ForeignKeyField(Group, null=True, backref="users", on_delete="SET NULL")
+    group_id: ForeignKeyField[int | None]
     # Comma-separated privilege keys (see pacsbox.web.privileges.PRIVILEGES).
     privileges = TextField(default="")
     password_hash = TextField(default="")
@@ -52,8 +59,10 @@ class User(BaseModel):
 
 
 class Session(BaseModel):
+    id: AutoField[int]
     token_hash = CharField(max_length=64, unique=True)  # sha256 hex of the cookie value
     user = ForeignKeyField(User, backref="sessions", on_delete="CASCADE", index=True)
+    user_id: ForeignKeyField[int]
     csrf = CharField(max_length=64)
     created = FloatField()
     last_seen = FloatField()
@@ -63,6 +72,7 @@ class Session(BaseModel):
 class Journal(BaseModel):
     """The system journal (audit log): who did what to which object, when, from where."""
 
+    id: AutoField[int]
     time = FloatField(index=True)
     user = CharField(max_length=64, default="")
     address = CharField(max_length=64, default="")

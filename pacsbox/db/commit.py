@@ -197,7 +197,7 @@ class GroupCommitter:
         lock); their Futures are done on return. A worker's records come in
         bunches on one socket: its reader commits them itself, without the hop
         to the writer thread."""
-        ready = [(fn, Future()) for fn in fns]
+        ready: list[tuple[Callable, Future]] = [(fn, Future()) for fn in fns]
         with self._idle:
             self._commit_batch(ready)
         return [fut for _, fut in ready]

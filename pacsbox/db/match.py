@@ -39,7 +39,12 @@ from pacsbox.errors import UnableToProcess
 PATIENT, STUDY, SERIES, IMAGE = "PATIENT", "STUDY", "SERIES", "IMAGE"
 LEVELS = (PATIENT, STUDY, SERIES, IMAGE)
 RANK = {lv: n for n, lv in enumerate(LEVELS)}
-TABLE = {PATIENT: Patient, STUDY: Study, SERIES: Series, IMAGE: Instance}
+TABLE: dict[str, type[Patient] | type[Study] | type[Series] | type[Instance]] = {
+    PATIENT: Patient,
+    STUDY: Study,
+    SERIES: Series,
+    IMAGE: Instance,
+}
 _PARENT = {STUDY: Study.patient, SERIES: Series.study, IMAGE: Instance.series}
 _TIME_MAX = "235959.999999"
 
@@ -172,7 +177,8 @@ def match(
             raise UnableToProcess(f"{c.keyword}: not a key that can be matched here")
         pairs.append((c.keyword, (c.value or "").strip()))
     out = Match()
-    here, below = [], []
+    here: list[tuple[str, Any]] = []
+    below: list[tuple[str, Any]] = []
 
     def add(attr: Attr, cond, n: int = 1) -> None:
         (below if RANK[attr.level] > RANK[level] else here).append((attr.level, cond))

@@ -12,8 +12,10 @@ migrations in ``migrations.py``.
 from __future__ import annotations
 
 import datetime as _dt
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from peewee import (
+    AutoField,
     BigIntegerField,
     BooleanField,
     CharField,
@@ -22,10 +24,21 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
+    ModelDelete,
+    ModelSelect,
     TextField,
 )
 
 database = DatabaseProxy()
+
+if TYPE_CHECKING:
+    _M = TypeVar("_M", bound=Model)
+
+    class _Select(ModelSelect[_M]):
+        """types-peewee has ``.tuples()`` return the model select (rows typed as
+        models); its rows are tuples."""
+
+        def tuples(self, as_tuple: bool = True) -> _Select[Any]: ...
 
 
 def utcnow() -> _dt.datetime:
@@ -33,12 +46,31 @@ def utcnow() -> _dt.datetime:
 
 
 class BaseModel(Model):
+    """The models' common Meta.
+
+    peewee adds the implicit ``id`` primary key, each foreign key's ``<name>_id``
+    and the backrefs when it builds a class; the bare annotations in the
+    classes below declare them for the type checker. peewee does not read
+    annotations, so the schema is unchanged.
+    """
+
+    if TYPE_CHECKING:
+        # Corrections to types-peewee: the _Select above, and ``delete``, whose
+        # stub (a Self-typed descriptor) mypy rejects at every call.
+        @classmethod
+        def select(cls, *fields: Any) -> _Select[Self]: ...
+
+        @classmethod
+        def delete(cls) -> ModelDelete: ...
+
     class Meta:
         database = database
         legacy_table_names = False
 
 
 class Patient(BaseModel):
+    id: AutoField[int]
+    studies: ModelSelect[Study]  # backref of Study.patient
     patient_id = CharField(max_length=64, default="", index=True)  # (0010,0020) Patient ID
     issuer = CharField(max_length=64, default="")  # (0010,0021) Issuer of Patient ID
     patient_name = CharField(max_length=324, default="", index=True)  # (0010,0010)
@@ -62,8 +94,11 @@ class Patient(BaseModel):
 
 
 class Study(BaseModel):
+    id: AutoField[int]
+    series: ModelSelect[Series]  # backref of Series.study
     study_instance_uid = CharField(max_length=64, unique=True)  # (0020,000D)
     patient = ForeignKeyField(Patient, backref="studies", on_delete="CASCADE", index=True)
+    patient_id: ForeignKeyField[int]
     study_date = CharField(max_length=8, default="", index=True)  # (0008,0020) DA
     study_time = CharField(max_length=16, default="")  # (0008,0030) TM
     accession_number = CharField(max_length=16, default="", index=True)  # (0008,0050)
@@ -90,8 +125,11 @@ class Study(BaseModel):
 
 
 class Series(BaseModel):
+    id: AutoField[int]
+    instances: ModelSelect[Instance]  # backref of Instance.series
     series_instance_uid = CharField(max_length=64, unique=True)  # (0020,000E)
     study = ForeignKeyField(Study, backref="series", on_delete="CASCADE", index=True)
+    study_id: ForeignKeyField[int]
     modality = CharField(max_length=16, default="", index=True)  # (0008,0060)
     series_number = IntegerField(null=True)  # (0020,0011) IS
     series_date = CharField(max_length=8, default="", index=True)  # (0008,0021) DA
@@ -103,10 +141,12 @@ class Series(BaseModel):
 
 
 class Instance(BaseModel):
+    id: AutoField[int]
     sop_instance_uid = CharField(max_length=64, unique=True)  # (0008,0018)
     # Indexed by instance_series_number (series_id, instance_number), migration 2;
     # a second index on series_id alone cost a page write per stored image (dropped by 11).
     series = ForeignKeyField(Series, backref="instances", on_delete="CASCADE", index=False)
+    series_id: ForeignKeyField[int]
     sop_class_uid = CharField(max_length=64, default="")  # (0008,0016)
     instance_number = IntegerField(null=True)  # (0020,0013) IS
     creation_date = CharField(max_length=8, default="")  # (0008,0012)
@@ -135,6 +175,7 @@ class Instance(BaseModel):
 class ApplicationEntity(BaseModel):
     """The AE table of the conformance statement (PacsOne's 'applentity')."""
 
+    id: AutoField[int]
     title = CharField(max_length=16, unique=True)
     hostname = CharField(max_length=255, default="")
     ipaddr = CharField(max_length=64, default="")
@@ -153,6 +194,7 @@ class DirtyFolder(BaseModel):
     two processes write stays marked until both have gone quiet.
     """
 
+    id: AutoField[int]
     storage_root = TextField()
     folder = CharField(max_length=64)
     owner = CharField(max_length=32, default="")

@@ -133,7 +133,7 @@ def _study_values(attrs: InstanceAttrs) -> dict:
 
 
 def _series_values(attrs: InstanceAttrs) -> dict:
-    se = dict(attrs.series)
+    se: dict[str, object] = dict(attrs.series)
     se["series_number"] = attrs.series_number
     return se
 
@@ -353,6 +353,7 @@ def record_in_transaction(
     digest = stored_digest(attrs.sop_instance_uid)
     if digest is not None:
         existing = find_instance(attrs.sop_instance_uid)
+        assert existing is not None  # the row the digest was read from, same transaction
         if same(digest, instance_path(existing)) if same else digest == f.digest:
             return Recorded("duplicate")
         if policy == "keep-first":

@@ -21,6 +21,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pycdlib
@@ -156,7 +157,7 @@ def _source_files(source: Path) -> dict[str, Callable[[], str]]:
     """Name -> hasher for every file of a volume folder or an ISO image."""
     if source.is_dir():
         return {
-            p.relative_to(source).as_posix().upper(): (lambda p=p: _hash_file(p))
+            p.relative_to(source).as_posix().upper(): partial(_hash_file, p)
             for p in sorted(source.rglob("*"))
             if p.is_file()
         }
@@ -165,7 +166,7 @@ def _source_files(source: Path) -> dict[str, Callable[[], str]]:
         iso.open(str(source))
     except (pycdlib.pycdlibexception.PyCdlibException, OSError) as exc:
         raise MediaError(f"verification failed: cannot read source image {source}: {exc}") from None
-    return {name: (lambda raw=raw: _hash_iso_file(iso, raw)) for name, raw in _iso_files(iso)}
+    return {name: partial(_hash_iso_file, iso, raw) for name, raw in _iso_files(iso)}
 
 
 def verify_disc(device: str, source: Path, progress: Progress | None = None) -> int:

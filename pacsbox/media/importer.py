@@ -32,9 +32,14 @@ MAX_DB_ERRORS_IN_A_ROW = 3
 
 
 class StoreResultLike(Protocol):
-    outcome: str
-    sop_instance_uid: str
-    study_instance_uid: str
+    """Read-only, so archive's frozen StoreResult is one."""
+
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def sop_instance_uid(self) -> str: ...
+    @property
+    def study_instance_uid(self) -> str: ...
 
 
 StoreFn = Callable[[bytes], StoreResultLike]

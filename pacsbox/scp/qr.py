@@ -14,10 +14,10 @@ import logging
 import time
 
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import evt
 from pynetdicom.presentation import build_context
-from pynetdicom.sop_class import (
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # names made at import
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
     PatientRootQueryRetrieveInformationModelMove,
@@ -55,7 +55,7 @@ GET = {
     StudyRootQueryRetrieveInformationModelGet: query.STUDY_ROOT,
     PatientStudyOnlyQueryRetrieveInformationModelGet: query.PATIENT_STUDY_ONLY,
 }
-QR_SYNTAXES = [ImplicitVRLittleEndian, ExplicitVRLittleEndian]
+QR_SYNTAXES: list[str | UID] = [ImplicitVRLittleEndian, ExplicitVRLittleEndian]
 
 
 def make_services(

@@ -22,7 +22,7 @@ from pydicom.uid import UID
 from pynetdicom.dimse_primitives import C_GET, C_MOVE
 from pynetdicom.dsutils import encode
 from pynetdicom.presentation import build_context
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # pynetdicom makes its SOP class names at import
 
 from pacsbox import scu
 from pacsbox.db import DbError, query
@@ -87,7 +87,7 @@ class Retrieval:
             ds.FailedSOPInstanceUIDList = failed_uids
             ts = self.cx.transfer_syntax
             rsp.Identifier = io.BytesIO(
-                encode(ds, ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated)
+                encode(ds, ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated) or b""
             )
         if self.assoc.is_established:
             retrieve.respond(self.assoc, self.cx.context_id, rsp)
@@ -171,7 +171,7 @@ class Retrieval:
             self._log("nothing matched")
             self._respond(0x0000, counts)
             return
-        if self.kind == "C-MOVE":
+        if peer is not None:  # C-MOVE
             store_assoc = scu.open_store_association(
                 self.qr.cfg.ApplicationEntityTitle,
                 peer,
@@ -264,7 +264,7 @@ class Retrieval:
         if q is not None and found is None:
             status = 0xA701
         total, syntaxes = found if found is not None else (0, {})
-        if self.kind == "C-MOVE":
+        if peer is not None:  # C-MOVE
             contexts = scu.store_contexts(syntaxes) or [build_context(Verification)]
             yield (
                 peer.host,
@@ -275,7 +275,7 @@ class Retrieval:
                     "max_pdu": self.qr.cfg.MaxPDULength,
                 },
             )
-        if status != 0x0000:
+        if status != 0x0000 or q is None:  # no query comes with a refusal status
             yield 1
             yield status, None
             return

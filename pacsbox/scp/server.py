@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 from pynetdicom import AE, evt
 from pynetdicom.presentation import PresentationContext, build_context
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import
+from pynetdicom.transport import ThreadedAssociationServer
 
 from pacsbox import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from pacsbox.archive import Archive
@@ -118,10 +119,11 @@ class Listener:
             self.fixed_contexts.extend(svc.contexts)
             self.handlers.extend(svc.handlers)
         for cx in self.fixed_contexts:
+            assert cx.abstract_syntax is not None  # build_context always sets it
             self.ae.add_supported_context(
                 cx.abstract_syntax, cx.transfer_syntax, scu_role=cx.scu_role, scp_role=cx.scp_role
             )
-        self.server = None
+        self.server: ThreadedAssociationServer | None = None
         self.balance: Balance | None = None
         self.on_poll: Callable[[], None] | None = None
         self._active = 0

@@ -136,7 +136,7 @@ def make_store_service(archive: Archive, *, fast: bool = True, max_pdu: int = 0)
 
         receive.attach(assoc, store, max_pdu, listen.is_storage_like)
 
-    handlers = [(evt.EVT_C_STORE, on_store)]
+    handlers: list[tuple] = [(evt.EVT_C_STORE, on_store)]
     if fast:
         handlers.append((evt.EVT_CONN_OPEN, on_conn_open))
     return Service(handlers=handlers, summary=summary)

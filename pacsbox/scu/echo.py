@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 
 from pynetdicom import AE
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # pynetdicom makes its SOP class names at import
 
 from pacsbox import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 

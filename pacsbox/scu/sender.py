@@ -25,6 +25,7 @@ from pacsbox.db.query import StoredInstance
 from pacsbox.scu.convert import Decompress, convert
 from pacsbox.scu.echo import Peer, make_ae
 from pacsbox.wire import pdu, send
+from pacsbox.wire.send import RawStoreWriter
 
 log = logging.getLogger("pacsbox.scu")
 
@@ -126,8 +127,9 @@ class Sender:
         offered = self.accepted.get(item.sop_class_uid)
         if not offered:
             return NO_CONTEXT
-        if self.raw is not None:
-            return self._send_raw(item, offered)
+        raw = self.raw
+        if raw is not None:
+            return self._send_raw(raw, item, offered)
         try:
             if item.transfer_syntax_uid in offered and not item.native:
                 payload = Path(item.path)
@@ -173,8 +175,10 @@ class Sender:
         if self.raw is not None:
             self.raw.resume()
 
-    def _send_raw(self, item: StoredInstance, offered: list[str]) -> int | None:
-        self.raw.pause()  # idempotent; ``finish`` or the end of send_all resumes
+    def _send_raw(
+        self, raw: RawStoreWriter, item: StoredInstance, offered: list[str]
+    ) -> int | None:
+        raw.pause()  # idempotent; ``finish`` or the end of send_all resumes
         msg_id = self._next_id()
         try:
             command = pdu.store_request(
@@ -187,7 +191,7 @@ class Sender:
             if item.transfer_syntax_uid in offered:
                 # As stored, byte for byte (a Native file is the bare data set).
                 cx_id = self.context_ids[(item.sop_class_uid, item.transfer_syntax_uid)]
-                return self.raw.send(cx_id, command, item.path, None, native=item.native)
+                return raw.send(cx_id, command, item.path, None, native=item.native)
             ds = convert(item, offered, self.decompress)
             if ds is None:
                 return CANNOT_CONVERT
@@ -198,16 +202,14 @@ class Sender:
             if data is None:
                 return CANNOT_CONVERT
             self.converted += 1
-            return self.raw.send(
-                self.context_ids[(item.sop_class_uid, str(ts))], command, None, data
-            )
+            return raw.send(self.context_ids[(item.sop_class_uid, str(ts))], command, None, data)
         except (ValueError, AttributeError, KeyError, StopIteration) as exc:
             log.warning("C-STORE of %s failed locally: %s", item.sop_instance_uid, exc)
             return CANNOT_CONVERT
         except OSError as exc:
             # A local file error, or the peer went away (then the association ends).
             log.warning("C-STORE of %s failed: %s", item.sop_instance_uid, exc)
-            if not self.raw.alive():
+            if not raw.alive():
                 self.assoc.abort()
             return NO_RESPONSE
 

@@ -119,6 +119,7 @@ def _register_session_routes(ctx: Ctx) -> None:
             bottle.response.status = exc.http_status
             return login_page(error=str(exc), next_url=form("next"))
         ident = ctx.auth.from_session(token, ctx.address())
+        assert ident is not None  # the session just made
         if wants_json():
             resp = json_response(
                 {
@@ -166,6 +167,7 @@ def _register_session_routes(ctx: Ctx) -> None:
             bottle.response.status = exc.http_status
             return login_page(setup_error=str(exc))
         new = ctx.auth.from_session(token, ctx.address())
+        assert new is not None  # the session just made
         if wants_json():
             resp = json_response({"ok": True, "user": user.name, "csrf": new.csrf})
         else:

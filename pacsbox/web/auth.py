@@ -337,7 +337,7 @@ class Auth:
 
 
 def csrf_ok(identity: Identity, supplied: str | None) -> bool:
-    return bool(identity.csrf) and bool(supplied) and hmac.compare_digest(identity.csrf, supplied)
+    return bool(identity.csrf and supplied and hmac.compare_digest(identity.csrf, supplied))
 
 
 # -- accounts (used by users.py and the first start) ------------------------------------------

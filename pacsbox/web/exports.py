@@ -41,6 +41,7 @@ def register(ctx: Ctx) -> None:
             label="PACSBOX",
         )
         zip_path = volumes[0].zip_path
+        assert zip_path is not None  # zip_volumes=True
         ctx.journal("export", uid, f"study, {sum(v.instances for v in volumes)} images")
         fh = open(zip_path, "rb")  # noqa: SIM115 - closed by the WSGI server after sending
         body = _Closing(fh, tmp)
@@ -83,14 +84,11 @@ def register(ctx: Ctx) -> None:
                 share = 900 // len(volumes)
                 for n, v in enumerate(volumes):
                     base = 100 + n * share
-                    burn_path(
-                        v.directory,
-                        device,
-                        work_dir=work_dir,
-                        progress=lambda d, t, b=base: job.progress(
-                            b + d * share // max(t, 1), 1000
-                        ),
-                    )
+
+                    def progress(d: int, t: int, b: int = base) -> None:
+                        job.progress(b + d * share // max(t, 1), 1000)
+
+                    burn_path(v.directory, device, work_dir=work_dir, progress=progress)
                 job.progress(1000, 1000)
                 return f"{len(volumes)} volume(s) burned to {device} and verified"
             finally:

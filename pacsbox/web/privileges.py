@@ -63,8 +63,8 @@ def parse(values: list[str] | str) -> list[str]:
     by_label = {label.lower(): k for k, label, _ in PRIVILEGES}
     out: list[str] = []
     for v in values:
-        key = v.strip().lower()
-        key = key if key in KEYS else by_label.get(key, by_label.get(key.replace("-", " ")))
+        name = v.strip().lower()
+        key = name if name in KEYS else by_label.get(name, by_label.get(name.replace("-", " ")))
         if key is None:
             raise ValueError(f"unknown privilege {v!r}; known: " + ", ".join(KEYS))
         if key not in out:

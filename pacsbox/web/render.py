@@ -23,6 +23,7 @@ from PIL import Image
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut
+from pydicom.uid import UID
 
 from pacsbox.errors import CannotUnderstand, UsageError
 
@@ -54,7 +55,7 @@ def _load_frame(path: Path, frame: int, native_ts: str | None) -> tuple[np.ndarr
     try:
         ds = dcmread(path, force=native_ts is not None)
         if native_ts and "TransferSyntaxUID" not in ds.file_meta:
-            ds.file_meta.TransferSyntaxUID = native_ts
+            ds.file_meta.TransferSyntaxUID = UID(native_ts)
         if "PixelData" not in ds and "FloatPixelData" not in ds:
             raise CannotUnderstand("this object has no pixel data to show")
         frames = int(ds.get("NumberOfFrames", 1) or 1)

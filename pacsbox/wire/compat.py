@@ -63,10 +63,13 @@ def _cancel_reaches_event(s: _Samples) -> bool:
     req = C_MOVE()
     req.MessageID = 7
     asked = []
+
+    def is_cancelled(msg_id: int) -> bool:
+        asked.append(msg_id)
+        return True
+
     event = pynetdicom.events.Event(
-        s.assoc,
-        evt.EVT_C_MOVE,
-        {"request": req, "_is_cancelled": lambda i: asked.append(i) or True},
+        s.assoc, evt.EVT_C_MOVE, {"request": req, "_is_cancelled": is_cancelled}
     )
     return event.is_cancelled is True and asked == [7]
 

@@ -53,7 +53,8 @@ class ListeningServer(ThreadedAssociationServer):
         if self.inherited_fd is None:
             super().server_bind()
             return
-        self.socket.close()
+        if self.socket is not None:  # made by socketserver's __init__
+            self.socket.close()
         self.socket = socket.socket(fileno=self.inherited_fd)
         self.server_address = self.socket.getsockname()
 
@@ -83,7 +84,7 @@ def serve(
     """
     compat.check()
     reactor.install()
-    server_class = ListeningServer
+    server_class: type[ListeningServer] = ListeningServer
     if listen_fd is not None:
         server_class = type("InheritedServer", (ListeningServer,), {"inherited_fd": listen_fd})
     server = ae.make_server(address, evt_handlers=handlers, server_class=server_class)

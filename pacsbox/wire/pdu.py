@@ -143,7 +143,7 @@ def send_message(
     sock: socket.socket, cx_id: int, command: bytes, dataset=None, fragment: int = 1 << 20
 ) -> None:
     """One DIMSE message as P-DATA-TF PDUs: the command, then the data set in fragments."""
-    out = [pdu_header(len(command), cx_id, COMMAND | LAST), command]
+    out: list[bytes | memoryview] = [pdu_header(len(command), cx_id, COMMAND | LAST), command]
     if dataset is not None:
         view = memoryview(dataset)
         for start in range(0, max(len(view), 1), fragment):

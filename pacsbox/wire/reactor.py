@@ -44,7 +44,7 @@ class _Waker:
         os.set_blocking(self.w, False)
         self.event = threading.Event()
         self.closed = False
-        self.tap = None  # the DUL's wire.tap.Tap, once it has one
+        self.tap: tap.Tap | None = None  # the DUL's Tap, once it has one
         # Closed when the last thread holding the association lets go of it,
         # never while a DUL thread could still be selecting on the pipe.
         weakref.finalize(self, _close_fds, self.r, self.w)
@@ -151,8 +151,9 @@ def install() -> bool:
     global _installed
     with _lock:
         if not _installed and compat.fast():
-            pynetdicom.dul.time = _SleepShim("dul")
-            pynetdicom.association.time = _SleepShim("assoc")
+            # A stand-in, not a module: sleep() is its own, the rest is time's.
+            pynetdicom.dul.time = _SleepShim("dul")  # type: ignore[assignment]
+            pynetdicom.association.time = _SleepShim("assoc")  # type: ignore[assignment]
             _installed = True
         return _installed
 

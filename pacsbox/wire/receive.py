@@ -39,6 +39,7 @@ TakesFn = Callable[[str], bool]
 _UNLIMITED = 64 * 1024 * 1024  # a PDU bound when MaxPDULength is 0 (unlimited)
 _READ = 64 * 1024  # bytes asked for per read when no PDU length tells us more
 _PDU_TYPES = frozenset(range(1, 8))
+_NOT_UP: dict[int, str] = {}  # FastStore.contexts until the association is up (never filled)
 
 
 class _Pending:
@@ -77,7 +78,7 @@ class FastStore:
         self.store = store
         self.takes = takes
         self.limit = max_pdu if max_pdu > 0 else _UNLIMITED
-        self.contexts: dict[int, str] | None = None  # known once the association is up
+        self.contexts = _NOT_UP  # {context id: transfer syntax} once the association is up
         self.pending: _Pending | None = None
         tap = Tap.of(self.dul)
         tap.claim = self.claim
@@ -85,7 +86,7 @@ class FastStore:
         self._room = memoryview(bytearray(_READ))
 
     def _established(self) -> bool:
-        if self.contexts is None:
+        if self.contexts is _NOT_UP:
             if not self.assoc.is_established:
                 return False
             self.sock = self.dul.socket.socket
@@ -275,6 +276,7 @@ class FastStore:
         except BlockingIOError:
             n = 0
         if n < len(data):
+            assert self.sock is not None  # claim() runs only once _established() found it
             self.sock.sendall(memoryview(data)[n:])
 
     def _to_pynetdicom(self, raw: bytearray) -> None:

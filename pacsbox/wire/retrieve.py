@@ -10,6 +10,8 @@ sub-operations itself, and an exception in it answers C000.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import pynetdicom.association
 import pynetdicom.service_class
@@ -42,13 +44,14 @@ class _HandlerOwnedRetrieve(QueryRetrieveServiceClass):
 
 
 _owned: frozenset[str] = frozenset()
-_library = None  # pynetdicom's uid_to_service_class, once replaced
+_library: Callable[[str], Any] | None = None  # pynetdicom's uid_to_service_class, once replaced
 _lock = threading.Lock()
 
 
 def _uid_to_service_class(uid):
     if str(uid) in _owned:
         return _HandlerOwnedRetrieve
+    assert _library is not None  # set before this replaces pynetdicom's
     return _library(uid)
 
 

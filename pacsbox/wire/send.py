@@ -22,6 +22,7 @@ import struct
 import threading
 import time
 from pathlib import Path
+from typing import cast
 
 from pynetdicom.dimse_primitives import C_CANCEL
 from pynetdicom.dsutils import split_dataset
@@ -118,7 +119,9 @@ class RawStoreWriter:
 
     def __init__(self, assoc) -> None:
         self.assoc = assoc
-        self.sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
+        # None when the transport is not a plain socket: then not ``usable``, and
+        # raw_writer hands out no writer.
+        self.sock = cast(socket.socket, getattr(getattr(assoc.dul, "socket", None), "socket", None))
         peer = assoc.acceptor if assoc.is_requestor else assoc.requestor
         max_pdu = int(peer.maximum_length or 0)
         # PDU = 6 header + 4 item length + 2 (context, control) + fragment
@@ -128,7 +131,7 @@ class RawStoreWriter:
         self.paused_here = False
         self.held = False
         self._tap: Tap | None = None
-        self._saved_delay = None
+        self._saved_delay: float | None = None
         self.timeout = float(getattr(assoc, "dimse_timeout", None) or 60.0)
 
     @property
@@ -176,7 +179,8 @@ class RawStoreWriter:
         if not self.held:
             return
         dul = self.assoc.dul
-        self._tap.release()
+        if self._tap is not None:  # held: hold() made it
+            self._tap.release()
         dul._run_loop_delay = self._saved_delay
         self.held = False
         waker = reactor.waker_of(dul)
@@ -206,6 +210,7 @@ class RawStoreWriter:
                 last = start + self.fragment >= len(mv)
                 self._pdv(cx_id, pdu.LAST if last else 0x00, chunk)
         else:
+            assert path is not None  # the callers pass one of path and data
             with open(path, "rb", buffering=0) as fh:
                 offset = 0 if native else _dataset_offset(fh, path)
                 fh.seek(offset)
