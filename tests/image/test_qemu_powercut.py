@@ -105,6 +105,7 @@ def test_sigkill_of_the_vm_loses_no_acknowledged_image(tmp_path, request):
     disk = QemuBox.make_disk(tmp_path / "disk.img")
     vm = QemuBox(disk, tmp_path, free_port())
     soak = Soak("qemu")
+    # By SOP Instance UID: every round's corpus reuses the same file stems.
     sent_all: dict[str, ingest.Sent] = {}
     acked_all: set[str] = set()
     studies: set[str] = set()
@@ -117,7 +118,7 @@ def test_sigkill_of_the_vm_loses_no_acknowledged_image(tmp_path, request):
             sent = ingest.make_corpus(
                 corpus_dir, SENDERS, PER_SENDER, tag=f"qemu{n}-{rng.random()}"
             )
-            sent_all.update(sent)
+            sent_all.update({v.sop_instance_uid: v for v in sent.values()})
             folders = ingest.sender_folders(corpus_dir, tmp_path / f"round{n}")
             for f in folders:
                 studies.add(meta.parse(next(f.glob("*.dcm")).read_bytes()).attrs.study_instance_uid)
@@ -126,18 +127,14 @@ def test_sigkill_of_the_vm_loses_no_acknowledged_image(tmp_path, request):
             vm.kill()
             ingest.stop_senders(senders)
             acked = ingest.acknowledged(folders)
-            acked_all |= acked
+            acked_all |= {sent[stem].sop_instance_uid for stem in acked}
             ready = _ready(vm)
             journal = vm.journal(UNIT, 200)
             check = startup_check(journal)
             rc, out = vm.sh("runuser -u pacsbox -- pacsbox check", timeout=300)
             problems = [] if rc == 0 else [f"pacsbox check exited {rc}: {out.strip()[-500:]}"]
             got = _retrieve(vm, studies, tmp_path / f"got{n}")
-            lost = [
-                sent_all[s].sop_instance_uid
-                for s in sorted(acked_all)
-                if got.get(sent_all[s].sop_instance_uid) != sent_all[s].dataset
-            ]
+            lost = [uid for uid in sorted(acked_all) if got.get(uid) != sent_all[uid].dataset]
             soak.add(
                 Round(n, f"sigkill {moment}", len(acked), lost, check.get("torn_removed", 0),
                       round(ready, 1), {"startup_check": check, "problems": problems,
