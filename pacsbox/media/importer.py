@@ -14,6 +14,7 @@ the same way, and the report says so (``aborted``).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -29,6 +30,19 @@ log = logging.getLogger("pacsbox.media")
 IMPORTED = {"stored", "replaced"}
 PRESENT = {"duplicate", "kept-first"}
 MAX_DB_ERRORS_IN_A_ROW = 3
+# Control characters, line separators and lone surrogates (undecodable bytes of a
+# file name): what could break a report line or the terminal printing it.
+_NOT_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with those characters escaped, so one file stays one report line.
+
+    File names and reasons come from the medium (a DICOMDIR record, a ZIP
+    entry, a file name); a newline or a terminal escape in one must not
+    forge or garble lines of the report, the log or the terminal.
+    """
+    return _NOT_ONE_LINE.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 class StoreResultLike(Protocol):
@@ -156,12 +170,12 @@ def run_import(
         source = open_source(Path(path), limits)
     except Rejected as e:
         report.kind = "none"
-        report.aborted = str(e)
+        report.aborted = one_line(str(e))
         log.warning("import %s: %s", path, e)
         return report
     with source:
         report.kind = source.kind
-        report.notes += source.notes
+        report.notes += [one_line(n) for n in source.notes]
         log.info("import %s: %s, %d files", path, source.kind, len(source.items))
         _import_items(source.items, store, report, progress, limits)
     report.seconds = time.monotonic() - started
@@ -256,7 +270,7 @@ def _import_one(
         _reject(report, item.name, f"internal error ({type(e).__name__}: {e})")
         return 0
     outcome = FileOutcome(
-        item.name,
+        one_line(item.name),
         sop_instance_uid=str(getattr(res, "sop_instance_uid", "") or ""),
         study_instance_uid=str(getattr(res, "study_instance_uid", "") or ""),
     )
@@ -269,5 +283,6 @@ def _import_one(
 
 
 def _reject(report: ImportReport, name: str, reason: str) -> None:
-    report.rejected.append(FileOutcome(name, reason))
-    log.info("import %s: rejected %s: %s", report.source, name, reason)
+    outcome = FileOutcome(one_line(name), one_line(reason))
+    report.rejected.append(outcome)
+    log.info("import %s: rejected %s: %s", report.source, outcome.name, outcome.reason)
