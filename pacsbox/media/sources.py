@@ -24,6 +24,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pacsbox.media.safety import (
     DEFAULT_LIMITS,
@@ -249,26 +250,24 @@ def _without_dicomdirs(items: Iterable[Item], src: Source) -> Iterator[Item]:
 def _dicomdir_source(root: Path, name: str, limits: Limits) -> Source:
     """Follow the DICOMDIR's records; fall back to scanning if it cannot be read."""
     import pydicom  # local: only media reading needs the parser here
-    from pydicom.multival import MultiValue
 
     medium = Medium(root)
     src = Source("dicomdir", str(root / name), _close=[medium.close])
     try:
         data = medium.read([name], limits.max_dicomdir_bytes, fold_case=False)
         ds = pydicom.dcmread(io.BytesIO(data))
-        records = list(ds.DirectoryRecordSequence)
+        # pydicom converts values when first asked, so a crafted record fails
+        # here, not at dcmread: it is the DICOMDIR that is unreadable.
+        file_ids = _file_ids(ds)
     except Exception as e:  # a hostile DICOMDIR must not stop the import
-        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        lines = [line for line in str(e).splitlines() if line.strip()]
+        reason = lines[0][:120] if lines else type(e).__name__
         src.kind = "folder"
         src.notes.append(f"{name} unreadable ({reason}); scanned every file instead")
         src.items.extend(i for i in medium.walk(limits) if i.name != name)
         return src
     seen: set[tuple[str, ...]] = set()
-    for rec in records:
-        fid = rec.get("ReferencedFileID")  # (0004,1500), CS with up to 8 components
-        if fid is None or fid == "":
-            continue
-        comps = [str(c) for c in fid] if isinstance(fid, list | MultiValue) else [str(fid)]
+    for comps in file_ids:
         display = "\\".join(comps)
         key = tuple(normalize(c) for c in comps)
         if key in seen:
@@ -287,6 +286,29 @@ def _dicomdir_source(root: Path, name: str, limits: Limits) -> Source:
     return src
 
 
+def _file_ids(ds: Any) -> list[list[str]]:
+    """The Referenced File ID (0004,1500) of each record that has one, as components.
+
+    Raises ValueError when the records are not data sets or an ID is not text
+    (a crafted VR turns it into bytes, a number or a sequence).
+    """
+    from pydicom.dataset import Dataset
+    from pydicom.multival import MultiValue
+
+    out = []
+    for n, rec in enumerate(ds.DirectoryRecordSequence, 1):
+        if not isinstance(rec, Dataset):
+            raise ValueError(f"directory record {n} is not a data set")
+        fid = rec.get("ReferencedFileID")  # CS with up to 8 components
+        if fid is None or fid == "":
+            continue
+        comps = list(fid) if isinstance(fid, list | MultiValue) else [fid]
+        if not all(isinstance(c, str) for c in comps):
+            raise ValueError(f"directory record {n}: Referenced File ID is not text")
+        out.append([str(c) for c in comps])
+    return out
+
+
 def _record_reader(medium: Medium, comps: list[str], limits: Limits) -> Callable[[], bytes]:
     return lambda: medium.read(comps, limits.max_file_bytes)
 
@@ -298,11 +320,13 @@ def _zip_source(path: Path, fd: int, limits: Limits) -> Source:
     size = os.fstat(fd).st_size
     try:
         zf = zipfile.ZipFile(fobj)
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
+    except (zipfile.BadZipFile, NotImplementedError, OSError, ValueError) as e:
+        # NotImplementedError: a "version needed to extract" zipfile does not know.
         src.items.append(Item(path.name, reason=f"not a readable ZIP archive ({e})"))
         return src
     src._close.insert(0, zf.close)
-    infos = [i for i in zf.infolist() if not i.is_dir()]
+    # Not ZipInfo.is_dir(): it raises IndexError on an entry with an empty name.
+    infos = [i for i in zf.infolist() if not i.filename.endswith("/")]
     declared = sum(i.file_size for i in infos)
     packed = sum(i.compress_size for i in infos)
     bomb = None
@@ -335,6 +359,8 @@ def _zip_without_dicomdirs(infos: list[zipfile.ZipInfo], src: Source) -> Iterato
 
 def _zip_item(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limits: Limits) -> Item:
     name = info.filename
+    if not name:
+        return Item(name, reason="ZIP entry without a name")
     try:
         check_relative(re.split(r"[\\/]", name))
     except Rejected as e:
