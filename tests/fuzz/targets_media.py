@@ -284,7 +284,7 @@ def wado_setup(work_dir: Path) -> OneInput:
 
 # bounded_runs: about 15 s each in make test (medium ~100 exec/s, zip and wado ~450).
 TARGETS = [
-    Target("medium", medium_setup, medium_seeds, bounded_runs=1500),
+    Target("medium", medium_setup, medium_seeds, bounded_runs=1000),
     Target("zip", zip_setup, zip_seeds, bounded_runs=6000),
-    Target("wado", wado_setup, wado_seeds, bounded_runs=6000),
+    Target("wado", wado_setup, wado_seeds, bounded_runs=4000),
 ]
