@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test test-fast bench lint typecheck image test-image clean system-deps test-deps soak
+.PHONY: run test test-fast bench lint typecheck image test-image clean system-deps test-deps soak fuzz
 
 $(STAMP): pyproject.toml
 	@bash scripts/system-deps.sh base
@@ -47,6 +47,18 @@ soak: test-deps $(STAMP)
 	PACSBOX_REQUIRE_TOOLS=1 PACSBOX_SOAK_ROUNDS=100 PACSBOX_QEMU_SOAK_ROUNDS=20 \
 		$(BIN)/pytest -q -p no:cacheprovider tests/powercut/test_fs_powercut.py \
 		tests/image/test_qemu_powercut.py
+
+# Each fuzz target long (make test runs each for a bounded number of
+# executions): PACSBOX_FUZZ_SECONDS per target, 300 by default. A crash
+# leaves its input in the work folder printed; copy it to tests/fuzz/crashes/.
+PACSBOX_FUZZ_SECONDS ?= 300
+fuzz: $(STAMP)
+	@for t in $$($(BIN)/python -c "from tests.fuzz import harness; print(' '.join(sorted(harness.targets())))"); do \
+		echo "fuzz $$t: $(PACSBOX_FUZZ_SECONDS) s"; \
+		$(BIN)/python -m tests.fuzz.run $$t --seconds $(PACSBOX_FUZZ_SECONDS) --work /tmp/pacsbox-fuzz-$$t 2>&1 \
+			| grep -a "stat::number_of_executed_units\|stat::average_exec\|Uncaught\|Defect\|Test unit written" \
+			|| true; \
+	done
 
 bench: test-deps $(STAMP)
 	$(BIN)/python -m bench.run
