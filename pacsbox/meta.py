@@ -194,15 +194,17 @@ class _Values:
 
 
 def _pydicom_text(ds: Dataset, keyword: str) -> str:
+    # Converting to text decodes too (a sequence's items, a multi-value), so
+    # it sits inside the guard with the read.
     try:
         value = ds.get(keyword)
+        if value is None:
+            return ""
+        if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+            return "\\".join(str(v) for v in value)
+        return str(value)
     except Exception:  # noqa: BLE001 - a malformed optional element must not block storage
         return ""
-    if value is None:
-        return ""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return "\\".join(str(v) for v in value)
-    return str(value)
 
 
 def _pydicom_int(ds: Dataset, keyword: str) -> int | None:
@@ -343,7 +345,7 @@ def parse(data: bytes, transfer_syntax: str | None = None) -> Parsed:
     if walk:
         check_complete(data, offset, str(ts))
     if has_meta:
-        meta_sop = str(ds.file_meta.get("MediaStorageSOPInstanceUID", "") or "")
+        meta_sop = _pydicom_text(ds.file_meta, "MediaStorageSOPInstanceUID").rstrip("\x00 ")
         if meta_sop and meta_sop != attrs.sop_instance_uid:
             raise DatasetMismatch("file meta SOP Instance UID differs from the data set's")
     return Parsed(attrs=attrs, has_meta=has_meta, dataset_offset=offset)
