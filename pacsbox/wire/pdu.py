@@ -58,7 +58,8 @@ def element(tag_element: int, value: bytes) -> bytes:
 
 
 def ui(uid: str) -> bytes:
-    raw = uid.encode("ascii")
+    # A peer's malformed UID echoed back in a response must not fail to encode.
+    raw = uid.encode("ascii", "replace")
     return raw + b"\x00" * (len(raw) % 2)
 
 
@@ -165,6 +166,8 @@ class Command:
         end = len(raw)
         while offset + 8 <= end:
             group, elem, length = struct.unpack_from("<HHI", raw, offset)
+            if offset + 8 + length > end:
+                break  # a truncated element: what came before it is all there is
             value = raw[offset + 8 : offset + 8 + length]
             offset += 8 + length
             if group != 0:
