@@ -136,6 +136,10 @@ class QueryRetrieve:
                     matches += 1
                     if pending is None or not pending(rsp):
                         yield 0xFF00, rsp
+        except OSError as exc:  # the peer went away mid-answer (pending responses go direct)
+            done(f"connection lost: {exc.strerror or exc}")
+            yield 0xC000, None  # pynetdicom finds the closed transport and ends the association
+            return
         except DbUnavailable as exc:
             done(f"database busy: {exc}")
             yield 0xA700, None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -128,6 +129,9 @@ class Listener:
         self.on_poll: Callable[[], None] | None = None
         self._active = 0
         self._lock = threading.Lock()
+        # Associations whose end is (or will be) logged: every connection ends
+        # with one line, a connection that never became an association too.
+        self._told: weakref.WeakSet = weakref.WeakSet()
 
     @property
     def port(self) -> int:
@@ -193,6 +197,12 @@ class Listener:
     def _on_conn_close(self, event) -> None:
         if self.balance is not None:
             self.balance.closed()
+        assoc = event.assoc
+        if assoc not in self._told:
+            log.info(
+                "connection from %s closed before an association was agreed",
+                assoc.requestor.address or "an unknown address",
+            )
 
     def _on_requested(self, event) -> None:
         assoc = event.assoc
@@ -223,6 +233,7 @@ class Listener:
     def _reject(
         self, assoc, rsd: tuple[int, int, int], calling: str, address: str, why: str
     ) -> None:
+        self._told.add(assoc)
         log.warning("association rejected: calling AE %r from %s: %s", calling, address, why)
         assoc.acse.send_reject(*rsd)
         evt.trigger(assoc, evt.EVT_REJECTED, {})
@@ -259,6 +270,7 @@ class Listener:
         return 0x0000
 
     def _on_established(self, event) -> None:
+        self._told.add(event.assoc)  # its release or abort is logged (_on_closed)
         with self._lock:
             self._active += 1
         rq = event.assoc.requestor
@@ -270,6 +282,7 @@ class Listener:
         )
 
     def _on_closed(self, event) -> None:
+        self._told.add(event.assoc)  # aborted while negotiating: this line is its end
         with self._lock:
             self._active = max(0, self._active - 1)
         rq = event.assoc.requestor

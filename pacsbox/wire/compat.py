@@ -22,6 +22,7 @@ import pynetdicom.association
 import pynetdicom.dimse
 import pynetdicom.dul
 import pynetdicom.events
+import pynetdicom.fsm
 import pynetdicom.service_class
 import pynetdicom.sop_class
 from pynetdicom import _config, evt
@@ -167,6 +168,21 @@ NEEDS: list[tuple[str, Callable[[_Samples], bool]]] = [
         lambda s: isinstance(s.assoc.dimse.cancel_req, dict),
     ),
     ("ApplicationEntity._servers (list)", lambda s: isinstance(s.ae._servers, list)),
+    (
+        "fsm.TRANSITION_TABLE[(event, state)] and fsm.InvalidEventError",
+        lambda s: (
+            ("Evt19", "Sta3") in pynetdicom.fsm.TRANSITION_TABLE
+            and issubclass(pynetdicom.fsm.InvalidEventError, Exception)
+        ),
+    ),
+    (
+        "DULServiceProvider._kill_thread (bool)",
+        lambda s: isinstance(s.dul._kill_thread, bool),
+    ),
+    (
+        "StateMachine.do_action(event) on the instance",
+        lambda s: _params(s.dul.state_machine.do_action) == ["event"],
+    ),
 ]
 
 

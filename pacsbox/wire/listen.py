@@ -18,7 +18,7 @@ from pydicom.uid import UID
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.transport import ThreadedAssociationServer
 
-from pacsbox.wire import compat, reactor, send
+from pacsbox.wire import compat, guard, reactor, send
 
 
 def _storage_class_uids() -> frozenset[str]:
@@ -128,6 +128,8 @@ def shutdown(server) -> None:
 
 def connection_opened(assoc) -> None:
     """For EVT_CONN_OPEN, before the association's threads start: its reactor
-    wake-ups, and answers out at once rather than after Nagle's 40 ms."""
+    wake-ups, answers out at once rather than after Nagle's 40 ms, and a
+    protocol error ending in an abort rather than a dead thread."""
+    guard.protect(assoc)
     reactor.attach(assoc)
     send.nodelay(assoc)
