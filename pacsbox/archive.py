@@ -247,7 +247,7 @@ class Archive:
                 exc,
             )
             raise
-        except (DuplicateRejected, OutOfResources):
+        except (DatasetMismatch, DuplicateRejected, OutOfResources):
             storage.remove_file(written.path, sync=self.sync)
             raise
         except (DbError, OSError, DatabaseError) as exc:  # DatabaseError: from the daemon

@@ -24,7 +24,13 @@ from concurrent.futures import Future
 from functools import partial
 
 from pacsbox.db import commit, rows
-from pacsbox.errors import DatabaseError, DuplicateRejected, OutcomeUnknown, OutOfResources
+from pacsbox.errors import (
+    DatabaseError,
+    DatasetMismatch,
+    DuplicateRejected,
+    OutcomeUnknown,
+    OutOfResources,
+)
 
 _LEN = struct.Struct(">I")
 _RECV = 1 << 18
@@ -77,6 +83,8 @@ def _reply_of(fut: Future) -> tuple:
         return ("rejected", str(exc))
     if isinstance(exc, OutOfResources):
         return ("out-of-resources", str(exc))
+    if isinstance(exc, DatasetMismatch):
+        return ("mismatch", str(exc))
     if isinstance(exc, OutcomeUnknown):
         return ("lost", str(exc))
     return ("failed", f"{type(exc).__name__}: {exc}")
@@ -203,6 +211,8 @@ class RecordClient:
             raise DuplicateRejected(rest[0])
         if kind == "out-of-resources":
             raise OutOfResources(rest[0])
+        if kind == "mismatch":
+            raise DatasetMismatch(rest[0])
         if kind == "lost":
             raise OutcomeUnknown(rest[0])
         raise DatabaseError(rest[0])

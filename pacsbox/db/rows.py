@@ -17,7 +17,7 @@ from pathlib import Path
 from pacsbox.db.lookup import find_instance, instance_path, stored_digest
 from pacsbox.db.models import Instance, Patient, Series, Study, utcnow
 from pacsbox.db.sql import all_rows, insert, one, run
-from pacsbox.errors import DuplicateRejected
+from pacsbox.errors import DatasetMismatch, DuplicateRejected
 from pacsbox.meta import InstanceAttrs
 
 
@@ -239,9 +239,11 @@ def _study_row(
 
 
 def _series_row(attrs: InstanceAttrs, study_id: int, patient_id: int) -> tuple[int, bool]:
+    """(series row id, whether it is new); raises DatasetMismatch when the series
+    is indexed under another study (the file is in this study's folder)."""
     se = _series_values(attrs)
     row = one(
-        f"SELECT id, {', '.join(SERIES_COLS)} FROM series WHERE series_instance_uid = ?",
+        f"SELECT id, study_id, {', '.join(SERIES_COLS)} FROM series WHERE series_instance_uid = ?",
         (attrs.series_instance_uid,),
     )
     if row is None:
@@ -253,7 +255,11 @@ def _series_row(attrs: InstanceAttrs, study_id: int, patient_id: int) -> tuple[i
         run("UPDATE study SET num_series = num_series + 1 WHERE id = ?", (study_id,))
         run("UPDATE patient SET num_series = num_series + 1 WHERE id = ?", (patient_id,))
         return series_id, True
-    _merge_row("series", row[0], SERIES_COLS, row[1:], se)
+    if row[1] != study_id:
+        raise DatasetMismatch(
+            f"Series Instance UID {attrs.series_instance_uid} is stored in another study"
+        )
+    _merge_row("series", row[0], SERIES_COLS, row[2:], se)
     return row[0], False
 
 
