@@ -30,6 +30,9 @@ log = logging.getLogger("pacsbox.web")
 
 HERE = Path(__file__).parent
 VIEWS = str(HERE / "views")
+# One list for every render: bottle caches compiled templates by the lookup list's
+# identity, so a new list per call compiles (and keeps) the template again.
+LOOKUP = [VIEWS]
 STATIC = HERE / "static"
 PUBLIC = "public"  # privilege marker: no login needed
 
@@ -170,7 +173,7 @@ class Ctx:
             "url": url,
         }
         common.update(data)
-        return bottle.template(name, template_lookup=[VIEWS], **common)
+        return bottle.template(name, template_lookup=LOOKUP, **common)
 
 
 SECURITY_HEADERS = {
@@ -214,7 +217,7 @@ def error_response(status: int, message: str, as_json: bool) -> bottle.HTTPRespo
     else:
         html = bottle.template(
             "error.tpl",
-            template_lookup=[VIEWS],
+            template_lookup=LOOKUP,
             status=status,
             message=message,
             me=None,

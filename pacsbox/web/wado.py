@@ -39,7 +39,7 @@ WADO_PARAMS = {
 
 
 def valid_uid(value: str) -> bool:
-    return 0 < len(value) <= 64 and bool(UID_RE.match(value))
+    return 0 < len(value) <= 64 and bool(UID_RE.fullmatch(value))
 
 
 def _number(name: str, value: str, *, integer: bool = False, lo: float | None = None):
