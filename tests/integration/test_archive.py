@@ -90,6 +90,20 @@ def test_store_indexes_every_level_and_names_files_itself(archive):
     assert all(storage.named_digest(f.name) == storage.digest([f.read_bytes()]) for f in files)
 
 
+def test_a_series_of_another_study_is_refused_and_leaves_no_file(archive):
+    """Acknowledged but unretrievable was the bug: the row went to the old study,
+    the file to the new study's folder."""
+    first = make_instance(study_uid="1.2.3.100", series_uid="1.2.3.100.1", sop_uid="1.2.3.100.1.1")
+    other = make_instance(study_uid="1.2.3.200", series_uid="1.2.3.100.1", sop_uid="1.2.3.200.1.1")
+    assert archive.store(first).outcome == "stored"
+    with pytest.raises(DatasetMismatch, match="another study"):
+        archive.store(other)
+    assert lookup.find_instance("1.2.3.200.1.1") is None
+    files = _files(archive.cfg.archive_dir)
+    assert len(files) == 1 and files[0].read_bytes().endswith(first[-64:])
+    assert [s.study_instance_uid for s in Study.select()] == ["1.2.3.100"]
+
+
 def test_identical_resend_keeps_one_copy(archive):
     data = make_instance()
     assert archive.store(data).outcome == "stored"
