@@ -17,7 +17,6 @@ import logging
 import socket
 import struct
 import threading
-import time
 import weakref
 from pathlib import Path
 
@@ -249,7 +248,7 @@ class _Watch(logging.Handler):
         super().__init__(logging.DEBUG)
         self.ends = 0
         self.bad: list[str] = []
-        self.counting = threading.Lock()
+        self.counting = threading.Condition()
 
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage()
@@ -257,6 +256,7 @@ class _Watch(logging.Handler):
             if record.name == "pacsbox.scp" and text.startswith(END_LINES):
                 if any(w in text for w in END_WORDS) and "accepted" not in text:
                     self.ends += 1
+                    self.counting.notify_all()
             # pynetdicom logs what it handled itself with a traceback (the
             # daemon's log filter makes that one line); what it did not
             # handle says "Exception in" or comes from its state machine.
@@ -379,12 +379,10 @@ class Box:
     def _wait_for_end_line(self) -> None:
         """At least one end-of-connection line since the last input's (a peer that
         closes while its request is being answered may get two)."""
-        deadline = time.monotonic() + 15  # a loaded machine (make test) is slow to log
-        while self.watch.ends <= self.seen_ends and time.monotonic() < deadline:
-            time.sleep(0.002)
-        if self.watch.ends <= self.seen_ends:
-            raise Defect("a connection ended without a line in the log")
-        time.sleep(0.001)
+        watch = self.watch
+        with watch.counting:  # a loaded machine (make test) is slow to log: 15 s
+            if not watch.counting.wait_for(lambda: watch.ends > self.seen_ends, timeout=15):
+                raise Defect("a connection ended without a line in the log")
         self.seen_ends = self.watch.ends
 
 
