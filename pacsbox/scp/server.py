@@ -130,7 +130,7 @@ class Listener:
         self._active = 0
         self._lock = threading.Lock()
         # Associations whose end is (or will be) logged: every connection ends
-        # with one line, a connection that never became an association too.
+        # with a line, one that never became an association too.
         self._told: weakref.WeakSet = weakref.WeakSet()
 
     @property
@@ -199,6 +199,7 @@ class Listener:
             self.balance.closed()
         assoc = event.assoc
         if assoc not in self._told:
+            self._told.add(assoc)  # several of pynetdicom's close actions report it
             log.info(
                 "connection from %s closed before an association was agreed",
                 assoc.requestor.address or "an unknown address",
