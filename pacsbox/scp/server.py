@@ -132,6 +132,11 @@ class Listener:
         # Associations whose end is (or will be) logged: every connection ends
         # with a line, one that never became an association too.
         self._told: weakref.WeakSet = weakref.WeakSet()
+        # Connections already taken off the balance: more than one of
+        # pynetdicom's close actions can report the same close.
+        self._gone: weakref.WeakSet = weakref.WeakSet()
+        # Associations counted in ``_active`` (against MaxAssociations).
+        self._established: weakref.WeakSet = weakref.WeakSet()
 
     @property
     def port(self) -> int:
@@ -195,11 +200,14 @@ class Listener:
         listen.connection_opened(event.assoc)
 
     def _on_conn_close(self, event) -> None:
+        assoc = event.assoc
+        if assoc in self._gone:
+            return
+        self._gone.add(assoc)
         if self.balance is not None:
             self.balance.closed()
-        assoc = event.assoc
         if assoc not in self._told:
-            self._told.add(assoc)  # several of pynetdicom's close actions report it
+            self._told.add(assoc)
             log.info(
                 "connection from %s closed before an association was agreed",
                 assoc.requestor.address or "an unknown address",
@@ -273,6 +281,7 @@ class Listener:
     def _on_established(self, event) -> None:
         self._told.add(event.assoc)  # its release or abort is logged (_on_closed)
         with self._lock:
+            self._established.add(event.assoc)
             self._active += 1
         rq = event.assoc.requestor
         log.info(
@@ -285,7 +294,9 @@ class Listener:
     def _on_closed(self, event) -> None:
         self._told.add(event.assoc)  # aborted while negotiating: this line is its end
         with self._lock:
-            self._active = max(0, self._active - 1)
+            if event.assoc in self._established:  # one abort can be reported twice
+                self._established.discard(event.assoc)
+                self._active -= 1
         rq = event.assoc.requestor
         how = "released" if event.event == evt.EVT_RELEASED else "aborted"
         done = [s for s in (summary(event.assoc) for summary in self.summaries) if s]

@@ -23,6 +23,7 @@ import pytest
 
 from tests.image.boxes import (
     AE,
+    ROOT,
     UNIT,
     NspawnBox,
     free_port,
@@ -259,5 +260,21 @@ def test_missing_data_partition_fails_loudly(tmp_path):
         assert "FAILED" in b.journal("pacsbox-data.service")
         rc, _ = b.sh("test -e /var/lib/pacsbox/pacsbox.db")
         assert rc != 0
+    finally:
+        b.stop()
+
+
+def test_an_empty_configuration_is_written_again(tmp_path):
+    """A power cut right after first boot can leave PACSBOX.ini empty (ext4
+    writes a new file's data late): the next boot writes the default again
+    instead of running on built-in defaults with no data folder."""
+    data = tmp_path / "data"
+    (data / "etc").mkdir(parents=True)
+    (data / "etc" / "PACSBOX.ini").write_bytes(b"")
+    b = boot(data, tmp_path / "nspawn.log", free_port())
+    try:
+        assert "was empty" in b.journal("pacsbox-data.service")
+        shipped = (ROOT / "usr/share/pacsbox/PACSBOX.ini").read_text(encoding="utf-8")
+        assert b.out("cat /etc/pacsbox/PACSBOX.ini") == shipped
     finally:
         b.stop()

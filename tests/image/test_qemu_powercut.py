@@ -54,7 +54,21 @@ def _answers(vm: QemuBox) -> bool:
 def _ready(vm: QemuBox) -> float:
     """Boot and wait until the daemon answers C-ECHO; seconds from qemu's start."""
     vm.start()
-    wait_for(lambda: _answers(vm), BOOT_TIMEOUT, f"DICOM after the cut ({vm.log_path})", 0.5)
+    try:
+        wait_for(lambda: _answers(vm), BOOT_TIMEOUT, f"DICOM after the cut ({vm.log_path})", 0.5)
+    except AssertionError as e:
+        # Say why the daemon did not come back: its journal, read through the debug shell.
+        try:
+            vm.wait_shell(60)
+            why = vm.sh(
+                f"journalctl -b --no-pager -n 60 -o cat -u {UNIT}; "
+                "journalctl -b --no-pager -n 40 -p warning -o short-monotonic; "
+                "ls -l /var/lib/pacsbox/etc/; head -c 400 /etc/pacsbox/PACSBOX.ini",
+                60,
+            )[1]
+        except (AssertionError, OSError, RuntimeError) as shell:
+            why = f"(no debug shell either: {shell})"
+        raise AssertionError(f"{e}\n{why[-6000:]}") from None
     ready = time.monotonic() - vm.started
     vm.wait_shell()
     return ready
