@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pacsbox import jobs, notify, recovery, status, workers
+from pacsbox import edit, jobs, notify, recovery, status, workers
 from pacsbox.archive import Archive
 from pacsbox.assembly import assemble
 from pacsbox.config import Config
@@ -59,6 +59,7 @@ class Daemon:
         self._totals_signal = -1
         self._recent_cache: tuple[dict | None, int] | None = None
         self._recent_at = 0.0
+        self._follow_up: jobs.Job | None = None
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -134,6 +135,7 @@ class Daemon:
                 self.heartbeats.beat("workers")
             self.write_status()
             archive.checkpoint_if_due()
+            self._follow_up_edits(archive)
         notify.notify("STOPPING=1")
         log.info("stopping: letting associations in flight finish")
         self.state = "stopping"
@@ -152,6 +154,14 @@ class Daemon:
         archive.close()
         log.info("pacsbox %s stopped", self.cfg.ApplicationEntityTitle)
         return 0
+
+    def _follow_up_edits(self, archive: Archive) -> None:
+        """Images that reached an edited study after its edit take it, one study at a
+        time in a background job; the mark is in the index, so a restart resumes."""
+        if self._follow_up is not None and self._follow_up.state == "running":
+            return
+        due = edit.pending()
+        self._follow_up = edit.start_follow_up(archive, due[0]) if due else None
 
     def _on_signal(self, signum, frame) -> None:
         self.stop_event.set()

@@ -199,7 +199,7 @@ def run(archive, edit: Edit, progress: Callable[[int, int], None] | None = None)
                 break
             if inst is None:  # nothing stored under it: the row alone
                 with write_transaction():
-                    _update_row(edit)
+                    _update_row(edit, cursor)
                 break
             while inst is not None:
                 following = next(pending, None)
@@ -240,38 +240,134 @@ def _after(edit: Edit, cursor: int, batch: int = 500) -> Iterator[Instance]:
 
 def _edit_instance(archive, inst: Instance, edit: Edit, last: bool) -> bool:
     """One file, rewritten unless it already carries the values (a re-run)."""
-    also = (lambda: _update_row(edit)) if last else None
+    also = (lambda: _update_row(edit, inst.id)) if last else None
+    return _rewrite(archive, inst, edit.keywords, also)
+
+
+def _rewrite(
+    archive, inst: Instance, keywords: dict[str, str], also: Callable[[], None] | None
+) -> bool:
+    """Rewrite one file with ``keywords`` set, ``also`` in the swap's transaction;
+    False when the file already carries them (``also`` then runs on its own)."""
     ds = pydicom.dcmread(io.BytesIO(archive.read_part10(inst)), force=True)
-    if all(_value(ds, kw) == v for kw, v in edit.keywords.items()):
+    if all(_value(ds, kw) == v for kw, v in keywords.items()):
         if also:
             with write_transaction():
                 also()
         return False
-    _set_values(ds, edit.keywords)
+    _set_values(ds, keywords)
     out = io.BytesIO()
     ds.save_as(out)
     data = out.getvalue()
     chunks = [data[meta.parse(data).dataset_offset :]] if inst.native else [data]
     if archive.rewrite(inst, chunks, also):
         return True
-    log.warning("SOP Instance %s changed while being edited; left as it is", inst.sop_instance_uid)
+    log.warning(
+        "SOP Instance %s changed while being rewritten; left as it is", inst.sop_instance_uid
+    )
     if also:
         with write_transaction():
             also()
     return False
 
 
-def _update_row(edit: Edit) -> None:
-    changes = dict(edit.changes)
+def _update_row(edit: Edit, last_id: int) -> None:
+    """The row takes the values and remembers which columns an edit set, so a later
+    image neither overwrites them nor leaves the box without them. An image stored
+    after the edit's last file was read is marked for the follow-up."""
+    changes: dict[str, object] = dict(edit.changes)
+    row: Patient | Study
     if edit.level == "patient":
-        if "patient_id" in changes:
-            pt = Patient.get_by_id(edit.row_id)
-            _refuse_taken_id(pt, changes["patient_id"])
-        if "patient_name" in changes:
-            changes["patient_name_ci"] = changes["patient_name"].upper()
+        row = Patient.get_by_id(edit.row_id)
+        if "patient_id" in edit.changes:
+            _refuse_taken_id(row, edit.changes["patient_id"])
+        if "patient_name" in edit.changes:
+            changes["patient_name_ci"] = edit.changes["patient_name"].upper()
+        changes["edited"] = _marks(row.edited, edit.changes)
         Patient.update(**changes).where(Patient.id == edit.row_id).execute()
     else:
+        row = Study.get_by_id(edit.row_id)
+        changes["edited"] = _marks(row.edited, edit.changes)
         Study.update(updated=utcnow(), **changes).where(Study.id == edit.row_id).execute()
+    first: dict[int, int] = {}  # study row -> its first image stored after last_id
+    for inst in _instances(edit).where(Instance.id > last_id).order_by(Instance.id):
+        first.setdefault(inst.series.study_id, inst.id)
+    for study_id, inst_id in first.items():
+        Study.update(edit_from=inst_id).where(
+            (Study.id == study_id) & (Study.edit_from == 0)
+        ).execute()
+
+
+def _marks(marks: str, changes: dict[str, str]) -> str:
+    return ",".join(sorted({c for c in marks.split(",") if c} | set(changes)))
+
+
+# -- later images of an edited study -----------------------------------------------------
+
+
+def pending() -> list[int]:
+    """Studies holding images stored after an edit that do not carry it yet."""
+    return [s.id for s in Study.select(Study.id).where(Study.edit_from > 0)]
+
+
+def edited_values(study: Study) -> dict[str, str]:
+    """DICOM keyword -> value for every column an edit set on the study or its patient."""
+    out = {}
+    for row in (study.patient, study):
+        for col in row.edited.split(","):
+            if col in KEYWORDS:
+                out[KEYWORDS[col]] = getattr(row, col) or ""
+    return out
+
+
+def follow_up(archive, study_id: int, progress: Callable[[int, int], None] | None = None) -> str:
+    """Give the images stored into an edited study since its edit the edit's values,
+    through the same rewrite (originals kept in holding); returns a summary."""
+    with _one_at_a_time:
+        st = Study.get_or_none(Study.id == study_id)
+        if st is None or not st.edit_from:
+            return "nothing to rewrite"
+        keywords = edited_values(st)
+        late = list(
+            Instance.select(Instance, Series)
+            .join(Series)
+            .where((Series.study == study_id) & (Instance.id >= st.edit_from))
+            .order_by(Instance.id)
+        )
+        rewritten = 0
+        for i, inst in enumerate(late):
+            rewritten += _rewrite(archive, inst, keywords, None)
+            if progress:
+                progress(i + 1, len(late))
+        last = late[-1].id if late else st.edit_from
+        with write_transaction():
+            newer = (
+                Instance.select()
+                .join(Series)
+                .where((Series.study == study_id) & (Instance.id > last))
+                .exists()
+            )
+            if not newer:  # one stored meanwhile keeps the mark for the next round
+                Study.update(edit_from=0).where(Study.id == study_id).execute()
+        log.info(
+            "study %s: %d later images given its edit (%s)",
+            st.study_instance_uid,
+            rewritten,
+            ", ".join(sorted(keywords)),
+        )
+        return f"{rewritten} later images rewritten with the edit, originals kept in holding"
+
+
+def start_follow_up(archive, study_id: int) -> jobs.Job:
+    """``follow_up`` as a background job, shown on the jobs page."""
+    uid = Study.get_by_id(study_id).study_instance_uid
+    return jobs.registry.start(
+        "edit",
+        f"study {uid}: later images",
+        lambda job: follow_up(archive, study_id, job.progress),
+        "pacsbox",
+        link=f"/studies/{uid}",
+    )
 
 
 def _value(ds: Dataset, keyword: str) -> str:

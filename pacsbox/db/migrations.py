@@ -54,11 +54,32 @@ def _m0012_dirty_folder_owner(db: Database) -> None:
     )
 
 
+def _m0013_edit_marks(db: Database) -> None:
+    # Edits outlive the edit job: the columns they set, and the later images
+    # that still have to take them. A database made by 0001 after this change
+    # has the columns already.
+    for table, columns in (
+        ("patient", ("edited VARCHAR(256) NOT NULL DEFAULT ''",)),
+        (
+            "study",
+            ("edited VARCHAR(256) NOT NULL DEFAULT ''", "edit_from INTEGER NOT NULL DEFAULT 0"),
+        ),
+    ):
+        have = {c.name for c in db.get_columns(table)}
+        for column in columns:
+            if column.split()[0] not in have:
+                db.execute_sql(f"ALTER TABLE {table} ADD COLUMN {column}")
+    db.execute_sql(
+        "CREATE INDEX IF NOT EXISTS study_edit_pending ON study (edit_from) WHERE edit_from > 0"
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (1, "core tables: patient, study, series, instance, AE table", _m0001_core),
     (2, "composite indexes for queries", _m0002_query_indexes),
     (11, "drop the index on instance.series_id alone", _m0011_drop_instance_series_id),
     (12, "dirty folders marked per process", _m0012_dirty_folder_owner),
+    (13, "edited columns, and later images still to take an edit", _m0013_edit_marks),
 ]
 
 

@@ -88,6 +88,8 @@ class Patient(BaseModel):
     num_instances = IntegerField(default=0)  # (0020,1204)
     private = BooleanField(default=False)  # DATA-6 private/public patient
     created = DateTimeField(default=utcnow)
+    # Columns an edit set (comma-joined): a later image does not overwrite them.
+    edited = CharField(max_length=256, default="")
 
     class Meta:
         indexes = ((("patient_id", "issuer"), True),)
@@ -122,6 +124,10 @@ class Study(BaseModel):
     read = BooleanField(default=False)
     protected = BooleanField(default=False)  # never purged by the watermark
     purge_state = CharField(max_length=16, default="")  # "" or "purging" (two-phase purge)
+    edited = CharField(max_length=256, default="")  # as Patient.edited
+    # The first instance row stored after an edit that does not carry the edit's
+    # values yet (0: none); the daemon rewrites it and those after it.
+    edit_from = IntegerField(default=0)
 
 
 class Series(BaseModel):

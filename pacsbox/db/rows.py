@@ -2,7 +2,7 @@
 
 ``record_in_transaction`` is what one record does inside its transaction:
 apply the duplicate policy, find or create the parent rows (latest
-non-empty value wins), insert the instance. It runs once per received
+non-empty value wins, except over an edit), insert the instance. It runs once per received
 image, so it speaks parameterised SQL (``db.sql``) rather than peewee
 queries; the rare paths (replace, delete) use the models. The instance
 counts are added once per transaction (``apply_counts``), not per record.
@@ -10,6 +10,7 @@ counts are added once per transaction (``apply_counts``), not per record.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from pacsbox.db.models import Instance, Patient, Series, Study, utcnow
 from pacsbox.db.sql import all_rows, insert, one, run
 from pacsbox.errors import DatasetMismatch, DuplicateRejected
 from pacsbox.meta import InstanceAttrs
+
+log = logging.getLogger("pacsbox.db")
 
 
 @dataclass(frozen=True)
@@ -107,16 +110,33 @@ INSTANCE_COLS = (
 )
 
 
-def _merge_row(table: str, row_id: int, cols: tuple, current: tuple, new: dict) -> None:
-    """Latest non-empty value wins; one UPDATE only when something changed."""
+def edited_columns(marks: str) -> frozenset[str]:
+    """The columns an edit set, from a row's ``edited`` marks."""
+    cols = {c for c in marks.split(",") if c}
+    if "patient_name" in cols:
+        cols.add("patient_name_ci")  # the search copy follows the name
+    return frozenset(cols)
+
+
+def _merge_row(
+    table: str, row_id: int, cols: tuple, current: tuple, new: dict, marks: str = ""
+) -> bool:
+    """Latest non-empty value wins, except in columns an edit set; one UPDATE only
+    when something changed. Returns whether ``new`` differs from an edited
+    column, that is, whether the file needs the edit too."""
+    kept = edited_columns(marks)
     changes = {
         c: new[c]
         for c, old in zip(cols, current, strict=True)
-        if new.get(c) not in ("", None) and new[c] != old
+        if c not in kept and new.get(c) not in ("", None) and new[c] != old
     }
     if changes:
         sets = ", ".join(f"{c} = ?" for c in changes)
         run(f"UPDATE {table} SET {sets} WHERE id = ?", (*changes.values(), row_id))
+    return any(
+        c in kept and (new.get(c) or "") != (old or "")
+        for c, old in zip(cols, current, strict=True)
+    )
 
 
 def _patient_values(attrs: InstanceAttrs) -> dict:
@@ -140,7 +160,7 @@ def _series_values(attrs: InstanceAttrs) -> dict:
 
 _KNOWN_SERIES_SQL = (
     "SELECT se.id, st.id, p.id, st.study_instance_uid, p.patient_id, p.issuer, st.storage_root, "
-    "st.folder, "
+    "st.folder, st.edited, p.edited, "
     + ", ".join(
         [
             *(f"se.{c}" for c in SERIES_COLS),
@@ -153,8 +173,9 @@ _KNOWN_SERIES_SQL = (
 )
 
 
-def _known_series(attrs: InstanceAttrs, f: StoredFile) -> tuple[int, int, int] | None:
-    """(series, study, patient) ids when the series is indexed under this study and patient.
+def _known_series(attrs: InstanceAttrs, f: StoredFile) -> tuple[int, int, int, bool] | None:
+    """(series, study, patient) ids, and whether the file needs an edit, when the
+    series is indexed under this study and patient.
 
     The usual case (every image of a series after its first) costs one SELECT
     instead of three; anything unusual returns None and takes the general path.
@@ -164,6 +185,7 @@ def _known_series(attrs: InstanceAttrs, f: StoredFile) -> tuple[int, int, int] |
     if row is None:
         return None
     series_id, study_id, patient_id, study_uid, pid, issuer, root, folder = row[:8]
+    study_marks, patient_marks = row[8:10]
     if study_uid != attrs.study_instance_uid or (pid, issuer) != (
         attrs.patient["patient_id"],
         attrs.patient["issuer"],
@@ -171,12 +193,14 @@ def _known_series(attrs: InstanceAttrs, f: StoredFile) -> tuple[int, int, int] |
         return None
     if (root, folder) != (f.storage_root, f.folder):
         raise LocationChanged(root, folder)
-    a = 8 + len(SERIES_COLS)
+    a = 10 + len(SERIES_COLS)
     b = a + len(STUDY_COLS)
-    _merge_row("series", series_id, SERIES_COLS, row[8:a], _series_values(attrs))
-    _merge_row("study", study_id, STUDY_COLS, row[a:b], _study_values(attrs))
-    _merge_row("patient", patient_id, PATIENT_COLS, row[b:], _patient_values(attrs))
-    return series_id, study_id, patient_id
+    _merge_row("series", series_id, SERIES_COLS, row[10:a], _series_values(attrs))
+    needs = _merge_row("study", study_id, STUDY_COLS, row[a:b], _study_values(attrs), study_marks)
+    needs |= _merge_row(
+        "patient", patient_id, PATIENT_COLS, row[b:], _patient_values(attrs), patient_marks
+    )
+    return series_id, study_id, patient_id, needs
 
 
 def _patient_row(attrs: InstanceAttrs, private: bool) -> int:
@@ -193,6 +217,7 @@ def _patient_row(attrs: InstanceAttrs, private: bool) -> int:
             num_instances=0,
             private=bool(private),
             created=str(utcnow()),
+            edited="",
         )
         return insert("patient", values)
     _merge_row("patient", row[0], PATIENT_COLS, row[1:], p)
@@ -200,17 +225,23 @@ def _patient_row(attrs: InstanceAttrs, private: bool) -> int:
 
 
 def _study_row(
-    attrs: InstanceAttrs, patient_id: int, f: StoredFile, calling_ae: str, private: bool
-) -> tuple[int, int]:
-    """(study row id, its patient row id); raises LocationChanged."""
+    attrs: InstanceAttrs, f: StoredFile, calling_ae: str, private: bool
+) -> tuple[int, int, bool]:
+    """(study row id, its patient row id, whether the file needs an edit).
+
+    A study already indexed keeps its patient: an image that names another
+    patient (the one an edit renamed, or a modality's mistake) joins the study
+    as it is and creates no patient row of its own. Raises LocationChanged.
+    """
     st = _study_values(attrs)
     row = one(
-        f"SELECT id, patient_id, storage_root, folder, {', '.join(STUDY_COLS)} FROM study "
+        f"SELECT id, patient_id, storage_root, folder, edited, {', '.join(STUDY_COLS)} FROM study "
         "WHERE study_instance_uid = ?",
         (attrs.study_instance_uid,),
     )
-    now = str(utcnow())
     if row is None:
+        patient_id = _patient_row(attrs, private)
+        now = str(utcnow())
         values = {c: st.get(c, "") for c in STUDY_COLS}
         values.update(
             study_instance_uid=attrs.study_instance_uid,
@@ -228,14 +259,42 @@ def _study_row(
             read=False,
             protected=False,
             purge_state="",
+            edited="",
+            edit_from=0,
         )
         study_id = insert("study", values)
         run("UPDATE patient SET num_studies = num_studies + 1 WHERE id = ?", (patient_id,))
-        return study_id, patient_id
-    if (row[2], row[3]) != (f.storage_root, f.folder):
-        raise LocationChanged(row[2], row[3])
-    _merge_row("study", row[0], STUDY_COLS, row[4:], st)
-    return row[0], row[1]
+        return study_id, patient_id, False
+    study_id, patient_id, root, folder, marks = row[:5]
+    if (root, folder) != (f.storage_root, f.folder):
+        raise LocationChanged(root, folder)
+    needs = _merge_row("study", study_id, STUDY_COLS, row[5:], st, marks)
+    return study_id, patient_id, _join_patient(attrs, patient_id) or needs
+
+
+def _join_patient(attrs: InstanceAttrs, patient_id: int) -> bool:
+    """Merge the file's patient values into the study's patient; True when the
+    file needs that patient's edit."""
+    row = one(
+        f"SELECT patient_id, issuer, edited, {', '.join(PATIENT_COLS)} FROM patient WHERE id = ?",
+        (patient_id,),
+    )
+    pid, issuer, marks = row[:3]
+    if (pid, issuer) == (attrs.patient["patient_id"], attrs.patient["issuer"]):
+        return _merge_row(
+            "patient", patient_id, PATIENT_COLS, row[3:], _patient_values(attrs), marks
+        )
+    if edited_columns(marks) & {"patient_id", "issuer"}:
+        return True  # an image of the patient as they were before the edit
+    log.warning(
+        "SOP Instance %s names Patient ID %s, but its study %s is indexed under %s; "
+        "stored in that study",
+        attrs.sop_instance_uid,
+        attrs.patient["patient_id"],
+        attrs.study_instance_uid,
+        pid,
+    )
+    return False
 
 
 def _series_row(attrs: InstanceAttrs, study_id: int, patient_id: int) -> tuple[int, bool]:
@@ -372,13 +431,18 @@ def record_in_transaction(
         delete_instance_row(existing)
     known = _known_series(attrs, f) if replaced is None else None
     if known is not None:
-        series_id, study_id, patient_id = known
+        series_id, study_id, patient_id, needs_edit = known
         new_series = False
     else:
-        patient_id = _patient_row(attrs, private)
-        study_id, patient_id = _study_row(attrs, patient_id, f, calling_ae, private)
+        study_id, patient_id, needs_edit = _study_row(attrs, f, calling_ae, private)
         series_id, new_series = _series_row(attrs, study_id, patient_id)
     _instance_row(attrs, series_id, f, calling_ae)
+    if needs_edit:  # the daemon rewrites it (edit.follow_up); the mark is durable with the row
+        run(
+            "UPDATE study SET edit_from = (SELECT id FROM instance WHERE sop_instance_uid = ?) "
+            "WHERE id = ? AND edit_from = 0",
+            (attrs.sop_instance_uid, study_id),
+        )
     if new_series or replaced is not None:
         _refresh_modalities(study_id)
     return Recorded(

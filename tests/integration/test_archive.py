@@ -677,7 +677,7 @@ def test_instances_of_a_series_have_one_index_and_an_old_database_loses_the_seco
         database.execute_sql('CREATE INDEX "instance_series_id" ON "instance" ("series_id")')
         SchemaVersion.delete().where(SchemaVersion.version >= 11).execute()
         assert "instance_series_id" in instance_indexes()
-        assert migrate(database.obj) == [11, 12]
+        assert migrate(database.obj)[:2] == [11, 12]
         assert "instance_series_id" not in instance_indexes()
         assert a.store(make_instance()).outcome == "stored"
     finally:

@@ -37,6 +37,16 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _carries(cfg: config.Config, sop: str, patient_id: str) -> bool:
+    """Whether the archive (holding aside) has ``sop`` with ``patient_id``, as the daemon left it."""
+    for path in cfg.archive_dir.rglob("*"):
+        if path.is_file():
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            if ds.get("SOPInstanceUID") == sop and ds.get("PatientID") == patient_id:
+                return True
+    return False
+
+
 def _dump(path) -> str:
     """dcmdump's lines for Patient's Name, Patient ID and Accession Number."""
     tags = ("0010,0010", "0010,0020", "0008,0050")
@@ -77,6 +87,14 @@ def test_moved_images_carry_the_edit_and_a_rebuild_keeps_it(ini, tmp_path):
         cli(ini, "ae", "add", "WORKSTATION", "--host", "127.0.0.1", "--port", str(port))
         poll(lambda: _listening(port), what="storescp to listen")
         server = Server(ini).start()
+        # The modality still has the old values: one more image of the study
+        # arrives with them, and the daemon gives it the edit.
+        late = tmp_path / "late.dcm"
+        late.write_bytes(make_dicom(study_uid=study, patient_id="PID1", patient_name="DOE^JOHN"))
+        r = dcmtk("storescu", "-aec", server.ae_title, "127.0.0.1", str(server.port), str(late))
+        assert r.returncode == 0, r.stderr
+        sops.append(pydicom.dcmread(late).SOPInstanceUID)
+        poll(lambda: _carries(cfg, sops[-1], "PID-NEW"), 30, what="the follow-up")
         r = dcmtk(
             "movescu", "-S", "-aet", "FINDSCU", "-aec", server.ae_title, "-aem", "WORKSTATION",
             "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}",
@@ -84,7 +102,7 @@ def test_moved_images_carry_the_edit_and_a_rebuild_keeps_it(ini, tmp_path):
         )  # fmt: skip
         assert r.returncode == 0, r.stderr
         files = poll(
-            lambda: len(list(out.iterdir())) == 3 and sorted(out.iterdir()), what="3 images"
+            lambda: len(list(out.iterdir())) == 4 and sorted(out.iterdir()), what="4 images"
         )
     finally:
         if server is not None:
@@ -98,14 +116,14 @@ def test_moved_images_carry_the_edit_and_a_rebuild_keeps_it(ini, tmp_path):
     assert sorted(pydicom.dcmread(f).SOPInstanceUID for f in files) == sorted(sops)
     # The originals are in holding/, with the values they arrived with.
     kept = [p for p in cfg.holding_dir.rglob("*") if p.is_file()]
-    assert len(kept) == 6 and all("[DOE^JOHN]" in _dump(p) for p in kept)
+    assert len(kept) == 7 and all("[DOE^JOHN]" in _dump(p) for p in kept)
     # A rebuild from the files keeps the edit; check is clean.
     assert cli(ini, "check").returncode == 0
     cli(ini, "rebuild-index")
     archive = Archive(cfg)
     try:
         pt = Patient.get(Patient.patient_id == "PID-NEW")
-        assert pt.patient_name == "SMITH^ANNA" and pt.num_instances == 3
+        assert pt.patient_name == "SMITH^ANNA" and pt.num_instances == 4
         assert pt.studies.get().accession_number == "ACC-NEW"
         assert not Patient.select().where(Patient.patient_id == "PID1").exists()
     finally:

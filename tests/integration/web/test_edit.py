@@ -311,3 +311,55 @@ def test_native_files_and_names_beyond_ascii(tmp_path):
         assert Instance.select().count() == 2
     finally:
         box.archive.close()
+
+
+def test_a_later_image_of_an_edited_study_takes_the_edit(box):
+    """A modality that still has the old values sends one more image of the study
+    (into a series it had, and a new one): the index keeps the edit, no patient
+    row appears for the old ID, and the follow-up gives the files the edit."""
+    t = browser(box.app)
+    study, sops = store_study(box.archive, 2, patient_id="PID1", patient_name="DOE^JOHN")
+    pk = Patient.get(Patient.patient_id == "PID1").id
+    job_of(t, fill(t, f"/studies/{study}/edit", accession_number="ACC-NEW"))
+    job_of(t, fill(t, f"/patients/{pk}/edit", patient_name="SMITH^ANNA", patient_id="PID-NEW"))
+    series = lookup.find_instance(sops[0]).series.series_instance_uid
+    late = [
+        box.archive.store(make_dicom(study_uid=study, series_uid=s), source="test").sop_instance_uid
+        for s in (series, generate_uid())
+    ]
+    assert [stored(s).PatientID for s in late] == ["PID1", "PID1"]  # as received, for now
+    assert [p.patient_id for p in Patient.select()] == ["PID-NEW"]  # no row for the old ID
+    pt = Patient.get_by_id(pk)
+    st = Study.get(Study.study_instance_uid == study)
+    assert (pt.patient_name, pt.num_studies, pt.num_instances) == ("SMITH^ANNA", 1, 4)
+    assert (st.accession_number, st.num_instances) == ("ACC-NEW", 4)
+    assert st.edit_from == lookup.find_instance(late[0]).id
+    assert edit.pending() == [st.id]
+
+    summary = edit.follow_up(box.archive, st.id)  # what the daemon runs for a marked study
+    assert summary.startswith("2 later images rewritten"), summary
+    for sop in [*sops, *late]:
+        ds = stored(sop)
+        assert (ds.PatientID, str(ds.PatientName), ds.AccessionNumber) == (
+            "PID-NEW",
+            "SMITH^ANNA",
+            "ACC-NEW",
+        )
+    assert edit.pending() == []
+    assert {d.SOPInstanceUID for d in held(box.cfg)} >= set(late)  # originals kept
+    assert cli(box.ini, "check").returncode == 0
+    cli(box.ini, "rebuild-index")
+    assert [p.patient_id for p in Patient.select()] == ["PID-NEW"]
+    assert Study.get(Study.study_instance_uid == study).num_instances == 4
+
+
+def test_an_image_that_names_another_patient_joins_its_study(box, caplog):
+    """No edit: a modality's mistake (the same study under two Patient IDs) leaves
+    the study with its patient, creates no empty patient row, and says so."""
+    study, _ = store_study(box.archive, 1, patient_id="PID1")
+    box.archive.store(make_dicom(study_uid=study, patient_id="OTHER"), source="test")
+    assert [(p.patient_id, p.num_studies, p.num_instances) for p in Patient.select()] == [
+        ("PID1", 1, 2)
+    ]
+    assert "names Patient ID OTHER, but its study" in caplog.text
+    assert edit.pending() == []
