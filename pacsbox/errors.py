@@ -103,6 +103,18 @@ class UnableToProcess(PacsboxError):
     http_status = 400
 
 
+class NotOffered(PacsboxError):
+    """A well-formed request for something this box does not do (HTTP 501)."""
+
+    http_status = 501
+
+
+class NotAcceptable(PacsboxError):
+    """The object cannot be given in the form asked for (HTTP 406)."""
+
+    http_status = 406
+
+
 class AccessDenied(PacsboxError):
     """An AE, user or session is not allowed to do this."""
 

@@ -2,7 +2,12 @@
 
 WADO-URI follows the conformance statement: ``requestType=WADO`` and the
 three UIDs are required, ``contentType`` is image/jpeg by default,
-image/png or application/dicom on request. Authentication is the web
+image/png or application/dicom on request. With application/dicom,
+``transferSyntax`` is the stored one or Explicit VR Little Endian from a
+compressed one (406 otherwise), and ``anonymize=yes`` is refused (501): the
+standard lets a server refuse, and it must not answer with the identified
+object. The rendering parameters the box does not use (imageQuality, region,
+presentationUID) are accepted as the statement lists them. Authentication is the web
 session, else HTTP Basic (also the dedicated WADO-only account the
 administrator creates with ``--wado``). Credentials in the URL, which the
 statement also allows, are not accepted: URLs end up in proxy and browser
@@ -17,10 +22,13 @@ import re
 from pathlib import Path
 
 import bottle
+from pydicom.uid import UID as UidValue
+from pydicom.uid import ExplicitVRLittleEndian
 
 from pacsbox.db.lookup import instance_path
 from pacsbox.db.models import Instance
-from pacsbox.errors import NotFound, PacsboxError, UsageError
+from pacsbox.errors import NotAcceptable, NotFound, NotOffered, PacsboxError, UsageError
+from pacsbox.scu import decompressed
 from pacsbox.web import render
 from pacsbox.web.auth import Identity
 from pacsbox.web.browse import UID, get_instance
@@ -69,12 +77,26 @@ def image_response(inst: Instance, fmt: str, frame, wc, ww, size) -> bottle.HTTP
     )
 
 
-def dicom_response(archive, inst: Instance) -> bottle.HTTPResponse:
-    """The object as a Part-10 file: ``read_part10`` gives Native-stored ones their header."""
+def dicom_response(archive, inst: Instance, transfer_syntax: str = "") -> bottle.HTTPResponse:
+    """The object as a Part-10 file: ``read_part10`` gives Native-stored ones their header.
+
+    ``transfer_syntax`` (WADO-URI's parameter) is honoured or refused, never
+    ignored: the stored one, or Explicit VR Little Endian from a compressed one.
+    """
+    stored = UidValue(inst.transfer_syntax_uid)
+    if transfer_syntax and transfer_syntax != stored:
+        if transfer_syntax != ExplicitVRLittleEndian or not stored.is_compressed:
+            raise NotAcceptable(
+                f"transferSyntax {transfer_syntax} is not offered for this object: it is stored "
+                f"as {stored} ({stored.name}); {ExplicitVRLittleEndian} is offered for "
+                "compressed objects"
+            )
     try:
         data = archive.read_part10(inst)
     except FileNotFoundError:
         raise NotFound("the stored file is missing") from None
+    if transfer_syntax and transfer_syntax != stored:
+        data = decompressed(data)
     return bottle.HTTPResponse(
         body=data,
         headers={
@@ -160,10 +182,19 @@ def _wado(ctx: Ctx, ident: Identity) -> bottle.HTTPResponse:
         ctx.auth.journal(
             "wado-private", ident.principal.name, ident.address, target=uids["objectUID"]
         )
+    anonymize, transfer_syntax = q.get("anonymize", ""), q.get("transferSyntax", "").strip()
+    if anonymize and anonymize != "yes":
+        raise UsageError("anonymize must be yes")
+    if transfer_syntax and not valid_uid(transfer_syntax):
+        raise UsageError("transferSyntax is not a valid UID")
+    if content != "application/dicom" and (anonymize or transfer_syntax):
+        raise UsageError("anonymize and transferSyntax go with contentType=application/dicom")
     if content == "application/dicom":
         if not ident.principal.has("download"):
             return error_response(403, "application/dicom needs the Download privilege", False)
-        return dicom_response(ctx.archive, inst)
+        if anonymize:  # PS3.18 lets a server refuse; sending identified data is not an option
+            raise NotOffered("anonymize=yes is not offered: pacsbox does not de-identify objects")
+        return dicom_response(ctx.archive, inst, transfer_syntax)
     frame = _number("frameNumber", q.get("frameNumber", ""), integer=True, lo=1)
     wc = _number("windowCenter", q.get("windowCenter", ""))
     ww = _number("windowWidth", q.get("windowWidth", ""), lo=1)

@@ -46,7 +46,7 @@ SERIES = ROOT + "77.1.1"
 SOP_ONE = ROOT + "77.1.1.1"  # one frame
 SOP_TWO = ROOT + "77.1.1.2"  # two frames, so frameNumber has something to choose
 PASSWORD = "fuzzing horse battery"
-WADO_STATUSES = {200, 400, 403, 404}  # what /wado answers a logged-in user (wado.py)
+WADO_STATUSES = {200, 400, 403, 404, 406, 501}  # what /wado answers a logged-in user (wado.py)
 MAGIC = {"image/jpeg": (0, b"\xff\xd8"), "image/png": (0, b"\x89PNG"), "application/dicom": (128, b"DICM")}  # fmt: skip
 
 

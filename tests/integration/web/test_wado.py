@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 
 import webtest
 from pydicom import dcmread
@@ -132,3 +133,38 @@ def test_native_storage_downloads_as_part10(cfg, clock, tmp_path):
             assert dcmread(io.BytesIO(r.body)).SOPInstanceUID == res.sop_instance_uid
     finally:
         archive.close()
+
+
+def test_transfer_syntax_is_honoured_or_refused_and_anonymize_is_refused(app, archive):
+    """WADO-URI's transferSyntax and anonymize are never silently ignored."""
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, RLELossless
+
+    rle = archive.store(Path(get_testdata_file("MR_small_RLE.dcm")).read_bytes(), source="test")
+    plain = store(archive)
+    b = login(app, "root")
+    dicom = {"contentType": "application/dicom"}
+    # A compressed object, asked for as Explicit VR Little Endian: decompressed.
+    r = b.get(wado_url(rle, transferSyntax=ExplicitVRLittleEndian, **dicom))
+    ds = dcmread(io.BytesIO(r.body))
+    want = dcmread(get_testdata_file("MR_small.dcm"))
+    assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert (ds.pixel_array == want.pixel_array).all()
+    # As stored: the stored bytes.
+    r = b.get(wado_url(rle, transferSyntax=RLELossless, **dicom))
+    assert dcmread(io.BytesIO(r.body)).file_meta.TransferSyntaxUID == RLELossless
+    # One this box cannot make: 406 with the reason.
+    r = b.get(wado_url(plain, transferSyntax=JPEGBaseline8Bit, **dicom), expect_errors=True)
+    assert r.status_int == 406 and "is not offered for this object" in r.text
+    # anonymize=yes: refused (501), never answered with the identified object.
+    r = b.get(wado_url(plain, anonymize="yes", **dicom), expect_errors=True)
+    assert r.status_int == 501 and "does not de-identify" in r.text
+    assert b"DOE^JOHN" not in r.body
+    for bad, reason in (
+        (wado_url(plain, anonymize="no", **dicom), "anonymize must be yes"),
+        (wado_url(plain, anonymize="yes"), "go with contentType=application/dicom"),
+        (wado_url(plain, transferSyntax=ExplicitVRLittleEndian), "go with contentType"),
+        (wado_url(plain, transferSyntax="1.2.x", **dicom), "transferSyntax is not a valid UID"),
+    ):
+        r = b.get(bad, expect_errors=True)
+        assert r.status_int == 400 and reason in r.text, (bad, r.status_int)
