@@ -126,8 +126,10 @@ def render(
     size: int | None = None,
     native_ts: str | None = None,
     quality: int = 90,
+    region: tuple[float, float, float, float] | None = None,
 ) -> tuple[bytes, str]:
-    """(image bytes, MIME type). Raises UsageError (bad request) or CannotUnderstand."""
+    """(image bytes, MIME type); ``region`` is (left, top, right, bottom) as fractions
+    of the frame, cut before scaling. Raises UsageError (bad request) or CannotUnderstand."""
     if fmt not in FORMATS:
         raise UsageError("format: jpeg or png")
     if size is not None and not 16 <= size <= MAX_SIZE:
@@ -143,6 +145,11 @@ def render(
         if info["photometric"] == "MONOCHROME1":
             g = 255 - g
         img = Image.fromarray(g, "L")
+    if region is not None:
+        w, h = img.size
+        left, top, right, bottom = region
+        img = img.crop((int(left * w), int(top * h), max(int(right * w), int(left * w) + 1),
+                        max(int(bottom * h), int(top * h) + 1)))  # fmt: skip
     if size is not None and max(img.size) > size:
         img.thumbnail((size, size))
     out = io.BytesIO()

@@ -6,8 +6,10 @@ image/png or application/dicom on request. With application/dicom,
 ``transferSyntax`` is the stored one or Explicit VR Little Endian from a
 compressed one (406 otherwise), and ``anonymize=yes`` is refused (501): the
 standard lets a server refuse, and it must not answer with the identified
-object. The rendering parameters the box does not use (imageQuality, region,
-presentationUID) are accepted as the statement lists them. Authentication is the web
+object. imageQuality (JPEG) and region (a crop) are honoured; presentationUID
+is refused (501: no presentation states are applied); charset changes
+nothing, as an image carries no text and a DICOM object goes in its own
+character set. Authentication is the web
 session, else HTTP Basic (also the dedicated WADO-only account the
 administrator creates with ``--wado``). Credentials in the URL, which the
 statement also allows, are not accepted: URLs end up in proxy and browser
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import bottle
 from pydicom.uid import UID as UidValue
@@ -62,12 +65,15 @@ def _number(name: str, value: str, *, integer: bool = False, lo: float | None = 
     return n
 
 
-def image_response(inst: Instance, fmt: str, frame, wc, ww, size) -> bottle.HTTPResponse:
+def image_response(
+    inst: Instance, fmt: str, frame, wc, ww, size, **extra: Any
+) -> bottle.HTTPResponse:
+    """A rendered frame; ``extra`` passes render's quality and region."""
     path: Path = instance_path(inst)
     native_ts = inst.transfer_syntax_uid if inst.native else None
     try:
         body, mime = render.render(
-            path, fmt=fmt, frame=frame or 1, wc=wc, ww=ww, size=size, native_ts=native_ts
+            path, fmt=fmt, frame=frame or 1, wc=wc, ww=ww, size=size, native_ts=native_ts, **extra
         )
     except FileNotFoundError:
         raise NotFound("the stored file is missing") from None
@@ -187,6 +193,10 @@ def _wado(ctx: Ctx, ident: Identity) -> bottle.HTTPResponse:
         raise UsageError("anonymize must be yes")
     if transfer_syntax and not valid_uid(transfer_syntax):
         raise UsageError("transferSyntax is not a valid UID")
+    if q.get("presentationUID") or q.get("presentationSeriesUID"):
+        raise NotOffered(
+            "presentationUID is not offered: pacsbox does not apply presentation states"
+        )
     if content != "application/dicom" and (anonymize or transfer_syntax):
         raise UsageError("anonymize and transferSyntax go with contentType=application/dicom")
     if content == "application/dicom":
@@ -204,4 +214,23 @@ def _wado(ctx: Ctx, ident: Identity) -> bottle.HTTPResponse:
         raise UsageError("windowCenter and windowWidth go together")
     size = max(rows or 0, cols or 0) or None
     fmt = "png" if content == "image/png" else "jpeg"
-    return image_response(inst, fmt, frame, wc, ww, size)
+    extra: dict[str, Any] = {"region": _region(q.get("region", ""))}
+    quality = _number("imageQuality", q.get("imageQuality", ""), integer=True, lo=1)
+    if quality is not None:
+        if quality > 100 or fmt != "jpeg":
+            raise UsageError("imageQuality is 1 to 100, for image/jpeg")
+        extra["quality"] = quality
+    return image_response(inst, fmt, frame, wc, ww, size, **extra)
+
+
+def _region(value: str) -> tuple[float, float, float, float] | None:
+    """WADO's region: left, top, right, bottom as fractions of the image (0.0 to 1.0)."""
+    if not value:
+        return None
+    try:
+        left, top, right, bottom = (float(v) for v in value.split(","))
+    except ValueError:
+        raise UsageError("region is four numbers: left,top,right,bottom from 0.0 to 1.0") from None
+    if not (0 <= left < right <= 1 and 0 <= top < bottom <= 1):
+        raise UsageError("region is four numbers: left,top,right,bottom from 0.0 to 1.0")
+    return left, top, right, bottom

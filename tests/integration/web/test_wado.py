@@ -168,3 +168,27 @@ def test_transfer_syntax_is_honoured_or_refused_and_anonymize_is_refused(app, ar
     ):
         r = b.get(bad, expect_errors=True)
         assert r.status_int == 400 and reason in r.text, (bad, r.status_int)
+
+
+def test_image_quality_and_region_shape_the_jpeg(app, archive):
+    from PIL import Image
+
+    res = store(archive)  # 64 x 64
+    b = login(app, "root")
+    low = b.get(wado_url(res, imageQuality=5)).body
+    high = b.get(wado_url(res, imageQuality=100)).body
+    assert len(low) < len(high)
+    quarter = Image.open(io.BytesIO(b.get(wado_url(res, region="0,0,0.5,0.5")).body))
+    assert quarter.size == (32, 32)
+    strip = b.get(wado_url(res, region="0.25,0,0.75,1", contentType="image/png")).body
+    assert Image.open(io.BytesIO(strip)).size == (32, 64)
+    r = b.get(wado_url(res, presentationUID="1.2.3"), expect_errors=True)
+    assert r.status_int == 501 and "presentation states" in r.text
+    for bad, reason in (
+        (wado_url(res, imageQuality=101), "imageQuality is 1 to 100"),
+        (wado_url(res, imageQuality=50, contentType="image/png"), "for image/jpeg"),
+        (wado_url(res, region="0.5,0,0.2,1"), "region is four numbers"),
+        (wado_url(res, region="0,0,1"), "region is four numbers"),
+    ):
+        r = b.get(bad, expect_errors=True)
+        assert r.status_int == 400 and reason in r.text, (bad, r.status_int)
