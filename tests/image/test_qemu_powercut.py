@@ -4,10 +4,12 @@ The flashable image boots in qemu (its own VM and disk file, not the shared
 one: every round kills it). Storescu processes on the host send over the
 forwarded port; at a random moment, or right when a burst of
 acknowledgements came in, the qemu process gets SIGKILL: the guest's page
-cache and every write it had not yet submitted vanish, as in a power cut
-(qemu's default writeback cache keeps what the guest had submitted in the
-host's page cache: the volatile-FS test in tests/powercut models a disk
-that loses its write cache too). Then the same disk boots again and, from
+cache and every write it had not yet submitted vanish, as in a power cut.
+The VM's disk file lives on the volatile mount of tests/powercut, so what
+qemu wrote but the guest never flushed (a FLUSH is qemu's fdatasync of the
+file) is dropped at the cut too, as a disk loses its write cache; without
+it the host's page cache would keep every write the guest had submitted.
+Then the same disk boots again and, from
 the host: every instance acknowledged so far is retrieved with getscu (C-GET,
 bit-preserving) and its data set compared with the bytes sent, and
 ``pacsbox check`` runs through the debug shell.
@@ -18,6 +20,7 @@ summary, with boot-to-READY after each cut, goes to bench/results/soak-qemu.json
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import time
@@ -30,6 +33,7 @@ from tests.helpers import DCMTK_ENV
 from tests.image.boxes import AE, BOOT_TIMEOUT, UNIT, QemuBox, free_port, not_built_reason, wait_for
 from tests.image.test_nspawn import echoscu
 from tests.powercut import ingest
+from tests.powercut.mount import VolatileMount, fuse_missing
 from tests.powercut.soak import Round, Soak, rounds, startup_check
 
 pytestmark = [
@@ -42,6 +46,38 @@ pytestmark = [
 SENDERS = 3
 PER_SENDER = 40
 CALLING = "STORESCU"
+
+
+class CachedDisk:
+    """The VM's disk file on a volatile mount: unflushed writes die with the power."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.backing = work / "backing"
+        self.backing.mkdir()
+        QemuBox.make_disk(self.backing / "disk.img")  # durable: made before the mount
+        self.mnt = work / "mnt"
+        self.path = self.mnt / "disk.img"
+        self.mount: VolatileMount | None = None
+        self.mounts = 0
+
+    def power_on(self) -> None:
+        self.mount = VolatileMount(self.backing, self.mnt, self.work / f"fs{self.mounts}")
+        self.mount.start()
+        self.mounts += 1
+
+    def cut(self, seed: int) -> dict:
+        """After qemu is gone: drop what the guest never flushed; returns the drop's report."""
+        assert self.mount is not None
+        report = self.mount.drop(seed)
+        self.mount.unmount()
+        self.mount = None
+        return report
+
+    def power_off(self) -> None:
+        if self.mount is not None:
+            self.mount.unmount()
+            self.mount = None
 
 
 def _answers(vm: QemuBox) -> bool:
@@ -114,10 +150,16 @@ def _kill_at(rng: random.Random, n: int, folders: list[Path], senders: list) -> 
 
 
 def test_sigkill_of_the_vm_loses_no_acknowledged_image(tmp_path, request):
+    why = fuse_missing()
+    if why and os.environ.get("PACSBOX_REQUIRE_TOOLS") == "1":
+        pytest.fail(why)
+    if why:
+        pytest.skip(why)
     count, keep = rounds("PACSBOX_QEMU_SOAK_ROUNDS", 1)
     rng = random.Random(int(time.time()))
-    disk = QemuBox.make_disk(tmp_path / "disk.img")
-    vm = QemuBox(disk, tmp_path, free_port())
+    disk = CachedDisk(tmp_path)
+    disk.power_on()
+    vm = QemuBox(disk.path, tmp_path, free_port())
     soak = Soak("qemu")
     # By SOP Instance UID: every round's corpus reuses the same file stems.
     sent_all: dict[str, ingest.Sent] = {}
@@ -139,7 +181,9 @@ def test_sigkill_of_the_vm_loses_no_acknowledged_image(tmp_path, request):
             senders = ingest.start_senders(vm.port, AE, folders, tmp_path)
             moment = _kill_at(rng, n, folders, senders)
             vm.kill()
+            dropped = disk.cut(rng.randrange(1 << 30))
             ingest.stop_senders(senders)
+            disk.power_on()
             acked = ingest.acknowledged(folders)
             acked_all |= {sent[stem].sop_instance_uid for stem in acked}
             ready = _ready(vm)
@@ -152,10 +196,11 @@ def test_sigkill_of_the_vm_loses_no_acknowledged_image(tmp_path, request):
             soak.add(
                 Round(n, f"sigkill {moment}", len(acked), lost, check.get("torn_removed", 0),
                       round(ready, 1), {"startup_check": check, "problems": problems,
-                                        "acknowledged_so_far": len(acked_all)})
+                                        "acknowledged_so_far": len(acked_all), "drop": dropped})
             )  # fmt: skip
     finally:
         vm.kill()
+        disk.power_off()
         if soak.rounds:
             soak.report(request.config, keep)
     bad = [r for r in soak.rounds if r.lost or r.details["problems"]]
