@@ -271,7 +271,15 @@ class Archive:
                 log.warning("store listener %r failed: %s", listener, exc)
         return result
 
-    def _record(self, attrs, written, root: str, folder: str, native: bool, ae: str):
+    def _record(
+        self,
+        attrs: meta.InstanceAttrs,
+        written: storage.WrittenFile,
+        root: str,
+        folder: str,
+        native: bool,
+        ae: str,
+    ) -> rows.Recorded:
         for _ in range(3):
             f = rows.StoredFile(
                 root, folder, written.path.name, written.size, written.digest, native

@@ -46,7 +46,7 @@ def _port(text: str) -> int:
 
 
 def _range(kind: type, noun: str, lo: float, hi: float) -> Callable[[str], Any]:
-    def parse(text: str):
+    def parse(text: str) -> Any:
         try:
             value = kind(text.strip())
         except ValueError:
@@ -455,7 +455,7 @@ class Config:
 
     @property
     def database_url(self) -> str:
-        db = self.Database
+        db: str = self.Database
         if "://" in db:
             return db
         return "sqlite:///" + str((self.data_dir / db).resolve())

@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
 from pacsbox import edit, jobs, notify, recovery, status, workers
@@ -163,10 +164,10 @@ class Daemon:
         due = edit.pending()
         self._follow_up = edit.start_follow_up(archive, due[0]) if due else None
 
-    def _on_signal(self, signum, frame) -> None:
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stop_event.set()
 
-    def _on_freeze(self, signum, frame) -> None:
+    def _on_freeze(self, signum: int, frame: FrameType | None) -> None:
         """Debug trigger for the watchdog test: the main loop stops beating its heartbeat."""
         log.warning("SIGUSR2: main heartbeat frozen (watchdog test); the service will be restarted")
         self.frozen = True

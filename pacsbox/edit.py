@@ -25,6 +25,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pydicom
 from pydicom.datadict import dictionary_VR
@@ -34,6 +35,10 @@ from pacsbox import jobs, meta
 from pacsbox.db.commit import write_transaction
 from pacsbox.db.models import Instance, Patient, Series, Study, utcnow
 from pacsbox.errors import NotFound, UsageError
+
+if TYPE_CHECKING:
+    from pacsbox.archive import Archive
+    from pacsbox.db.models import SelectOf
 
 log = logging.getLogger("pacsbox.edit")
 
@@ -108,7 +113,7 @@ def _valid(name: str, value: str, size: int) -> str:
     return value
 
 
-def _diff(row, fields: dict[str, int], posted: dict[str, str]) -> dict[str, str]:
+def _diff(row: Patient | Study, fields: dict[str, int], posted: dict[str, str]) -> dict[str, str]:
     """The posted fields that differ from the row, checked against their VR."""
     out = {}
     for name, value in posted.items():
@@ -174,14 +179,14 @@ def _refuse_taken_id(pt: Patient, new_id: str) -> None:
 # -- carrying it out --------------------------------------------------------------------------
 
 
-def start(archive, edit: Edit, owner: str = "") -> jobs.Job:
+def start(archive: Archive, edit: Edit, owner: str = "") -> jobs.Job:
     """Run ``edit`` as a background job (a large study takes minutes)."""
     return jobs.registry.start(
         "edit", edit.label, lambda job: run(archive, edit, job.progress), owner, link=edit.link
     )
 
 
-def run(archive, edit: Edit, progress: Callable[[int, int], None] | None = None) -> str:
+def run(archive: Archive, edit: Edit, progress: Callable[[int, int], None] | None = None) -> str:
     """Rewrite every file of the edit's patient or study, then its row; returns a summary.
 
     Instances stored meanwhile are picked up before the edit ends. Raises
@@ -221,7 +226,7 @@ def run(archive, edit: Edit, progress: Callable[[int, int], None] | None = None)
         return f"{fields} changed; {rewritten} files rewritten, originals kept in holding"
 
 
-def _instances(edit: Edit):
+def _instances(edit: Edit) -> SelectOf[Instance]:
     q = Instance.select(Instance, Series, Study).join(Series).join(Study)
     if edit.level == "patient":
         return q.where(Study.patient == edit.row_id)
@@ -238,14 +243,14 @@ def _after(edit: Edit, cursor: int, batch: int = 500) -> Iterator[Instance]:
         cursor = rows[-1].id
 
 
-def _edit_instance(archive, inst: Instance, edit: Edit, last: bool) -> bool:
+def _edit_instance(archive: Archive, inst: Instance, edit: Edit, last: bool) -> bool:
     """One file, rewritten unless it already carries the values (a re-run)."""
     also = (lambda: _update_row(edit, inst.id)) if last else None
     return _rewrite(archive, inst, edit.keywords, also)
 
 
 def _rewrite(
-    archive, inst: Instance, keywords: dict[str, str], also: Callable[[], None] | None
+    archive: Archive, inst: Instance, keywords: dict[str, str], also: Callable[[], None] | None
 ) -> bool:
     """Rewrite one file with ``keywords`` set, ``also`` in the swap's transaction;
     False when the file already carries them (``also`` then runs on its own)."""
@@ -320,7 +325,9 @@ def edited_values(study: Study) -> dict[str, str]:
     return out
 
 
-def follow_up(archive, study_id: int, progress: Callable[[int, int], None] | None = None) -> str:
+def follow_up(
+    archive: Archive, study_id: int, progress: Callable[[int, int], None] | None = None
+) -> str:
     """Give the images stored into an edited study since its edit the edit's values,
     through the same rewrite (originals kept in holding); returns a summary."""
     with _one_at_a_time:
@@ -358,7 +365,7 @@ def follow_up(archive, study_id: int, progress: Callable[[int, int], None] | Non
         return f"{rewritten} later images rewritten with the edit, originals kept in holding"
 
 
-def start_follow_up(archive, study_id: int) -> jobs.Job:
+def start_follow_up(archive: Archive, study_id: int) -> jobs.Job:
     """``follow_up`` as a background job, shown on the jobs page."""
     uid = Study.get_by_id(study_id).study_instance_uid
     return jobs.registry.start(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -149,7 +150,9 @@ class _Values:
 
     __slots__ = ("raw", "little", "complete", "_make", "_ds")
 
-    def __init__(self, raw: dict, little: bool, complete: bool, make_dataset) -> None:
+    def __init__(
+        self, raw: dict, little: bool, complete: bool, make_dataset: Callable[[], Dataset]
+    ) -> None:
         self.raw = raw
         self.little = little
         self.complete = complete
@@ -168,7 +171,8 @@ class _Values:
             return "" if self.complete else _pydicom_text(self.dataset(), keyword)
         if codec is not None:
             try:
-                return item[1].decode(codec).rstrip(" \x00")
+                value: bytes = item[1]
+                return value.decode(codec).rstrip(" \x00")
             except UnicodeDecodeError:
                 pass
         return _pydicom_text(self.dataset(), keyword)
@@ -284,6 +288,7 @@ def _meta_length(data: bytes) -> int:
     pos = 132
     if data[pos : pos + 4] != b"\x02\x00\x00\x00" or data[pos + 4 : pos + 6] != b"UL":
         return -1
+    length: int
     (length,) = struct.unpack_from("<I", data, pos + 8)
     return pos + 12 + length
 

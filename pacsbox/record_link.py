@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from functools import partial
+from typing import BinaryIO
 
 from pacsbox.db import commit, rows
 from pacsbox.errors import (
@@ -36,13 +37,13 @@ _LEN = struct.Struct(">I")
 _RECV = 1 << 18
 
 
-def _send(sock: socket.socket, lock: threading.Lock, obj) -> None:
+def _send(sock: socket.socket, lock: threading.Lock, obj: object) -> None:
     body = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     with lock:
         sock.sendall(_LEN.pack(len(body)) + body)
 
 
-def _frame(buf):
+def _frame(buf: BinaryIO) -> tuple[int, tuple] | None:
     """The next frame, or None once the other end has closed (or died mid-frame)."""
     head = buf.read(_LEN.size)
     if len(head) < _LEN.size:
@@ -51,7 +52,8 @@ def _frame(buf):
     body = buf.read(size)
     if len(body) < size:
         return None
-    return pickle.loads(body)
+    frame: tuple[int, tuple] = pickle.loads(body)
+    return frame
 
 
 def _bunches(sock: socket.socket) -> Iterator[list]:
@@ -192,7 +194,7 @@ class RecordClient:
         self._waiting: dict[int, _Wait] = {}
         self._closed = False
 
-    def record(self, *args, meanwhile: Callable[[], None] | None = None) -> rows.Recorded:
+    def record(self, *args: object, meanwhile: Callable[[], None] | None = None) -> rows.Recorded:
         """``Archive.record_many`` in the daemon, for one (attrs, file, calling AE).
 
         ``meanwhile`` runs while the daemon records. If it fails after the
@@ -204,7 +206,8 @@ class RecordClient:
     def _outcome(self, reply: tuple) -> rows.Recorded:
         kind, *rest = reply
         if kind == "ok":
-            return rest[0]
+            recorded: rows.Recorded = rest[0]
+            return recorded
         if kind == "moved":
             raise rows.LocationChanged(*rest)
         if kind == "rejected":
@@ -222,7 +225,8 @@ class RecordClient:
         kind, *rest = self._ask("decompress", (data,))()
         if kind != "ok":
             raise RuntimeError(rest[0] if rest else "the daemon stopped")
-        return rest[0]
+        decompressed: bytes = rest[0]
+        return decompressed
 
     def _ask(self, kind: str, args: tuple) -> Callable[[], tuple]:
         """Send a request; returns the call that waits for its reply."""

@@ -85,7 +85,7 @@ def make_snapshot(**fields: Any) -> dict[str, Any]:
     unknown = set(fields) - set(DEFAULTS)
     if unknown:
         raise KeyError("unknown status keys: " + ", ".join(sorted(unknown)))
-    snap = json.loads(json.dumps(DEFAULTS))  # deep copy of the lists
+    snap: dict[str, Any] = json.loads(json.dumps(DEFAULTS))  # deep copy of the lists
     snap.update(pid=os.getpid(), updated=now_iso())
     snap.update(fields)
     return snap

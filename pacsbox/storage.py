@@ -20,10 +20,11 @@ import secrets
 import shutil
 import threading
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
 from pacsbox.errors import OutOfResources
 
@@ -134,7 +135,7 @@ def same_content(
         return False
 
 
-def _same_stream(fh, chunks: Iterable[bytes | memoryview]) -> bool:
+def _same_stream(fh: BinaryIO, chunks: Iterable[bytes | memoryview]) -> bool:
     for chunk in chunks:
         if chunk and fh.read(len(chunk)) != chunk:
             return False
@@ -389,7 +390,7 @@ def stored_files(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if p.is_file() and not p.name.endswith(PART_SUFFIX)]
 
 
-def iter_study_folders(root: Path):
+def iter_study_folders(root: Path) -> Iterator[Path]:
     """Every study folder under an archive root (two levels of hex)."""
     if not root.is_dir():
         return

@@ -56,7 +56,7 @@ class WriterLock:
             self._thread_lock.release()
             raise
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._thread_lock.release()
 

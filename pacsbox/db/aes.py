@@ -14,7 +14,7 @@ def ae_list() -> list[ApplicationEntity]:
     return list(ApplicationEntity.select().order_by(ApplicationEntity.title))
 
 
-def ae_upsert(title: str, **fields) -> ApplicationEntity:
+def ae_upsert(title: str, **fields: object) -> ApplicationEntity:
     with write_transaction():
         ae = ae_get(title)
         if ae is None:
@@ -27,4 +27,5 @@ def ae_upsert(title: str, **fields) -> ApplicationEntity:
 
 def ae_remove(title: str) -> bool:
     with write_transaction():
-        return ApplicationEntity.delete().where(ApplicationEntity.title == title).execute() > 0
+        n: int = ApplicationEntity.delete().where(ApplicationEntity.title == title).execute()
+        return n > 0

@@ -64,7 +64,7 @@ def alongside(meanwhile: Callable[[], None] | None, wait: Callable[[], T]) -> T:
     return result
 
 
-def _replaced(result) -> bool:
+def _replaced(result: object) -> bool:
     return isinstance(result, Recorded) and result.outcome == "replaced"
 
 
@@ -173,12 +173,12 @@ class GroupCommitter:
         self._thread = threading.Thread(target=self._loop, name="pacsbox-index-writer", daemon=True)
         self._thread.start()
 
-    def run(self, fn, meanwhile=None):
+    def run(self, fn: Callable[[], T], meanwhile: Callable[[], None] | None = None) -> T:
         # Alone (one association, an import): commit in the caller's thread,
         # with no hand-over to the writer. Several at once: join the batch.
         if self._idle.acquire(blocking=False):
             try:
-                result = together([fn], lazy=True)[0]
+                result: T = together([fn], lazy=True)[0]
             finally:
                 self._idle.release()
             if _replaced(result):
@@ -186,9 +186,9 @@ class GroupCommitter:
             return alongside(meanwhile, lambda: result)
         return alongside(meanwhile, self.submit(fn).result)
 
-    def submit(self, fn) -> Future:
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
         """Join the next batch without waiting; the Future is done after its COMMIT."""
-        fut: Future = Future()
+        fut: Future[T] = Future()
         self._queue.put((fn, fut))
         return fut
 

@@ -56,7 +56,8 @@ def record_instance(
         return committer.run(record, meanwhile)
     if meanwhile is not None:
         meanwhile()
-    return together([record])[0]
+    recorded: Recorded = together([record])[0]
+    return recorded
 
 
 def record_many(

@@ -6,6 +6,7 @@ counts run as plain SQL (``db.sql``); the rest use the models.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from pacsbox.db.models import ApplicationEntity, Instance, Patient, Series, Study
@@ -122,10 +123,12 @@ def last_study() -> dict | None:
     }
 
 
-def studies_received_since(utc_naive) -> int:
-    return one("SELECT COUNT(*) FROM study WHERE received >= ?", (str(utc_naive),))[0]
+def studies_received_since(utc_naive: dt.datetime) -> int:
+    n: int = one("SELECT COUNT(*) FROM study WHERE received >= ?", (str(utc_naive),))[0]
+    return n
 
 
 def newest_instance_id() -> int:
     """The highest instance row id: an O(1) sign that something was stored."""
-    return one("SELECT COALESCE(MAX(id), 0) FROM instance", ())[0]
+    newest: int = one("SELECT COALESCE(MAX(id), 0) FROM instance", ())[0]
+    return newest

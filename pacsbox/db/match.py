@@ -28,9 +28,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from peewee import SQL, Expression, NodeList, SqliteDatabase
+from peewee import SQL, ColumnBase, Expression, ModelSelect, NodeList, SqliteDatabase
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 
 from pacsbox.db.models import Instance, Patient, Series, Study, database
@@ -47,6 +47,8 @@ TABLE: dict[str, type[Patient] | type[Study] | type[Series] | type[Instance]] = 
 }
 _PARENT = {STUDY: Study.patient, SERIES: Series.study, IMAGE: Instance.series}
 _TIME_MAX = "235959.999999"
+
+_Select = TypeVar("_Select", bound="ModelSelect[Any]")
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,7 @@ def match(
     here: list[tuple[str, Any]] = []
     below: list[tuple[str, Any]] = []
 
-    def add(attr: Attr, cond, n: int = 1) -> None:
+    def add(attr: Attr, cond: ColumnBase, n: int = 1) -> None:
         (below if RANK[attr.level] > RANK[level] else here).append((attr.level, cond))
         out.matched += n
 
@@ -207,7 +209,7 @@ def match(
     return out
 
 
-def joined(select, level: str):
+def joined(select: _Select, level: str) -> _Select:
     """``select`` (on the level's table) joined to the tables of the levels above it."""
     for lv in range(RANK[level], 0, -1):
         lower, upper = LEVELS[lv], LEVELS[lv - 1]
@@ -215,7 +217,7 @@ def joined(select, level: str):
     return select
 
 
-def _has_child(below: list, level: str):
+def _has_child(below: list[tuple[str, ColumnBase]], level: str) -> Expression:
     """Entities at ``level`` with one child row (of the deepest level named) matching all."""
     deepest = max((lv for lv, _ in below), key=RANK.__getitem__)
     child = LEVELS[RANK[level] + 1]
@@ -234,7 +236,7 @@ def _time_key(date_key: str) -> str:
     return f"{head}.{tkw}" if head and tkw else tkw
 
 
-def _condition(attr: Attr, kw: str, value: str, pn_ci: bool):
+def _condition(attr: Attr, kw: str, value: str, pn_ci: bool) -> ColumnBase | None:
     kind = attr.kind
     if kind == "count":
         return None  # return-only keys
@@ -262,7 +264,7 @@ def _is_sqlite() -> bool:
     return isinstance(database.obj, SqliteDatabase)
 
 
-def wildcard(column, value: str):
+def wildcard(column: ColumnBase, value: str) -> ColumnBase:
     """PS3.4 C.2.2.2.4 wild card: ``*`` any run, ``?`` one character, all else literal.
 
     Case-sensitive like every other DICOM match. SQLite's GLOB is case-sensitive
@@ -286,7 +288,7 @@ def _has_wildcard(value: str) -> bool:
     return "*" in value or "?" in value
 
 
-def _text(column, value: str):
+def _text(column: ColumnBase, value: str) -> ColumnBase:
     # C.2.2.2.1 single value (an equality: the column's index); C.2.2.2.4 wild card;
     # a backslash-separated list matches any of its values.
     alternatives = value.split("\\")
@@ -300,7 +302,7 @@ def _text(column, value: str):
     return cond
 
 
-def _uid(column, value: str):
+def _uid(column: ColumnBase, value: str) -> ColumnBase | None:
     # C.2.2.2.2 list of UID matching (backslash-separated).
     uids = [u.strip() for u in value.split("\\") if u.strip()]
     if not uids:
@@ -311,7 +313,7 @@ def _uid(column, value: str):
     return column.in_(uids)
 
 
-def _int(column, value: str, keyword: str):
+def _int(column: ColumnBase, value: str, keyword: str) -> Expression | None:
     try:
         values = [int(v) for v in value.split("\\") if v.strip()]
     except ValueError:
@@ -353,7 +355,7 @@ def _time_upper(t: str) -> str:
     return t + _TIME_MAX[len(t) :] if len(t) < len(_TIME_MAX) else t
 
 
-def _date(column, value: str, keyword: str):
+def _date(column: ColumnBase, value: str, keyword: str) -> Expression:
     # "d", "d1-d2", "d1-", "-d2"; a range never matches an empty value.
     lo, hi, is_range = _split_range(value, keyword)
     lo, hi = _check_date(lo, keyword), _check_date(hi, keyword)
@@ -367,7 +369,7 @@ def _date(column, value: str, keyword: str):
     return cond
 
 
-def _time(column, value: str, keyword: str):
+def _time(column: ColumnBase, value: str, keyword: str) -> Expression:
     # As dates; a single time covers its precision ("10" is 10:00 to 10:59:59.999999).
     lo, hi, _ = _split_range(value, keyword)
     lo, hi = _check_time(lo, keyword), _check_time(hi, keyword)
@@ -379,9 +381,12 @@ def _time(column, value: str, keyword: str):
     return cond
 
 
-def _date_time(dattr: Attr, tattr: Attr, dvalue: str, tvalue: str, dkw: str, tkw: str):
+def _date_time(
+    dattr: Attr, tattr: Attr, dvalue: str, tvalue: str, dkw: str, tkw: str
+) -> Expression:
     # C.2.2.2.5.1: a date range and a time range together are one date-time range.
-    dcol, tcol = dattr.column, tattr.column
+    dcol: ColumnBase = dattr.column
+    tcol: ColumnBase = tattr.column
     d1, d2, _ = _split_range(dvalue, dkw)
     t1, t2, _ = _split_range(tvalue, tkw)
     d1, d2 = _check_date(d1, dkw), _check_date(d2, dkw)

@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 
         def tuples(self, as_tuple: bool = True) -> _Select[Any]: ...
 
+    # A model's select, for annotations outside db/ (peewee stays under db/).
+    SelectOf = _Select
+
 
 def utcnow() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC).replace(tzinfo=None)

@@ -24,8 +24,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
 
 from peewee import PeeweeException
 
@@ -83,11 +84,15 @@ def storage_roots() -> list[str]:
     return [r for (r,) in Study.select(Study.storage_root).distinct().tuples()]
 
 
-def _db_errors(fn):
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _db_errors(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     """Turn peewee's errors into DatabaseError: callers above db/ never import peewee."""
 
     @functools.wraps(fn)
-    def wrapped(*args, **kwargs):
+    def wrapped(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
             return fn(*args, **kwargs)
         except PeeweeException as exc:
@@ -103,7 +108,7 @@ def mark_purging(study_id: int) -> bool:
     Raises DatabaseError.
     """
     with write_transaction():
-        n = (
+        n: int = (
             Study.update(purge_state=PURGING, updated=utcnow())
             .where(
                 (Study.id == study_id)

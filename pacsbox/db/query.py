@@ -19,7 +19,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
+from peewee import ColumnBase, ModelSelect
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
 
@@ -126,7 +128,10 @@ def parse(ds: Dataset, model: str, *, pn_case_insensitive: bool = False) -> Quer
     return q
 
 
-def _where(select, conditions: list):
+_Select = TypeVar("_Select", bound="ModelSelect[Any]")
+
+
+def _where(select: _Select, conditions: list) -> _Select:
     for cond in conditions:
         select = select.where(cond)
     return select
@@ -137,7 +142,7 @@ def count(q: Query) -> int:
     return _where(joined(base.select(base.id), q.level), q.conditions).count()
 
 
-def _response_value(kind: str, keyword: str, value):
+def _response_value(kind: str, keyword: str, value: Any) -> object:
     if value is None:
         return None
     if kind == "mods":
@@ -189,7 +194,7 @@ def _tag_vr(keyword: str) -> tuple[int, str] | None:
     return None if tag is None else (tag, dictionary_VR(tag))
 
 
-def _set(ds: Dataset, keyword: str, value) -> None:
+def _set(ds: Dataset, keyword: str, value: object) -> None:
     tv = _tag_vr(keyword)
     if tv is None:
         return
@@ -222,7 +227,7 @@ def retrieve_query(q: Query) -> Query:
     return q
 
 
-def _instances(q: Query, *columns):
+def _instances(q: Query, *columns: ColumnBase) -> ModelSelect[Any]:
     sel = Instance.select(*columns).join(Series, on=(Instance.series == Series.id))
     sel = sel.join(Study, on=(Series.study == Study.id))
     sel = sel.join(Patient, on=(Study.patient == Patient.id))

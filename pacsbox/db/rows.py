@@ -221,7 +221,8 @@ def _patient_row(attrs: InstanceAttrs, private: bool) -> int:
         )
         return insert("patient", values)
     _merge_row("patient", row[0], PATIENT_COLS, row[1:], p)
-    return row[0]
+    patient_id: int = row[0]
+    return patient_id
 
 
 def _study_row(

@@ -32,8 +32,10 @@ def insert(table: str, values: dict) -> int:
     cols = ", ".join(values)
     marks = ", ".join("?" for _ in values)
     row = one(f"INSERT INTO {table} ({cols}) VALUES ({marks}) RETURNING id", tuple(values.values()))
-    return row[0]
+    row_id: int = row[0]
+    return row_id
 
 
 def all_rows(sql: str, params: tuple) -> list:
-    return database.execute_sql(adapt(sql), params).fetchall()
+    rows: list = database.execute_sql(adapt(sql), params).fetchall()
+    return rows

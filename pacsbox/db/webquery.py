@@ -11,7 +11,11 @@ PostgreSQL (where a backslash would be the default escape).
 
 from __future__ import annotations
 
-from peewee import SQL, NodeList, fn
+from peewee import SQL, ColumnBase, Expression, NodeList, fn
+
+# A SQL condition, for the annotations of the modules that build access rules
+# from these pieces (peewee stays under pacsbox/db/).
+SqlCondition = ColumnBase
 
 TRUE = SQL("1 = 1")
 
@@ -21,11 +25,11 @@ def escape_like(text: str) -> str:
     return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
-def like(col, pattern: str, *, upper: bool = True):
+def like(col: ColumnBase, pattern: str, *, upper: bool = True) -> NodeList:
     """``UPPER(col) LIKE pattern ESCAPE '!'`` (pattern already escaped and upper-cased)."""
     lhs = fn.UPPER(col) if upper else col
     return NodeList((lhs, SQL("LIKE"), pattern, SQL("ESCAPE '!'")))
 
 
-def upper_trim_eq(col, value: str):
+def upper_trim_eq(col: ColumnBase, value: str) -> Expression:
     return fn.UPPER(fn.TRIM(col)) == value.strip().upper()

@@ -208,7 +208,8 @@ def _volume_id(iso_path: Path) -> str:
     iso = pycdlib.PyCdlib()
     try:
         iso.open(str(iso_path))
-        return iso.pvd.volume_identifier.decode("ascii", "replace").strip()
+        volume_identifier: bytes = iso.pvd.volume_identifier
+        return volume_identifier.decode("ascii", "replace").strip()
     except (pycdlib.pycdlibexception.PyCdlibException, OSError):
         return ""
     finally:

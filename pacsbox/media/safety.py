@@ -196,6 +196,8 @@ class _Walker:
 
     def _tag(self, pos: int) -> int:
         self._need(pos, 4, "element header")
+        g: int
+        el: int
         g, el = struct.unpack_from(self.e + "HH", self.buf, pos)
         return (g << 16) | el
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -152,16 +153,16 @@ class QueryRetrieve:
 
     # -- C-MOVE / C-GET ----------------------------------------------------------
 
-    def on_move(self, event) -> None:
+    def on_move(self, event: evt.Event) -> None:
         Retrieval(self, event, "C-MOVE", MOVE).run()
 
-    def on_get(self, event) -> None:
+    def on_get(self, event: evt.Event) -> None:
         Retrieval(self, event, "C-GET", GET).run()
 
-    def on_move_public(self, event):
+    def on_move_public(self, event: evt.Event) -> Iterator:
         yield from Retrieval(self, event, "C-MOVE", MOVE).public()
 
-    def on_get_public(self, event):
+    def on_get_public(self, event: evt.Event) -> Iterator:
         yield from Retrieval(self, event, "C-GET", GET).public()
 
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 import io
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, cast
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
+from pynetdicom import evt
 from pynetdicom.dimse_primitives import C_GET, C_MOVE
 from pynetdicom.dsutils import encode
 from pynetdicom.presentation import build_context
@@ -29,6 +31,9 @@ from pacsbox.db import DbError, query
 from pacsbox.db import aes as db_aes
 from pacsbox.errors import PacsboxError
 from pacsbox.wire import retrieve, send
+
+if TYPE_CHECKING:
+    from pacsbox.scp.qr import QueryRetrieve
 
 log = logging.getLogger("pacsbox.scp.qr")
 
@@ -42,12 +47,12 @@ class Retrieval:
     ``qr`` is the service (``scp.qr.QueryRetrieve``): its settings and archive.
     """
 
-    def __init__(self, qr, event, kind: str, models: dict) -> None:
+    def __init__(self, qr: QueryRetrieve, event: evt.Event, kind: str, models: dict) -> None:
         self.qr = qr
         self.event = event
         self.kind = kind
         self.assoc = event.assoc
-        self.req = event.request
+        self.req = cast("C_MOVE | C_GET", event.request)  # the event of a C-MOVE or C-GET handler
         self.cx = event.context
         self.model = models.get(str(self.req.AffectedSOPClassUID), query.STUDY_ROOT)
         self.calling = event.assoc.requestor.ae_title.strip()
@@ -139,7 +144,8 @@ class Retrieval:
 
     def _peer(self) -> scu.Peer | None:
         """The move destination from the AE table, or None (logged: A801)."""
-        title = str(self.req.MoveDestination or "").strip()
+        move = cast(C_MOVE, self.req)  # only a C-MOVE has a destination
+        title = str(move.MoveDestination or "").strip()
         ae = db_aes.ae_get(title) if title else None
         host = (ae.hostname or ae.ipaddr) if ae is not None else ""
         if ae is None or not ae.allowaccess or not host or not ae.port:
@@ -224,7 +230,7 @@ class Retrieval:
         self._log("success", counts, extra)
         self._respond(0x0000, counts)
 
-    def _progress(self, sender: scu.Sender):
+    def _progress(self, sender: scu.Sender) -> Callable[[scu.Counts], None]:
         """Pending responses (optional, PS3.4 C.4.2.3.1): the first at once, then at
         most one per PENDING_INTERVAL, so a fast move is not slowed by hundreds of
         status messages. For C-GET on the raw path they go out on the same socket
@@ -294,7 +300,7 @@ class Retrieval:
                 return
             yield 0xFF00, self._dataset(item, offered.get(item.sop_class_uid))
 
-    def _dataset(self, item, offered: list[str] | None) -> Dataset:
+    def _dataset(self, item: query.StoredInstance, offered: list[str] | None) -> Dataset:
         """The instance as stored, or converted when the requestor's accepted syntaxes
         (C-GET) leave no other way; a data set pynetdicom cannot send fails that
         sub-operation."""

@@ -13,10 +13,11 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pynetdicom import AE, evt
+from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import
 from pynetdicom.transport import ThreadedAssociationServer
@@ -72,10 +73,10 @@ class Service:
 
     contexts: list[PresentationContext] = field(default_factory=list)
     handlers: list[tuple] = field(default_factory=list)
-    summary: Callable[[object], str | None] | None = None
+    summary: Callable[[Association], str | None] | None = None
 
 
-def order_syntaxes(proposed: list[str], preferred: str) -> list[str]:
+def order_syntaxes(proposed: Sequence[str], preferred: str) -> list[str]:
     """Peer's order, filtered to what we accept; PreferredXferSyntaxRx first if offered."""
     ours = [str(ts) for ts in proposed if str(ts) in _ACCEPTED]
     if preferred and preferred in ours:
@@ -196,10 +197,10 @@ class Listener:
 
     # -- events ------------------------------------------------------------------
 
-    def _on_conn_open(self, event) -> None:
+    def _on_conn_open(self, event: evt.Event) -> None:
         listen.connection_opened(event.assoc)
 
-    def _on_conn_close(self, event) -> None:
+    def _on_conn_close(self, event: evt.Event) -> None:
         assoc = event.assoc
         if assoc in self._gone:
             return
@@ -213,11 +214,13 @@ class Listener:
                 assoc.requestor.address or "an unknown address",
             )
 
-    def _on_requested(self, event) -> None:
+    def _on_requested(self, event: evt.Event) -> None:
         assoc = event.assoc
         rq = assoc.requestor
-        calling = (rq.primitive.calling_ae_title or "").strip()
-        called = (rq.primitive.called_ae_title or "").strip()
+        primitive = rq.primitive
+        assert primitive is not None  # the A-ASSOCIATE-RQ that raised this event
+        calling = (primitive.calling_ae_title or "").strip()
+        called = (primitive.called_ae_title or "").strip()
         address = rq.address
         if called != self.cfg.ApplicationEntityTitle:
             self._reject(
@@ -240,7 +243,7 @@ class Listener:
         return calling == self.cfg.ApplicationEntityTitle and address in ("127.0.0.1", "::1")
 
     def _reject(
-        self, assoc, rsd: tuple[int, int, int], calling: str, address: str, why: str
+        self, assoc: Association, rsd: tuple[int, int, int], calling: str, address: str, why: str
     ) -> None:
         self._told.add(assoc)
         log.warning("association rejected: calling AE %r from %s: %s", calling, address, why)
@@ -250,11 +253,13 @@ class Listener:
         # before the server closes the socket.
         assoc.kill()
 
-    def _add_storage_contexts(self, assoc) -> None:
+    def _add_storage_contexts(self, assoc: Association) -> None:
         preferred = self.cfg.PreferredXferSyntaxRx
         fixed = {str(cx.abstract_syntax) for cx in self.fixed_contexts}
         by_class: dict[str, list[str]] = {}
-        for cx in assoc.requestor.primitive.presentation_context_definition_list:
+        primitive = assoc.requestor.primitive
+        assert primitive is not None  # called for a received A-ASSOCIATE-RQ
+        for cx in primitive.presentation_context_definition_list:
             uid = str(cx.abstract_syntax)
             if uid in fixed or not listen.is_storage_like(uid):
                 continue
@@ -275,10 +280,10 @@ class Listener:
             contexts.append(cx)
         assoc.acceptor.supported_contexts = contexts
 
-    def _on_echo(self, event) -> int:
+    def _on_echo(self, event: evt.Event) -> int:
         return 0x0000
 
-    def _on_established(self, event) -> None:
+    def _on_established(self, event: evt.Event) -> None:
         self._told.add(event.assoc)  # its release or abort is logged (_on_closed)
         with self._lock:
             self._established.add(event.assoc)
@@ -291,7 +296,7 @@ class Listener:
             self.cfg.ApplicationEntityTitle,
         )
 
-    def _on_closed(self, event) -> None:
+    def _on_closed(self, event: evt.Event) -> None:
         self._told.add(event.assoc)  # aborted while negotiating: this line is its end
         with self._lock:
             if event.assoc in self._established:  # one abort can be reported twice

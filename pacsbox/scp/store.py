@@ -14,8 +14,11 @@ import logging
 import threading
 import weakref
 from dataclasses import dataclass, field
+from typing import cast
 
 from pynetdicom import evt
+from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_STORE
 
 from pacsbox.archive import Archive
 from pacsbox.errors import PacsboxError
@@ -48,7 +51,7 @@ _stats: weakref.WeakKeyDictionary[object, AssociationStats] = weakref.WeakKeyDic
 _stats_lock = threading.Lock()
 
 
-def stats_of(assoc) -> AssociationStats:
+def stats_of(assoc: Association) -> AssociationStats:
     """This association's counts, made on its first C-STORE."""
     with _stats_lock:
         stats = _stats.get(assoc)
@@ -57,7 +60,7 @@ def stats_of(assoc) -> AssociationStats:
         return stats
 
 
-def summary(assoc) -> str | None:
+def summary(assoc: Association) -> str | None:
     """What was stored on this association, for the line logged when it ends."""
     stats = _stats.get(assoc)
     return stats.summary() if stats is not None else None
@@ -65,7 +68,7 @@ def summary(assoc) -> str | None:
 
 def store_status(
     archive: Archive,
-    assoc,
+    assoc: Association,
     stats: AssociationStats,
     data: bytes,
     transfer_syntax: str,
@@ -116,15 +119,15 @@ def make_store_service(archive: Archive, *, fast: bool = True, max_pdu: int = 0)
     """The C-STORE SCP; with ``fast`` (FastStoreReceive) ``wire.receive`` takes the
     requests it can off the socket and pynetdicom's handler gets the rest."""
 
-    def on_store(event) -> int:
-        req = event.request
+    def on_store(event: evt.Event) -> int:
+        req = cast(C_STORE, event.request)  # the event of the C-STORE handler
         return store_status(
             archive, event.assoc, stats_of(event.assoc), event.encoded_dataset(include_meta=False),
             str(event.context.transfer_syntax), str(req.AffectedSOPClassUID),
             str(req.AffectedSOPInstanceUID),
         )  # fmt: skip
 
-    def on_conn_open(event) -> None:
+    def on_conn_open(event: evt.Event) -> None:
         assoc = event.assoc
         stats = None
 

@@ -46,7 +46,9 @@ def stored_dataset(item: StoredInstance) -> Dataset:
     return dcmread(io.BytesIO(part10(item)))
 
 
-def convert(item: StoredInstance, offered: list[str], decompress: Decompress | None = None):
+def convert(
+    item: StoredInstance, offered: list[str], decompress: Decompress | None = None
+) -> Dataset | None:
     """The instance decoded into an uncompressed syntax the peer accepted, or None.
 
     ``decompress`` does the decompressing where this process has no numpy.

@@ -16,8 +16,12 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
+from pydicom.dataset import Dataset
 from pydicom.uid import UID, ImplicitVRLittleEndian
+from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_GET, C_MOVE
 from pynetdicom.dsutils import encode
 from pynetdicom.presentation import build_context
 
@@ -53,7 +57,7 @@ def open_store_association(
     *,
     timeout: float = 60.0,
     max_pdu: int = 0,
-):
+) -> Association | None:
     """Associate with a move destination; returns None when it does not accept."""
     ae = make_ae(calling_ae, timeout)
     assoc = ae.associate(
@@ -96,12 +100,12 @@ class Sender:
 
     def __init__(
         self,
-        assoc,
+        assoc: Association,
         *,
         originator_ae: str | None = None,
         originator_id: int | None = None,
         decompress: Decompress | None = None,
-    ):
+    ) -> None:
         self.assoc = assoc
         send.nodelay(assoc)
         self.originator_ae = originator_ae
@@ -113,7 +117,7 @@ class Sender:
             if cx.as_scu:
                 cls, ts = str(cx.abstract_syntax), str(cx.transfer_syntax[0])
                 self.accepted.setdefault(cls, []).append(ts)
-                self.context_ids.setdefault((cls, ts), int(cx.context_id))
+                self.context_ids.setdefault((cls, ts), int(cast(int, cx.context_id)))
         self.msg_id = 0
         self.converted = 0
         self.raw = send.raw_writer(assoc)
@@ -131,6 +135,7 @@ class Sender:
         if raw is not None:
             return self._send_raw(raw, item, offered)
         try:
+            payload: Path | Dataset | None
             if item.transfer_syntax_uid in offered and not item.native:
                 payload = Path(item.path)
             else:
@@ -152,7 +157,7 @@ class Sender:
             return None
         return int(rsp.Status)
 
-    def get_pending(self, cx_id: int, request, counts: Counts) -> bool:
+    def get_pending(self, cx_id: int, request: C_GET | C_MOVE, counts: Counts) -> bool:
         """A pending C-GET-RSP in order with the sub-operations on the raw path;
         False when there is no raw path (the caller answers through pynetdicom)."""
         if self.raw is None:
@@ -161,7 +166,7 @@ class Sender:
             cx_id,
             pdu.get_pending(
                 str(request.AffectedSOPClassUID),
-                int(request.MessageID),
+                int(cast(int, request.MessageID)),
                 counts.remaining,
                 counts.completed,
                 counts.failed,

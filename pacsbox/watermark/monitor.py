@@ -379,7 +379,9 @@ class Watermark:
         if deleted is not None:
             self._finished(study, why, deleted, report)
 
-    def _files_then_rows(self, study: Study, report: PurgeReport, failure: str):
+    def _files_then_rows(
+        self, study: Study, report: PurgeReport, failure: str
+    ) -> pdb.DeletedRows | None:
         """Phases 2 and 3 of a marked study; None (and a report line) when they stop."""
         try:
             ids = self._delete_files(study)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bottle
 
@@ -19,6 +19,9 @@ from pacsbox.db import aes as db_aes
 from pacsbox.errors import NotFound, UsageError
 from pacsbox.web.core import Ctx, done, form, json_response, wants_json
 
+if TYPE_CHECKING:
+    from pacsbox.db.models import ApplicationEntity
+
 log = logging.getLogger("pacsbox.web")
 
 # Any title the standard allows, "/" included, is one path segment of these routes.
@@ -26,7 +29,7 @@ TITLE = "<title:path>"
 FIELDS = ("title", "hostname", "ipaddr", "port", "allowaccess", "archivedir", "description")
 
 
-def ping(ae, calling_ae: str) -> tuple[bool, str]:
+def ping(ae: ApplicationEntity, calling_ae: str) -> tuple[bool, str]:
     """C-ECHO through the SCU module (SCU-1); (success, one-line result)."""
     from pacsbox.scu import Peer, echo
 
@@ -41,7 +44,7 @@ def ping(ae, calling_ae: str) -> tuple[bool, str]:
     return res.ok, f"C-ECHO to {ae.title} at {host}:{ae.port} {word} ({res.elapsed_ms:.0f} ms)"
 
 
-def ae_row(ae) -> dict:
+def ae_row(ae: ApplicationEntity) -> dict:
     return {
         "title": ae.title,
         "hostname": ae.hostname,

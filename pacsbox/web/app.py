@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import bottle
 
@@ -28,8 +29,13 @@ from pacsbox.web.core import (
     wants_json,
 )
 
+if TYPE_CHECKING:
+    from pacsbox.archive import Archive
 
-def create_app(cfg: Config, archive, *, clock: Callable[[], float] = time.time) -> bottle.Bottle:
+
+def create_app(
+    cfg: Config, archive: Archive, *, clock: Callable[[], float] = time.time
+) -> bottle.Bottle:
     """The web page over an open ``Archive``; gives root a setup code on first start."""
     ensure_schema()
     code_file = setupcode.path(cfg.data_dir)
@@ -65,10 +71,10 @@ def _set_cookie(ctx: Ctx, resp: bottle.BaseResponse, token: str) -> None:
 
 def _same_origin() -> bool:
     """Login has no session (so no CSRF token) yet: refuse a cross-site form post instead."""
-    origin = bottle.request.get_header("Origin")
+    origin: str | None = bottle.request.get_header("Origin")
     if not origin or origin == "null":
         return origin is None
-    host = bottle.request.get_header("Host", "")
+    host: str = bottle.request.get_header("Host", "")
     return origin.split("://", 1)[-1].rstrip("/") == host
 
 

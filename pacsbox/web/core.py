@@ -17,7 +17,7 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import bottle
 
@@ -62,7 +62,9 @@ class Ctx:
         return bottle.request.environ.get("REMOTE_ADDR", "") or ""
 
     def identity(self) -> Identity | None:
-        cached = bottle.request.environ.get("pacsbox.identity", False)
+        cached: Identity | Literal[False] | None = bottle.request.environ.get(
+            "pacsbox.identity", False
+        )
         if cached is not False:
             return cached
         ident = self.auth.from_session(bottle.request.get_cookie(COOKIE), self.address())
@@ -173,7 +175,8 @@ class Ctx:
             "url": url,
         }
         common.update(data)
-        return bottle.template(name, template_lookup=LOOKUP, **common)
+        html: str = bottle.template(name, template_lookup=LOOKUP, **common)
+        return html
 
 
 SECURITY_HEADERS = {
@@ -233,7 +236,7 @@ def error_response(status: int, message: str, as_json: bool) -> bottle.HTTPRespo
     return resp
 
 
-def done(target: str, message: str, **data: Any):
+def done(target: str, message: str, **data: Any) -> bottle.HTTPResponse:
     """The answer to a form post: JSON for the JSON twin, else post/redirect/get."""
     if wants_json():
         return json_response({"ok": True, "message": message, **data})

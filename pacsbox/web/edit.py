@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ _DATE = re.compile(r"^\d{8}$")
 # -- deleting: files go after their rows, counters stay exact -----------------------------------
 
 
-def delete_instances(ctx: Ctx, instances) -> int:
+def delete_instances(ctx: Ctx, instances: Iterable[Instance]) -> int:
     n = 0
     folders: set[Path] = set()
     for inst in list(instances):

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import bottle
 
@@ -115,11 +117,11 @@ def register(ctx: Ctx) -> None:
 class _Closing:
     """Stream a file, then remove the temporary export folder."""
 
-    def __init__(self, fh, tmp: tempfile.TemporaryDirectory) -> None:
+    def __init__(self, fh: BinaryIO, tmp: tempfile.TemporaryDirectory) -> None:
         self.fh = fh
         self.tmp = tmp
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         while chunk := self.fh.read(1 << 20):
             yield chunk
 

@@ -138,17 +138,17 @@ def can_see_patient(p: Principal, patient: Patient) -> bool:
     return Study.select().where((Study.patient == patient.id) & study_filter(p)).exists()
 
 
-def _pn_expr(col, last: str, first: str):
+def _pn_expr(col: wq.SqlCondition, last: str, first: str) -> wq.SqlCondition:
     v = wq.escape_like(f"{last}^{first}")
     # One value of a backslash-separated list, with or without further components.
     pats = [v, v + "^%", v + "\\%", "%\\" + v, "%\\" + v + "^%", "%\\" + v + "\\%"]
-    expr = wq.like(col, pats[0])
+    expr: wq.SqlCondition = wq.like(col, pats[0])
     for pat in pats[1:]:
         expr = expr | wq.like(col, pat)
     return expr
 
 
-def study_filter(p: Principal):
+def study_filter(p: Principal) -> wq.SqlCondition:
     """SQL condition on Study: the studies ``p`` may see."""
     if p.has("view"):
         return wq.TRUE
@@ -165,7 +165,7 @@ def study_filter(p: Principal):
     return expr
 
 
-def patient_filter(p: Principal):
+def patient_filter(p: Principal) -> wq.SqlCondition:
     """SQL condition on Patient: the patients ``p`` may see."""
     if p.has("view"):
         return wq.TRUE
@@ -180,11 +180,12 @@ def set_patient_private(patient_id: int, private: bool) -> int:
     """Patient and every one of its studies take the new setting; returns studies changed."""
     with write_transaction():
         Patient.update(private=private).where(Patient.id == patient_id).execute()
-        return (
+        changed: int = (
             Study.update(private=private, updated=utcnow())
             .where(Study.patient == patient_id)
             .execute()
         )
+        return changed
 
 
 def set_study_private(study_id: int, private: bool) -> bool:

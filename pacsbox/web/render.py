@@ -17,10 +17,12 @@ import io
 import threading
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut
 from pydicom.uid import UID
@@ -34,7 +36,7 @@ _CACHE_ITEMS = 16
 _LOCK = threading.Lock()
 
 
-def _first(value) -> float | None:
+def _first(value: Any) -> float | None:
     if value is None or value == "":
         return None
     try:
@@ -92,14 +94,15 @@ def _load_frame(path: Path, frame: int, native_ts: str | None) -> tuple[np.ndarr
     return arr, info
 
 
-def _frame(ds, index: int) -> np.ndarray:
+def _frame(ds: Dataset, index: int) -> np.ndarray:
     """One frame of a multi-frame object without decoding the others."""
     try:
         from pydicom.pixels import pixel_array
 
         return pixel_array(ds, index=index)
     except (ImportError, TypeError):
-        return ds.pixel_array[index]
+        frame: np.ndarray = ds.pixel_array[index]
+        return frame
 
 
 def window(arr: np.ndarray, wc: float | None, ww: float | None) -> np.ndarray:

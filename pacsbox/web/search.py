@@ -8,7 +8,7 @@ studies; only the form's conveniences are rewritten here first.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pacsbox.db.match import PATIENT, STUDY, Condition, match
 from pacsbox.db.models import Patient, Study
@@ -17,6 +17,9 @@ from pacsbox.web import browse
 from pacsbox.web import privileges as pv
 from pacsbox.web.browse import cursor_in, cursor_out, patient_row, study_row
 from pacsbox.web.core import Ctx, arg, url
+
+if TYPE_CHECKING:
+    from pacsbox.db.models import SelectOf
 
 # The search form's fields and the DICOM key each one is: the matching is
 # db/match.py's, the same as C-FIND's. Modality, series date and series
@@ -70,7 +73,9 @@ def search_keys(params: dict[str, str]) -> list[Condition]:
     return keys
 
 
-def study_query(p: pv.Principal, params: dict[str, str], *, pn_case_insensitive: bool = False):
+def study_query(
+    p: pv.Principal, params: dict[str, str], *, pn_case_insensitive: bool = False
+) -> SelectOf[Study]:
     """Studies visible to ``p`` matching the search form.
 
     Raises UsageError or UnableToProcess (both HTTP 400) on bad input.

@@ -10,10 +10,16 @@ from __future__ import annotations
 import logging
 import socketserver
 import threading
+from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from pacsbox.config import Config
 from pacsbox.db import close_database
+
+if TYPE_CHECKING:
+    import bottle
+
+    from pacsbox.archive import Archive
 
 log = logging.getLogger("pacsbox.web")
 
@@ -53,7 +59,9 @@ class WebHandle:
         log.info("web page stopped")
 
 
-def start_web(cfg: Config, archive, *, port: int | None = None, app=None) -> WebHandle | None:
+def start_web(
+    cfg: Config, archive: Archive, *, port: int | None = None, app: bottle.Bottle | None = None
+) -> WebHandle | None:
     """Start serving on cfg.WebAddress:cfg.WebPort (``port`` overrides; 0 = a free port).
 
     Returns None when the configured WebPort is 0 and no override is given

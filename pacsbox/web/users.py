@@ -207,7 +207,7 @@ def list_groups() -> list[dict[str, Any]]:
 
 
 def register(ctx: Ctx) -> None:
-    def users_page(message: str = "", new_password: str = "", new_user: str = ""):
+    def users_page(message: str = "", new_password: str = "", new_user: str = "") -> dict[str, Any]:
         return {
             "title": "Users",
             "users": list_users(),

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import bottle
 from pydicom.uid import UID as UidValue
@@ -37,6 +37,9 @@ from pacsbox.web.auth import Identity
 from pacsbox.web.browse import UID, get_instance
 from pacsbox.web.core import PUBLIC, Ctx, arg, error_response
 from pacsbox.web.privileges import can_see_study
+
+if TYPE_CHECKING:
+    from pacsbox.archive import Archive
 
 # PS3.5 9.1: components of digits, no leading zero (except "0"), at most 64 chars.
 UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
@@ -53,7 +56,17 @@ def valid_uid(value: str) -> bool:
     return 0 < len(value) <= 64 and bool(UID_RE.fullmatch(value))
 
 
-def _number(name: str, value: str, *, integer: bool = False, lo: float | None = None):
+@overload
+def _number(
+    name: str, value: str, *, integer: Literal[True], lo: float | None = None
+) -> int | None: ...
+@overload
+def _number(
+    name: str, value: str, *, integer: Literal[False] = False, lo: float | None = None
+) -> float | None: ...
+def _number(
+    name: str, value: str, *, integer: bool = False, lo: float | None = None
+) -> float | None:
     if not value:
         return None
     try:
@@ -66,7 +79,13 @@ def _number(name: str, value: str, *, integer: bool = False, lo: float | None = 
 
 
 def image_response(
-    inst: Instance, fmt: str, frame, wc, ww, size, **extra: Any
+    inst: Instance,
+    fmt: str,
+    frame: int | None,
+    wc: float | None,
+    ww: float | None,
+    size: int | None,
+    **extra: Any,
 ) -> bottle.HTTPResponse:
     """A rendered frame; ``extra`` passes render's quality and region."""
     path: Path = instance_path(inst)
@@ -83,7 +102,9 @@ def image_response(
     )
 
 
-def dicom_response(archive, inst: Instance, transfer_syntax: str = "") -> bottle.HTTPResponse:
+def dicom_response(
+    archive: Archive, inst: Instance, transfer_syntax: str = ""
+) -> bottle.HTTPResponse:
     """The object as a Part-10 file: ``read_part10`` gives Native-stored ones their header.
 
     ``transfer_syntax`` (WADO-URI's parameter) is honoured or refused, never
@@ -114,7 +135,7 @@ def dicom_response(archive, inst: Instance, transfer_syntax: str = "") -> bottle
 
 
 def register(ctx: Ctx) -> None:
-    def image(ident: Identity, uid: str, fmt: str):
+    def image(ident: Identity, uid: str, fmt: str) -> bottle.HTTPResponse:
         inst = get_instance(ctx, ident.principal, uid)
         frame = _number("frame", arg("frame"), integer=True, lo=1)
         wc = _number("wc", arg("wc"))

@@ -53,7 +53,7 @@ def _params(func: Callable) -> list[str]:
     return list(inspect.signature(func).parameters)
 
 
-def _event_like(obj) -> bool:
+def _event_like(obj: object) -> bool:
     return all(callable(getattr(obj, m, None)) for m in ("set", "clear", "is_set", "wait"))
 
 

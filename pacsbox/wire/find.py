@@ -10,14 +10,16 @@ order (a C-FIND handler runs in the association's own thread).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 from pydicom.dataset import Dataset
+from pynetdicom import evt
 from pynetdicom.dsutils import encode
 
 from pacsbox.wire import compat, pdu
 
 
-def pending_sender(event) -> Callable[[Dataset], bool] | None:
+def pending_sender(event: evt.Event) -> Callable[[Dataset], bool] | None:
     """A writer of this C-FIND's pending responses, or None (pynetdicom sends them).
 
     The writer returns False when an identifier cannot be encoded; that one is
@@ -31,7 +33,8 @@ def pending_sender(event) -> Callable[[Dataset], bool] | None:
     cx = event.context
     ts = cx.transfer_syntax
     req = event.request
-    command = pdu.find_response(str(req.AffectedSOPClassUID), int(req.MessageID), 0xFF00)
+    msg_id = cast(int, req.MessageID)  # a received C-FIND-RQ carries one
+    command = pdu.find_response(str(req.AffectedSOPClassUID), int(msg_id), 0xFF00)
     max_pdu = int(event.assoc.requestor.maximum_length or 0)
     fragment = max_pdu - 12 if max_pdu > 12 else 1 << 20
 

@@ -13,8 +13,12 @@ fails inside an action the same way and is aborted the same way.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from pacsbox.wire import compat
+
+if TYPE_CHECKING:
+    from pynetdicom.association import Association
 
 log = logging.getLogger("pacsbox.scp")
 
@@ -37,7 +41,7 @@ class _NotTheGuardsLine(logging.Filter):
 _installed = False
 
 
-def protect(assoc) -> None:
+def protect(assoc: Association) -> None:
     """Wrap this association's state machine; call at EVT_CONN_OPEN."""
     global _installed
     if not compat.fast():
@@ -75,4 +79,4 @@ def protect(assoc) -> None:
             except Exception:  # noqa: BLE001 - the transport is gone too: just stop
                 assoc.dul._kill_thread = True
 
-    machine.do_action = do_action
+    vars(machine)["do_action"] = do_action  # this machine's method, replaced on the instance

@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 import pynetdicom.sop_class
 from pydicom.uid import UID
+from pynetdicom import AE
+from pynetdicom.association import Association
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -64,7 +66,7 @@ class ListeningServer(ThreadedAssociationServer):
 
 
 def serve(
-    ae,
+    ae: AE,
     address: tuple[str, int],
     handlers: list,
     *,
@@ -74,7 +76,7 @@ def serve(
     before_accept: Callable[[], None] | None = None,
     after_accept: Callable[[], None] | None = None,
     on_poll: Callable[[], None] | None = None,
-):
+) -> ThreadedAssociationServer:
     """Bind (or take the inherited ``listen_fd``) and accept in a background thread.
 
     ``shared``: other processes accept from the same socket, so an accept
@@ -89,6 +91,7 @@ def serve(
         server_class = type("InheritedServer", (ListeningServer,), {"inherited_fd": listen_fd})
     server = ae.make_server(address, evt_handlers=handlers, server_class=server_class)
     if shared:
+        assert server.socket is not None  # bound by make_server
         server.socket.settimeout(0.0)
     accept = server.get_request
 
@@ -101,7 +104,7 @@ def serve(
         sock.settimeout(network_timeout)
         return sock, addr
 
-    server.get_request = get_request
+    vars(server)["get_request"] = get_request  # this server's method, replaced on the instance
     actions = server.service_actions
 
     def service_actions():
@@ -109,7 +112,7 @@ def serve(
         if on_poll is not None:
             on_poll()
 
-    server.service_actions = service_actions
+    vars(server)["service_actions"] = service_actions  # likewise
     thread = threading.Thread(target=server.serve_forever, name="pacsbox-accept", daemon=True)
     thread.start()
     servers = getattr(ae, "_servers", None)
@@ -118,7 +121,7 @@ def serve(
     return server
 
 
-def shutdown(server) -> None:
+def shutdown(server: ThreadedAssociationServer) -> None:
     """Stop accepting and close the listening socket."""
     try:
         server.shutdown()
@@ -126,7 +129,7 @@ def shutdown(server) -> None:
         pass  # the socket is closed; only the AE's own list of servers did not know it
 
 
-def connection_opened(assoc) -> None:
+def connection_opened(assoc: Association) -> None:
     """For EVT_CONN_OPEN, before the association's threads start: its reactor
     wake-ups, answers out at once rather than after Nagle's 40 ms, and a
     protocol error ending in an abort rather than a dead thread."""

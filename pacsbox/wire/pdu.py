@@ -141,7 +141,11 @@ def get_pending(
 
 
 def send_message(
-    sock: socket.socket, cx_id: int, command: bytes, dataset=None, fragment: int = 1 << 20
+    sock: socket.socket,
+    cx_id: int,
+    command: bytes,
+    dataset: bytes | bytearray | memoryview | None = None,
+    fragment: int = 1 << 20,
 ) -> None:
     """One DIMSE message as P-DATA-TF PDUs: the command, then the data set in fragments."""
     out: list[bytes | memoryview] = [pdu_header(len(command), cx_id, COMMAND | LAST), command]
@@ -182,7 +186,7 @@ class Command:
         return self.numbers.get(COMMAND_FIELD)
 
 
-def pdvs(body) -> Iterator[tuple[int, int, memoryview]]:
+def pdvs(body: bytes | bytearray | memoryview) -> Iterator[tuple[int, int, memoryview]]:
     """(context id, control header, fragment) of each PDV item in a P-DATA-TF body.
 
     Raises ValueError on an item that runs past the PDU (a malformed PDU).

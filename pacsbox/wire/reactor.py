@@ -24,6 +24,8 @@ import select
 import threading
 import time as _time
 import weakref
+from collections.abc import Callable
+from typing import Any
 
 import pynetdicom.association
 import pynetdicom.dul
@@ -71,7 +73,7 @@ class _Waker:
 class _WakingQueue(queue.Queue):
     """A Queue that calls ``wake()`` after every put; its ``waker`` finds the association's."""
 
-    def __init__(self, waker: _Waker, wake) -> None:
+    def __init__(self, waker: _Waker, wake: Callable[[], None]) -> None:
         super().__init__()
         self.waker = waker
         self._wake = wake
@@ -89,7 +91,7 @@ def _close_fds(*fds: int) -> None:
             pass
 
 
-def waker_of(owner) -> _Waker | None:
+def waker_of(owner: object) -> _Waker | None:
     """The waker of a DUL or an association (each runs in its own thread), if attached."""
     q = getattr(owner, "to_provider_queue", None)
     if q is None:
@@ -101,13 +103,14 @@ _here = threading.local()  # per thread: (its waker or None, the thread), looked
 
 
 def _this_thread() -> tuple[_Waker | None, threading.Thread]:
+    state: tuple[_Waker | None, threading.Thread]
     try:
-        return _here.state
+        state = _here.state
     except AttributeError:
         thread = threading.current_thread()
         # Attached before the association's threads start, so never found late.
-        _here.state = (waker_of(thread), thread)
-        return _here.state
+        state = _here.state = (waker_of(thread), thread)
+    return state
 
 
 class _SleepShim:
@@ -116,7 +119,7 @@ class _SleepShim:
     def __init__(self, kind: str) -> None:
         self._kind = kind
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(_time, name)
 
     def sleep(self, seconds: float) -> None:
@@ -158,7 +161,7 @@ def install() -> bool:
         return _installed
 
 
-def attach(assoc) -> None:
+def attach(assoc: pynetdicom.association.Association) -> None:
     """Give one association its wake-ups; call before its threads start (EVT_CONN_OPEN).
     Does nothing unless ``install()`` succeeded."""
     if not _installed or waker_of(assoc) is not None:

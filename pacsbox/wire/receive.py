@@ -25,9 +25,13 @@ import select
 import socket
 import struct
 from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
 from pacsbox.wire import compat, pdu
 from pacsbox.wire.tap import Tap
+
+if TYPE_CHECKING:
+    from pynetdicom.association import Association
 
 log = logging.getLogger("pacsbox.scp")
 
@@ -68,7 +72,7 @@ class FastStore:
     (``wire.reactor``).
     """
 
-    def __init__(self, assoc, store: StoreFn, max_pdu: int, takes: TakesFn) -> None:
+    def __init__(self, assoc: Association, store: StoreFn, max_pdu: int, takes: TakesFn) -> None:
         self.assoc = assoc
         self.dul = assoc.dul
         self.sock: socket.socket | None = None
@@ -89,13 +93,15 @@ class FastStore:
         if self.contexts is _NOT_UP:
             if not self.assoc.is_established:
                 return False
-            self.sock = self.dul.socket.socket
+            transport = self.dul.socket
+            assert transport is not None  # an established association has its socket
+            self.sock = transport.socket
             if self.sock is not None:
                 self.fd = self.sock.fileno()
                 self.timeout = self.sock.gettimeout()
                 self.blocking = os.get_blocking(self.fd)
             self.contexts = {
-                int(cx.context_id): str(cx.transfer_syntax[0])
+                int(cast(int, cx.context_id)): str(cx.transfer_syntax[0])
                 for cx in self.assoc.accepted_contexts
                 if cx.as_scp and self.takes(str(cx.abstract_syntax))
             }
@@ -238,7 +244,7 @@ class FastStore:
                 self._complete(pending)
         return True
 
-    def _starts_store(self, items) -> bool:
+    def _starts_store(self, items: list[tuple[int, int, memoryview]]) -> bool:
         if not items:
             return False
         cx_id, control, fragment = items[0]
@@ -292,7 +298,7 @@ class FastStore:
         dul._recv_pdu.put(decoded)
 
 
-def attach(assoc, store: StoreFn, max_pdu: int, takes: TakesFn) -> FastStore | None:
+def attach(assoc: Association, store: StoreFn, max_pdu: int, takes: TakesFn) -> FastStore | None:
     """Watch this association's socket for C-STOREs on the contexts ``takes`` accepts;
     call from EVT_CONN_OPEN, before the peer can send its first request (at
     EVT_ESTABLISHED it may already have). None, and pynetdicom receives

@@ -10,30 +10,39 @@ sub-operations itself, and an exception in it answers C000.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, cast
 
 import pynetdicom.association
 import pynetdicom.service_class
 from pynetdicom import evt
+from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_GET, C_MOVE
+from pynetdicom.presentation import PresentationContext
 from pynetdicom.service_class import QueryRetrieveServiceClass
 
 from pacsbox.wire import compat
 
 
 class _HandlerOwnedRetrieve(QueryRetrieveServiceClass):
-    def _move_scp(self, req, context) -> None:
+    def _move_scp(self, req: C_MOVE, context: PresentationContext) -> None:
         self._delegate(evt.EVT_C_MOVE, C_MOVE(), req, context)
 
-    def _get_scp(self, req, context) -> None:
+    def _get_scp(self, req: C_GET, context: PresentationContext) -> None:
         self._delegate(evt.EVT_C_GET, C_GET(), req, context)
 
-    def _delegate(self, event, rsp, req, context) -> None:
+    def _delegate(
+        self,
+        event: evt.InterventionEvent,
+        rsp: C_MOVE | C_GET,
+        req: C_MOVE | C_GET,
+        context: PresentationContext,
+    ) -> None:
         rsp.MessageIDBeingRespondedTo = req.MessageID
         rsp.AffectedSOPClassUID = req.AffectedSOPClassUID
         attempt = pynetdicom.service_class.attempt
-        with attempt(rsp, self.dimse, context.context_id, self.assoc) as ctx:
+        cx_id = cast(int, context.context_id)  # as pynetdicom's own SCPs: an accepted context
+        with attempt(rsp, self.dimse, cx_id, self.assoc) as ctx:
             ctx.error_msg = f"exception in the {event.name} handler"
             ctx.error_status = 0xC000
             evt.trigger(
@@ -55,7 +64,7 @@ def _uid_to_service_class(uid):
     return _library(uid)
 
 
-def install(uids) -> bool:
+def install(uids: Iterable[str]) -> bool:
     """Route C-MOVE/C-GET requests on these SOP classes to their handlers alone
     (idempotent). False when compat found pynetdicom changed: its own retrieve
     loop then runs, and the handlers must follow its protocol (yield)."""
@@ -70,6 +79,6 @@ def install(uids) -> bool:
     return True
 
 
-def respond(assoc, context_id: int, primitive) -> None:
+def respond(assoc: Association, context_id: int, primitive: C_MOVE | C_GET) -> None:
     """Send a C-MOVE/C-GET response from a handler that owns the exchange."""
     assoc.dimse.send_msg(primitive, context_id)

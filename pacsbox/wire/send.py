@@ -21,8 +21,9 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from pynetdicom.dimse_primitives import C_CANCEL
 from pynetdicom.dsutils import split_dataset
@@ -30,16 +31,20 @@ from pynetdicom.dsutils import split_dataset
 from pacsbox.wire import compat, pdu, reactor
 from pacsbox.wire.tap import Tap
 
+if TYPE_CHECKING:
+    from pynetdicom.association import Association
+
 log = logging.getLogger("pacsbox.scu")
 
 _NOT_MINE = object()  # the next PDU is not a P-DATA-TF: pynetdicom's to read
 
 
-def nodelay(assoc) -> None:
+def nodelay(assoc: Association) -> None:
     """Turn Nagle off: pynetdicom writes PDU headers and data separately, and with
     delayed ACKs each small message would otherwise wait ~40 ms."""
     try:
-        sock = assoc.dul.socket.socket
+        transport = assoc.dul.socket
+        sock = transport.socket if transport is not None else None
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except (AttributeError, OSError):
@@ -47,7 +52,7 @@ def nodelay(assoc) -> None:
 
 
 @contextlib.contextmanager
-def busy(*assocs, delay: float = 0.00002):
+def busy(*assocs: Association, delay: float = 0.00002) -> Iterator[None]:
     """Shorten pynetdicom's DUL idle sleep while a burst of messages flows.
 
     Every outgoing DIMSE message waits for the DUL thread's next turn; the
@@ -69,7 +74,7 @@ def busy(*assocs, delay: float = 0.00002):
             dul._run_loop_delay = value
 
 
-def settle(assoc) -> None:
+def settle(assoc: Association) -> None:
     """Wait until the association's reactor has really resumed after the last send.
 
     pynetdicom's send_c_store pauses the reactor by waiting for its paused
@@ -90,16 +95,17 @@ def settle(assoc) -> None:
         time.sleep(0.00005)
 
 
-def _dataset_offset(fh, path: str) -> int:
+def _dataset_offset(fh: BinaryIO, path: str) -> int:
     """Where the data set starts in a stored Part-10 file (after the group 2 meta)."""
     head = fh.read(144)
     if len(head) == 144 and head[128:132] == b"DICM" and head[132:138] == b"\x02\x00\x00\x00UL":
+        length: int
         (length,) = struct.unpack_from("<I", head, 140)
         return 144 + length
     return split_dataset(Path(path))[1]
 
 
-def raw_writer(assoc) -> RawStoreWriter | None:
+def raw_writer(assoc: Association) -> RawStoreWriter | None:
     """A raw writer for this association, or None: pynetdicom's send_c_store then
     carries the requests (the socket is not a plain one, or compat said no)."""
     if not compat.fast():
@@ -117,7 +123,7 @@ class RawStoreWriter:
     paused for the whole transfer.
     """
 
-    def __init__(self, assoc) -> None:
+    def __init__(self, assoc: Association) -> None:
         self.assoc = assoc
         # None when the transport is not a plain socket: then not ``usable``, and
         # raw_writer hands out no writer.
@@ -181,13 +187,14 @@ class RawStoreWriter:
         dul = self.assoc.dul
         if self._tap is not None:  # held: hold() made it
             self._tap.release()
+        assert self._saved_delay is not None  # saved by hold()
         dul._run_loop_delay = self._saved_delay
         self.held = False
         waker = reactor.waker_of(dul)
         if waker is not None:
             waker.wake_dul()  # it may be asleep in select() without the socket
 
-    def _pdv(self, cx_id: int, control: int, data) -> None:
+    def _pdv(self, cx_id: int, control: int, data: bytes | memoryview) -> None:
         n = len(data)
         head = pdu.pdu_header(n, cx_id, control)
         self.sock.sendall(head + bytes(data) if n < 65536 else head)
@@ -198,7 +205,14 @@ class RawStoreWriter:
         """A pending C-GET-RSP on the same socket, so it never interleaves with a PDU."""
         self._pdv(cx_id, pdu.COMMAND | pdu.LAST, command)
 
-    def send(self, cx_id: int, command: bytes, path: str | None, data: bytes | None, native=False):
+    def send(
+        self,
+        cx_id: int,
+        command: bytes,
+        path: str | None,
+        data: bytes | None,
+        native: bool = False,
+    ) -> int | None:
         """Send one C-STORE-RQ (the stored file at ``path``, or ``data``) and wait for
         its response; the peer's status or None."""
         head = pdu.pdu_header(len(command), cx_id, pdu.COMMAND | pdu.LAST) + command
@@ -237,7 +251,7 @@ class RawStoreWriter:
                     self.sock.sendall(head)  # an empty file: the command alone
         return self.response()
 
-    def _send_parts(self, *parts) -> None:
+    def _send_parts(self, *parts: bytes | memoryview) -> None:
         """sendall() for several buffers with one sendmsg() where the kernel takes it all."""
         sent = self.sock.sendmsg(parts)
         for part in parts:
@@ -259,7 +273,7 @@ class RawStoreWriter:
                 if status is None and self.assoc.is_established:
                     log.error("no C-STORE response within the DIMSE timeout: aborting")
                     self.assoc.abort()
-                return status
+                return cast("int | None", status)  # a status, not the _NOT_MINE sentinel
             self.unhold()  # a PDU for pynetdicom: let its DUL thread read it
         _, rsp = self.assoc.dimse.get_msg(block=True)
         if rsp is None:

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pynetdicom.dul import DULServiceProvider
 
 _lock = threading.Lock()
 
@@ -25,18 +29,18 @@ class Tap:
     method. The lock makes ``hold()`` wait out a PDU the DUL thread is reading.
     """
 
-    def __init__(self, dul) -> None:
+    def __init__(self, dul: DULServiceProvider) -> None:
         self.lock = threading.Lock()
         self.held = False
         self.claim: Callable[[], bool | None] | None = None
         # Bytes ``claim`` read past what it handled: the DUL thread must not
         # wait on the socket for what is already here.
         self.inbox = bytearray()
-        self._library = dul._is_transport_event  # the library's bound method
-        dul._is_transport_event = self._transport_event
+        self._library: Callable[[], bool] = dul._is_transport_event  # the library's bound method
+        vars(dul)["_is_transport_event"] = self._transport_event
 
     @classmethod
-    def of(cls, dul) -> Tap:
+    def of(cls, dul: DULServiceProvider) -> Tap:
         """This DUL's tap, installed on first use (and made known to its reactor waker)."""
         with _lock:
             tap = existing(dul)
@@ -67,7 +71,7 @@ class Tap:
             self.held = False
 
 
-def existing(dul) -> Tap | None:
+def existing(dul: DULServiceProvider) -> Tap | None:
     """The tap installed on ``dul``, if any."""
     tap = getattr(vars(dul).get("_is_transport_event"), "__self__", None)
     return tap if isinstance(tap, Tap) else None
