@@ -115,6 +115,7 @@ class DropReport:
     writes_lost: int = 0
     writes_kept: int = 0
     writes_torn: int = 0
+    pages_unsynced: int = 0  # 4 KiB pages written and not synced when the power went
     names_pending: int = 0
     details: list[str] = field(default_factory=list)
 
@@ -572,6 +573,7 @@ class Model:
             for node in list(self.nodes.values()):
                 if node.is_file and (node.pages or node.floor != NEVER or node.log):
                     report.files_with_unsynced_data += 1
+                    report.pages_unsynced += len(node.pages)
                     if node.log and node.dlinks > 0:
                         self._land_some(node, rng, report)
                     else:
