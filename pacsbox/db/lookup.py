@@ -9,7 +9,10 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+from peewee import ColumnBase
+
 from pacsbox.db.models import ApplicationEntity, Instance, Patient, Series, Study
+from pacsbox.db.query import StoredInstance
 from pacsbox.db.sql import one
 
 
@@ -62,12 +65,13 @@ def archive_roots(default: Path) -> list[Path]:
     return sorted(roots)
 
 
-def select_instances(
-    patient_ids: list[str] | None = None,
-    study_uids: list[str] | None = None,
-    series_uids: list[str] | None = None,
-) -> list[Instance]:
-    """Instances of the given patients, studies and series (union), in a stable order."""
+def _selection(
+    patient_ids: list[str] | None,
+    study_uids: list[str] | None,
+    series_uids: list[str] | None,
+    sop_uids: list[str] | None = None,
+) -> ColumnBase | None:
+    """The union of the given patients, studies, series and instances, as one condition."""
     conds = []
     if patient_ids:
         conds.append(Patient.patient_id.in_(patient_ids))
@@ -75,11 +79,25 @@ def select_instances(
         conds.append(Study.study_instance_uid.in_(study_uids))
     if series_uids:
         conds.append(Series.series_instance_uid.in_(series_uids))
+    if sop_uids:
+        conds.append(Instance.sop_instance_uid.in_(sop_uids))
     if not conds:
-        return []
+        return None
     where = conds[0]
     for c in conds[1:]:
         where = where | c
+    return where
+
+
+def select_instances(
+    patient_ids: list[str] | None = None,
+    study_uids: list[str] | None = None,
+    series_uids: list[str] | None = None,
+) -> list[Instance]:
+    """Instances of the given patients, studies and series (union), in a stable order."""
+    where = _selection(patient_ids, study_uids, series_uids)
+    if where is None:
+        return []
     q = (
         Instance.select(Instance, Series, Study)
         .join(Series)
@@ -89,6 +107,40 @@ def select_instances(
         .order_by(Patient.id, Study.id, Series.series_number, Series.id, Instance.instance_number)
     )
     return list(q)
+
+
+def stored_selection(
+    patient_ids: list[str] | None = None,
+    study_uids: list[str] | None = None,
+    series_uids: list[str] | None = None,
+    sop_uids: list[str] | None = None,
+) -> list[tuple[int, StoredInstance]]:
+    """(instance row id, what a sender needs) for a selection, in the order stored."""
+    where = _selection(patient_ids, study_uids, series_uids, sop_uids)
+    if where is None:
+        return []
+    rows = (
+        Instance.select(
+            Instance.id,
+            Instance.sop_class_uid,
+            Instance.sop_instance_uid,
+            Instance.transfer_syntax_uid,
+            Instance.native,
+            Instance.file_name,
+            Study.storage_root,
+            Study.folder,
+        )
+        .join(Series)
+        .join(Study)
+        .join(Patient)
+        .where(where)
+        .order_by(Instance.id)
+        .tuples()
+    )
+    return [
+        (iid, StoredInstance(cls, uid, ts, f"{root}/{folder}/{name}", bool(native)))
+        for iid, cls, uid, ts, native, name, root, folder in rows
+    ]
 
 
 # -- counts for status and logs ----------------------------------------------

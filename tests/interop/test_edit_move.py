@@ -3,9 +3,6 @@ a DCMTK storescp, dcmdump of what arrived; then a rebuild keeps it (DATA-3, NET-
 
 from __future__ import annotations
 
-import socket
-import subprocess
-
 import pydicom
 import webtest
 from pydicom.uid import generate_uid
@@ -15,8 +12,9 @@ from pacsbox.archive import Archive
 from pacsbox.db.models import Patient
 from pacsbox.web import users
 from pacsbox.web.app import create_app
-from tests.helpers import DCMTK_ENV, Server, cli, dcmtk, free_port, poll
+from tests.helpers import Server, cli, dcmtk, poll
 from tests.integration.web.conftest import PASSWORD, Clock, make_dicom
+from tests.peers import StoreSCP
 
 
 def _edit(t: webtest.TestApp, url: str, **values: str) -> None:
@@ -30,11 +28,6 @@ def _edit(t: webtest.TestApp, url: str, **values: str) -> None:
         lambda: [j for j in t.get(job + ".json").json["jobs"] if j["state"] != "running"], 60
     )
     assert done["state"] == "done", done
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _carries(cfg: config.Config, sop: str, patient_id: str) -> bool:
@@ -73,19 +66,10 @@ def test_moved_images_carry_the_edit_and_a_rebuild_keeps_it(ini, tmp_path):
     poll(lambda: not any(j.state == "running" for j in jobs.registry.all()))
     archive.close()
 
-    out = tmp_path / "received"
-    out.mkdir()
-    port = free_port()
-    scp = subprocess.Popen(
-        ["storescp", "-aet", "WORKSTATION", "-od", str(out), str(port)],
-        env=DCMTK_ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    scp = StoreSCP(tmp_path / "received", "WORKSTATION", ini=ini)
+    out = scp.dir
     server = None
     try:
-        cli(ini, "ae", "add", "WORKSTATION", "--host", "127.0.0.1", "--port", str(port))
-        poll(lambda: _listening(port), what="storescp to listen")
         server = Server(ini).start()
         # The modality still has the old values: one more image of the study
         # arrives with them, and the daemon gives it the edit.
@@ -107,8 +91,7 @@ def test_moved_images_carry_the_edit_and_a_rebuild_keeps_it(ini, tmp_path):
     finally:
         if server is not None:
             server.stop()
-        scp.terminate()
-        scp.wait(10)
+        scp.stop()
     for f in files:
         dump = _dump(f)
         assert "[SMITH^ANNA]" in dump and "[PID-NEW]" in dump and "[ACC-NEW]" in dump, dump

@@ -35,6 +35,7 @@ from tests.interop.test_find import (
     store_folder,
     studies,
 )
+from tests.peers import StoreSCP
 from tests.postgres import DATABASES, index_settings
 
 COMPRESSED = ["SC_rgb_jpeg_dcmtk.dcm", "MR_small_RLE.dcm", "JPEG2000.dcm"]
@@ -122,44 +123,13 @@ def env(request, tmp_path_factory):
         srv.stop()
 
 
-class StoreSCP:
-    """DCMTK storescp on a free loopback port, registered in pacsbox's AE table."""
-
-    def __init__(self, env: Env, title: str, *options: str) -> None:
-        env.runs += 1
-        self.dir = env.tmp / f"{title.lower()}{env.runs}"
-        self.dir.mkdir()
-        self.port = free_port()
-        self.log = open(self.dir.with_suffix(".log"), "wb")
-        self.proc = subprocess.Popen(
-            ["storescp", "-aet", title, "-od", str(self.dir), *options, str(self.port)],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            env=DCMTK_ENV,
-        )
-        cli(env.ini, "ae", "add", title, "--host", "127.0.0.1", "--port", str(self.port))
-        poll(lambda: _listening(self.port), 10, what="storescp to listen")
-
-    def files(self) -> list[Path]:
-        return sorted(p for p in self.dir.iterdir() if p.is_file())
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-        self.log.close()
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 @pytest.fixture
 def storescp(env):
     started = []
 
     def start(title: str = "STORESCP", *options: str) -> StoreSCP:
-        scp = StoreSCP(env, title, *options)
+        env.runs += 1
+        scp = StoreSCP(env.tmp / f"{title.lower()}{env.runs}", title, *options, ini=env.ini)
         started.append(scp)
         return scp
 

@@ -11,14 +11,14 @@ carried by pynetdicom's own paths.
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from tests.helpers import DCMTK_ENV, Server, cli, dcmtk, free_port, poll, write_config
+from tests.helpers import Server, cli, dcmtk, poll, write_config
+from tests.peers import StoreSCP
 from tests.synth import make_instance
 
 HIDE = """
@@ -41,30 +41,11 @@ _cls.__getattr__ = __getattr__
 WARNING = "differs from what pacsbox was built for"
 
 
-def _listening(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 @pytest.fixture
 def storescp(tmp_path):
-    out = tmp_path / "storescp"
-    out.mkdir()
-    port = free_port()
-    log = open(tmp_path / "storescp.log", "wb")
-    proc = subprocess.Popen(
-        ["storescp", "-aet", "STORESCP", "-od", str(out), str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=DCMTK_ENV,
-    )
-    poll(lambda: _listening(port), 10, what="storescp to listen")
-    yield port, out
-    proc.terminate()
-    proc.wait(10)
-    log.close()
+    scp = StoreSCP(tmp_path / "storescp", "STORESCP")
+    yield scp.port, scp.dir
+    scp.stop()
 
 
 @pytest.mark.parametrize("hidden", ["_decode_pdu", "_is_transport_event"])
