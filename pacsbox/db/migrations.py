@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from peewee import Database
 
-from pacsbox.db.models import CORE_MODELS, SchemaVersion
+from pacsbox.db.models import CORE_MODELS, QUEUE_MODELS, SchemaVersion
 
 log = logging.getLogger("pacsbox.db")
 
@@ -74,12 +74,21 @@ def _m0013_edit_marks(db: Database) -> None:
     )
 
 
+def _m0014_queue(db: Database) -> None:
+    # Every outbound or long job is a row, so it survives a restart. New
+    # tables only (0001 does not make them): fresh and upgraded databases
+    # both get them here; ``safe`` lets a rerun (a schema version deleted
+    # by hand) pass.
+    db.create_tables(QUEUE_MODELS, safe=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (1, "core tables: patient, study, series, instance, AE table", _m0001_core),
     (2, "composite indexes for queries", _m0002_query_indexes),
     (11, "drop the index on instance.series_id alone", _m0011_drop_instance_series_id),
     (12, "dirty folders marked per process", _m0012_dirty_folder_owner),
     (13, "edited columns, and later images still to take an edit", _m0013_edit_marks),
+    (14, "the durable work queue", _m0014_queue),
 ]
 
 

@@ -19,6 +19,7 @@ from peewee import (
     BigIntegerField,
     BooleanField,
     CharField,
+    CompositeKey,
     DatabaseProxy,
     DateTimeField,
     ForeignKeyField,
@@ -210,6 +211,59 @@ class DirtyFolder(BaseModel):
 
     class Meta:
         indexes = ((("storage_root", "folder", "owner"), True),)
+
+
+class QueueJob(BaseModel):
+    """One outbound or long job of the durable work queue (``queue.py``).
+
+    Made by migration 14, not by 0001's CORE_MODELS: a released migration is
+    never changed, so a fresh database and an upgraded one get it the same way.
+    Times are naive UTC, as elsewhere in the index.
+    """
+
+    id: AutoField[int]
+    kind = CharField(max_length=16)  # queue.KINDS
+    destination = CharField(max_length=64, default="")  # an AE title, a drive, "" for none
+    state = CharField(max_length=16)  # queue.STATES
+    attempts = IntegerField(default=0)  # claims so far
+    failures = IntegerField(default=0)  # answered with a failure status, counted against retries
+    retries = IntegerField(default=3)
+    next_attempt = DateTimeField(null=True)  # due from then on; None once finished
+    window = CharField(max_length=11, default="")  # "HH:MM-HH:MM" local, daily; "" any time
+    last_error = CharField(max_length=300, default="")  # one line
+    done = IntegerField(default=0)
+    total = IntegerField(default=0)
+    bytes_done = BigIntegerField(default=0)
+    created = DateTimeField(default=utcnow)
+    # When the current run of tries began (created, or the last manual retry):
+    # the give-up clock for an unreachable destination starts here.
+    since = DateTimeField(default=utcnow)
+    started = DateTimeField(null=True)
+    finished = DateTimeField(null=True)
+    owner = CharField(max_length=64, default="")  # who asked: a user, a route, "cli"
+    label = CharField(max_length=255, default="")
+    payload = TextField(default="{}")  # JSON: what the job's runner needs
+    runner = CharField(max_length=64, default="")  # who runs it now (recover asks if alive)
+
+    class Meta:
+        indexes = (
+            (("state", "next_attempt"), False),  # claim: what is due
+            (("destination", "state"), False),  # claim: how busy a destination is
+        )
+
+
+class QueueSent(BaseModel):
+    """Instances a destination acknowledged for a job, so a resumed job skips them."""
+
+    job = ForeignKeyField(QueueJob, on_delete="CASCADE", index=False)
+    job_id: ForeignKeyField[int]
+    instance_id = IntegerField()  # Instance.id; no foreign key: the instance may be purged
+
+    class Meta:
+        primary_key = CompositeKey("job", "instance_id")
+
+
+QUEUE_MODELS = [QueueJob, QueueSent]
 
 
 class SchemaVersion(BaseModel):
