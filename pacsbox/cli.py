@@ -321,6 +321,31 @@ def cmd_purge(args: argparse.Namespace, cfg: config.Config) -> int:
     return purge_command(cfg, args.dry_run, sys.stdout)
 
 
+# -- outbound: forward and the queue ----------------------------------------------------
+
+
+@command("forward")
+def cmd_forward(args: argparse.Namespace, cfg: config.Config) -> int:
+    import getpass
+
+    from pacsbox.outbound import forward
+    from pacsbox.outbound.commands import forward_command
+
+    selection = forward.Selection(args.patient, args.study, args.series, args.image)
+    with _archive(cfg):
+        return forward_command(
+            cfg, selection, args.to, args.wait, f"cli:{getpass.getuser()}", sys.stdout
+        )
+
+
+@command("queue")
+def cmd_queue(args: argparse.Namespace, cfg: config.Config) -> int:
+    from pacsbox.outbound.commands import queue_command
+
+    with _archive(cfg):
+        return queue_command(cfg, args.action or "list", args.id, args.json, sys.stdout)
+
+
 # -- argument parsing --------------------------------------------------------------
 
 
@@ -488,6 +513,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="what the front panel shows (exit 0 ok, 1 problem, 3 not running)",
     )
     s.add_argument("--json", action="store_true", help="the raw status snapshot")
+    s = sub.add_parser(
+        "forward",
+        parents=[common],
+        help="send patients, studies, series or images to an AE (a queue job; prints its id)",
+    )
+    for flag, what in (("patient", "Patient ID"), ("study", "Study Instance UID"),
+                       ("series", "Series Instance UID"), ("image", "SOP Instance UID")):  # fmt: skip
+        s.add_argument(f"--{flag}", action="append", default=[], metavar=what.split()[-1],
+                       help=f"a {what} to send (repeat for more)")  # fmt: skip
+    s.add_argument("--to", required=True, metavar="AE", help="destination, from the AE table")
+    s.add_argument(
+        "--wait",
+        action="store_true",
+        help="show progress until the job ends; exit 1 with the reason when it fails "
+        "(runs the job here when no daemon is running)",
+    )
+    s = sub.add_parser(
+        "queue", parents=[common], help="the durable job queue: list, retry ID, cancel ID"
+    )
+    s.add_argument("action", nargs="?", choices=["list", "retry", "cancel"], help="default: list")
+    s.add_argument("id", nargs="?", type=int, help="the job, for retry and cancel")
+    s.add_argument("--json", action="store_true", help="a JSON array of jobs (for scripts)")
     s = sub.add_parser("frontpanel", parents=[common], help="drive the front panel display")
     s.add_argument("--once", action="store_true", help="render once and exit")
     return p

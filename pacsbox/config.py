@@ -343,6 +343,31 @@ SETTINGS: tuple[Setting, ...] = (
         _bool,
         "Mark session cookies Secure (set when the page is served over HTTPS).",
     ),
+    # -- outbound ------------------------------------------------------------
+    S(
+        "ThreadPoolSize",
+        "server",
+        "2",
+        _int_range(1, 64),
+        "Jobs of the durable queue (forwards and the other outbound work) the daemon runs at "
+        "once, all destinations together.",
+    ),
+    S(
+        "DeliveryConcurrency",
+        "outbound",
+        "1",
+        _int_range(1, 16),
+        "Jobs sent to one destination at once; a slow or dead destination holds back only "
+        "its own jobs.",
+    ),
+    S(
+        "DeliveryGiveUpHours",
+        "outbound",
+        "24",
+        _float_range(0.01, 720),
+        "Hours a job keeps retrying a destination it cannot reach (refused, rejected, no "
+        "answer), with backoff capped at 5 minutes, before it is failed.",
+    ),
     # -- media --------------------------------------------------------------
     S(
         "AutoImport",
@@ -395,7 +420,6 @@ del S
 # warning line per key, rather than stopping the box.
 NOT_YET_SUPPORTED: dict[str, str] = {
     "TLSPortNumber": "DICOM TLS, NET-10",
-    "ThreadPoolSize": "a thread pool for outgoing work, NET-11",
     "WorklistPollInterval": "the Modality Worklist SCU, SCU-6",
 }
 

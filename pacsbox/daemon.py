@@ -23,6 +23,8 @@ from pacsbox.archive import Archive
 from pacsbox.assembly import assemble
 from pacsbox.config import Config
 from pacsbox.db import lookup, ping
+from pacsbox.outbound.kinds import HANDLERS
+from pacsbox.outbound.runner import Runner
 from pacsbox.scp.server import Listener
 from pacsbox.watermark.monitor import Watermark
 
@@ -104,6 +106,10 @@ class Daemon:
         assert watermark is not None and archive is not None  # start() made them
         watermark.start()
         self.workers.append(watermark)
+        self.heartbeats.register("outbound", 30.0)
+        runner = Runner(self.cfg, HANDLERS, heartbeat=lambda: self.heartbeats.beat("outbound"))
+        runner.start()
+        self.workers.append(runner)
         if self.cfg.WatchFolder:
             from functools import partial
 

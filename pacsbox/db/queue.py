@@ -241,13 +241,15 @@ def _running_counts() -> dict[str, int]:
     return {destination: int(n) for destination, n in rows}
 
 
-def _due(now: dt.datetime, blocked: set[str]) -> Iterator[QueueJob]:
+def _due(now: dt.datetime, blocked: set[str], only: int | None) -> Iterator[QueueJob]:
     """Due jobs, oldest first, skipping destinations already at their limit."""
     after = 0
     while True:
         query = QueueJob.select().where(
             QueueJob.state.in_(list(DUE)) & (QueueJob.next_attempt <= now) & (QueueJob.id > after)
         )
+        if only is not None:
+            query = query.where(QueueJob.id == only)
         if blocked:
             query = query.where(QueueJob.destination.not_in(sorted(blocked)))
         batch = list(query.order_by(QueueJob.id).limit(_CLAIM_BATCH))
@@ -263,7 +265,11 @@ def _hold_for_window(row: QueueJob, now: dt.datetime) -> None:
 
 
 def claim(
-    runner: str, now: dt.datetime, busy_limit: Callable[[str], int] | int = 1
+    runner: str,
+    now: dt.datetime,
+    busy_limit: Callable[[str], int] | int = 1,
+    *,
+    only: int | None = None,
 ) -> JobView | None:
     """Take the oldest due job whose destination is below its limit of running jobs.
 
@@ -271,6 +277,7 @@ def claim(
     is one conditional UPDATE whose row count says who won, inside one write
     transaction. ``busy_limit`` is a number or a function of the destination.
     Returns the job, now running for ``runner``, or None when nothing may run.
+    ``only`` claims that job or none (the CLI running its own job).
     """
     now = _utc(now)
     limit = _limit_of(busy_limit)
@@ -278,7 +285,7 @@ def claim(
         _serialise_claims()
         running = _running_counts()
         blocked = {d for d, n in running.items() if n >= limit(d)}
-        for row in _due(now, blocked):
+        for row in _due(now, blocked, only):
             if row.destination in blocked:
                 continue
             if not _inside(row.window, now):

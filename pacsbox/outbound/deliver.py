@@ -22,6 +22,7 @@ from pacsbox.errors import NotFound, UsageError
 
 log = logging.getLogger("pacsbox.outbound")
 
+
 @dataclass
 class Delivery:
     """What one attempt achieved."""

@@ -33,6 +33,8 @@ LEAVES: dict[tuple[str, ...], list[str]] = {
     ("burn",): ["/nonexistent-volume"],
     ("status",): [],
     ("frontpanel",): ["--once"],
+    ("forward",): ["--study", "1.2.3", "--to", "CT9"],
+    ("queue",): ["retry", "7"],
 }
 
 
@@ -119,13 +121,13 @@ def test_help_explains_config_everywhere(tmp_path):
 def test_a_pacsone_style_ini_still_runs_with_one_warning_per_key(tmp_path):
     ini = write_config(tmp_path / "box", ApplicationEntityTitle="OLDPACS")
     text = ini.read_text().replace(
-        "[server]\n", "[server]\nTLSPortNumber = 5678\nThreadPoolSize = 8\n", 1
+        "[server]\n", "[server]\nTLSPortNumber = 5678\nWorklistPollInterval = 8\n", 1
     )
     ini.write_text(text)
     r = run(["ae", "list", "--config", str(ini)], tmp_path)
     assert r.returncode == 0, r.stderr
     lines = r.stderr.splitlines()
     assert len(lines) == 2, lines
-    for key, line in zip(("TLSPortNumber", "ThreadPoolSize"), lines, strict=True):
+    for key, line in zip(("TLSPortNumber", "WorklistPollInterval"), lines, strict=True):
         assert line.startswith("pacsbox: ") and key in line
         assert "not supported yet" in line and "ignored" in line

@@ -41,10 +41,11 @@ def test_statement_keys_are_present():
         "Database",
         "StorageFormat",
         "PreferredXferSyntaxRx",
+        "ThreadPoolSize",
     ):
         assert key in names
     # The statement's keys whose feature has not landed are not settings yet.
-    for key in ("TLSPortNumber", "ThreadPoolSize", "WorklistPollInterval"):
+    for key in ("TLSPortNumber", "WorklistPollInterval"):
         assert key not in names and key in config.NOT_YET_SUPPORTED
 
 
@@ -56,10 +57,10 @@ def test_a_pacsone_style_ini_loads_with_one_warning_per_unsupported_key(tmp_path
     )
     with caplog.at_level("WARNING", logger="pacsbox.config"):
         cfg = config.parse_file(ini)
-    assert cfg.ApplicationEntityTitle == "OLDPACS"
+    assert (cfg.ApplicationEntityTitle, cfg.ThreadPoolSize) == ("OLDPACS", 8)
     lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 3
-    keys = ("TLSPortNumber", "ThreadPoolSize", "WorklistPollInterval")
+    assert len(lines) == 2
+    keys = ("TLSPortNumber", "WorklistPollInterval")
     for key, line in zip(keys, lines, strict=True):
         assert str(ini) in line and key in line
         assert "not supported yet" in line and "ignored" in line and "\n" not in line

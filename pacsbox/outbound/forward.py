@@ -1,0 +1,96 @@
+"""Forward (SCU-3): patients, studies, series or single images to an AE, as a queue job.
+
+A forward is accepted only for a destination the AE table can reach and a
+selection that holds something, so a typing mistake is an error now rather
+than a job that fails tonight. The job names its selection, not a list of
+files: an image stored into a forwarded study before the job runs goes too,
+and what the destination already acknowledged is skipped on a resume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from pacsbox.db import lookup, queue
+from pacsbox.errors import NotFound, UsageError
+from pacsbox.outbound.deliver import deliver, peer_of
+from pacsbox.outbound.runner import Control, Outcome, done, refused, unreachable
+
+
+@dataclass
+class Selection:
+    """What to send: the union of these (PatientIDs and UIDs)."""
+
+    patients: list[str] = field(default_factory=list)
+    studies: list[str] = field(default_factory=list)
+    series: list[str] = field(default_factory=list)
+    instances: list[str] = field(default_factory=list)
+
+    def items(self) -> list:
+        return lookup.stored_selection(self.patients, self.studies, self.series, self.instances)
+
+    def label(self) -> str:
+        """ "2 studies, 1 series": what a job list shows (no patient names or IDs)."""
+        return ", ".join(
+            f"{len(v)} {one if len(v) == 1 else many}"
+            for attr, one, many in _NAMES
+            if (v := getattr(self, attr))
+        )
+
+
+_NAMES = (
+    ("patients", "patient", "patients"),
+    ("studies", "study", "studies"),
+    ("series", "series", "series"),
+    ("instances", "image", "images"),
+)
+
+
+def submit(selection: Selection, destination: str, *, owner: str = "") -> int:
+    """Queue a forward; returns the job id. Raises NotFound (unknown AE, nothing stored)
+    and UsageError (an AE without an address, an empty selection)."""
+    if not any(asdict(selection).values()):
+        raise UsageError("name what to forward: a patient, a study, a series or an image")
+    peer_of(destination)
+    items = selection.items()
+    if not items:
+        raise NotFound(f"nothing stored matches {selection.label()}")
+    return queue.submit(
+        "forward",
+        destination,
+        asdict(selection),
+        owner=owner,
+        label=f"{selection.label()} to {destination}",
+        total=len(items),
+    )
+
+
+def handle(ctl: Control) -> Outcome:
+    """Run one attempt of a forward job."""
+    job = ctl.job
+    items = Selection(**job.payload).items()
+    if not items:
+        return refused("nothing stored matches the selection any more")
+    sent = queue.already_sent(job.id)
+    todo = [(row, item) for row, item in items if row not in sent]
+    base = len(items) - len(todo)
+    ctl.progress(base, len(items))
+    try:
+        peer = peer_of(job.destination)
+    except (NotFound, UsageError) as exc:
+        return refused(str(exc))
+    d = deliver(
+        ctl.cfg.ApplicationEntityTitle,
+        peer,
+        todo,
+        timeout=float(ctl.cfg.DimseTimeout),
+        cancelled=ctl.cancelled,
+        acknowledged=lambda rows: queue.sent(job.id, rows),
+        progress=lambda n, _total: ctl.progress(base + n, len(items)),
+    )
+    summary = d.summary() if not base else f"{d.summary()} ({base} already before)"
+    if d.unreachable:
+        return unreachable(summary)
+    if d.refused:
+        return refused(summary)
+    return done(summary)

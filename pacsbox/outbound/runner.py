@@ -1,0 +1,188 @@
+"""The daemon's hands on the durable queue: claim a due job, run it, record what happened.
+
+The queue (``db.queue``) is the memory: a job is a row before anything is
+sent and after the box restarts, so nothing accepted is forgotten. The
+runner only decides what a result means for the row, with the two rules of
+issue 17: a destination that cannot be reached is retried with backoff until
+``DeliveryGiveUpHours``; one that answers with a failure status counts
+against the job's retries. ``ThreadPoolSize`` jobs run at once, at most
+``DeliveryConcurrency`` of them to one destination, so a dead destination
+holds back only its own jobs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pacsbox.config import Config
+from pacsbox.db import queue
+from pacsbox.db.models import utcnow
+from pacsbox.errors import PacsboxError
+
+log = logging.getLogger("pacsbox.outbound")
+
+POLL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one run of a job achieved: done, unreachable (retry later) or refused."""
+
+    kind: str  # "done" | "unreachable" | "refused"
+    message: str
+
+
+def done(message: str) -> Outcome:
+    return Outcome("done", message)
+
+
+def unreachable(message: str) -> Outcome:
+    return Outcome("unreachable", message)
+
+
+def refused(message: str) -> Outcome:
+    return Outcome("refused", message)
+
+
+@dataclass
+class Control:
+    """What a handler may ask of the runner while it works."""
+
+    job: queue.JobView
+    cfg: Config
+
+    def cancelled(self) -> bool:
+        return queue.is_cancelled(self.job.id)
+
+    def progress(self, done: int, total: int, bytes_done: int = 0) -> None:
+        queue.progress(self.job.id, done, total, bytes_done)
+
+
+Handler = Callable[[Control], Outcome]
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            return fh.read().strip()[:8]
+    except OSError:
+        return "noboot"
+
+
+def _alive(runner: str) -> bool:
+    """Whether the runner that holds a job still runs: same boot, its pid alive, a
+    pacsbox process, not this one (a CLI may be running its own job meanwhile)."""
+    pid, boot = (runner.split("-") + ["", ""])[:2]
+    if not pid.isdigit() or boot != _boot_id() or int(pid) == os.getpid():
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b"pacsbox" in fh.read()
+    except OSError:
+        return False
+
+
+class Runner:
+    """Claims due jobs and runs each in a thread of its own (``ThreadPoolSize`` at most)."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        handlers: dict[str, Handler],
+        *,
+        heartbeat: Callable[[], None] | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.cfg = cfg
+        self.handlers = handlers
+        self.heartbeat = heartbeat
+        self.clock = clock
+        self.name = f"{os.getpid()}-{_boot_id()}-{uuid.uuid4().hex[:8]}"
+        self._stop = threading.Event()
+        self._running: dict[int, threading.Thread] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        back = queue.recover(_alive)
+        if back:
+            log.info("queue: %d jobs left running by the last run are queued again", back)
+        self._thread = threading.Thread(target=self._loop, name="outbound", daemon=True)
+        self._thread.start()
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop claiming; jobs in flight get ``grace`` seconds, then stay running in the
+        queue, which gives them back at the next start."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(grace)
+        deadline = time.monotonic() + grace
+        for t in list(self._running.values()):
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    def _busy(self, destination: str) -> int:
+        return int(self.cfg.DeliveryConcurrency)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            if self.heartbeat is not None:
+                self.heartbeat()
+            with self._lock:
+                self._running = {k: t for k, t in self._running.items() if t.is_alive()}
+                room = len(self._running) < int(self.cfg.ThreadPoolSize)
+            job = None
+            if room:
+                try:
+                    job = queue.claim(self.name, self.clock(), self._busy)
+                except PacsboxError as exc:
+                    log.warning("queue: cannot claim a job: %s", exc)
+            if job is None:
+                self._stop.wait(POLL_SECONDS)
+                continue
+            t = threading.Thread(
+                target=self.run_one, args=(job,), name=f"job-{job.id}", daemon=True
+            )
+            with self._lock:
+                self._running[job.id] = t
+            t.start()
+
+    def run_one(self, job: queue.JobView) -> str:
+        """Run a claimed job and record its outcome; returns the job's new state."""
+        handler = self.handlers.get(job.kind)
+        log.info("job %d (%s to %s) started, attempt %d", job.id, job.kind, job.destination,
+                 job.attempts)  # fmt: skip
+        if handler is None:
+            outcome = refused(f"no handler for {job.kind} jobs in this version")
+        else:
+            try:
+                outcome = handler(Control(job, self.cfg))
+            except PacsboxError as exc:
+                outcome = refused(str(exc))
+            except Exception as exc:  # noqa: BLE001 - a job's bug must not kill the runner
+                log.exception("job %d (%s) failed with an internal error", job.id, job.kind)
+                outcome = refused(f"internal error: {exc}")
+        return self.record(job, outcome)
+
+    def record(self, job: queue.JobView, outcome: Outcome) -> str:
+        now = self.clock()
+        if queue.is_cancelled(job.id):
+            state = "cancelled"
+        elif outcome.kind == "done":
+            queue.succeed(job.id, outcome.message)
+            state = "done"
+        elif outcome.kind == "unreachable":
+            state = queue.unreachable(
+                job.id, outcome.message, now, float(self.cfg.DeliveryGiveUpHours)
+            )
+        else:
+            state = queue.refused(job.id, outcome.message, now)
+        log.info("job %d (%s to %s): %s: %s", job.id, job.kind, job.destination, state,
+                 outcome.message)  # fmt: skip
+        return state

@@ -1,0 +1,159 @@
+"""``pacsbox forward`` and ``pacsbox queue`` with real peers (SCU-3, issue 17 items 1, 2, 9):
+DCMTK storescp as the destination, a daemon that runs the queue, a destination that
+is down and comes back, and one that refuses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pydicom
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
+
+from pacsbox import meta
+from pacsbox.archive import Archive
+from pacsbox.config import load
+from pacsbox.db.models import Series, Study
+from tests.helpers import DCMTK_ENV, Server, cli, free_port, poll
+from tests.peers import StoreSCP
+from tests.synth import make_instance
+
+STUDY = "1.2.826.0.1.3680043.8.498.515151.1"
+OTHER = "1.2.826.0.1.3680043.8.498.515151.2"
+
+
+def _stored(ini: Path, n: int = 3) -> dict[str, bytes]:
+    """``n`` images of STUDY and one of OTHER, stored; {SOP Instance UID: data set bytes}."""
+    archive = Archive(load(ini))
+    try:
+        datas = [make_instance(study_uid=STUDY) for _ in range(n)]
+        for data in [*datas, make_instance(study_uid=OTHER)]:
+            archive.store(data, source="test")
+    finally:
+        archive.close()
+    return {meta.parse(d).attrs.sop_instance_uid: d[meta.parse(d).dataset_offset :] for d in datas}
+
+
+def _queue(ini: Path) -> list[dict]:
+    return json.loads(cli(ini, "queue", "--json").stdout)
+
+
+def _received(scp: StoreSCP) -> dict[str, bytes]:
+    out = {}
+    for f in scp.files():
+        data = f.read_bytes()
+        out[pydicom.dcmread(f).SOPInstanceUID] = data[meta.parse(data).dataset_offset :]
+    return out
+
+
+def test_forward_with_wait_and_no_daemon_sends_the_study_byte_for_byte(ini, tmp_path):
+    sent = _stored(ini)
+    scp = StoreSCP(tmp_path / "ws", "WORKSTATION", "+B", ini=ini)
+    try:
+        r = cli(ini, "forward", "--study", STUDY, "--to", "WORKSTATION", "--wait")
+    finally:
+        scp.stop()
+    assert r.stdout.splitlines()[0].endswith("forward of 1 study to WORKSTATION queued")
+    assert r.stdout.splitlines()[-1].endswith(": done: 3 delivered"), r.stdout
+    assert _received(scp) == sent  # the other study stayed home
+    (job,) = _queue(ini)
+    assert {k: job[k] for k in ("kind", "destination", "state", "done", "total", "attempts")} == {
+        "kind": "forward", "destination": "WORKSTATION", "state": "done",
+        "done": 3, "total": 3, "attempts": 1,
+    }  # fmt: skip
+    assert job["owner"].startswith("cli:")
+    listing = cli(ini, "queue").stdout
+    assert "forward  WORKSTATION      done" in listing and "3/3" in listing
+
+
+def test_the_daemon_sends_a_queued_forward_and_retries_a_destination_that_was_down(ini, tmp_path):
+    sent = _stored(ini)
+    port = free_port()
+    cli(ini, "ae", "add", "LATER", "--host", "127.0.0.1", "--port", str(port))
+    server = Server(ini).start()
+    scp = None
+    try:
+        r = cli(ini, "forward", "--series", _series_of(ini), "--study", STUDY, "--to", "LATER")
+        job_id = int(r.stdout.split()[1].rstrip(":"))
+        job = poll(lambda: next((j for j in _queue(ini) if j["id"] == job_id and
+                                 j["state"] == "retrying"), None), 30, what="a retry")  # fmt: skip
+        assert "LATER (127.0.0.1:" in job["last_error"] and job["next_attempt"]
+        # The workstation comes up on its port: the next try delivers.
+        scp = subprocess.Popen(["storescp", "-aet", "LATER", "+B", "-od", str(tmp_path), str(port)],
+                               env=DCMTK_ENV)  # fmt: skip
+        job = poll(lambda: next((j for j in _queue(ini) if j["id"] == job_id and
+                                 j["state"] == "done"), None), 60, what="the delivery")  # fmt: skip
+        assert job["attempts"] >= 2 and (job["done"], job["total"]) == (3, 3)
+    finally:
+        server.stop()
+        if scp is not None:
+            scp.terminate()
+            scp.wait(10)
+    got = {}
+    for f in tmp_path.iterdir():
+        if f.is_file() and f.name.startswith("CT"):
+            data = f.read_bytes()
+            got[pydicom.dcmread(f).SOPInstanceUID] = data[meta.parse(data).dataset_offset :]
+    assert got == sent
+    out = server.output()
+    assert f"job {job_id} (forward to LATER): retrying" in out
+    assert f"job {job_id} (forward to LATER): done: 3 delivered" in out
+
+
+def _series_of(ini: Path) -> str:
+    archive = Archive(load(ini))
+    try:
+        first = Series.select().join(Study).where(Study.study_instance_uid == STUDY).first()
+        return first.series_instance_uid
+    finally:
+        archive.close()
+
+
+def test_a_refusing_destination_counts_against_retries_and_can_be_cancelled_and_retried(ini):
+    _stored(ini, 2)
+    ae = AE("REFUSER")
+    ae.add_supported_context(CTImageStorage, ExplicitVRLittleEndian)  # as stored
+    port = free_port()
+    peer = ae.start_server(("127.0.0.1", port), block=False,
+                           evt_handlers=[(evt.EVT_C_STORE, lambda event: 0xA700)])  # fmt: skip
+    cli(ini, "ae", "add", "REFUSER", "--host", "127.0.0.1", "--port", str(port))
+    server = Server(ini).start()
+    try:
+        r = cli(ini, "forward", "--study", STUDY, "--to", "REFUSER")
+        job_id = int(r.stdout.split()[1].rstrip(":"))
+
+        def job() -> dict:
+            return next(j for j in _queue(ini) if j["id"] == job_id)
+
+        first = poll(lambda: job()["state"] == "retrying" and job(), 30, what="a refusal")
+        assert first["failures"] == 1 and first["attempts"] == 1
+        assert first["last_error"] == "0 delivered, 2 refused (status A700)"
+        assert cli(ini, "queue", "cancel", str(job_id)).stdout.strip() == f"job {job_id} cancelled"
+        assert job()["state"] == "cancelled"
+        r = cli(ini, "queue", "retry", str(job_id))
+        assert r.stdout.strip() == f"job {job_id} queued again"
+        again = poll(lambda: job()["attempts"] == 2 and job()["state"] == "retrying" and job(),
+                     30, what="the second try")  # fmt: skip
+        assert again["failures"] == 1  # a retry by hand starts the count again
+    finally:
+        server.stop()
+        peer.shutdown()
+
+
+def test_mistakes_are_refused_at_once_with_one_line(ini):
+    _stored(ini, 1)
+    for args, words in (
+        (["--study", STUDY, "--to", "NOBODY"], "AE NOBODY is not in the AE table"),
+        (["--study", "1.2.3.4", "--to", "FINDSCU"], "no host and port"),
+        (["--to", "FINDSCU"], "name what to forward"),
+        (["queue", "retry"], "needs the job's ID"),
+        (["queue", "cancel", "99"], "job 99 has ended already (or does not exist)"),
+    ):
+        argv = args if args[0] == "queue" else ["forward", *args]
+        r = cli(ini, *argv, check=False)
+        assert r.returncode != 0 and words in r.stderr and len(r.stderr.splitlines()) == 1, (
+            argv, r.stderr)  # fmt: skip
+    assert _queue(ini) == []
