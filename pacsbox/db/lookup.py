@@ -12,7 +12,7 @@ from pathlib import Path
 from peewee import ColumnBase
 
 from pacsbox.db.models import ApplicationEntity, Instance, Patient, Series, Study
-from pacsbox.db.query import StoredInstance
+from pacsbox.db.query import STORED_COLUMNS, StoredInstance, stored_row
 from pacsbox.db.sql import one
 
 
@@ -120,16 +120,7 @@ def stored_selection(
     if where is None:
         return []
     rows = (
-        Instance.select(
-            Instance.id,
-            Instance.sop_class_uid,
-            Instance.sop_instance_uid,
-            Instance.transfer_syntax_uid,
-            Instance.native,
-            Instance.file_name,
-            Study.storage_root,
-            Study.folder,
-        )
+        Instance.select(*STORED_COLUMNS)
         .join(Series)
         .join(Study)
         .join(Patient)
@@ -137,10 +128,7 @@ def stored_selection(
         .order_by(Instance.id)
         .tuples()
     )
-    return [
-        (iid, StoredInstance(cls, uid, ts, f"{root}/{folder}/{name}", bool(native)))
-        for iid, cls, uid, ts, native, name, root, folder in rows
-    ]
+    return [stored_row(row) for row in rows]
 
 
 # -- counts for status and logs ----------------------------------------------

@@ -247,22 +247,31 @@ def retrieve_syntaxes(q: Query) -> dict[str, set[str]]:
     return out
 
 
+# What a sender reads of an instance, and how a row of it becomes a StoredInstance.
+STORED_COLUMNS = (
+    Instance.id,
+    Instance.sop_class_uid,
+    Instance.sop_instance_uid,
+    Instance.transfer_syntax_uid,
+    Instance.native,
+    Instance.file_name,
+    Study.storage_root,
+    Study.folder,
+)
+
+
+def stored_row(row: tuple) -> tuple[int, StoredInstance]:
+    """(instance row id, StoredInstance) from a row of STORED_COLUMNS."""
+    iid, cls, uid, ts, native, name, root, folder = row
+    return iid, StoredInstance(cls, uid, ts, f"{root}/{folder}/{name}", bool(native))
+
+
 def retrieve_instances(q: Query, batch: int = 500) -> Iterator[StoredInstance]:
     """The instances to send, fetched in batches by id so memory stays flat."""
     last = 0
     while True:
         sel = (
-            _instances(
-                q,
-                Instance.id,
-                Instance.sop_class_uid,
-                Instance.sop_instance_uid,
-                Instance.transfer_syntax_uid,
-                Instance.native,
-                Instance.file_name,
-                Study.storage_root,
-                Study.folder,
-            )
+            _instances(q, *STORED_COLUMNS)
             .where(Instance.id > last)
             .order_by(Instance.id)
             .limit(batch)
@@ -270,9 +279,9 @@ def retrieve_instances(q: Query, batch: int = 500) -> Iterator[StoredInstance]:
         rows = list(sel.tuples())
         if not rows:
             return
-        for iid, cls, uid, ts, native, name, root, folder in rows:
-            last = iid
-            yield StoredInstance(cls, uid, ts, f"{root}/{folder}/{name}", bool(native))
+        for row in rows:
+            last, item = stored_row(row)
+            yield item
         if len(rows) < batch:
             return
 
