@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from pacsbox.db import lookup, queue
+from pacsbox.db import journal, lookup, queue
 from pacsbox.errors import NotFound, UsageError
 from pacsbox.outbound.deliver import deliver, peer_of
 from pacsbox.outbound.runner import Control, Outcome, done, refused, unreachable
@@ -46,23 +46,28 @@ _NAMES = (
 )
 
 
-def submit(selection: Selection, destination: str, *, owner: str = "") -> int:
-    """Queue a forward; returns the job id. Raises NotFound (unknown AE, nothing stored)
-    and UsageError (an AE without an address, an empty selection)."""
+def submit(selection: Selection, destination: str, *, owner: str = "", address: str = "") -> int:
+    """Queue a forward and journal who asked; returns the job id. Raises NotFound
+    (unknown AE, nothing stored) and UsageError (an AE without an address, an empty
+    selection)."""
     if not any(asdict(selection).values()):
         raise UsageError("name what to forward: a patient, a study, a series or an image")
     peer_of(destination)
     items = selection.items()
     if not items:
         raise NotFound(f"nothing stored matches {selection.label()}")
-    return queue.submit(
-        "forward",
-        destination,
-        asdict(selection),
-        owner=owner,
-        label=f"{selection.label()} to {destination}",
-        total=len(items),
+    label = f"{selection.label()} to {destination}"
+    job_id = queue.submit(
+        "forward", destination, asdict(selection), owner=owner, label=label, total=len(items)
     )
+    journal.record("forward", owner, address, target=destination,
+                   detail=f"job {job_id}: {label}: {_uids(selection)}")  # fmt: skip
+    return job_id
+
+
+def _uids(selection: Selection) -> str:
+    """The selection's keys for the journal (an audit wants to know exactly what left)."""
+    return "; ".join(f"{k}={','.join(v)}" for k, v in asdict(selection).items() if v)[:2000]
 
 
 def handle(ctl: Control) -> Outcome:

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pacsbox import setupcode
-from pacsbox.db.auth_models import Journal, Session, User
+from pacsbox.db import journal
+from pacsbox.db.auth_models import Session, User
 from pacsbox.db.commit import write_transaction
 from pacsbox.errors import AccessDenied, PacsboxError, UsageError
 from pacsbox.web.privileges import KEYS, ROOT, Principal
@@ -322,18 +323,7 @@ class Auth:
     def journal(
         self, action: str, user: str, address: str, *, target: str = "", detail: str = ""
     ) -> None:
-        try:
-            with write_transaction():
-                Journal.create(
-                    time=self.clock(),
-                    user=user[:64],
-                    address=address[:64],
-                    action=action[:32],
-                    target=target[:128],
-                    detail=detail,
-                )
-        except Exception as exc:  # noqa: BLE001 - the journal must not break the page
-            log.error("cannot write the system journal: %s", exc)
+        journal.record(action, user, address, target=target, detail=detail, when=self.clock())
 
 
 def csrf_ok(identity: Identity, supplied: str | None) -> bool:

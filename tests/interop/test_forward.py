@@ -16,6 +16,7 @@ from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 from pacsbox import meta
 from pacsbox.archive import Archive
 from pacsbox.config import load
+from pacsbox.db.auth_models import Journal
 from pacsbox.db.models import Series, Study
 from tests.helpers import DCMTK_ENV, Server, cli, free_port, poll
 from tests.peers import StoreSCP
@@ -67,6 +68,13 @@ def test_forward_with_wait_and_no_daemon_sends_the_study_byte_for_byte(ini, tmp_
     assert job["owner"].startswith("cli:")
     listing = cli(ini, "queue").stdout
     assert "forward  WORKSTATION      done" in listing and "3/3" in listing
+    archive = Archive(load(ini))  # the system journal says who sent what where
+    try:
+        (entry,) = Journal.select().where(Journal.action == "forward")
+        assert entry.user.startswith("cli:") and entry.target == "WORKSTATION"
+        assert entry.detail == f"job {job['id']}: 1 study to WORKSTATION: studies={STUDY}"
+    finally:
+        archive.close()
 
 
 def test_the_daemon_sends_a_queued_forward_and_retries_a_destination_that_was_down(ini, tmp_path):
@@ -157,3 +165,37 @@ def test_mistakes_are_refused_at_once_with_one_line(ini):
         assert r.returncode != 0 and words in r.stderr and len(r.stderr.splitlines()) == 1, (
             argv, r.stderr)  # fmt: skip
     assert _queue(ini) == []
+
+
+def test_kill9_of_the_daemon_mid_forward_loses_nothing_and_resends_little(ini, tmp_path):
+    """Two kill -9 rounds while a 600-image forward runs: after each restart the job
+    resumes; in the end every image has arrived, and only those acknowledged since
+    the last recorded batch (at most 50 a cut) arrived twice."""
+    archive = Archive(load(ini))
+    try:
+        uids = set()
+        for _ in range(600):
+            res = archive.store(make_instance(study_uid=STUDY), source="test")
+            uids.add(res.sop_instance_uid)
+    finally:
+        archive.close()
+    scp = StoreSCP(tmp_path / "ws", "WORKSTATION", "+uf", ini=ini)  # a duplicate is a new file
+    server = Server(ini).start()
+    try:
+        r = cli(ini, "forward", "--study", STUDY, "--to", "WORKSTATION")
+        job_id = int(r.stdout.split()[1].rstrip(":"))
+        for at in (100, 300):
+            poll(lambda at=at: len(scp.files()) >= at, 60, interval=0.005, what=f"{at} images")
+            server.kill9()
+            server = Server(ini).start()
+        poll(lambda: next(j for j in _queue(ini) if j["id"] == job_id)["state"] == "done", 120,
+             what="the resumed job to end")  # fmt: skip
+    finally:
+        server.stop()
+        scp.stop()
+    received = [pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in scp.files()]
+    assert set(received) == uids
+    assert len(received) - len(uids) <= 2 * 50, len(received) - len(uids)
+    (job,) = [j for j in _queue(ini) if j["id"] == job_id]
+    assert (job["done"], job["total"]) == (600, 600) and job["attempts"] == 3
+    assert server.output().count("jobs left running by the last run are queued again") == 2
