@@ -14,6 +14,11 @@ def ae_list() -> list[ApplicationEntity]:
     return list(ApplicationEntity.select().order_by(ApplicationEntity.title))
 
 
+def ae_destinations() -> list[str]:
+    """AE titles the box can send to: in the table with an address and a port."""
+    return [ae.title for ae in ae_list() if ae.port and (ae.hostname or ae.ipaddr)]
+
+
 def ae_upsert(title: str, **fields: object) -> ApplicationEntity:
     with write_transaction():
         ae = ae_get(title)

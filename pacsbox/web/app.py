@@ -16,7 +16,19 @@ from pacsbox import setupcode
 from pacsbox.config import Config
 from pacsbox.db.auth_models import ensure_schema
 from pacsbox.errors import PacsboxError
-from pacsbox.web import aes, edit, exports, marks, pages, search, system, upload, users, wado
+from pacsbox.web import (
+    aes,
+    edit,
+    exports,
+    forward,
+    marks,
+    pages,
+    search,
+    system,
+    upload,
+    users,
+    wado,
+)
 from pacsbox.web.auth import COOKIE, CSRF_FIELD, Auth, LoginFailed, Throttled, csrf_ok, ensure_root
 from pacsbox.web.core import (
     PUBLIC,
@@ -55,6 +67,7 @@ def create_app(
     users.register(ctx)
     upload.register(ctx)
     exports.register(ctx)
+    forward.register(ctx)
     return app
 
 

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import bottle
 
 from pacsbox.config import Config
+from pacsbox.db.aes import ae_destinations
 from pacsbox.errors import AccessDenied, PacsboxError
 from pacsbox.web.auth import COOKIE, CSRF_FIELD, CSRF_HEADER, Auth, Identity, csrf_ok
 from pacsbox.web.privileges import LABELS, Principal
@@ -173,6 +174,7 @@ class Ctx:
             "title": data.get("title", ""),
             "flash": bottle.request.query.get("msg", ""),
             "url": url,
+            "forward_to": ae_destinations,  # called by the pages with a Forward form
         }
         common.update(data)
         html: str = bottle.template(name, template_lookup=LOOKUP, **common)

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pydicom
+import webtest
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
@@ -16,9 +17,14 @@ from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 from pacsbox import meta
 from pacsbox.archive import Archive
 from pacsbox.config import load
+from pacsbox.db import queue
 from pacsbox.db.auth_models import Journal
-from pacsbox.db.models import Series, Study
-from tests.helpers import DCMTK_ENV, Server, cli, free_port, poll
+from pacsbox.db.models import Patient, Series, Study, utcnow
+from pacsbox.outbound.kinds import HANDLERS
+from pacsbox.outbound.runner import Runner
+from pacsbox.web.app import create_app
+from tests.helpers import DCMTK_ENV, Server, cli, free_port, poll, write_config
+from tests.integration.web.conftest import Clock, login
 from tests.peers import StoreSCP
 from tests.synth import make_instance
 
@@ -199,3 +205,78 @@ def test_kill9_of_the_daemon_mid_forward_loses_nothing_and_resends_little(ini, t
     (job,) = [j for j in _queue(ini) if j["id"] == job_id]
     assert (job["done"], job["total"]) == (600, 600) and job["attempts"] == 3
     assert server.output().count("jobs left running by the last run are queued again") == 2
+
+
+# -- the web page ------------------------------------------------------------------------
+
+
+def _web(tmp_path):
+    """The web app in-process over a fresh archive in tmp_path."""
+
+    ini = write_config(tmp_path / "box", SyncWrites="no")
+    cfg = load(ini)
+    archive = Archive(cfg)
+    app = create_app(cfg, archive, clock=Clock())
+    return ini, cfg, archive, app
+
+
+def test_the_forward_button_queues_a_job_that_the_runner_delivers(tmp_path):
+    ini, cfg, archive, app = _web(tmp_path)
+    try:
+        for _ in range(2):
+            archive.store(make_instance(study_uid=STUDY), source="test")
+        scp = StoreSCP(tmp_path / "ws", "WORKSTATION", "+B", ini=ini)
+        cli(ini, "ae", "add", "NOPORT", "--host", "127.0.0.1")  # not offered: no port
+        root = login(app, "root")
+        page = webtest.TestApp(app, cookiejar=root.t.cookiejar).get(f"/studies/{STUDY}")
+        form = next(f for f in page.forms.values() if f.action.endswith("/forward"))
+        assert [o[0] for o in form["to"].options] == ["WORKSTATION"]
+        answer = form.submit()
+        assert answer.status_int == 303 and "/queue/" in answer.headers["Location"]
+        job_id = int(answer.headers["Location"].split("/queue/")[1].split("?")[0])
+        (listed,) = root.get("/queue.json").json["jobs"]
+        assert (listed["id"], listed["state"], listed["owner"]) == (job_id, "queued", "root")
+        # The daemon's runner, in this process.
+        runner = Runner(cfg, HANDLERS)
+        assert runner.run_one(queue.claim(runner.name, utcnow())) == "done"
+        scp.stop()
+        assert len(scp.files()) == 2
+        (job,) = root.get(f"/queue/{job_id}.json").json["jobs"]
+        assert (job["state"], job["done"], job["last_error"]) == ("done", 2, "2 delivered")
+        assert "2/2" in root.get("/queue").text
+        # The journal has it, with the user.
+        (entry,) = Journal.select().where(Journal.action == "forward")
+        assert (entry.user, entry.target) == ("root", "WORKSTATION")
+    finally:
+        archive.close()
+
+
+def test_the_queue_page_shows_a_user_their_own_jobs_and_retries_and_cancels(tmp_path):
+    ini, cfg, archive, app = _web(tmp_path)
+    try:
+        archive.store(make_instance(study_uid=STUDY), source="test")
+        Study.update(private=False).execute()  # users without View see public studies only
+        Patient.update(private=False).execute()
+        cli(ini, "ae", "add", "WS", "--host", "127.0.0.1", "--port", str(free_port()))
+        alice = login(app, "alice", ["forward"])
+        bob = login(app, "bob", ["forward"])
+        r = alice.post(f"/studies/{STUDY}/forward.json", {"to": "WS"})
+        job_id = r.json["job"]
+        assert r.json["message"] == f"forward job {job_id} queued"
+        assert [j["id"] for j in alice.get("/queue.json").json["jobs"]] == [job_id]
+        assert bob.get("/queue.json").json["jobs"] == []  # not his
+        assert bob.post(f"/queue/{job_id}/cancel.json", expect_errors=True).status_int == 404
+        assert alice.post(f"/queue/{job_id}/cancel.json").json["message"] == (
+            f"job {job_id} cancelled"
+        )
+        assert alice.post(f"/queue/{job_id}/retry.json").json["ok"]
+        assert alice.get(f"/queue/{job_id}.json").json["jobs"][0]["state"] == "queued"
+        r = alice.post(f"/studies/{STUDY}/forward.json", {"to": "NOBODY"}, expect_errors=True)
+        assert r.status_int == 404 and "not in the AE table" in r.json["error"]
+        # Without the privilege: no button, and the post is refused.
+        carol = login(app, "carol", ["view"])
+        assert "/forward" not in carol.get(f"/studies/{STUDY}").text
+        r = carol.post(f"/studies/{STUDY}/forward.json", {"to": "WS"}, expect_errors=True)
+        assert r.status_int == 403
+    finally:
+        archive.close()

@@ -41,10 +41,11 @@ LAYERS = {
     6: ("cli", "daemon", "workers", "frontpanel", "assembly"),
 }
 LAYER_OF = {room: layer for layer, rooms in LAYERS.items() for room in rooms}
-# Sideways in layer 5: through scu (sub-operations), and the two documented
+# Sideways in layer 5: through scu (sub-operations), and the documented
 # edges: the web page's upload drives the media importer, its export and
-# burn buttons the File-set writer (README, "Layout").
-SIDEWAYS = {("web", "media"), ("web", "export")}
+# burn buttons the File-set writer, its Forward buttons the outbound queue
+# (README, "Layout").
+SIDEWAYS = {("web", "media"), ("web", "export"), ("web", "outbound")}
 
 # pynetdicom attributes below its public API that only wire/ may touch.
 PRIVATE_PYNETDICOM = frozenset({

@@ -11,5 +11,6 @@
   <a class="button" href="/patients/{{patient['pk']}}/edit">Edit</a>
   <a class="button danger" href="/patients/{{patient['pk']}}/delete">Delete…</a>
 % end
+% include('forwardform.tpl', action='/patients/%d/forward' % patient['pk'])
 </div>
 % include('studytable.tpl', studies=studies)

@@ -5,6 +5,9 @@
 <a class="button danger" href="/series/{{series_uid}}/delete">Delete series…</a>
 % end
 </p>
+<div class="actions">
+% include('forwardform.tpl', action='/series/%s/forward' % series_uid)
+</div>
 <div class="tiles">
 % for i in instances:
 <a class="tile image-link" href="{{i['url']}}">

@@ -40,6 +40,7 @@
     <button type="submit">Burn disc</button>
   </form>
 % end
+% include('forwardform.tpl', action=s['url'] + '/forward')
 </div>
 <h2>Series</h2>
 <div class="tiles">

@@ -1,0 +1,14 @@
+% if can('forward'):
+%   targets = forward_to()
+%   if targets:
+  <form class="inline" method="post" action="{{action}}">
+    <input type="hidden" name="csrf_token" value="{{csrf}}">
+    <select name="to" aria-label="forward to">
+%     for t in targets:
+      <option value="{{t}}">{{t}}</option>
+%     end
+    </select>
+    <button type="submit">Forward</button>
+  </form>
+%   end
+% end
