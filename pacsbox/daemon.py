@@ -24,7 +24,7 @@ from pacsbox.assembly import assemble
 from pacsbox.config import Config
 from pacsbox.db import lookup, ping
 from pacsbox.outbound.kinds import HANDLERS
-from pacsbox.outbound.runner import Runner
+from pacsbox.outbound.runner import Runner, wake
 from pacsbox.scp.server import Listener
 from pacsbox.watermark.monitor import Watermark
 
@@ -128,6 +128,7 @@ class Daemon:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGUSR2, self._on_freeze)
+        signal.signal(signal.SIGUSR1, lambda *_: wake())  # `pacsbox forward` queued a job
         self.start()
         archive, listener, pool = self.archive, self.listener, self.pool
         assert archive is not None and listener is not None and pool is not None  # start() did

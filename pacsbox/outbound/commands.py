@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import signal
 import time
 from typing import TextIO
 
@@ -36,14 +38,28 @@ def forward_command(
 ) -> int:
     job_id = forward.submit(selection, to, owner=owner)
     print(f"job {job_id}: forward of {selection.label()} to {to} queued", file=out)
+    _poke_daemon(cfg)
     return wait_for(cfg, job_id, out) if wait else 0
 
 
-def wait_for(cfg: Config, job_id: int, out: TextIO, poll: float = 0.5) -> int:
+def _poke_daemon(cfg: Config) -> None:
+    """Wake the running daemon's runner (SIGUSR1); without one, or without the right to
+    signal it, the runner's poll finds the job within seconds."""
+    pid = status.current(cfg).get("pid")
+    if isinstance(pid, int) and pid > 0:
+        try:
+            os.kill(pid, signal.SIGUSR1)
+        except OSError:
+            pass
+
+
+def wait_for(cfg: Config, job_id: int, out: TextIO, poll: float = 0.05) -> int:
     """Follow a job to its end with a progress bar; 0 when done, JobFailed otherwise."""
     bar = Bar(f"job {job_id}")
     runner: Runner | None = None
     said = ""
+    looked = 0.0
+    daemon = True
     while True:
         job = queue.get(job_id)
         if job is None:
@@ -55,7 +71,10 @@ def wait_for(cfg: Config, job_id: int, out: TextIO, poll: float = 0.5) -> int:
         if job.state in ("retrying", "waiting") and job.last_error != said:
             said = job.last_error
             print(f"job {job_id}: {job.state} at {job.next_attempt}: {said}", file=out)
-        if status.current(cfg)["state"] == "not-running":
+        if time.monotonic() - looked > 1.0:  # the snapshot is read once a second
+            looked = time.monotonic()
+            daemon = status.current(cfg)["state"] != "not-running"
+        if not daemon:
             runner = runner or Runner(cfg, HANDLERS)
             claimed = queue.claim(runner.name, utcnow(), int(cfg.DeliveryConcurrency), only=job_id)
             if claimed is not None:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pacsbox.db import journal, lookup, queue
 from pacsbox.errors import NotFound, UsageError
 from pacsbox.outbound.deliver import deliver, peer_of
-from pacsbox.outbound.runner import Control, Outcome, done, refused, unreachable
+from pacsbox.outbound.runner import Control, Outcome, done, refused, unreachable, wake
 
 
 @dataclass
@@ -62,6 +62,7 @@ def submit(selection: Selection, destination: str, *, owner: str = "", address: 
     )
     journal.record("forward", owner, address, target=destination,
                    detail=f"job {job_id}: {label}: {_uids(selection)}")  # fmt: skip
+    wake()
     return job_id
 
 

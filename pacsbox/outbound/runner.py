@@ -28,7 +28,14 @@ from pacsbox.errors import PacsboxError
 
 log = logging.getLogger("pacsbox.outbound")
 
-POLL_SECONDS = 1.0
+POLL_SECONDS = 5.0  # a new job wakes the runner (wake()); the poll catches retries due
+_WAKE = threading.Event()
+
+
+def wake() -> None:
+    """A job was queued in this process (the web page) or signalled from another (the
+    CLI sends SIGUSR1): claim now rather than at the next poll."""
+    _WAKE.set()
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,7 @@ class Runner:
         """Stop claiming; jobs in flight get ``grace`` seconds, then stay running in the
         queue, which gives them back at the next start."""
         self._stop.set()
+        _WAKE.set()
         if self._thread is not None:
             self._thread.join(grace)
         deadline = time.monotonic() + grace
@@ -144,7 +152,8 @@ class Runner:
                 except PacsboxError as exc:
                     log.warning("queue: cannot claim a job: %s", exc)
             if job is None:
-                self._stop.wait(POLL_SECONDS)
+                _WAKE.wait(POLL_SECONDS)
+                _WAKE.clear()
                 continue
             t = threading.Thread(
                 target=self.run_one, args=(job,), name=f"job-{job.id}", daemon=True
@@ -185,4 +194,5 @@ class Runner:
             state = queue.refused(job.id, outcome.message, now)
         log.info("job %d (%s to %s): %s: %s", job.id, job.kind, job.destination, state,
                  outcome.message)  # fmt: skip
+        _WAKE.set()  # its slot is free for the next job
         return state
