@@ -105,26 +105,28 @@ def deliver(
 
     sender = scu.Sender(assoc, decompress=decompress)
     try:
-        for n, (row_id, item) in enumerate(items, 1):
-            if cancelled():
-                break
-            status = sender.send(item) if assoc.is_established else None
-            if status is None or status == scu.NO_RESPONSE or not assoc.is_established:
-                out.unreachable = f"{peer.title} went away after {len(out.acknowledged)} instances"
-                break
-            if status == 0 or (status & 0xF000) == 0xB000:
-                out.acknowledged.append(row_id)
-                pending.append(row_id)
-                if status:
-                    out.warnings[item.sop_instance_uid] = status
-            else:
-                out.refused[item.sop_instance_uid] = status
-            if len(pending) >= batch:
-                flush()
-            if progress is not None:
-                progress(n, len(items))
+        with sender.burst():
+            for n, (row_id, item) in enumerate(items, 1):
+                if cancelled():
+                    break
+                status = sender.send(item) if assoc.is_established else None
+                if status is None or status == scu.NO_RESPONSE or not assoc.is_established:
+                    out.unreachable = (
+                        f"{peer.title} went away after {len(out.acknowledged)} instances"
+                    )
+                    break
+                if status == 0 or (status & 0xF000) == 0xB000:
+                    out.acknowledged.append(row_id)
+                    pending.append(row_id)
+                    if status:
+                        out.warnings[item.sop_instance_uid] = status
+                else:
+                    out.refused[item.sop_instance_uid] = status
+                if len(pending) >= batch:
+                    flush()
+                if progress is not None:
+                    progress(n, len(items))
     finally:
-        sender.finish()
         flush()
         out.converted = sender.converted
         if assoc.is_established:

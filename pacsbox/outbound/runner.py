@@ -60,16 +60,32 @@ def refused(message: str) -> Outcome:
 
 @dataclass
 class Control:
-    """What a handler may ask of the runner while it works."""
+    """What a handler may ask of the runner while it works.
+
+    Progress and cancellation are asked per instance but reach the index at
+    most every ``EVERY`` seconds: a write transaction per image would cost
+    more than sending it.
+    """
 
     job: queue.JobView
     cfg: Config
+    EVERY = 0.5
+    _written: float = 0.0
+    _looked: float = 0.0
+    _cancelled: bool = False
 
     def cancelled(self) -> bool:
-        return queue.is_cancelled(self.job.id)
+        now = time.monotonic()
+        if now - self._looked >= self.EVERY:
+            self._looked = now
+            self._cancelled = queue.is_cancelled(self.job.id)
+        return self._cancelled
 
     def progress(self, done: int, total: int, bytes_done: int = 0) -> None:
-        queue.progress(self.job.id, done, total, bytes_done)
+        now = time.monotonic()
+        if done >= total or now - self._written >= self.EVERY:
+            self._written = now
+            queue.progress(self.job.id, done, total, bytes_done)
 
 
 Handler = Callable[[Control], Outcome]

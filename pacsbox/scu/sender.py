@@ -12,8 +12,9 @@ association. ``wire.send`` writes the requests when it can, pynetdicom's
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -180,6 +181,22 @@ class Sender:
         if self.raw is not None:
             self.raw.resume()
 
+    def _hold(self) -> None:
+        if self.raw is not None:
+            self.raw.pause()
+            self.raw.hold()
+
+    @contextlib.contextmanager
+    def burst(self) -> Iterator[None]:
+        """Many ``send`` calls in a row on our own association (a forward): pynetdicom's
+        loop on short delays and the raw writer holding the socket until the end."""
+        with send.busy(self.assoc):
+            self._hold()
+            try:
+                yield
+            finally:
+                self.finish()
+
     def _send_raw(
         self, raw: RawStoreWriter, item: StoredInstance, offered: list[str]
     ) -> int | None:
@@ -227,9 +244,7 @@ class Sender:
         progress: Callable[[Counts], None] | None = None,
     ) -> bool:
         """Send every item; False when cancelled or the association went away."""
-        if self.raw is not None:
-            self.raw.pause()
-            self.raw.hold()
+        self._hold()
         try:
             for item in items:
                 if cancelled():
