@@ -17,8 +17,8 @@ import time
 import urllib.request
 
 from bench.common import WORK, Orthanc, env_int, median_ms, timed
-from bench.retrieve import IMAGES, STUDY_UID, StoreSCP, _commands, make_files, storescu
-from tests.helpers import PACSBOX, Server, cli, free_port, poll, write_config
+from bench.retrieve import IMAGES, STUDY_UID, StoreSCP, _commands, make_files, storescu, study_box
+from tests.helpers import PACSBOX, free_port, poll
 
 
 def _pacsbox_forward(ini, runs: int) -> list[float]:
@@ -73,18 +73,9 @@ def main() -> dict:
     make_files(work / "files")
     scp_port = free_port()
     scp = StoreSCP(scp_port)
-    box = work / "box"
-    marker = box / "stored.ok"
-    ini = write_config(box, SyncWrites="no") if not marker.exists() else box / "pacsbox.ini"
-    for ae in ("STORESCU", "FINDSCU"):
-        cli(ini, "ae", "add", ae, "--host", "127.0.0.1")
-    cli(ini, "ae", "add", "STORESCP", "--host", "127.0.0.1", "--port", str(scp_port))
     result: dict = {"images": IMAGES, "runs": runs}
-    srv = Server(ini).start()
+    ini, srv = study_box(work, scp_port)
     try:
-        if not marker.exists():
-            storescu(srv.port, srv.ae_title, work / "files")
-            marker.write_text("ok\n")
         result["pacsbox_forward"] = _rate(_pacsbox_forward(ini, runs))
         move = _commands(srv.port, srv.ae_title)["c_move"]
         result["pacsbox_c_move"] = _rate([timed(move)[0] for _ in range(runs)])

@@ -183,13 +183,9 @@ def flat_memory(srv, work: Path) -> dict:
     return out
 
 
-def main() -> dict:
-    runs = env_int("RETRIEVE_RUNS", 11)
-    work = WORK / "retrieve"
-    files = make_files(work / "files")
-    scp_port = free_port()
-    scp = StoreSCP(scp_port)
-    result: dict = {"images": IMAGES, "image_bytes": files[0].stat().st_size, "runs": runs}
+def study_box(work: Path, scp_port: int) -> tuple[Path, Server]:
+    """The box holding the 500-image study (stored once, kept between runs), its AE
+    table pointing STORESCP at ``scp_port``, its daemon started."""
     box = work / "box"
     marker = box / "stored.ok"
     ini = write_config(box, SyncWrites="no") if not marker.exists() else box / "pacsbox.ini"
@@ -197,14 +193,25 @@ def main() -> dict:
         cli(ini, "ae", "add", ae, "--host", "127.0.0.1")
     cli(ini, "ae", "add", "STORESCP", "--host", "127.0.0.1", "--port", str(scp_port))
     srv = Server(ini).start()
+    if not marker.exists():
+        t0 = time.perf_counter()
+        storescu(srv.port, srv.ae_title, work / "files")
+        print(
+            f"retrieve bench: stored {IMAGES} images in pacsbox ({time.perf_counter() - t0:.0f} s)"
+        )
+        marker.write_text("ok\n")
+    return ini, srv
+
+
+def main() -> dict:
+    runs = env_int("RETRIEVE_RUNS", 11)
+    work = WORK / "retrieve"
+    files = make_files(work / "files")
+    scp_port = free_port()
+    scp = StoreSCP(scp_port)
+    result: dict = {"images": IMAGES, "image_bytes": files[0].stat().st_size, "runs": runs}
+    _, srv = study_box(work, scp_port)
     try:
-        if not marker.exists():
-            t0 = time.perf_counter()
-            storescu(srv.port, srv.ae_title, work / "files")
-            print(
-                f"retrieve bench: stored {IMAGES} images in pacsbox ({time.perf_counter() - t0:.0f} s)"
-            )
-            marker.write_text("ok\n")
         print("retrieve bench: one study of 500 images of 0.5 MB")
         result["pacsbox"] = measure(srv.port, srv.ae_title, runs)
         result["pacsbox_peak_rss_bytes"] = _vm(srv.proc.pid)
