@@ -131,6 +131,29 @@ def stored_selection(
     return [stored_row(row) for row in rows]
 
 
+def study_uids_of(
+    patient_ids: list[str] | None = None,
+    study_uids: list[str] | None = None,
+    series_uids: list[str] | None = None,
+    sop_uids: list[str] | None = None,
+) -> set[str]:
+    """The studies a selection touches (what a job that sends it still needs on disk)."""
+    where = _selection(patient_ids, study_uids, series_uids, sop_uids)
+    if where is None:
+        return set()
+    rows = (
+        Study.select(Study.study_instance_uid)
+        .join(Series, on=(Series.study == Study.id))
+        .join(Instance, on=(Instance.series == Series.id))
+        .switch(Study)
+        .join(Patient)
+        .where(where)
+        .distinct()
+        .tuples()
+    )
+    return {uid for (uid,) in rows}
+
+
 # -- counts for status and logs ----------------------------------------------
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from peewee import fn
 
+from pacsbox.db import lookup
 from pacsbox.db.commit import write_transaction
 from pacsbox.db.models import QueueJob, QueueSent, database, utcnow
 from pacsbox.errors import UsageError
@@ -468,3 +469,26 @@ def purge_finished(older_than: dt.datetime) -> int:
             QueueSent.job.in_(QueueJob.select(QueueJob.id).where(old))
         ).execute()
         return int(QueueJob.delete().where(old).execute())
+
+
+# --- what the purge must leave ------------------------------------------------------------
+
+SELECTION_KEYS = ("patients", "studies", "series", "instances")  # a sending job's payload
+
+
+def pending_studies() -> dict[str, JobView]:
+    """Study Instance UID -> a job not ended yet that has still to send it.
+
+    A job that sends stored images names them with SELECTION_KEYS in its
+    payload (a forward does); the disk watermark keeps those studies, or the
+    job would find them gone.
+    """
+    out: dict[str, JobView] = {}
+    # A failed job counts: it waits for a retry or a cancel, and a retry needs the study.
+    rows = QueueJob.select().where(QueueJob.state.not_in(["done", "cancelled"]))
+    for row in rows.order_by(QueueJob.id):
+        payload = json.loads(row.payload or "{}")
+        selection = [payload.get(k) or [] for k in SELECTION_KEYS]
+        for uid in lookup.study_uids_of(*selection):
+            out.setdefault(uid, _view(row))
+    return out

@@ -3,7 +3,7 @@
 Past ``HighWaterMark`` percent the oldest received studies are purged until
 the disk is back under ``LowWaterMark``, never a study that is protected,
 received in the last ``PurgeMinAgeHours`` hours, or held by ``must_keep``
-(routing: not yet forwarded or committed where a route demands it). When
+(a job of the durable queue that has still to send it). When
 nothing can be purged, :meth:`Watermark.check` (the archive's space check,
 called before every write) raises OutOfResources, so C-STORE answers A700 and
 the status snapshot says ``storage_full``.
@@ -39,7 +39,7 @@ import psutil
 from pacsbox import recovery
 from pacsbox.archive import Archive
 from pacsbox.config import Config
-from pacsbox.db import lookup
+from pacsbox.db import lookup, queue
 from pacsbox.db import purge as pdb
 from pacsbox.db.models import Study, utcnow
 from pacsbox.errors import OutOfResources, PacsboxError
@@ -102,8 +102,9 @@ class Watermark:
     """The disk monitor, the space check of the write path, and the purge.
 
     ``usage`` is injectable for tests: ``usage(path) -> (total, used, free)``.
-    ``must_keep(study)`` returns why a study must stay (e.g. a route has not
-    forwarded it yet) or None; routing sets it when it exists.
+    ``must_keep(study)`` returns why a study must stay or None: by default, a
+    job of the durable queue (a forward, failed ones included until retried
+    or cancelled) that has still to send it.
     ``journal(event, detail)`` receives one entry per purged study (the web
     audit log) when given.
     """
@@ -125,7 +126,8 @@ class Watermark:
         self.journal = journal
         self.usage = usage
         self.reserve_bytes = reserve_bytes
-        self.must_keep: Callable[[Study], str | None] = lambda study: None
+        self.must_keep: Callable[[Study], str | None] = self._still_to_send
+        self._pending: tuple[float, dict[str, queue.JobView]] | None = None
         self.high = float(cfg.HighWaterMark)
         self.low = float(cfg.LowWaterMark)
         self._clock = clock
@@ -213,6 +215,16 @@ class Watermark:
         except Exception as exc:  # noqa: BLE001 - an unsure route keeps the study
             reason = f"routing check failed ({exc})"
         return reason or None
+
+    def _still_to_send(self, study: Study) -> str | None:
+        """A queue job that has still to send the study keeps it (read once per purge pass)."""
+        now = self._clock()
+        if self._pending is None or now - self._pending[0] > CACHE_SECONDS:
+            self._pending = (now, queue.pending_studies())
+        job = self._pending[1].get(study.study_instance_uid)
+        if job is None:
+            return None
+        return f"queue job {job.id} ({job.kind} to {job.destination}, {job.state}) has still to send it"
 
     def go_reason(self, study: Study) -> str:
         return (

@@ -517,3 +517,38 @@ def test_purge_command_with_real_disk_usage(tmp_path):
         assert Study.select().count() == 2 and recent
     finally:
         arc.close()
+
+
+def test_a_study_a_queue_job_has_still_to_send_is_not_purged(archive, cfg, disk):
+    """The purge guard of issue 17: a forward that has not delivered (queued, retrying
+    or failed) keeps its study; once it is done or cancelled, the study may go."""
+    from pacsbox.db import queue
+
+    uids, wm, _ = make_box(archive, cfg, disk, [500, 400, 300])
+    forwarded, by_series, free = uids
+    series = Study.get(Study.study_instance_uid == by_series).series.get().series_instance_uid
+    first = queue.submit("forward", "WS", {"studies": [forwarded]})
+    second = queue.submit("forward", "WS", {"series": [series]})
+    queue.claim("test", utcnow(), 2)
+    queue.refused(first, "refused (status A700)", utcnow())  # retrying, then:
+    for hours in (1, 2, 3):  # each try after the last one's backoff
+        later = utcnow() + dt.timedelta(hours=hours)
+        assert queue.claim("test", later, 2, only=first) is not None
+        queue.refused(first, "refused (status A700)", later)
+    assert queue.get(first).state == "failed"
+    kept = {s.study_instance_uid: why for s, why in wm.kept(cfg.archive_dir)}
+    assert kept == {
+        forwarded: f"queue job {first} (forward to WS, failed) has still to send it",
+        by_series: f"queue job {second} (forward to WS, queued) has still to send it",
+    }
+    assert [s.study_instance_uid for s, _ in wm.candidates(cfg.archive_dir)] == [free]
+    disk.set_percent(95)
+    out = io.StringIO()  # pacsbox purge --dry-run says which rule keeps which study
+    purge_listing(wm, True, out)
+    assert any(forwarded in ln and "keep" in ln and f"queue job {first}" in ln
+               for ln in out.getvalue().splitlines()), out.getvalue()  # fmt: skip
+    queue.cancel(first)
+    queue.claim("test", utcnow(), 2, only=second)
+    queue.succeed(second, "2 delivered")
+    wm._pending = None  # the guard's cache (2 s) is not what this test waits for
+    assert [s.study_instance_uid for s, _ in wm.candidates(cfg.archive_dir)] == uids
