@@ -105,8 +105,8 @@ class Soak:
             check = r.details.get("startup_check") or {}
             mended = ", ".join(f"{k} {v}" for k, v in check.items() if v and k != "files")
             drop = r.details.get("drop") or {}
-            if "pages_unsynced" in drop:  # the qemu disk's lost write cache
-                mended += f"; disk write cache lost: {drop['pages_unsynced']} pages"
+            if "pages_unsynced" in drop:  # written, not synced, gone at the cut
+                mended += f"; unsynced pages dropped: {drop['pages_unsynced']}"
             lines.append(
                 f"  round {r.number:3d}: {r.drop_point:<34} {r.details.get('torn', ''):<6} "
                 f"acked {r.acknowledged:4d} lost {len(r.lost)} torn {r.torn_removed} "
