@@ -36,6 +36,7 @@ log = logging.getLogger("pacsbox.daemon")
 STATUS_INTERVAL = 2.0
 SHUTDOWN_GRACE = 8.0
 TOTALS_EVERY = 60.0
+FOLLOW_UP_RETRY = 60.0
 RECENT_EVERY = 10.0
 
 
@@ -63,6 +64,7 @@ class Daemon:
         self._recent_cache: tuple[dict | None, int] | None = None
         self._recent_at = 0.0
         self._follow_up: jobs.Job | None = None
+        self._follow_up_at = 0.0
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -165,11 +167,21 @@ class Daemon:
 
     def _follow_up_edits(self, archive: Archive) -> None:
         """Images that reached an edited study after its edit take it, one study at a
-        time in a background job; the mark is in the index, so a restart resumes."""
-        if self._follow_up is not None and self._follow_up.state == "running":
+        time in a background job; the mark is in the index, so a restart resumes.
+        After a failed job (a full disk) the next waits FOLLOW_UP_RETRY seconds."""
+        job = self._follow_up
+        if job is not None and (
+            job.state == "running"
+            or (job.state == "failed" and time.monotonic() - self._follow_up_at < FOLLOW_UP_RETRY)
+        ):
             return
-        due = edit.pending()
-        self._follow_up = edit.start_follow_up(archive, due[0]) if due else None
+        try:
+            due = edit.pending()
+            if due:
+                self._follow_up = edit.start_follow_up(archive, due[0])
+                self._follow_up_at = time.monotonic()
+        except Exception as exc:  # noqa: BLE001 - a busy index: the next turn looks again
+            log.warning("edit follow-up not started: %s", exc)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stop_event.set()

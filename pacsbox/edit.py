@@ -34,6 +34,7 @@ from pydicom.dataset import Dataset
 from pacsbox import jobs, meta
 from pacsbox.db.commit import write_transaction
 from pacsbox.db.models import Instance, Patient, Series, Study, utcnow
+from pacsbox.db.rows import edit_marks
 from pacsbox.errors import NotFound, UsageError
 
 if TYPE_CHECKING:
@@ -304,7 +305,7 @@ def _update_row(edit: Edit, last_id: int) -> None:
 
 
 def _marks(marks: str, changes: dict[str, str]) -> str:
-    return ",".join(sorted({c for c in marks.split(",") if c} | set(changes)))
+    return ",".join(sorted(edit_marks(marks) | set(changes)))
 
 
 # -- later images of an edited study -----------------------------------------------------
@@ -319,7 +320,7 @@ def edited_values(study: Study) -> dict[str, str]:
     """DICOM keyword -> value for every column an edit set on the study or its patient."""
     out = {}
     for row in (study.patient, study):
-        for col in row.edited.split(","):
+        for col in edit_marks(row.edited):
             if col in KEYWORDS:
                 out[KEYWORDS[col]] = getattr(row, col) or ""
     return out

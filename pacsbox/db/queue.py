@@ -485,7 +485,7 @@ def pending_studies() -> dict[str, JobView]:
     """
     out: dict[str, JobView] = {}
     # A failed job counts: it waits for a retry or a cancel, and a retry needs the study.
-    rows = QueueJob.select().where(QueueJob.state.not_in(["done", "cancelled"]))
+    rows = QueueJob.select().where(QueueJob.state.not_in(list(FINISHED)))
     for row in rows.order_by(QueueJob.id):
         payload = json.loads(row.payload or "{}")
         selection = [payload.get(k) or [] for k in SELECTION_KEYS]

@@ -110,9 +110,14 @@ INSTANCE_COLS = (
 )
 
 
+def edit_marks(marks: str) -> set[str]:
+    """The columns named in a row's ``edited`` marks (comma-joined)."""
+    return {c for c in marks.split(",") if c}
+
+
 def edited_columns(marks: str) -> frozenset[str]:
-    """The columns an edit set, from a row's ``edited`` marks."""
-    cols = {c for c in marks.split(",") if c}
+    """The columns a later image must not overwrite: the marks, and what follows them."""
+    cols = edit_marks(marks)
     if "patient_name" in cols:
         cols.add("patient_name_ci")  # the search copy follows the name
     return frozenset(cols)

@@ -151,9 +151,6 @@ class Runner:
         for t in list(self._running.values()):
             t.join(max(0.0, deadline - time.monotonic()))
 
-    def _busy(self, destination: str) -> int:
-        return int(self.cfg.DeliveryConcurrency)
-
     def _loop(self) -> None:
         while not self._stop.is_set():
             if self.heartbeat is not None:
@@ -164,8 +161,8 @@ class Runner:
             job = None
             if room:
                 try:
-                    job = queue.claim(self.name, self.clock(), self._busy)
-                except PacsboxError as exc:
+                    job = queue.claim(self.name, self.clock(), int(self.cfg.DeliveryConcurrency))
+                except Exception as exc:  # noqa: BLE001 - a busy or lost index: try again later
                     log.warning("queue: cannot claim a job: %s", exc)
             if job is None:
                 _WAKE.wait(POLL_SECONDS)
@@ -177,6 +174,14 @@ class Runner:
             with self._lock:
                 self._running[job.id] = t
             t.start()
+
+    def _run_logged(self, job: queue.JobView) -> None:
+        """A job's thread: an index that fails while the outcome is recorded leaves the
+        job running in the queue, which the next start gives back; it is said once."""
+        try:
+            self.run_one(job)
+        except Exception as exc:  # noqa: BLE001 - the thread's end, not the runner's
+            log.error("job %d (%s): its outcome could not be recorded: %s", job.id, job.kind, exc)
 
     def run_one(self, job: queue.JobView) -> str:
         """Run a claimed job and record its outcome; returns the job's new state."""
