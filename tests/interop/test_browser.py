@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import urllib.parse
 
 import pytest
 
@@ -54,6 +55,24 @@ def browser(tmp_path):
     driver.quit()
 
 
+def arrive(b, path: str, what: str, query: str = "") -> None:
+    """Wait until the browser shows a loaded page at ``path``.
+
+    The path, not the whole address: the login page's ``?next=/studies`` holds the
+    target's path before the browser has gone there.
+    """
+
+    def there() -> bool:
+        url = urllib.parse.urlsplit(b.current_url)
+        return (
+            url.path.startswith(path)
+            and query in url.query
+            and b.execute_script("return document.readyState") == "complete"
+        )
+
+    poll(there, 10, what=what)
+
+
 def test_login_search_view_logout(server, tmp_path, browser):
     from selenium.webdriver.common.by import By
 
@@ -89,27 +108,27 @@ def test_login_search_view_logout(server, tmp_path, browser):
         base = f"http://127.0.0.1:{handle.port}"
         b = browser
         b.get(base + "/studies")  # not logged in: sent to the login page
-        assert "/login" in b.current_url
+        assert urllib.parse.urlsplit(b.current_url).path == "/login"
         b.find_element(By.ID, "name").send_keys("root")
         b.find_element(By.ID, "password").send_keys(PASSWORD)
         b.save_screenshot(str(shots / "1-login.png"))
         b.find_element(By.ID, "login").click()
-        poll(lambda: "/studies" in b.current_url, 10, what="the studies page")
+        arrive(b, "/studies", "the studies page")
 
         b.find_element(By.ID, "patient_name").send_keys("BROWSER*")
         b.find_element(By.ID, "search").click()
-        poll(lambda: "patient_name=BROWSER" in b.current_url, 10, what="search results")
+        arrive(b, "/studies", "search results", query="patient_name=BROWSER")
         rows = b.find_elements(By.CSS_SELECTOR, "#studies tbody tr")
         assert len(rows) == 1 and "BROWSER^TEST" in rows[0].text and "HEAD CT WEB" in rows[0].text
         b.save_screenshot(str(shots / "2-search.png"))
 
         b.find_element(By.CSS_SELECTOR, "a.study-link").click()
-        poll(lambda: "/studies/" in b.current_url, 10, what="the study page")
+        arrive(b, "/studies/", "the study page")
         b.save_screenshot(str(shots / "3-study.png"))
         b.find_element(By.CSS_SELECTOR, "a.series-link").click()
-        poll(lambda: "/series/" in b.current_url, 10, what="the series page")
+        arrive(b, "/series/", "the series page")
         b.find_element(By.CSS_SELECTOR, "a.image-link").click()
-        poll(lambda: "/instances/" in b.current_url, 10, what="the image page")
+        arrive(b, "/instances/", "the image page")
 
         def decoded():
             return b.execute_script(
@@ -132,9 +151,9 @@ def test_login_search_view_logout(server, tmp_path, browser):
         b.save_screenshot(str(shots / "4-image.png"))
 
         b.find_element(By.ID, "logout").click()
-        poll(lambda: "/login" in b.current_url, 10, what="the login page after logout")
+        arrive(b, "/login", "the login page after logout")
         b.get(base + "/studies")
-        assert "/login" in b.current_url  # the session is gone
+        assert urllib.parse.urlsplit(b.current_url).path == "/login"  # the session is gone
         b.save_screenshot(str(shots / "5-logged-out.png"))
     finally:
         handle.stop()
