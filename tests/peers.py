@@ -1,9 +1,11 @@
-"""DICOM peers the tests start: DCMTK storescp on a free loopback port."""
+"""DICOM peers the tests start on free loopback ports: DCMTK storescp and Orthanc."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
+import urllib.request
 from pathlib import Path
 
 from tests.helpers import DCMTK_ENV, cli, free_port, poll
@@ -41,4 +43,59 @@ class StoreSCP:
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+        self.log.close()
+
+
+class Orthanc:
+    """An Orthanc started with its own configuration on free loopback ports."""
+
+    def __init__(
+        self, tmp: Path, pacsbox_port: int, aet: str = "ORTHANC", **settings: object
+    ) -> None:
+        """``settings`` are more or other keys of Orthanc's JSON configuration."""
+        self.http = free_port()
+        self.dicom = free_port()
+        self.aet = aet
+        tmp.mkdir(parents=True, exist_ok=True)
+        cfg = {
+            "Name": "pacsbox-test",
+            "StorageDirectory": str(tmp / "storage"),
+            "IndexDirectory": str(tmp / "storage"),
+            "HttpPort": self.http,
+            "DicomPort": self.dicom,
+            "DicomAet": aet,
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "DicomModalities": {"pacsbox": ["PACSBOX", "127.0.0.1", pacsbox_port]},
+            "Plugins": [],
+            "StableAge": 1,
+            **settings,
+        }
+        (tmp / "orthanc.json").write_text(json.dumps(cfg))
+        self.log = open(tmp / "orthanc.log", "wb")
+        self.proc = subprocess.Popen(
+            ["Orthanc", str(tmp / "orthanc.json")], stdout=self.log, stderr=subprocess.STDOUT
+        )
+        poll(self._ready, 30, what="Orthanc to answer")
+
+    def _ready(self):
+        if self.proc.poll() is not None:
+            raise AssertionError("Orthanc exited; see orthanc.log")
+        try:
+            return self.get("/system")
+        except OSError:
+            return None
+
+    def get(self, path: str):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http}{path}", timeout=10) as r:
+            data = r.read()
+        return data if path.endswith("/file") else json.loads(data)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
         self.log.close()

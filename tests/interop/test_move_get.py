@@ -10,12 +10,10 @@ cancelled move stops.
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import socket
 import struct
 import subprocess
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +33,7 @@ from tests.interop.test_find import (
     store_folder,
     studies,
 )
-from tests.peers import StoreSCP
+from tests.peers import Orthanc, StoreSCP
 from tests.postgres import DATABASES, index_settings
 
 COMPRESSED = ["SC_rgb_jpeg_dcmtk.dcm", "MR_small_RLE.dcm", "JPEG2000.dcm"]
@@ -526,57 +524,6 @@ def _getscu_has(option: str) -> bool:
 
 
 # -- C-MOVE to Orthanc ---------------------------------------------------------------------
-
-
-class Orthanc:
-    """An Orthanc started with its own configuration on free loopback ports."""
-
-    def __init__(self, tmp: Path, pacsbox_port: int, aet: str = "ORTHANC") -> None:
-        self.http = free_port()
-        self.dicom = free_port()
-        self.aet = aet
-        tmp.mkdir(parents=True, exist_ok=True)
-        cfg = {
-            "Name": "pacsbox-test",
-            "StorageDirectory": str(tmp / "storage"),
-            "IndexDirectory": str(tmp / "storage"),
-            "HttpPort": self.http,
-            "DicomPort": self.dicom,
-            "DicomAet": aet,
-            "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False,
-            "DicomModalities": {"pacsbox": ["PACSBOX", "127.0.0.1", pacsbox_port]},
-            "Plugins": [],
-            "StableAge": 1,
-        }
-        (tmp / "orthanc.json").write_text(json.dumps(cfg))
-        self.log = open(tmp / "orthanc.log", "wb")
-        self.proc = subprocess.Popen(
-            ["Orthanc", str(tmp / "orthanc.json")], stdout=self.log, stderr=subprocess.STDOUT
-        )
-        poll(self._ready, 30, what="Orthanc to answer")
-
-    def _ready(self):
-        if self.proc.poll() is not None:
-            raise AssertionError("Orthanc exited; see orthanc.log")
-        try:
-            return self.get("/system")
-        except OSError:
-            return None
-
-    def get(self, path: str):
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http}{path}", timeout=10) as r:
-            data = r.read()
-        return data if path.endswith("/file") else json.loads(data)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
 
 
 @pytest.mark.skipif(shutil.which("Orthanc") is None, reason="Orthanc is not installed")
