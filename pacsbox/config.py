@@ -368,6 +368,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Hours a job keeps retrying a destination it cannot reach (refused, rejected, no "
         "answer), with backoff capped at 5 minutes, before it is failed.",
     ),
+    S(
+        "StableStudySeconds",
+        "outbound",
+        "60",
+        _int_range(0, 86400),
+        "Seconds without a new image before a routed study is sent; images that come "
+        "later go in a follow-up, so a study sent in two associations is sent once.",
+    ),
     # -- media --------------------------------------------------------------
     S(
         "AutoImport",

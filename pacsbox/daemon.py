@@ -24,6 +24,7 @@ from pacsbox.assembly import assemble
 from pacsbox.config import Config
 from pacsbox.db import lookup, ping
 from pacsbox.outbound.kinds import HANDLERS
+from pacsbox.outbound.routing import Router
 from pacsbox.outbound.runner import Runner, wake
 from pacsbox.scp.server import Listener
 from pacsbox.watermark.monitor import Watermark
@@ -112,6 +113,12 @@ class Daemon:
         runner = Runner(self.cfg, HANDLERS, heartbeat=lambda: self.heartbeats.beat("outbound"))
         runner.start()
         self.workers.append(runner)
+        self.heartbeats.register("router", 30.0)
+        router = Router(
+            self.cfg, watermark.purge_now, heartbeat=lambda: self.heartbeats.beat("router")
+        )
+        router.start()
+        self.workers.append(router)
         if self.cfg.WatchFolder:
             from functools import partial
 

@@ -114,11 +114,18 @@ def stored_selection(
     study_uids: list[str] | None = None,
     series_uids: list[str] | None = None,
     sop_uids: list[str] | None = None,
+    rows_after: int = 0,
+    rows_upto: int = 0,
 ) -> list[tuple[int, StoredInstance]]:
-    """(instance row id, what a sender needs) for a selection, in the order stored."""
+    """(instance row id, what a sender needs) for a selection, in the order stored;
+    only rows in (rows_after, rows_upto] when those are given (a route's round)."""
     where = _selection(patient_ids, study_uids, series_uids, sop_uids)
     if where is None:
         return []
+    if rows_after:
+        where = where & (Instance.id > rows_after)
+    if rows_upto:
+        where = where & (Instance.id <= rows_upto)
     rows = (
         Instance.select(*STORED_COLUMNS)
         .join(Series)

@@ -100,6 +100,11 @@ def _parse_window(window: str) -> tuple[dt.time, dt.time] | None:
     return start, end
 
 
+def check_window(window: str) -> None:
+    """Raise UsageError unless ``window`` is "" or a daily "HH:MM-HH:MM"."""
+    _parse_window(window)
+
+
 def _local(moment: dt.datetime) -> dt.datetime:
     """The box's wall clock at a naive UTC time: windows are local ("at night")."""
     return moment.replace(tzinfo=dt.UTC).astimezone().replace(tzinfo=None)

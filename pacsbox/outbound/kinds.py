@@ -5,4 +5,5 @@ from __future__ import annotations
 from pacsbox.outbound import forward
 from pacsbox.outbound.runner import Handler
 
-HANDLERS: dict[str, Handler] = {"forward": forward.handle}
+# A route job is a forward of one round of a study (outbound/routing.py makes them).
+HANDLERS: dict[str, Handler] = {"forward": forward.handle, "route": forward.handle}

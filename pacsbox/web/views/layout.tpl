@@ -25,6 +25,7 @@
     <a href="/status">Status</a>
     % end
     % if can('admin'):
+    <a href="/routes">Routes</a>
     <a href="/journal">Journal</a>
     <a href="/config">Configuration</a>
     % end
