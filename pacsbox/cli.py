@@ -359,6 +359,7 @@ def cmd_route(args: argparse.Namespace, cfg: config.Config) -> int:
             name=args.name, destinations=args.to, from_ae=args.from_ae or "",
             match=routes.parse_match(args.match), window=args.window or "", at=args.at or "",
             retries=args.retries, commit=args.commit, purge_after=args.purge_after,
+            notify=args.notify,
         )  # fmt: skip
     with _archive(cfg):
         return route_command(
@@ -576,6 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--commit", action="store_true", help="ask for storage commitment")
     r.add_argument("--purge-after", action="store_true",
                    help="delete the local copy once every destination has it")  # fmt: skip
+    r.add_argument("--notify", action="store_true",
+                   help="send an Instance Availability Notification, not the images")  # fmt: skip
     r = rsub.add_parser("list", parents=[common], help="list the routes")
     r.add_argument("--json", action="store_true", help="a JSON array (for scripts)")
     r = rsub.add_parser("remove", parents=[common], help="remove a route")

@@ -138,6 +138,21 @@ def stored_selection(
     return [stored_row(row) for row in rows]
 
 
+def study_inventory(study_uid: str) -> list[tuple[str, str, str]]:
+    """(Series, SOP Class, SOP Instance UID) of every instance of a study, as stored."""
+    rows = (
+        Instance.select(
+            Series.series_instance_uid, Instance.sop_class_uid, Instance.sop_instance_uid
+        )
+        .join(Series)
+        .join(Study)
+        .where(Study.study_instance_uid == study_uid)
+        .order_by(Series.id, Instance.id)
+        .tuples()
+    )
+    return [(str(a), str(b), str(c)) for a, b, c in rows]
+
+
 def study_uids_of(
     patient_ids: list[str] | None = None,
     study_uids: list[str] | None = None,

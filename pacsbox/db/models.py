@@ -285,6 +285,7 @@ class Route(BaseModel):
     retries = IntegerField(default=3)
     commit = BooleanField(default=False)  # ask the destination for storage commitment
     purge_after = BooleanField(default=False)  # delete the local copy once delivered
+    notify = BooleanField(default=False)  # send an availability notification, not the images
     enabled = BooleanField(default=True)
     since = IntegerField(default=0)
     created = DateTimeField(default=utcnow)

@@ -65,6 +65,7 @@ class RouteView:
     retries: int = 3
     commit: bool = False
     purge_after: bool = False
+    notify: bool = False  # an Instance Availability Notification instead of the images
     enabled: bool = True
     owner: str = ""
     created: str = ""
@@ -74,7 +75,9 @@ class RouteView:
         parts = [f"from {self.from_ae}"] if self.from_ae else []
         parts += [f"{k}={v}" for k, v in self.match.items()]
         when = self.window or (f"at {self.at}" if self.at else "immediately")
-        extra = [w for w, on in (("commit", self.commit), ("purge after", self.purge_after)) if on]
+        flags = (("commit", self.commit), ("purge after", self.purge_after),
+                 ("notification only", self.notify))  # fmt: skip
+        extra = [w for w, on in flags if on]
         what = " and ".join(parts) or "every study"
         return ", ".join([what, when, f"{self.retries} retries", *extra])
 
@@ -90,6 +93,7 @@ def _view(row: Route) -> RouteView:
         retries=row.retries,
         commit=bool(row.commit),
         purge_after=bool(row.purge_after),
+        notify=bool(row.notify),
         enabled=bool(row.enabled),
         owner=row.owner,
         created=row.created.replace(tzinfo=dt.UTC).isoformat() if row.created else "",
@@ -125,6 +129,8 @@ def check(view: RouteView, window_check: Callable[[str], object]) -> None:
     if view.at and not _AT.match(view.at):
         raise UsageError(f"--at {view.at!r}: expected HH:MM")
     window_check(view.window)
+    if view.notify and (view.commit or view.purge_after):
+        raise UsageError("a notification route sends no images: no --commit or --purge-after")
     if view.retries < 0:
         raise UsageError("--retries must be 0 or more")
     if len(view.from_ae) > 16:
@@ -147,6 +153,7 @@ def add(view: RouteView) -> RouteView:
             "retries": view.retries,
             "commit": view.commit,
             "purge_after": view.purge_after,
+            "notify": view.notify,
             "enabled": view.enabled,
             "owner": view.owner[:64],
         }

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from pacsbox.outbound import forward
+from pacsbox.outbound import forward, ian
 from pacsbox.outbound.runner import Handler
 
 # A route job is a forward of one round of a study (outbound/routing.py makes them).
-HANDLERS: dict[str, Handler] = {"forward": forward.handle, "route": forward.handle}
+HANDLERS: dict[str, Handler] = {
+    "forward": forward.handle,
+    "route": forward.handle,
+    "ian": ian.handle,
+}

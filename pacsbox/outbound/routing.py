@@ -47,6 +47,8 @@ def release(item: routes.Due, now: dt.datetime) -> list[int]:
     """Queue the jobs of a routed study that is due; returns their ids."""
     route = item.route
     what = "follow-up of study" if item.follow_up else "study"
+    if route.notify:
+        what = "availability of study"
 
     def submit(destination: str) -> int:
         payload = {
@@ -57,7 +59,7 @@ def release(item: routes.Due, now: dt.datetime) -> list[int]:
             "commit": route.commit,
         }
         return queue.submit(
-            "route", destination, payload, owner=f"route {route.name}",
+            "ian" if route.notify else "route", destination, payload, owner=f"route {route.name}",
             label=f"{what} by route {route.name} to {destination}",
             retries=route.retries, window=route.window, not_before=next_at(route.at, now),
         )  # fmt: skip

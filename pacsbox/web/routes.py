@@ -39,6 +39,7 @@ def _from_form() -> routes.RouteView:
         retries=retries,
         commit=bool(form("commit")),
         purge_after=bool(form("purge_after")),
+        notify=bool(form("notify")),
     )
 
 

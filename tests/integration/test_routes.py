@@ -227,6 +227,7 @@ def test_route_cli(box):
         ("--to", "WS", "--window", "25:00-06:00"): "expected HH:MM-HH:MM",
         ("--to", "WS", "--at", "7"): "expected HH:MM",
         ("--to", "WS", "--retries", "-1"): "--retries must be 0 or more",
+        ("--to", "WS", "--notify", "--purge-after"): "a notification route sends no images",
     }
     for args, reason in bad.items():
         r = cli(ini, "route", "add", "X", *args, check=False)

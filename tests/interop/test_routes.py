@@ -15,7 +15,7 @@ import pydicom
 import pytest
 
 from pacsbox import meta
-from tests.helpers import Server, cli, dcmtk, poll, write_config
+from tests.helpers import Server, cli, dcmtk, free_port, poll, write_config
 from tests.peers import Orthanc, StoreSCP
 from tests.synth import make_instance
 
@@ -147,3 +147,46 @@ def test_a_route_by_key_pattern_delivers_to_orthanc(ini, tmp_path):
     finally:
         orthanc.stop()
         server.stop()
+
+
+def test_a_notify_route_sends_an_instance_availability_notification(ini, tmp_path):
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import InstanceAvailabilityNotification  # type: ignore[attr-defined]
+
+    got = []
+
+    def on_create(event):
+        got.append((event.request.AffectedSOPInstanceUID, event.attribute_list))
+        return 0x0000, None
+
+    ris = AE("RIS")
+    ris.add_supported_context(InstanceAvailabilityNotification)
+    port = free_port()
+    scp = ris.start_server(("127.0.0.1", port), block=False,
+                           evt_handlers=[(evt.EVT_N_CREATE, on_create)])  # fmt: skip
+    cli(ini, "ae", "add", "RIS", "--host", "127.0.0.1", "--port", str(port))
+    cli(ini, "route", "add", "TELLRIS", "--to", "RIS", "--notify", "--match", "Modality=CT")
+    sent = _files(tmp_path / "a", 3, study_uid=STUDY)
+    server = Server(ini).start()
+    try:
+        _send(server, "CT1", *sorted((tmp_path / "a").iterdir()))
+        poll(lambda: got and all(j["state"] == "done" for j in _ians(ini)), 60,
+             what="the notification")  # fmt: skip
+        (job,) = _ians(ini)
+        assert job["last_error"] == "3 instances notified, RIS accepted"
+    finally:
+        server.stop()
+        scp.shutdown()
+    ((instance_uid, ds),) = got
+    assert instance_uid  # the SCU makes the notification's own instance UID
+    assert ds.StudyInstanceUID == STUDY and ds.ReferencedPerformedProcedureStepSequence == []
+    refs = [r for series in ds.ReferencedSeriesSequence for r in series.ReferencedSOPSequence]
+    assert len(ds.ReferencedSeriesSequence) == 3  # make_instance gives each image a series
+    assert sorted(r.ReferencedSOPInstanceUID for r in refs) == sorted(sent)
+    assert {(r.InstanceAvailability, r.RetrieveAETitle) for r in refs} == {
+        ("ONLINE", server.ae_title)
+    }
+
+
+def _ians(ini: Path) -> list[dict]:
+    return [j for j in json.loads(cli(ini, "queue", "--json").stdout) if j["kind"] == "ian"]

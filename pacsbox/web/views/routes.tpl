@@ -36,5 +36,6 @@
   <label>Retries <input name="retries" type="number" min="0" value="{{values.get('retries', 3)}}"></label>
   <label><input type="checkbox" name="commit" value="1"> ask for storage commitment</label>
   <label><input type="checkbox" name="purge_after" value="1"> delete the local copy once every destination has it</label>
+  <label><input type="checkbox" name="notify" value="1"> only notify the destination that the study is available (Instance Availability Notification)</label>
   <button type="submit">Save</button>
 </form>
