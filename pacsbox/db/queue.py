@@ -494,6 +494,11 @@ def pending_studies() -> dict[str, JobView]:
     for row in rows.order_by(QueueJob.id):
         payload = json.loads(row.payload or "{}")
         selection = [payload.get(k) or [] for k in SELECTION_KEYS]
-        for uid in lookup.study_uids_of(*selection):
-            out.setdefault(uid, _view(row))
+        if not any(selection[:1] + selection[2:]):
+            uids: Iterable[str] = selection[1]  # studies only (every route job): no query
+        else:
+            uids = lookup.study_uids_of(*selection)
+        for uid in uids:
+            if uid not in out:
+                out[uid] = _view(row)
     return out
