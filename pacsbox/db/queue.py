@@ -465,6 +465,12 @@ def jobs(
     return [_view(row) for row in query.order_by(QueueJob.id.desc()).limit(limit)]
 
 
+def unfinished_ids() -> set[int]:
+    """Jobs that may still run (not done, not cancelled)."""
+    query = QueueJob.select(QueueJob.id).where(QueueJob.state.not_in(list(FINISHED))).tuples()
+    return {int(i) for (i,) in query}
+
+
 def purge_finished(older_than: dt.datetime) -> int:
     """Delete done and cancelled jobs finished before ``older_than``, so a queue of
     years stays small; failed jobs stay until retried or cancelled. Returns how many."""

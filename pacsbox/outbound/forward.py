@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 from pacsbox.db import journal, lookup, queue
 from pacsbox.errors import NotFound, UsageError
+from pacsbox.outbound.acks import AckLog
 from pacsbox.outbound.deliver import deliver, peer_of
 from pacsbox.outbound.runner import Control, Outcome, done, refused, unreachable, wake
 
@@ -89,7 +90,8 @@ def handle(ctl: Control) -> Outcome:
     items = Selection.of(job.payload).items()
     if not items:
         return refused("nothing stored matches the selection any more")
-    sent = queue.already_sent(job.id)
+    log = AckLog(ctl.cfg.data_dir, job.id)
+    sent = queue.already_sent(job.id) | log.read()
     todo = [(row, item) for row, item in items if row not in sent]
     base = len(items) - len(todo)
     ctl.progress(base, len(items))
@@ -97,18 +99,23 @@ def handle(ctl: Control) -> Outcome:
         peer = peer_of(job.destination)
     except (NotFound, UsageError) as exc:
         return refused(str(exc))
-    d = deliver(
-        ctl.cfg.ApplicationEntityTitle,
-        peer,
-        todo,
-        timeout=float(ctl.cfg.DimseTimeout),
-        cancelled=ctl.cancelled,
-        acknowledged=lambda rows: queue.sent(job.id, rows),
-        progress=lambda n, _total: ctl.progress(base + n, len(items)),
-    )
+    try:
+        d = deliver(
+            ctl.cfg.ApplicationEntityTitle,
+            peer,
+            todo,
+            timeout=float(ctl.cfg.DimseTimeout),
+            cancelled=ctl.cancelled,
+            acknowledged=lambda rows: queue.sent(job.id, rows),
+            noted=log.note,
+            progress=lambda n, _total: ctl.progress(base + n, len(items)),
+        )
+    finally:
+        log.close()
     summary = d.summary() if not base else f"{d.summary()} ({base} already before)"
     if d.unreachable:
         return unreachable(summary)
     if d.refused:
         return refused(summary)
+    log.remove()
     return done(summary)

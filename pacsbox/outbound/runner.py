@@ -25,6 +25,7 @@ from pacsbox.config import Config
 from pacsbox.db import queue
 from pacsbox.db.models import utcnow
 from pacsbox.errors import PacsboxError
+from pacsbox.outbound import acks
 
 log = logging.getLogger("pacsbox.outbound")
 
@@ -137,6 +138,7 @@ class Runner:
         back = queue.recover(_alive)
         if back:
             log.info("queue: %d jobs left running by the last run are queued again", back)
+        acks.tidy(self.cfg.data_dir, queue.unfinished_ids())
         self._thread = threading.Thread(target=self._loop, name="outbound", daemon=True)
         self._thread.start()
 
