@@ -26,7 +26,7 @@ from pacsbox.db.commit import write_transaction
 from pacsbox.db.models import QueueJob, QueueSent, database, utcnow
 from pacsbox.errors import UsageError
 
-KINDS = ("forward", "route", "commit", "retrieve", "sync", "ian", "burn", "export")
+KINDS = ("forward", "route", "commit", "retrieve", "sync", "ian", "burn", "export", "edit")
 STATES = ("queued", "running", "waiting", "retrying", "done", "failed", "cancelled")
 
 DUE = ("queued", "retrying", "waiting")  # states a claim may take once next_attempt has come

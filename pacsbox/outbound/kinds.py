@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from pacsbox.outbound import forward
+from pacsbox.outbound import edits, forward, media
 from pacsbox.outbound.runner import Handler
 
-HANDLERS: dict[str, Handler] = {"forward": forward.handle}
+HANDLERS: dict[str, Handler] = {
+    "forward": forward.handle,
+    "export": media.handle_export,
+    "burn": media.handle_burn,
+    "edit": edits.handle,
+}

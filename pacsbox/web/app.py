@@ -21,6 +21,7 @@ from pacsbox.web import (
     edit,
     exports,
     forward,
+    jobs,
     marks,
     pages,
     search,
@@ -68,6 +69,7 @@ def create_app(
     upload.register(ctx)
     exports.register(ctx)
     forward.register(ctx)
+    jobs.register(ctx)
     return app
 
 
