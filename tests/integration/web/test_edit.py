@@ -16,10 +16,11 @@ from pydicom.uid import generate_uid
 
 from pacsbox import config, edit, recovery, storage
 from pacsbox.archive import Archive
-from pacsbox.db import dirty, lookup
+from pacsbox.db import dirty, lookup, queue
 from pacsbox.db.auth_models import Journal
-from pacsbox.db.models import Instance, Patient, Study
+from pacsbox.db.models import Instance, Patient, Study, utcnow
 from pacsbox.errors import OutOfResources
+from pacsbox.outbound.runner import busy_limit
 from pacsbox.web import users
 from pacsbox.web.app import create_app
 from tests.helpers import cli, run_jobs, write_config
@@ -257,6 +258,40 @@ def test_a_failure_half_way_loses_nothing_and_a_rerun_finishes(box, monkeypatch)
     assert [stored(s).AccessionNumber for s in sops] == ["ACC-NEW"] * 4
     assert Study.get(Study.study_instance_uid == study).accession_number == "ACC-NEW"
     assert sorted(d.SOPInstanceUID for d in held(box.cfg)) == sorted(sops)  # one each
+    assert cli(box.ini, "check").returncode == 0
+
+
+def test_an_edit_job_cut_by_a_dead_daemon_is_given_back_and_finishes(box, monkeypatch):
+    """The daemon dies two files into an edit: the job is still running in the queue;
+    the next start gives it back (queue.recover) and the re-run finishes it."""
+    t = browser(box.app)
+    study, sops = store_study(box.archive, 4, patient_id="PID1")
+    answer = fill(t, f"/studies/{study}/edit", accession_number="ACC-NEW")
+    url = answer.headers["Location"].split("?")[0].replace("http://localhost:80", "")
+    job = queue.claim("4242-deadbeef-00000000", utcnow(), busy_limit(box.cfg))
+    assert url == f"/jobs/{job.id}"
+    real = storage.write_file
+    calls = []
+
+    def dies_on_the_third(folder, chunks, **kw):
+        calls.append(folder)
+        if len(calls) == 3:
+            raise SystemExit("kill -9")  # nothing after this runs, no outcome is recorded
+        return real(folder, chunks, **kw)
+
+    monkeypatch.setattr(storage, "write_file", dies_on_the_third)
+    with pytest.raises(SystemExit):
+        edit.run(box.archive, edit.Edit(**job.payload["edit"]))
+    monkeypatch.undo()
+    assert t.get(url + ".json").json["jobs"][0]["state"] == "running"
+    box.reopen()
+    assert queue.recover() == 1  # what the daemon's runner does as it starts
+    assert run_jobs(box.cfg, box.archive) == ["done"]
+    (done,) = t.get(url + ".json").json["jobs"]
+    assert (done["attempts"], done["state"]) == (2, "done")
+    assert "2 files rewritten" in done["last_error"]
+    assert [stored(s).AccessionNumber for s in sops] == ["ACC-NEW"] * 4
+    assert Study.get(Study.study_instance_uid == study).accession_number == "ACC-NEW"
     assert cli(box.ini, "check").returncode == 0
 
 
