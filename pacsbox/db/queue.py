@@ -1,7 +1,7 @@
 """The one durable work queue: every outbound or long job is a row of the index.
 
 Forwards, routed deliveries, commitment requests, retrieves, syncs,
-notifications, burns and exports must survive kill -9 and power loss and
+notifications, burns, exports and edits must survive kill -9 and power loss and
 must never be retried forever or dropped, so their state lives in the
 database, not in a thread. A dead destination is retried with capped,
 jittered backoff until a give-up time; one that answers with a failure
