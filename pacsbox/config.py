@@ -349,8 +349,8 @@ SETTINGS: tuple[Setting, ...] = (
         "server",
         "2",
         _int_range(1, 64),
-        "Jobs of the durable queue (forwards and the other outbound work) the daemon runs at "
-        "once, all destinations together.",
+        "Jobs of the durable queue (forwards, exports, burns, edits and the other outbound "
+        "work) the daemon runs at once, all destinations together.",
     ),
     S(
         "DeliveryConcurrency",
@@ -358,7 +358,7 @@ SETTINGS: tuple[Setting, ...] = (
         "1",
         _int_range(1, 16),
         "Jobs sent to one destination at once; a slow or dead destination holds back only "
-        "its own jobs.",
+        "its own jobs. The box's own jobs (each burner, exports, edits) run one at a time.",
     ),
     S(
         "DeliveryGiveUpHours",

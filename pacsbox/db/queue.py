@@ -1,7 +1,7 @@
 """The one durable work queue: every outbound or long job is a row of the index.
 
 Forwards, routed deliveries, commitment requests, retrieves, syncs,
-notifications, burns and exports must survive kill -9 and power loss and
+notifications, burns, exports and edits must survive kill -9 and power loss and
 must never be retried forever or dropped, so their state lives in the
 database, not in a thread. A dead destination is retried with capped,
 jittered backoff until a give-up time; one that answers with a failure
@@ -26,7 +26,7 @@ from pacsbox.db.commit import write_transaction
 from pacsbox.db.models import QueueJob, QueueSent, database, utcnow
 from pacsbox.errors import UsageError
 
-KINDS = ("forward", "route", "commit", "retrieve", "sync", "ian", "burn", "export")
+KINDS = ("forward", "route", "commit", "retrieve", "sync", "ian", "burn", "export", "edit")
 STATES = ("queued", "running", "waiting", "retrying", "done", "failed", "cancelled")
 
 DUE = ("queued", "retrying", "waiting")  # states a claim may take once next_attempt has come

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pacsbox.outbound import forward, ian
+from pacsbox.outbound import edits, forward, ian, media
 from pacsbox.outbound.runner import Handler
 
 # A route job is a forward of one round of a study (outbound/routing.py makes them).
@@ -10,4 +10,7 @@ HANDLERS: dict[str, Handler] = {
     "forward": forward.handle,
     "route": forward.handle,
     "ian": ian.handle,
+    "export": media.handle_export,
+    "burn": media.handle_burn,
+    "edit": edits.handle,
 }

@@ -21,6 +21,7 @@ from pacsbox.web import (
     edit,
     exports,
     forward,
+    jobs,
     marks,
     pages,
     routes,
@@ -70,6 +71,7 @@ def create_app(
     exports.register(ctx)
     forward.register(ctx)
     routes.register(ctx)
+    jobs.register(ctx)
     return app
 
 

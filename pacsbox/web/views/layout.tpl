@@ -18,9 +18,6 @@
     <a href="/upload">Upload</a>
     % end
     <a href="/jobs">Jobs</a>
-    % if can('forward'):
-    <a href="/queue">Queue</a>
-    % end
     % if can('monitor'):
     <a href="/status">Status</a>
     % end
