@@ -35,6 +35,9 @@ LEAVES: dict[tuple[str, ...], list[str]] = {
     ("frontpanel",): ["--once"],
     ("forward",): ["--study", "1.2.3", "--to", "CT9"],
     ("queue",): ["retry", "7"],
+    ("route", "add"): ["CT", "--to", "CT9"],
+    ("route", "list"): [],
+    ("route", "remove"): ["CT"],
 }
 
 
