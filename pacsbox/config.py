@@ -369,6 +369,14 @@ SETTINGS: tuple[Setting, ...] = (
         "answer), with backoff capped at 5 minutes, before it is failed.",
     ),
     S(
+        "QueueKeepDays",
+        "outbound",
+        "30",
+        _float_range(0.01, 3650),
+        "Days a done or cancelled job stays in the queue (and an export's ZIP on disk); "
+        "failed jobs stay until they are retried or cancelled.",
+    ),
+    S(
         "StableStudySeconds",
         "outbound",
         "60",

@@ -37,6 +37,7 @@ log = logging.getLogger("pacsbox.outbound")
 
 LOCAL = "local:"  # a destination inside the box (a drive, the edits): one job at a time
 POLL_SECONDS = 5.0  # a new job wakes the runner (wake()); the poll catches retries due
+TIDY_SECONDS = 3600.0  # how often finished jobs older than QueueKeepDays are removed
 _WAKE = threading.Event()
 
 
@@ -161,7 +162,7 @@ class Runner:
         back = queue.recover(_alive)
         if back:
             log.info("queue: %d jobs left running by the last run are queued again", back)
-        acks.tidy(self.cfg.data_dir, queue.unfinished_ids())
+        self.tidy()
         self._thread = threading.Thread(target=self._loop, name="outbound", daemon=True)
         self._thread.start()
 
@@ -176,10 +177,28 @@ class Runner:
         for t in list(self._running.values()):
             t.join(max(0.0, deadline - time.monotonic()))
 
+    def tidy(self) -> int:
+        """Remove done and cancelled jobs older than ``QueueKeepDays`` (a queue of years
+        stays small; failed ones stay until acted on) and the ack logs of ended jobs."""
+        older = self.clock() - dt.timedelta(days=float(self.cfg.QueueKeepDays))
+        gone = queue.purge_finished(older)
+        if gone:
+            log.info("queue: %d finished jobs older than %s days removed", gone,
+                     self.cfg.QueueKeepDays)  # fmt: skip
+        acks.tidy(self.cfg.data_dir, queue.unfinished_ids())
+        return gone
+
     def _loop(self) -> None:
+        tidied = time.monotonic()
         while not self._stop.is_set():
             if self.heartbeat is not None:
                 self.heartbeat()
+            if time.monotonic() - tidied > TIDY_SECONDS:
+                tidied = time.monotonic()
+                try:
+                    self.tidy()
+                except Exception as exc:  # noqa: BLE001 - a busy index: the next hour
+                    log.warning("queue: cannot remove finished jobs: %s", exc)
             with self._lock:
                 self._running = {k: t for k, t in self._running.items() if t.is_alive()}
                 room = len(self._running) < int(self.cfg.ThreadPoolSize)

@@ -95,3 +95,29 @@ def test_jobs_a_dead_process_left_running_are_queued_again_at_start(tmp_path):
     finally:
         runner.stop()
         archive.close()
+
+
+def test_queue_keep_days_removes_old_finished_jobs_and_keeps_failed_ones(tmp_path):
+    from pacsbox.outbound.acks import AckLog
+
+    archive, runner = _runner(tmp_path, {}, QueueKeepDays="30")
+    try:
+        now = utcnow()
+        old, recent, failed, running = (queue.submit("forward", "WS", {}) for _ in range(4))
+        for job, state, days in ((old, "done", 31), (recent, "done", 29), (failed, "failed", 90)):
+            QueueJob.update(state=state, finished=now - dt.timedelta(days=days)).where(
+                QueueJob.id == job
+            ).execute()
+        for job in (old, running):
+            AckLog(runner.cfg.data_dir, job).note(7)
+        assert runner.tidy() == 1
+        assert queue.get(old) is None
+        assert {queue.get(j).state for j in (recent, failed, running)} == {
+            "done",
+            "failed",
+            "queued",
+        }
+        assert AckLog(runner.cfg.data_dir, old).read() == set()  # its ack log went with it
+        assert AckLog(runner.cfg.data_dir, running).read() == {7}
+    finally:
+        archive.close()
