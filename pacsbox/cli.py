@@ -40,6 +40,20 @@ def _archive(cfg: config.Config) -> Iterator:
         archive.close()
 
 
+@contextlib.contextmanager
+def _index(cfg: config.Config) -> Iterator:
+    """The index alone, for commands that only read and write rows (the queue, routes):
+    they start without loading the DICOM libraries the archive needs."""
+    from pacsbox import db
+
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    db.open_database(cfg.database_url)
+    try:
+        yield
+    finally:
+        db.close_database()
+
+
 # -- serve and configuration ---------------------------------------------------
 
 
@@ -332,7 +346,7 @@ def cmd_forward(args: argparse.Namespace, cfg: config.Config) -> int:
     from pacsbox.outbound.commands import forward_command
 
     selection = forward.Selection(args.patient, args.study, args.series, args.image)
-    with _archive(cfg):
+    with _index(cfg):
         return forward_command(
             cfg, selection, args.to, args.wait, f"cli:{getpass.getuser()}", sys.stdout
         )
@@ -342,7 +356,7 @@ def cmd_forward(args: argparse.Namespace, cfg: config.Config) -> int:
 def cmd_queue(args: argparse.Namespace, cfg: config.Config) -> int:
     from pacsbox.outbound.commands import queue_command
 
-    with _archive(cfg):
+    with _index(cfg):
         return queue_command(cfg, args.action or "list", args.id, args.json, sys.stdout)
 
 
@@ -361,7 +375,7 @@ def cmd_route(args: argparse.Namespace, cfg: config.Config) -> int:
             retries=args.retries, commit=args.commit, purge_after=args.purge_after,
             notify=args.notify,
         )  # fmt: skip
-    with _archive(cfg):
+    with _index(cfg):
         return route_command(
             args.action, view, getattr(args, "name", ""), getattr(args, "json", False),
             f"cli:{getpass.getuser()}", sys.stdout,

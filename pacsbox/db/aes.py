@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pacsbox.db.commit import write_transaction
 from pacsbox.db.models import ApplicationEntity
+from pacsbox.db.transaction import write_transaction
+from pacsbox.errors import NotFound, UsageError
 
 
 def ae_get(title: str) -> ApplicationEntity | None:
@@ -12,6 +13,18 @@ def ae_get(title: str) -> ApplicationEntity | None:
 
 def ae_list() -> list[ApplicationEntity]:
     return list(ApplicationEntity.select().order_by(ApplicationEntity.title))
+
+
+def ae_address(title: str) -> tuple[str, str, int]:
+    """(title, host, port) of an AE the box can call; raises NotFound (not in the
+    table) or UsageError (no host or port)."""
+    ae = ae_get(title)
+    if ae is None:
+        raise NotFound(f"AE {title} is not in the AE table")
+    host = ae.hostname or ae.ipaddr
+    if not host or not ae.port:
+        raise UsageError(f"AE {title} has no host and port in the AE table")
+    return ae.title, host, int(ae.port)
 
 
 def ae_destinations() -> list[str]:

@@ -3,8 +3,8 @@
 Concurrent records share one transaction and one COMMIT
 (``GroupCommitter``); the store path's COMMITs do not wait for the WAL's
 fsync (``together(lazy=True)``), and ``made_durable`` syncs the WAL when a
-caller must know its row is on disk. ``write_transaction`` is every
-multi-row write's transaction.
+caller must know its row is on disk. Other multi-row writes take
+``transaction.write_transaction``.
 """
 
 from __future__ import annotations
@@ -19,29 +19,12 @@ from typing import TypeVar
 
 from peewee import SqliteDatabase
 
-from pacsbox import db as dbpkg
 from pacsbox.db.models import database
 from pacsbox.db.rows import Recorded, apply_counts
+from pacsbox.db.transaction import write_transaction
 from pacsbox.errors import OutcomeUnknown
 
 T = TypeVar("T")
-
-
-@contextlib.contextmanager
-def write_transaction() -> Iterator[None]:
-    """A transaction that takes the writer lock at once (SQLite IMMEDIATE)."""
-    db = database.obj
-    if isinstance(db, SqliteDatabase):
-        lock = dbpkg.writer_lock
-        if lock is None or db.in_transaction():
-            with db.atomic("IMMEDIATE"):
-                yield
-            return
-        with lock, db.atomic("IMMEDIATE"):
-            yield
-    else:
-        with db.atomic():
-            yield
 
 
 def alongside(meanwhile: Callable[[], None] | None, wait: Callable[[], T]) -> T:

@@ -11,7 +11,7 @@ import logging
 import time
 
 from pacsbox.db.auth_models import Journal
-from pacsbox.db.commit import write_transaction
+from pacsbox.db.transaction import write_transaction
 
 log = logging.getLogger("pacsbox.db")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from peewee import ColumnBase
 
 from pacsbox.db.models import ApplicationEntity, Instance, Patient, Series, Study
-from pacsbox.db.query import STORED_COLUMNS, StoredInstance, stored_row
 from pacsbox.db.sql import one
+from pacsbox.db.stored import STORED_COLUMNS, StoredInstance, stored_row
 
 
 def instance_path(inst: Instance) -> Path:

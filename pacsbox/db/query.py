@@ -27,6 +27,7 @@ from pydicom.dataset import Dataset
 
 from pacsbox.db.match import IMAGE, KEYS, PATIENT, RANK, SERIES, STUDY, TABLE, Attr, joined, match
 from pacsbox.db.models import Instance, Patient, Series, Study
+from pacsbox.db.stored import STORED_COLUMNS, StoredInstance, stored_row
 from pacsbox.errors import IdentifierMismatch, UnableToProcess
 
 # Information models (PS3.4 C.6): which levels each allows.
@@ -203,17 +204,6 @@ def _set(ds: Dataset, keyword: str, value: object) -> None:
     ds.add_new(tv[0], tv[1], value)
 
 
-@dataclass(frozen=True)
-class StoredInstance:
-    """What a retrieve needs to send one instance."""
-
-    sop_class_uid: str
-    sop_instance_uid: str
-    transfer_syntax_uid: str
-    path: str
-    native: bool
-
-
 def retrieve_query(q: Query) -> Query:
     """Check that a C-MOVE/C-GET identifier names what to send (its level's unique key).
 
@@ -245,25 +235,6 @@ def retrieve_syntaxes(q: Query) -> dict[str, set[str]]:
     for cls, ts in rows.tuples():
         out.setdefault(cls, set()).add(ts)
     return out
-
-
-# What a sender reads of an instance, and how a row of it becomes a StoredInstance.
-STORED_COLUMNS = (
-    Instance.id,
-    Instance.sop_class_uid,
-    Instance.sop_instance_uid,
-    Instance.transfer_syntax_uid,
-    Instance.native,
-    Instance.file_name,
-    Study.storage_root,
-    Study.folder,
-)
-
-
-def stored_row(row: tuple) -> tuple[int, StoredInstance]:
-    """(instance row id, StoredInstance) from a row of STORED_COLUMNS."""
-    iid, cls, uid, ts, native, name, root, folder = row
-    return iid, StoredInstance(cls, uid, ts, f"{root}/{folder}/{name}", bool(native))
 
 
 def retrieve_instances(q: Query, batch: int = 500) -> Iterator[StoredInstance]:

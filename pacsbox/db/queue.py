@@ -22,8 +22,8 @@ from typing import Any
 from peewee import fn
 
 from pacsbox.db import lookup
-from pacsbox.db.commit import write_transaction
 from pacsbox.db.models import QueueJob, QueueSent, database, utcnow
+from pacsbox.db.transaction import write_transaction
 from pacsbox.errors import UsageError
 
 KINDS = ("forward", "route", "commit", "retrieve", "sync", "ian", "burn", "export", "edit")

@@ -20,7 +20,6 @@ from typing import Any
 
 from peewee import fn
 
-from pacsbox.db.commit import write_transaction
 from pacsbox.db.models import (
     Instance,
     Patient,
@@ -32,6 +31,7 @@ from pacsbox.db.models import (
     database,
     utcnow,
 )
+from pacsbox.db.transaction import write_transaction
 from pacsbox.errors import NotFound, UsageError
 
 # Keys a route may match on, and the index column that holds each.

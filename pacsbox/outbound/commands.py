@@ -22,7 +22,6 @@ from pacsbox.db import queue
 from pacsbox.db.models import utcnow
 from pacsbox.errors import NotFound, PacsboxError, UsageError
 from pacsbox.outbound import forward
-from pacsbox.outbound.kinds import HANDLERS
 from pacsbox.outbound.runner import Runner
 from pacsbox.progress import Bar
 
@@ -75,6 +74,9 @@ def wait_for(cfg: Config, job_id: int, out: TextIO, poll: float = 0.05) -> int:
             looked = time.monotonic()
             daemon = status.current(cfg)["state"] != "not-running"
         if not daemon:
+            # Imported here: with a daemon running, the command needs no DICOM libraries.
+            from pacsbox.outbound.kinds import HANDLERS
+
             runner = runner or Runner(cfg, HANDLERS)
             claimed = queue.claim(runner.name, utcnow(), int(cfg.DeliveryConcurrency), only=job_id)
             if claimed is not None:

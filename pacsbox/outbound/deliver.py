@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pacsbox import scu
 from pacsbox.db import aes
 from pacsbox.db.query import StoredInstance
-from pacsbox.errors import NotFound, UsageError
 
 log = logging.getLogger("pacsbox.outbound")
 
@@ -51,13 +50,7 @@ class Delivery:
 
 def peer_of(title: str) -> scu.Peer:
     """The AE table's entry for ``title``; raises NotFound or UsageError (no address)."""
-    ae = aes.ae_get(title)
-    if ae is None:
-        raise NotFound(f"AE {title} is not in the AE table")
-    host = ae.hostname or ae.ipaddr
-    if not host or not ae.port:
-        raise UsageError(f"AE {title} has no host and port in the AE table")
-    return scu.Peer(ae.title, host, int(ae.port))
+    return scu.Peer(*aes.ae_address(title))
 
 
 def deliver(

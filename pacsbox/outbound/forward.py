@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from pacsbox.db import journal, lookup, queue
+from pacsbox.db import aes, journal, lookup, queue
 from pacsbox.errors import NotFound, UsageError
 from pacsbox.outbound.acks import AckLog
-from pacsbox.outbound.deliver import deliver, peer_of
 from pacsbox.outbound.runner import Control, Outcome, done, refused, unreachable, wake
 
 
@@ -64,7 +63,7 @@ def submit(selection: Selection, destination: str, *, owner: str = "", address: 
     selection)."""
     if not any(getattr(selection, k) for k in queue.SELECTION_KEYS):
         raise UsageError("name what to forward: a patient, a study, a series or an image")
-    peer_of(destination)
+    aes.ae_address(destination)
     items = selection.items()
     if not items:
         raise NotFound(f"nothing stored matches {selection.label()}")
@@ -86,6 +85,9 @@ def _uids(selection: Selection) -> str:
 
 def handle(ctl: Control) -> Outcome:
     """Run one attempt of a forward job."""
+    # Imported here: queueing a forward (the CLI) needs no DICOM libraries.
+    from pacsbox.outbound.deliver import deliver, peer_of
+
     job = ctl.job
     items = Selection.of(job.payload).items()
     if not items:

@@ -10,8 +10,7 @@ import json
 from dataclasses import asdict
 from typing import TextIO
 
-from pacsbox.db import journal, queue, routes
-from pacsbox.outbound.deliver import peer_of
+from pacsbox.db import aes, journal, queue, routes
 
 
 def add_route(view: routes.RouteView, *, user: str, address: str = "") -> routes.RouteView:
@@ -19,7 +18,7 @@ def add_route(view: routes.RouteView, *, user: str, address: str = "") -> routes
     journal who made it. Raises UsageError or NotFound with the reason."""
     routes.check(view, queue.check_window)
     for destination in view.destinations:
-        peer_of(destination)
+        aes.ae_address(destination)
     saved = routes.add(view)
     journal.record("route", user, address, target=saved.name,
                    detail=f"to {', '.join(saved.destinations)}: {saved.describe()}")  # fmt: skip
