@@ -11,6 +11,7 @@ reaches an association.
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import logging
 import threading
 import time
@@ -59,6 +60,12 @@ class Recorder:
                 )
                 self._thread.start()
 
+    def prune(self, now: dt.datetime | None = None) -> int:
+        """Keep the table bounded by this process's settings; returns rows removed.
+        Raises peewee errors when the index fails."""
+        self._pruned_at = time.monotonic()
+        return assoclog.prune(now or utcnow(), self.days, self.keep)
+
     def pending(self) -> int:
         with self._lock:
             return len(self._items)
@@ -80,10 +87,8 @@ class Recorder:
             try:
                 if batch:
                     assoclog.write(batch)
-                now = time.monotonic()
-                if batch and now - self._pruned_at >= PRUNE_EVERY:
-                    self._pruned_at = now
-                    assoclog.prune(utcnow(), self.days, self.keep)
+                if batch and time.monotonic() - self._pruned_at >= PRUNE_EVERY:
+                    self.prune()
             except Exception as exc:  # noqa: BLE001 - any index failure: keep them, say it once
                 with self._lock:
                     room = max(0, self.capacity - len(self._items))

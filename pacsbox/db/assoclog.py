@@ -120,7 +120,11 @@ def write(entries: Iterable[Entry]) -> None:
             where = [getattr(AssociationLog, k) == v for k, v in _columns(e).items()]
             n = (
                 AssociationLog.update(count=AssociationLog.count + len(same), last=last)
-                .where(*where, AssociationLog.first >= day)
+                .where(
+                    *where,
+                    AssociationLog.first >= day,
+                    AssociationLog.first < day + dt.timedelta(days=1),
+                )
                 .execute()
             )
             if not n:
@@ -143,19 +147,17 @@ def prune(now: dt.datetime, days: int, keep: int) -> int:
         p = database.param
         gone += database.execute_sql(
             "DELETE FROM association_log WHERE id IN (SELECT id FROM ("
-            " SELECT id, ROW_NUMBER() OVER (PARTITION BY remote_ae, direction ORDER BY id DESC)"
+            " SELECT id, ROW_NUMBER() OVER (PARTITION BY remote_ae, direction"
+            " ORDER BY last DESC, id DESC)"
             f" AS n FROM association_log WHERE result = {p}) AS ranked WHERE n > {p})",
             (ACCEPTED, keep),
         ).rowcount
-        cut = (
-            AssociationLog.select(AssociationLog.id)
-            .order_by(AssociationLog.id.desc())
-            .offset(MAX_ROWS)
-            .limit(1)
-            .scalar()
+        newest = AssociationLog.select(AssociationLog.id).order_by(
+            AssociationLog.last.desc(), AssociationLog.id.desc()
         )
-        if cut is not None:
-            gone += AssociationLog.delete().where(AssociationLog.id <= cut).execute()
+        gone += (
+            AssociationLog.delete().where(AssociationLog.id.in_(newest.offset(MAX_ROWS))).execute()
+        )
     return int(gone)
 
 
