@@ -69,8 +69,10 @@ def test_the_log_stays_bounded_by_days_and_per_ae_count(archive):
 
 
 def test_repeated_failures_are_one_row_a_day_with_their_count(archive):
-    day1 = [_entry("CT9", NOW - dt.timedelta(seconds=i), "rejected", reason="unknown-calling-ae")
-            for i in reversed(range(500))]  # fmt: skip  (oldest first, as they come)
+    day1 = [
+        _entry("CT9", NOW - dt.timedelta(seconds=i), "rejected", reason="unknown-calling-ae")
+        for i in reversed(range(500))
+    ]  # fmt: skip  (oldest first, as they come)
     day2 = [_entry("CT9", NOW + dt.timedelta(days=1, seconds=i), "rejected",
                    reason="unknown-calling-ae") for i in range(7)]  # fmt: skip
     out = [_entry("WS1", NOW, "refused", direction="out", address="127.0.0.1:9",
