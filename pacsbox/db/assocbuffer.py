@@ -2,10 +2,10 @@
 
 The store path is benchmarked, so an association only appends one entry
 to a bounded in-memory list (no I/O, no database lock); a background thread
-writes them in batches about once a second and prunes the table now and
-then. A busy or failing index delays the entries (they wait in the
-buffer); a full buffer drops the newest and counts them: neither ever
-reaches an association.
+writes them in batches about once a second, prunes the table now and then,
+and sleeps while there is nothing to write. A busy or failing index delays
+the entries (they wait in the buffer); a full buffer drops the newest and
+counts them: neither ever reaches an association.
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ class Recorder:
                 self.dropped += 1
                 return
             self._items.append(entry)
+            if len(self._items) == 1:
+                self._wake.set()  # the writer sleeps until there is something to write
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="pacsbox-assoclog", daemon=True
@@ -72,9 +74,11 @@ class Recorder:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait(FLUSH_EVERY)
+            self._wake.wait()
+            time.sleep(FLUSH_EVERY)  # gather a batch
             self._wake.clear()
-            self.flush()
+            if not self.flush():
+                self._wake.set()  # what waits is tried again after the next pause
 
     def flush(self) -> bool:
         """Write what waits (and prune when due); False when the index failed, and
