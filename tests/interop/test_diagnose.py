@@ -13,7 +13,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pacsbox.archive import Archive
 from pacsbox.config import load
 from pacsbox.web.app import create_app
-from tests.helpers import cli, dcmtk, free_port, poll
+from tests.helpers import Server, cli, dcmtk, free_port, poll, write_config
 from tests.integration.web.conftest import Clock, login
 from tests.peers import StoreSCP
 from tests.synth import make_instance
@@ -214,3 +214,22 @@ def test_a_worker_process_logs_the_associations_it_serves(ini, server, web):
         assert _rejected(web, 1)[("INTRUDER", "PACSBOX")]["count"] == 3
     finally:
         held.release()
+
+
+def test_too_many_associations_is_a_rejection_with_its_reason(tmp_path):
+    ini = write_config(tmp_path / "box", MaxAssociations=1, WorkerProcesses=1)
+    cli(ini, "ae", "add", "STORESCU")
+    server = Server(ini).start()
+    ae = AE(ae_title="STORESCU")
+    ae.add_requested_context(Verification)
+    held = ae.associate("127.0.0.1", server.port, ae_title=server.ae_title)
+    try:
+        assert held.is_established
+        r = _echo(server, "STORESCU")
+        assert r.returncode != 0 and "Local Limit Exceeded" in r.stderr
+    finally:
+        held.release()
+        server.stop()
+    r = cli(ini, "ae", "diagnose", "STORESCU", check=False)  # the daemon is down now
+    assert "too many associations" in r.stdout and "raise MaxAssociations" in r.stdout
+    assert r.returncode == 1 and "pacsbox is not running" in r.stderr
