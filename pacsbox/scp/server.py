@@ -82,6 +82,28 @@ class Service:
     summary: Callable[[Association], str | None] | None = None
 
 
+def _rejected_words(rejected: Sequence[PresentationContext]) -> str:
+    """Rejected contexts in words: SOP class, the transfer syntax when that was the
+    cause, and why (the first three)."""
+    words = []
+    for cx in rejected[:3]:
+        what = UID(str(cx.abstract_syntax)).name
+        if cx.result == 0x04 and cx.transfer_syntax:
+            what += f" in {UID(str(cx.transfer_syntax[0])).name}"
+        words.append(f"{what} ({CONTEXT_RESULT.get(cx.result or 0, 'rejected')})")
+    more = f" and {len(rejected) - 3} more" if len(rejected) > 3 else ""
+    return ", ".join(words) + more
+
+
+def no_context(rejected: Sequence[PresentationContext]) -> tuple[str, str]:
+    """The association log's reason and words when no presentation context was accepted."""
+    reason = "no-transfer-syntax" if {cx.result for cx in rejected} == {0x04} else "no-context"
+    return (
+        reason,
+        f"no presentation context accepted: {_rejected_words(rejected) or 'none proposed'}",
+    )
+
+
 def order_syntaxes(proposed: Sequence[str], preferred: str) -> list[str]:
     """Peer's order, filtered to what we accept; PreferredXferSyntaxRx first if offered."""
     ours = [str(ts) for ts in proposed if str(ts) in _ACCEPTED]
@@ -250,7 +272,7 @@ class Listener:
 
     def _is_self(self, calling: str, address: str) -> bool:
         """The box's own self-check: our AE title, from this machine."""
-        return calling == self.cfg.ApplicationEntityTitle and address in ("127.0.0.1", "::1")
+        return calling == self.cfg.ApplicationEntityTitle and address in LOOPBACK
 
     def _log_in(
         self, assoc: Association, calling: str, called: str, address: str, result: str,
@@ -318,20 +340,16 @@ class Listener:
         assoc = event.assoc
         rq = assoc.requestor
         calling, ours = rq.ae_title.strip(), self.cfg.ApplicationEntityTitle
+        rejected = assoc.rejected_contexts
         if assoc.accepted_contexts:
             log.info("association from %s (%s) to %s accepted", calling, rq.address, ours)
-            self._log_in(assoc, calling, ours, rq.address, assoclog.ACCEPTED)
+            # Some contexts rejected: what a peer that then cannot send needs to know.
+            detail = f"rejected {_rejected_words(rejected)}" if rejected else ""
+            self._log_in(assoc, calling, ours, rq.address, assoclog.ACCEPTED, "", detail)
             return
         # Accepted with every presentation context rejected (PS3.8 allows it):
         # for the peer this is a rejection, and the log says what it proposed.
-        rejected = assoc.rejected_contexts
-        causes = {cx.result for cx in rejected}
-        reason = "no-transfer-syntax" if causes == {0x04} else "no-context"
-        proposed = ", ".join(
-            f"{UID(str(cx.abstract_syntax)).name} ({CONTEXT_RESULT.get(cx.result or 0, 'rejected')})"
-            for cx in rejected[:3]
-        ) + (f" and {len(rejected) - 3} more" if len(rejected) > 3 else "")
-        detail = f"no presentation context accepted: {proposed or 'none proposed'}"
+        reason, detail = no_context(rejected)
         log.warning("association from %s (%s) to %s: %s", calling, rq.address, ours, detail)
         self._log_in(assoc, calling, ours, rq.address, "rejected", reason, detail)
 

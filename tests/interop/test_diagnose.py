@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import pytest
 from pynetdicom import AE
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    ModalityWorklistInformationFind,
+    Verification,
+)
 
 from pacsbox.archive import Archive
 from pacsbox.config import load
@@ -202,10 +205,12 @@ def test_outgoing_a_live_storescp_and_a_dead_port_show_in_out(ini, server, web, 
 
 def test_a_worker_process_logs_the_associations_it_serves(ini, server, web):
     """While the daemon holds one association, scp.balance deals the next ones to the
-    worker process (WorkerProcesses = 2 by default): they are logged all the same."""
+    worker process (WorkerProcesses = 2 by default): they are logged all the same.
+    The held one proposed a context pacsbox rejects, and its entry says which."""
     assert server.cfg.WorkerProcesses == 2
     ae = AE(ae_title="STORESCU")
     ae.add_requested_context(Verification)
+    ae.add_requested_context(ModalityWorklistInformationFind)
     held = ae.associate("127.0.0.1", server.port, ae_title=server.ae_title)
     assert held.is_established
     try:
@@ -214,6 +219,11 @@ def test_a_worker_process_logs_the_associations_it_serves(ini, server, web):
         assert _rejected(web, 1)[("INTRUDER", "PACSBOX")]["count"] == 3
     finally:
         held.release()
+    (entry,) = web.get("/aes.json").json["associations"]["STORESCU"]["in"]
+    assert entry["result"] == "accepted"
+    assert entry["detail"] == (
+        "rejected Modality Worklist Information Model - FIND (abstract syntax not supported)"
+    )
 
 
 def test_too_many_associations_is_a_rejection_with_its_reason(tmp_path):
