@@ -24,7 +24,17 @@ from pathlib import Path
 
 from pacsbox import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, meta, recovery, storage
 from pacsbox.config import Config
-from pacsbox.db import DbError, aes, close_database, commit, dirty, lookup, open_database, rows
+from pacsbox.db import (
+    DbError,
+    aes,
+    assocbuffer,
+    close_database,
+    commit,
+    dirty,
+    lookup,
+    open_database,
+    rows,
+)
 from pacsbox.db import index as idx
 from pacsbox.db.models import Instance, Study
 from pacsbox.errors import (
@@ -87,9 +97,11 @@ class Archive:
         # In a worker process: the daemon's index writer records for us
         # (record_link.RecordClient.record, one of record_many's records).
         self.remote_record = remote_record
+        assocbuffer.recorder.configure(cfg.AssociationLogDays, cfg.AssociationLogKeep)
 
     def close(self) -> None:
         self.committer.close()
+        assocbuffer.recorder.flush()  # this process's last associations, before the index goes
         close_database()
 
     # -- where things go ------------------------------------------------------
@@ -408,15 +420,18 @@ class Archive:
 
     # -- access control (NET-9) -----------------------------------------------
 
-    def check_peer(self, calling_ae: str, address: str) -> str | None:
-        """None when the AE may associate, else the reason it may not."""
+    def check_peer(self, calling_ae: str, address: str) -> tuple[str, str] | None:
+        """None when the AE may associate, else why not: (``assoclog.REASONS`` code, words)."""
         ae = aes.ae_get(calling_ae.strip())
         if ae is None:
-            return "calling AE title not in the AE table"
+            return "unknown-calling-ae", "calling AE title not in the AE table"
         if not ae.allowaccess:
-            return "AE is not allowed access"
+            return "disabled-ae", "AE is not allowed access"
         if ae.ipaddr and ae.ipaddr != address:
-            return f"address {address} does not match the AE table's {ae.ipaddr}"
+            return (
+                "address-mismatch",
+                f"address {address} does not match the AE table's {ae.ipaddr}",
+            )
         return None
 
     # -- consistency ------------------------------------------------------------

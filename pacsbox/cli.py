@@ -136,6 +136,10 @@ def cmd_ae(args: argparse.Namespace, cfg: config.Config) -> int:
             if not db_aes.ae_remove(args.title):
                 raise NotFound(f"AE {args.title} is not in the AE table")
             print(f"AE {args.title} removed")
+        elif args.ae_cmd == "diagnose":
+            from pacsbox.scu.diagnose import diagnose
+
+            return diagnose(cfg, args.title, sys.stdout)
         return 0
 
 
@@ -460,6 +464,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--description", help="free text")
     aesub.add_parser("list", parents=[common], help="list the AE table")
     r = aesub.add_parser("remove", parents=[common], help="remove an AE")
+    r.add_argument("title")
+    r = aesub.add_parser(
+        "diagnose",
+        parents=[common],
+        help="its last associations in and out, recent rejections with the fix, and "
+        "C-ECHO both ways (exit 0 when every direction that can be tested works)",
+    )
     r.add_argument("title")
 
     sub.add_parser(

@@ -290,6 +290,21 @@ SETTINGS: tuple[Setting, ...] = (
         _choice("debug", "info", "warning", "error"),
         "Operator log level; debug also logs patient names in queries.",
     ),
+    S(
+        "AssociationLogDays",
+        "logging",
+        "7",
+        _int_range(1, 365),
+        "Days the association log keeps rejected and failed associations (the AE page's "
+        "Rejected associations and `pacsbox ae diagnose`).",
+    ),
+    S(
+        "AssociationLogKeep",
+        "logging",
+        "20",
+        _int_range(1, 1000),
+        "Accepted associations the association log keeps per AE and direction (in, out).",
+    ),
     # -- disk watermarks ----------------------------------------------------
     S(
         "HighWaterMark",

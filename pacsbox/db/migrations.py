@@ -12,7 +12,13 @@ from collections.abc import Callable
 
 from peewee import Database
 
-from pacsbox.db.models import CORE_MODELS, QUEUE_MODELS, ROUTE_MODELS, SchemaVersion
+from pacsbox.db.models import (
+    ASSOCLOG_MODELS,
+    CORE_MODELS,
+    QUEUE_MODELS,
+    ROUTE_MODELS,
+    SchemaVersion,
+)
 
 log = logging.getLogger("pacsbox.db")
 
@@ -90,6 +96,12 @@ def _m0015_routes(db: Database) -> None:
     db.create_tables(ROUTE_MODELS, safe=True)
 
 
+def _m0017_association_log(db: Database) -> None:
+    # Connectivity diagnostics: the last associations in and out per AE and
+    # the recent rejections. A new table only, as 0014.
+    db.create_tables(ASSOCLOG_MODELS, safe=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (1, "core tables: patient, study, series, instance, AE table", _m0001_core),
     (2, "composite indexes for queries", _m0002_query_indexes),
@@ -98,6 +110,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (13, "edited columns, and later images still to take an edit", _m0013_edit_marks),
     (14, "the durable work queue", _m0014_queue),
     (15, "the routing table", _m0015_routes),
+    (17, "the association log", _m0017_association_log),
 ]
 
 

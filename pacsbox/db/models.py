@@ -326,6 +326,39 @@ class RouteScan(BaseModel):
 ROUTE_MODELS = [Route, RoutedStudy, RouteScan]
 
 
+class AssociationLog(BaseModel):
+    """Associations in and out, per remote AE, for the connectivity diagnostics.
+
+    Made by migration 17. Accepted associations are one row each (the last
+    ``AssociationLogKeep`` per AE and direction are kept); any other outcome
+    is counted on one row per kind and UTC day (``count``, ``first`` to
+    ``last``), so a modality retrying all night adds one row, not thousands.
+    """
+
+    id: AutoField[int]
+    direction = CharField(max_length=3)  # "in" (they called us) or "out" (we called them)
+    remote_ae = CharField(max_length=16)  # theirs: the calling AE (in) or the called AE (out)
+    calling_ae = CharField(max_length=16, default="")  # A-ASSOCIATE-RQ Calling AE Title
+    called_ae = CharField(max_length=16, default="")  # A-ASSOCIATE-RQ Called AE Title
+    address = CharField(max_length=300, default="")  # their IP (in), host:port (out)
+    service = CharField(max_length=16, default="")  # out: echo, store, forward, move, find
+    result = CharField(max_length=16)  # assoclog.RESULTS
+    reason = CharField(max_length=32, default="")  # assoclog.REASONS key, or A-ASSOCIATE-RJ codes
+    detail = CharField(max_length=300, default="")  # the reason in words
+    first = DateTimeField(default=utcnow)
+    last = DateTimeField(default=utcnow)
+    count = IntegerField(default=1)
+
+    class Meta:
+        indexes = (
+            (("remote_ae", "direction", "last"), False),  # an AE's last associations
+            (("last",), False),  # prune by age; rejections of the last days
+        )
+
+
+ASSOCLOG_MODELS = [AssociationLog]
+
+
 class SchemaVersion(BaseModel):
     version = IntegerField(primary_key=True)
     name = CharField(max_length=128)

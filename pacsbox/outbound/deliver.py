@@ -81,13 +81,13 @@ def deliver(
     for _, item in items:
         syntaxes.setdefault(item.sop_class_uid, set()).add(item.transfer_syntax_uid)
     try:
-        assoc = scu.open_store_association(
-            calling_ae, peer, syntaxes, timeout=timeout, max_pdu=max_pdu
+        assoc, outcome = scu.open_store_association(
+            calling_ae, peer, syntaxes, timeout=timeout, max_pdu=max_pdu, service="forward"
         )
     except (OSError, RuntimeError) as exc:
         assoc, why = None, str(exc)
     else:
-        why = "association rejected or not answered"
+        why = "association " + outcome.words()
     if assoc is None:
         out.unreachable = f"{peer.title} ({peer.host}:{peer.port}): {why}"
         return out

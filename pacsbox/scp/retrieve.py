@@ -178,15 +178,19 @@ class Retrieval:
             self._respond(0x0000, counts)
             return
         if peer is not None:  # C-MOVE
-            store_assoc = scu.open_store_association(
+            store_assoc, outcome = scu.open_store_association(
                 self.qr.cfg.ApplicationEntityTitle,
                 peer,
                 syntaxes,
                 timeout=self.qr.timeout,
                 max_pdu=self.qr.cfg.MaxPDULength,
+                service="move",
             )
             if store_assoc is None:
-                self._log(f"destination {peer.title} ({peer.host}:{peer.port}) did not accept")
+                self._log(
+                    f"destination {peer.title} ({peer.host}:{peer.port}) did not accept: "
+                    + outcome.words()
+                )
                 self._respond(0xA702, counts)
                 return
             sender = scu.Sender(

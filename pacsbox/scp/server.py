@@ -16,6 +16,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from pydicom.uid import UID
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext, build_context
@@ -25,7 +26,9 @@ from pynetdicom.transport import ThreadedAssociationServer
 from pacsbox import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from pacsbox.archive import Archive
 from pacsbox.config import Config
+from pacsbox.db import assocbuffer, assoclog
 from pacsbox.scp.balance import Balance
+from pacsbox.scu import PROBE_VERSION_NAME
 from pacsbox.wire import listen
 
 log = logging.getLogger("pacsbox.scp")
@@ -64,6 +67,9 @@ _ACCEPTED = set(ACCEPTED_TRANSFER_SYNTAXES)
 REJECT_CALLING_AE = (0x01, 0x01, 0x03)
 REJECT_CALLED_AE = (0x01, 0x01, 0x07)
 REJECT_BUSY = (0x02, 0x03, 0x02)  # transient, local limit exceeded
+LOOPBACK = ("127.0.0.1", "::1")
+# PS3.8 Table 9-18: presentation context results that name the cause.
+CONTEXT_RESULT = {0x03: "abstract syntax not supported", 0x04: "no transfer syntax supported"}
 
 
 @dataclass
@@ -74,6 +80,28 @@ class Service:
     contexts: list[PresentationContext] = field(default_factory=list)
     handlers: list[tuple] = field(default_factory=list)
     summary: Callable[[Association], str | None] | None = None
+
+
+def _rejected_words(rejected: Sequence[PresentationContext]) -> str:
+    """Rejected contexts in words: SOP class, the transfer syntax when that was the
+    cause, and why (the first three)."""
+    words = []
+    for cx in rejected[:3]:
+        what = UID(str(cx.abstract_syntax)).name
+        if cx.result == 0x04 and cx.transfer_syntax:
+            what += f" in {UID(str(cx.transfer_syntax[0])).name}"
+        words.append(f"{what} ({CONTEXT_RESULT.get(cx.result or 0, 'rejected')})")
+    more = f" and {len(rejected) - 3} more" if len(rejected) > 3 else ""
+    return ", ".join(words) + more
+
+
+def no_context(rejected: Sequence[PresentationContext]) -> tuple[str, str]:
+    """The association log's reason and words when no presentation context was accepted."""
+    reason = "no-transfer-syntax" if {cx.result for cx in rejected} == {0x04} else "no-context"
+    return (
+        reason,
+        f"no presentation context accepted: {_rejected_words(rejected) or 'none proposed'}",
+    )
 
 
 def order_syntaxes(proposed: Sequence[str], preferred: str) -> list[str]:
@@ -138,6 +166,8 @@ class Listener:
         self._gone: weakref.WeakSet = weakref.WeakSet()
         # Associations counted in ``_active`` (against MaxAssociations).
         self._established: weakref.WeakSet = weakref.WeakSet()
+        # `pacsbox ae diagnose` testing the way in: not an association to log.
+        self._probes: weakref.WeakSet = weakref.WeakSet()
 
     @property
     def port(self) -> int:
@@ -222,31 +252,50 @@ class Listener:
         calling = (primitive.calling_ae_title or "").strip()
         called = (primitive.called_ae_title or "").strip()
         address = rq.address
+        if address in LOOPBACK and rq.implementation_version_name == PROBE_VERSION_NAME:
+            self._probes.add(assoc)
         if called != self.cfg.ApplicationEntityTitle:
-            self._reject(
-                assoc, REJECT_CALLED_AE, calling, address, f"called AE {called!r} is not ours"
-            )
+            why = ("wrong-called-ae", f"called AE {called!r} is not ours")
+            self._reject(assoc, REJECT_CALLED_AE, calling, called, address, why)
             return
-        reason = (
+        refusal = (
             None if self._is_self(calling, address) else self.archive.check_peer(calling, address)
         )
-        if reason:
-            self._reject(assoc, REJECT_CALLING_AE, calling, address, reason)
+        if refusal:
+            self._reject(assoc, REJECT_CALLING_AE, calling, called, address, refusal)
             return
         if self.active_associations >= self.cfg.MaxAssociations:
-            self._reject(assoc, REJECT_BUSY, calling, address, "MaxAssociations reached")
+            why = ("busy", "MaxAssociations reached")
+            self._reject(assoc, REJECT_BUSY, calling, called, address, why)
             return
         self._add_storage_contexts(assoc)
 
     def _is_self(self, calling: str, address: str) -> bool:
         """The box's own self-check: our AE title, from this machine."""
-        return calling == self.cfg.ApplicationEntityTitle and address in ("127.0.0.1", "::1")
+        return calling == self.cfg.ApplicationEntityTitle and address in LOOPBACK
+
+    def _log_in(
+        self, assoc: Association, calling: str, called: str, address: str, result: str,
+        reason: str = "", detail: str = "",
+    ) -> None:  # fmt: skip
+        """One entry for the association log: a list append, written later elsewhere."""
+        if assoc not in self._probes:
+            assocbuffer.record(
+                assoclog.Entry("in", calling, calling, called, address, "", result, reason, detail)
+            )
 
     def _reject(
-        self, assoc: Association, rsd: tuple[int, int, int], calling: str, address: str, why: str
+        self,
+        assoc: Association,
+        rsd: tuple[int, int, int],
+        calling: str,
+        called: str,
+        address: str,
+        why: tuple[str, str],
     ) -> None:
         self._told.add(assoc)
-        log.warning("association rejected: calling AE %r from %s: %s", calling, address, why)
+        log.warning("association rejected: calling AE %r from %s: %s", calling, address, why[1])
+        self._log_in(assoc, calling, called, address, "rejected", *why)
         assoc.acse.send_reject(*rsd)
         evt.trigger(assoc, evt.EVT_REJECTED, {})
         # Like pynetdicom's own rejection: wait until the reject PDU is out
@@ -288,13 +337,21 @@ class Listener:
         with self._lock:
             self._established.add(event.assoc)
             self._active += 1
-        rq = event.assoc.requestor
-        log.info(
-            "association from %s (%s) to %s accepted",
-            rq.ae_title.strip(),
-            rq.address,
-            self.cfg.ApplicationEntityTitle,
-        )
+        assoc = event.assoc
+        rq = assoc.requestor
+        calling, ours = rq.ae_title.strip(), self.cfg.ApplicationEntityTitle
+        rejected = assoc.rejected_contexts
+        if assoc.accepted_contexts:
+            log.info("association from %s (%s) to %s accepted", calling, rq.address, ours)
+            # Some contexts rejected: what a peer that then cannot send needs to know.
+            detail = f"rejected {_rejected_words(rejected)}" if rejected else ""
+            self._log_in(assoc, calling, ours, rq.address, assoclog.ACCEPTED, "", detail)
+            return
+        # Accepted with every presentation context rejected (PS3.8 allows it):
+        # for the peer this is a rejection, and the log says what it proposed.
+        reason, detail = no_context(rejected)
+        log.warning("association from %s (%s) to %s: %s", calling, rq.address, ours, detail)
+        self._log_in(assoc, calling, ours, rq.address, "rejected", reason, detail)
 
     def _on_closed(self, event: evt.Event) -> None:
         self._told.add(event.assoc)  # aborted while negotiating: this line is its end

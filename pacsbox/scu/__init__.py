@@ -6,6 +6,7 @@ association (C-MOVE to a destination, C-GET back to the requestor);
 take the stored transfer syntax.
 """
 
+from pacsbox.scu.associate import PROBE_VERSION_NAME, Outcome, open_association
 from pacsbox.scu.convert import Decompress, convert, decompressed, stored_dataset
 from pacsbox.scu.echo import EchoResult, Peer, echo, make_ae
 from pacsbox.scu.sender import (
@@ -24,15 +25,18 @@ __all__ = [
     "MAX_CONTEXTS",
     "NO_CONTEXT",
     "NO_RESPONSE",
+    "PROBE_VERSION_NAME",
     "Counts",
     "Decompress",
     "EchoResult",
+    "Outcome",
     "Peer",
     "Sender",
     "convert",
     "decompressed",
     "echo",
     "make_ae",
+    "open_association",
     "open_store_association",
     "store_contexts",
     "stored_dataset",

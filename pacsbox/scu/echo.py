@@ -10,15 +10,11 @@ from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # pynetdicom makes its SOP class names at import
 
 from pacsbox import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from pacsbox.scu.associate import PROBE_VERSION_NAME, Peer, open_association
+
+__all__ = ["EchoResult", "Peer", "echo", "make_ae"]
 
 log = logging.getLogger("pacsbox.scu")
-
-
-@dataclass(frozen=True)
-class Peer:
-    title: str
-    host: str
-    port: int
 
 
 @dataclass
@@ -40,16 +36,25 @@ def make_ae(calling_ae: str, timeout: float = 30.0) -> AE:
     return ae
 
 
-def echo(calling_ae: str, peer: Peer, timeout: float = 10.0) -> EchoResult:
-    """C-ECHO a remote AE (SCU-1). Never raises: the result says what happened."""
+def echo(calling_ae: str, peer: Peer, timeout: float = 10.0, *, probe: bool = False) -> EchoResult:
+    """C-ECHO a remote AE (SCU-1). Never raises: the result says what happened.
+
+    ``probe``: `pacsbox ae diagnose` testing our own listener's way in, which
+    that listener then leaves out of its association log.
+    """
     t0 = time.monotonic()
     ae = make_ae(calling_ae, timeout)
+    if probe:
+        ae.implementation_version_name = PROBE_VERSION_NAME
     ae.add_requested_context(Verification)
-    assoc = ae.associate(peer.host, peer.port, ae_title=peer.title)
-    if not assoc.is_established:
-        why = "rejected" if assoc.is_rejected else "no answer"
-        log.info("C-ECHO to %s (%s:%d): association %s", peer.title, peer.host, peer.port, why)
-        return EchoResult(False, None, f"association {why}", (time.monotonic() - t0) * 1000)
+    try:
+        assoc, outcome = open_association(ae, calling_ae, peer, "echo")
+    except (OSError, ValueError, RuntimeError) as exc:
+        return EchoResult(False, None, f"cannot connect: {exc}", (time.monotonic() - t0) * 1000)
+    if not assoc.is_established or not outcome.ok:
+        if assoc.is_established:
+            assoc.release()
+        return EchoResult(False, None, outcome.words(), (time.monotonic() - t0) * 1000)
     try:
         rsp = assoc.send_c_echo()
     finally:

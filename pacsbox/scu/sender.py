@@ -27,6 +27,7 @@ from pynetdicom.dsutils import encode
 from pynetdicom.presentation import build_context
 
 from pacsbox.db.query import StoredInstance
+from pacsbox.scu.associate import Outcome, open_association
 from pacsbox.scu.convert import Decompress, convert
 from pacsbox.scu.echo import Peer, make_ae
 from pacsbox.wire import pdu, send
@@ -58,20 +59,18 @@ def open_store_association(
     *,
     timeout: float = 60.0,
     max_pdu: int = 0,
-) -> Association | None:
-    """Associate with a move destination; returns None when it does not accept."""
+    service: str = "store",
+) -> tuple[Association | None, Outcome]:
+    """Associate with a C-STORE destination (``service`` names why, for the association
+    log: store, move, forward); the association is None when it was not accepted."""
     ae = make_ae(calling_ae, timeout)
-    assoc = ae.associate(
-        peer.host,
-        peer.port,
-        contexts=store_contexts(syntaxes),
-        ae_title=peer.title,
-        max_pdu=max_pdu,
+    assoc, outcome = open_association(
+        ae, calling_ae, peer, service, contexts=store_contexts(syntaxes), max_pdu=max_pdu
     )
     if not assoc.is_established:
-        return None
+        return None, outcome
     send.nodelay(assoc)
-    return assoc
+    return assoc, outcome
 
 
 @dataclass

@@ -1,8 +1,10 @@
-"""The AE table page: list, add/edit, delete, and Ping through C-ECHO (WEB-4, SCU-1).
+"""The AE table page: list, add/edit, delete, and Ping through C-ECHO (WEB-4, SCU-1),
+with each AE's last associations and the recent rejections (connectivity diagnostics).
 
 Everyone logged in may see the table and ping (both harmless); changing it
-decides who may store into the box, so it needs System Administration.
-A rejected form comes back filled in, with the reason, so it can be fixed.
+decides who may store into the box, so it needs System Administration, and so
+do the one-click fixes of a rejection (add this AE, allow this address,
+enable). A rejected form comes back filled in, with the reason, so it can be fixed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import bottle
 
 from pacsbox import config
 from pacsbox.db import aes as db_aes
+from pacsbox.db import assoclog
 from pacsbox.errors import NotFound, UsageError
 from pacsbox.web.core import Ctx, done, form, json_response, wants_json
 
@@ -98,9 +101,15 @@ def _blank() -> dict[str, Any]:
 
 def register(ctx: Ctx) -> None:
     def page(**extra: Any) -> dict[str, Any]:
+        from pacsbox.scu.diagnose import rejected
+
+        rows = [ae_row(a) for a in db_aes.ae_list()]
         data: dict[str, Any] = {
             "title": "AE table",
-            "aes": [ae_row(a) for a in db_aes.ae_list()],
+            "aes": rows,
+            "associations": assoclog.recent_by_ae([r["title"] for r in rows]),
+            "rejected": rejected(ctx.cfg),
+            "log_days": ctx.cfg.AssociationLogDays,
             "ping": None,
             "error": "",
             "values": _blank() | {"archivedir": "", "description": ""},
@@ -108,9 +117,19 @@ def register(ctx: Ctx) -> None:
         data.update(extra)
         return data
 
+    def existing(title: str) -> ApplicationEntity:
+        ae = db_aes.ae_get(title)
+        if ae is None:
+            raise NotFound(f"AE {title} is not in the AE table")
+        return ae
+
     @ctx.page("/aes", template="aes.tpl")
     def aes(ident):
         edit = bottle.request.query.getunicode("edit") or ""
+        add = bottle.request.query.getunicode("add") or ""
+        if add:  # "Add this AE" of a rejection: the form, filled in, still to be saved
+            address = bottle.request.query.getunicode("ipaddr") or ""
+            return page(values=page()["values"] | {"title": add[:16], "ipaddr": address[:64]})
         if not edit:
             return page()
         ae = db_aes.ae_get(edit)
@@ -141,6 +160,27 @@ def register(ctx: Ctx) -> None:
             raise NotFound(f"AE {title} is not in the AE table")
         ctx.journal("ae-delete", title)
         return done("/aes", f"AE {title} removed")
+
+    @ctx.page(f"/aes/{TITLE}/allow", method="POST", privilege="admin")
+    def ae_allow(ident, title):
+        # "Allow this address" of a rejection for an address mismatch.
+        ae = existing(title)
+        address = parse_form({"title": title, "ipaddr": form("address")})["ipaddr"]
+        if not address:
+            raise UsageError("address: the IP address to allow")
+        if ae.hostname == ae.ipaddr:  # a host name that was the old address goes with it
+            ae.hostname = address
+        ae.ipaddr = address
+        db_aes.ae_upsert(title, ipaddr=ae.ipaddr, hostname=ae.hostname)
+        ctx.journal("ae-allow", title, address)
+        return done("/aes", f"AE {title} now accepted from {address}", title=title)
+
+    @ctx.page(f"/aes/{TITLE}/enable", method="POST", privilege="admin")
+    def ae_enable(ident, title):
+        existing(title)
+        db_aes.ae_upsert(title, allowaccess=True)
+        ctx.journal("ae-enable", title)
+        return done("/aes", f"AE {title} enabled", title=title)
 
     @ctx.page(f"/aes/{TITLE}/ping", method="POST", template="aes.tpl")
     def ae_ping(ident, title):

@@ -8,9 +8,10 @@ import pytest
 
 from pacsbox.archive import Archive
 from pacsbox.config import load
-from pacsbox.db import queue
+from pacsbox.db import assoclog, queue
 from pacsbox.db.migrations import MIGRATIONS
 from pacsbox.db.models import (
+    ASSOCLOG_MODELS,
     QUEUE_MODELS,
     ROUTE_MODELS,
     Instance,
@@ -113,5 +114,30 @@ def test_a_database_of_version_14_gains_the_routing_table_and_station_names(requ
         archive.store(make_instance(patient_id="OLD1", extra={"StationName": "CT-EAST"}),
                       source="test")  # fmt: skip
         assert sorted(s.station_name for s in Series.select()) == ["", "CT-EAST"]
+    finally:
+        archive.close()
+
+
+@pytest.mark.parametrize("db", DATABASES)
+def test_a_database_of_version_16_gains_the_association_log_as_a_fresh_one_has_it(
+    request, tmp_path, db
+):
+    cfg = load(write_config(tmp_path / "box", SyncWrites="no", **index_settings(request, db)))
+    archive = Archive(cfg)
+    try:
+        fresh = _schema(ASSOCLOG_MODELS)
+        archive.store(make_instance(patient_id="OLD1"), source="test")
+        # Take the database back to what came before 17: no association log.
+        database.obj.drop_tables(ASSOCLOG_MODELS)
+        SchemaVersion.delete().where(SchemaVersion.version >= 17).execute()
+    finally:
+        archive.close()
+    archive = Archive(cfg)
+    try:
+        assert 17 in {v.version for v in SchemaVersion.select()}
+        assert _schema(ASSOCLOG_MODELS) == fresh and len(fresh["association_log"][1]) >= 2
+        assert Instance.select().count() == 1
+        assoclog.write([assoclog.Entry("in", "CT1", "CT1", "PACSBOX", "10.0.0.5")])
+        assert [r["remote_ae"] for r in assoclog.recent("CT1", "in")] == ["CT1"]
     finally:
         archive.close()
