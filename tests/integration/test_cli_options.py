@@ -21,6 +21,7 @@ LEAVES: dict[tuple[str, ...], list[str]] = {
     ("ae", "add"): ["CT9", "--host", "127.0.0.1", "--port", "104"],
     ("ae", "list"): [],
     ("ae", "remove"): ["CT9"],
+    ("ae", "diagnose"): ["CT9"],
     ("rebuild-index",): [],
     ("check",): [],
     ("user", "add"): ["someone"],
