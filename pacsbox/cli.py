@@ -346,6 +346,74 @@ def cmd_queue(args: argparse.Namespace, cfg: config.Config) -> int:
         return queue_command(cfg, args.action or "list", args.id, args.json, sys.stdout)
 
 
+# -- remote query and retrieve ------------------------------------------------------
+
+
+@command("query")
+def cmd_query(args: argparse.Namespace, cfg: config.Config) -> int:
+    from pacsbox.outbound.remotecmd import query_command
+
+    _quiet_pynetdicom(args)
+    with _archive(cfg):
+        return query_command(cfg, args.ae, args.level, args.k, args.json, sys.stdout)
+
+
+@command("retrieve")
+def cmd_retrieve(args: argparse.Namespace, cfg: config.Config) -> int:
+    import getpass
+
+    from pacsbox.outbound.remotecmd import retrieve_command
+
+    _quiet_pynetdicom(args)
+    with _archive(cfg):
+        return retrieve_command(cfg, args.ae, args.study, args.series or "", args.wait,
+                                f"cli:{getpass.getuser()}", sys.stdout)  # fmt: skip
+
+
+def _quiet_pynetdicom(args: argparse.Namespace) -> None:
+    """pynetdicom logs a failed association in several lines; the command says it in one."""
+    if not args.debug:
+        logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
+
+
+def _remote_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """``query`` and ``retrieve`` (SCU-2), named as in MISSION.md."""
+    s = sub.add_parser("query", parents=[common], help="C-FIND a remote AE of the AE table")
+    s.add_argument("ae", metavar="AE", help="the remote AE, from the AE table")
+    s.add_argument(
+        "--level",
+        choices=["patient", "study", "series"],
+        default="study",
+        help="what to list (default study; series needs -k StudyInstanceUID=...)",
+    )
+    s.add_argument(
+        "-k",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a matching or return key by keyword or tag, with wildcards * ? "
+        "and date ranges (StudyDate=20240101-20241231); repeat for more",
+    )
+    s.add_argument(
+        "--json",
+        action="store_true",
+        help="a JSON array of matches keyed by DICOM keyword, with a local field",
+    )
+    s = sub.add_parser(
+        "retrieve",
+        parents=[common],
+        help="C-MOVE a study or series from a remote AE to this box (a queue job; prints its id)",
+    )
+    s.add_argument("ae", metavar="AE", help="the remote AE, from the AE table")
+    s.add_argument("--study", required=True, metavar="UID", help="the Study Instance UID")
+    s.add_argument("--series", metavar="UID", help="only this Series Instance UID of the study")
+    s.add_argument(
+        "--wait",
+        action="store_true",
+        help="show progress until the job ends; exit 1 with the reason when it fails",
+    )
+
+
 # -- argument parsing --------------------------------------------------------------
 
 
@@ -444,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="P",
         help="a privilege (view, modify, forward, query, move, download, export, "
         "import, print, upload, monitor, mark, storage, admin); repeat for more. "
-        "forward, query, move, print, upload and storage gate no feature yet",
+        "print, upload and storage gate no feature yet",
     )
     u.add_argument("--first-name")
     u.add_argument("--last-name")
@@ -535,6 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("action", nargs="?", choices=["list", "retry", "cancel"], help="default: list")
     s.add_argument("id", nargs="?", type=int, help="the job, for retry and cancel")
     s.add_argument("--json", action="store_true", help="a JSON array of jobs (for scripts)")
+    _remote_parsers(sub, common)
     s = sub.add_parser("frontpanel", parents=[common], help="drive the front panel display")
     s.add_argument("--once", action="store_true", help="render once and exit")
     return p
