@@ -23,6 +23,7 @@ from pacsbox.web import (
     forward,
     marks,
     pages,
+    remote,
     search,
     system,
     upload,
@@ -68,6 +69,7 @@ def create_app(
     upload.register(ctx)
     exports.register(ctx)
     forward.register(ctx)
+    remote.register(ctx)
     return app
 
 

@@ -21,6 +21,9 @@
     % if can('forward'):
     <a href="/queue">Queue</a>
     % end
+    % if can('query'):
+    <a href="/remote">Remote</a>
+    % end
     % if can('monitor'):
     <a href="/status">Status</a>
     % end
