@@ -105,7 +105,7 @@ def outcome(res: remote.MoveResult, title: str, ours: str, port: object) -> Outc
     if code == 0:
         return done(res.summary())
     if code == 0xB000:
-        return done(f"{res.summary()} (warning B000: some sub-operations failed)")
+        return done(f"{res.summary()}: a partial retrieve")
     if code & 0xFF00 == 0xA700:
         return unreachable(f"{title} is out of resources: {res.summary()}; tried again later")
     comment = f": {res.comment}" if res.comment else ""

@@ -69,4 +69,6 @@ def register(ctx: Ctx) -> None:
     def remote_retrieve(ident: Identity) -> Any:
         job_id = retrieve.submit(form("ae"), form("study"), form("series"),
                                  owner=ident.principal.name, address=ctx.address())  # fmt: skip
-        return done(f"/queue/{job_id}", f"retrieve job {job_id} queued", job=job_id)
+        # The queue page is Forward's; a user with Move alone comes back here.
+        target = f"/queue/{job_id}" if ident.principal.has("forward") else "/remote"
+        return done(target, f"retrieve job {job_id} queued", job=job_id)

@@ -68,7 +68,7 @@ def test_the_remote_page_says_what_went_wrong(app, qr):
 
 
 def test_the_retrieve_button_queues_a_job_for_a_user_with_move(app, qr):
-    b = login(app, "fetcher", ["query", "move"])
+    b = login(app, "fetcher", ["query", "move", "forward"])
     html = b.get("/remote", params={"ae": "DCMQR", "patient_id": "P77"}).text
     assert html.count('action="/remote/retrieve"') == 1 and f'value="{A}"' in html
     r = b.post("/remote/retrieve", {"ae": "DCMQR", "study": A})
@@ -101,4 +101,7 @@ def test_query_gates_the_search_and_move_the_retrieve(app, qr):
         r = b.post("/remote/retrieve", {"ae": "DCMQR", "study": A}, expect_errors=True)
         assert r.status_int == 403
     assert mover.post("/remote/retrieve.json", {"ae": "DCMQR", "study": A}).json["ok"]
-    assert [j.owner for j in queue.jobs(kind="retrieve")] == ["mover"]
+    # Without Forward the queue page is closed to the mover: back to the Remote page.
+    r = mover.post("/remote/retrieve", {"ae": "DCMQR", "study": A})
+    assert r.headers["Location"].startswith("/remote?msg=retrieve%20job%20")
+    assert [j.owner for j in queue.jobs(kind="retrieve")] == ["mover", "mover"]
