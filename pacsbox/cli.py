@@ -370,10 +370,51 @@ def cmd_retrieve(args: argparse.Namespace, cfg: config.Config) -> int:
                                 f"cli:{getpass.getuser()}", sys.stdout)  # fmt: skip
 
 
+@command("sync")
+def cmd_sync(args: argparse.Namespace, cfg: config.Config) -> int:
+    import getpass
+
+    from pacsbox.outbound.remotecmd import sync_command
+
+    _quiet_pynetdicom(args)
+    with _archive(cfg):
+        return sync_command(cfg, args.sync_cmd, getattr(args, "ae", None),
+                            getattr(args, "hours", None), getattr(args, "days", None),
+                            getattr(args, "wait", False), f"cli:{getpass.getuser()}",
+                            sys.stdout)  # fmt: skip
+
+
 def _quiet_pynetdicom(args: argparse.Namespace) -> None:
     """pynetdicom logs a failed association in several lines; the command says it in one."""
     if not args.debug:
         logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
+
+
+def _days(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError("a whole number of days, 1 or more")
+    return int(text)
+
+
+def _sync_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """``sync add|list|remove|run`` (SCU-8)."""
+    s = sub.add_parser(
+        "sync", parents=[common], help="pull a remote AE's studies not stored here, by the hour"
+    )
+    ssub = s.add_subparsers(dest="sync_cmd", required=True, metavar="ACTION")
+    a = ssub.add_parser("add", parents=[common], help="set (or replace) an AE's schedule")
+    a.add_argument("ae", metavar="AE", help="the remote AE, from the AE table")
+    a.add_argument("--hours", required=True, metavar="H[,H...]",
+                   help="local hours 0-23 to run at (up to 24), e.g. 2,14")  # fmt: skip
+    a.add_argument("--days", type=_days, metavar="N",
+                   help="only studies of the last N days (by Study Date); default every study")  # fmt: skip
+    ssub.add_parser("list", parents=[common], help="list the schedules")
+    r = ssub.add_parser("remove", parents=[common], help="remove an AE's schedule")
+    r.add_argument("ae", metavar="AE")
+    r = ssub.add_parser("run", parents=[common], help="queue a sync run of an AE now")
+    r.add_argument("ae", metavar="AE")
+    r.add_argument("--days", type=_days, metavar="N", help="override the schedule's days")
+    r.add_argument("--wait", action="store_true", help="follow the sync job until it ends")
 
 
 def _remote_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -407,6 +448,7 @@ def _remote_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentPa
     s.add_argument("ae", metavar="AE", help="the remote AE, from the AE table")
     s.add_argument("--study", required=True, metavar="UID", help="the Study Instance UID")
     s.add_argument("--series", metavar="UID", help="only this Series Instance UID of the study")
+    _sync_parser(sub, common)
     s.add_argument(
         "--wait",
         action="store_true",

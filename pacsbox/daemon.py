@@ -23,6 +23,8 @@ from pacsbox.archive import Archive
 from pacsbox.assembly import assemble
 from pacsbox.config import Config
 from pacsbox.db import lookup, ping
+from pacsbox.db.models import utcnow
+from pacsbox.outbound import sync
 from pacsbox.outbound.kinds import HANDLERS
 from pacsbox.outbound.runner import Runner, wake
 from pacsbox.scp.server import Listener
@@ -38,6 +40,7 @@ SHUTDOWN_GRACE = 8.0
 TOTALS_EVERY = 60.0
 FOLLOW_UP_RETRY = 60.0
 RECENT_EVERY = 10.0
+SYNC_EVERY = 60.0  # schedules are hourly: a look a minute queues a run within a minute
 
 
 class Daemon:
@@ -65,6 +68,7 @@ class Daemon:
         self._recent_at = 0.0
         self._follow_up: jobs.Job | None = None
         self._follow_up_at = 0.0
+        self._sync_at: float | None = None
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -146,6 +150,7 @@ class Daemon:
             self.write_status()
             archive.checkpoint_if_due()
             self._follow_up_edits(archive)
+            self._queue_syncs()
         notify.notify("STOPPING=1")
         log.info("stopping: letting associations in flight finish")
         self.state = "stopping"
@@ -182,6 +187,17 @@ class Daemon:
                 self._follow_up_at = time.monotonic()
         except Exception as exc:  # noqa: BLE001 - a busy index: the next turn looks again
             log.warning("edit follow-up not started: %s", exc)
+
+    def _queue_syncs(self) -> None:
+        """The synchronisation schedules' due runs become queue jobs (SCU-8), the
+        first look at start-up so a run missed while the box was off comes now."""
+        if self._sync_at is not None and time.monotonic() - self._sync_at < SYNC_EVERY:
+            return
+        self._sync_at = time.monotonic()
+        try:
+            sync.queue_due(utcnow())
+        except Exception as exc:  # noqa: BLE001 - a busy index: the next look queues it
+            log.warning("sync: due runs not queued: %s", exc)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stop_event.set()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from pacsbox.outbound import forward, retrieve
+from pacsbox.outbound import forward, retrieve, sync
 from pacsbox.outbound.runner import Handler
 
-HANDLERS: dict[str, Handler] = {"forward": forward.handle, "retrieve": retrieve.handle}
+HANDLERS: dict[str, Handler] = {
+    "forward": forward.handle,
+    "retrieve": retrieve.handle,
+    "sync": sync.handle,
+}

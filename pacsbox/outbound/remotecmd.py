@@ -1,4 +1,4 @@
-"""``pacsbox query`` and ``pacsbox retrieve``: a remote AE from a shell (SCU-2).
+"""``pacsbox query``, ``retrieve`` and ``sync``: remote AEs from a shell (SCU-2, SCU-8).
 
 A query answers at once (a table, or JSON for scripts). A retrieve is a
 queue row like one from the web page; the running daemon asks the remote
@@ -13,8 +13,12 @@ import json
 from typing import TextIO
 
 from pacsbox.config import Config
-from pacsbox.outbound import query, retrieve
+from pacsbox.db import journal
+from pacsbox.db import sync as schedules
+from pacsbox.errors import NotFound, UsageError
+from pacsbox.outbound import query, retrieve, sync
 from pacsbox.outbound.commands import JobFailed, _poke_daemon, wait_for
+from pacsbox.outbound.deliver import peer_of
 
 
 def query_command(
@@ -42,4 +46,46 @@ def retrieve_command(
         print(f"job {job_id} waits: {why}", file=out)
         return 0
     _poke_daemon(cfg)
+    return wait_for(cfg, job_id, out) if wait else 0
+
+
+def sync_command(
+    cfg: Config, action: str, title: str | None, hours: str | None, days: int | None,
+    wait: bool, owner: str, out: TextIO,
+) -> int:  # fmt: skip
+    """``sync add|list|remove|run``: the schedules, and a run now."""
+    if action == "list":
+        print(f"{'AE':16} {'HOURS':24} {'STUDIES':18} LAST RUN (UTC)", file=out)
+        for s in schedules.schedules():
+            which = f"last {s.days} days" if s.days else "all"
+            last = (s.last_slot or "")[:16]
+            print(f"{s.ae_title:16} {','.join(map(str, s.hours)):24} {which:18} {last}", file=out)
+        return 0
+    if not title:
+        raise UsageError(f"sync {action} needs the remote AE's title")
+    if action == "add":
+        if not hours:
+            raise UsageError("sync add needs --hours H[,H...] (local hours 0-23)")
+        peer_of(title)
+        s = schedules.put(title, schedules.parse_hours(hours), days or 0, owner=owner)
+        which = f"studies of the last {s.days} days" if s.days else "every study"
+        detail = f"hours {','.join(map(str, s.hours))}; {which}"
+        journal.record("sync-add", owner, target=title, detail=detail)
+        print(f"sync of {title} at {detail} not stored here", file=out)
+        return 0
+    if action == "remove":
+        if not schedules.remove(title):
+            raise NotFound(f"no sync schedule for {title}")
+        journal.record("sync-remove", owner, target=title)
+        print(f"sync schedule of {title} removed", file=out)
+        return 0
+    scheduled = schedules.get(title)
+    n = days if days is not None else (scheduled.days if scheduled else 0)
+    job_id = sync.submit(title, n, owner=owner)
+    print(f"job {job_id}: {sync.label(title, n)} queued", file=out)
+    why = retrieve.receiver_missing(cfg)
+    if why:
+        print(f"the retrieves it queues wait: {why}", file=out)
+    else:
+        _poke_daemon(cfg)
     return wait_for(cfg, job_id, out) if wait else 0

@@ -8,8 +8,18 @@ import pytest
 
 from pacsbox.archive import Archive
 from pacsbox.config import load
-from pacsbox.db import queue
-from pacsbox.db.models import QUEUE_MODELS, Instance, Patient, SchemaVersion, Study, database
+from pacsbox.db import queue, sync
+from pacsbox.db.migrations import MIGRATIONS
+from pacsbox.db.models import (
+    QUEUE_MODELS,
+    SYNC_MODELS,
+    Instance,
+    Patient,
+    SchemaVersion,
+    Study,
+    SyncSchedule,
+    database,
+)
 from tests.helpers import write_config
 from tests.postgres import DATABASES, index_settings
 from tests.synth import make_instance
@@ -39,7 +49,7 @@ def test_a_database_of_version_12_gains_the_edit_marks(tmp_path):
     with sqlite3.connect(path) as con:
         versions = [v for (v,) in con.execute("SELECT version FROM schema_version")]
         indexes = [n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type='index'")]
-    assert versions[-2:] == [13, 14] and "study_edit_pending" in indexes
+    assert {13, 14} <= set(versions) and "study_edit_pending" in indexes
 
 
 def _queue_schema() -> dict[str, tuple]:
@@ -63,17 +73,39 @@ def test_a_database_of_version_13_gains_the_queue_as_a_fresh_one_has_it(request,
     try:
         fresh = _queue_schema()
         archive.store(make_instance(patient_id="OLD1"), source="test")
-        # Take the database back to what release 13 made: no queue.
-        database.obj.drop_tables(QUEUE_MODELS)
-        SchemaVersion.delete().where(SchemaVersion.version == 14).execute()
+        # Take the database back to what release 13 made: no queue (and nothing later).
+        database.obj.drop_tables(QUEUE_MODELS + SYNC_MODELS)
+        SchemaVersion.delete().where(SchemaVersion.version >= 14).execute()
     finally:
         archive.close()
     archive = Archive(cfg)
     try:
-        assert max(v.version for v in SchemaVersion.select()) == 14
+        assert max(v.version for v in SchemaVersion.select()) == MIGRATIONS[-1][0]
         assert _queue_schema() == fresh and len(fresh["queue_job"][1]) >= 2
         assert Instance.select().count() == 1
         job_id = queue.submit("forward", "AE1", {"study": "1"})
         assert queue.get(job_id) is not None
+    finally:
+        archive.close()
+
+
+@pytest.mark.parametrize("db", DATABASES)
+def test_a_database_of_version_14_gains_the_sync_schedules(request, tmp_path, db):
+    """Migration 18 (SCU-8) on SQLite and PostgreSQL: the table, and the queue kept."""
+    cfg = load(write_config(tmp_path / "box", SyncWrites="no", **index_settings(request, db)))
+    archive = Archive(cfg)
+    try:
+        job_id = queue.submit("forward", "AE1", {"studies": ["1"]})
+        database.obj.drop_tables(SYNC_MODELS)
+        SchemaVersion.delete().where(SchemaVersion.version >= 18).execute()
+    finally:
+        archive.close()
+    archive = Archive(cfg)
+    try:
+        assert 18 in {v.version for v in SchemaVersion.select()}
+        assert database.obj.table_exists(SyncSchedule._meta.table_name)
+        assert queue.get(job_id) is not None
+        sync.put("PACS2", [2, 14], 30)
+        assert [s.hours for s in sync.schedules()] == [[2, 14]]
     finally:
         archive.close()

@@ -4,6 +4,7 @@ date range, retrieves one through its own C-STORE SCP, and then answers findscu 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import urllib.request
 from pathlib import Path
@@ -15,6 +16,7 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # t
 from pacsbox.archive import Archive
 from pacsbox.config import load
 from pacsbox.db.auth_models import Journal
+from pacsbox.db.models import SyncSchedule
 from tests.helpers import Server, cli, free_port, poll, require_tools
 from tests.interop.test_find import Box, findscu, values
 from tests.peers import QRSCP, Orthanc
@@ -213,6 +215,48 @@ def test_retrieve_mistakes_are_refused_at_once(ini, qr):
         r = cli(ini, "retrieve", *args, check=False)
         assert r.returncode == code and words in r.stderr, (args, r.stderr)
     assert json.loads(cli(ini, "queue", "--json").stdout) == []
+
+
+# -- synchronisation (SCU-8) ---------------------------------------------------------
+
+
+def test_sync_pulls_what_is_not_here_on_schedule_and_on_demand(ini, qr, tmp_path):
+    archive = Archive(load(ini))  # study B is here already
+    try:
+        archive.store((tmp_path / "files" / "img3.dcm").read_bytes(), source="test")
+    finally:
+        archive.close()
+    since_a = (dt.date.today() - dt.date(2024, 5, 10)).days + 1  # A is inside, B outside
+    every_hour = ",".join(map(str, range(24)))
+    cli(ini, "sync", "add", "DCMQR", "--hours", every_hour, "--days", str(since_a))
+    archive = Archive(load(ini))  # the schedule was set two hours ago: this hour is due
+    try:
+        back = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(hours=2)
+        SyncSchedule.update(last_slot=back).execute()
+    finally:
+        archive.close()
+    qr.stop()  # until it knows the daemon's port: the sync finds it down and tries again
+    server = Server(ini).start()
+    try:
+        qr.restart({server.ae_title: server.port})
+
+        def jobs(kind: str) -> list[dict]:
+            return [j for j in json.loads(cli(ini, "queue", "--json").stdout) if j["kind"] == kind]
+
+        (run,) = poll(lambda: [j for j in jobs("sync") if j["state"] == "done"], 60,
+                      what="the scheduled sync run")  # fmt: skip
+        assert run["owner"] == "sync schedule"
+        assert run["last_error"] == "1 study on DCMQR, 1 not all here: 1 retrieve queued"
+        (got,) = poll(lambda: [j for j in jobs("retrieve") if j["state"] == "done"], 60,
+                      what="the retrieve it queued")  # fmt: skip
+        assert got["payload"]["study_uid"] == A and got["owner"] == "sync schedule"
+        # On demand, over every study: nothing is missing any more.
+        r = cli(ini, "sync", "run", "DCMQR", "--days", "36500", "--wait")
+        assert r.stdout.splitlines()[-1].endswith(
+            ": done: 2 studies on DCMQR, 0 not all here: 0 retrieves queued"), r.stdout  # fmt: skip
+    finally:
+        server.stop()
+    assert {r["local"] for r in _query(ini, "DCMQR", "-k", "PatientID=*")} == {"all"}
 
 
 # -- Orthanc ------------------------------------------------------------------------
