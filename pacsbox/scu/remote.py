@@ -163,7 +163,9 @@ def move(
             assoc.release()
     if out.status is not None:
         out.remaining = 0 if out.status == 0 else out.remaining
-    log.info("C-MOVE from %s to %s: %s", _where(peer), destination, out.summary())
+    uid = identifier.get("SeriesInstanceUID") or identifier.get("StudyInstanceUID", "")
+    log.info("C-MOVE of %s %s from %s to %s: %s", str(identifier.get("QueryRetrieveLevel", "")),
+             uid, _where(peer), destination, out.summary())  # fmt: skip
     return out
 
 

@@ -35,6 +35,12 @@ LEAVES: dict[tuple[str, ...], list[str]] = {
     ("frontpanel",): ["--once"],
     ("forward",): ["--study", "1.2.3", "--to", "CT9"],
     ("queue",): ["retry", "7"],
+    ("query",): ["CT9", "-k", "PatientID=1"],
+    ("retrieve",): ["CT9", "--study", "1.2.3"],
+    ("sync", "add"): ["CT9", "--hours", "2,14"],
+    ("sync", "list"): [],
+    ("sync", "remove"): ["CT9"],
+    ("sync", "run"): ["CT9"],
 }
 
 
