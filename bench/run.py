@@ -19,7 +19,7 @@ from bench.common import clear_spent
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-ALL = ["ingest", "query", "retrieve", "forward", "web", "media", "appliance", "startup"]
+ALL = ["ingest", "query", "retrieve", "forward", "routing", "web", "media", "appliance", "startup"]
 
 
 def _print(name: str, figures: dict, indent: str = "  ") -> None:

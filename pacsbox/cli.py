@@ -346,6 +346,28 @@ def cmd_queue(args: argparse.Namespace, cfg: config.Config) -> int:
         return queue_command(cfg, args.action or "list", args.id, args.json, sys.stdout)
 
 
+@command("route")
+def cmd_route(args: argparse.Namespace, cfg: config.Config) -> int:
+    import getpass
+
+    from pacsbox.db import routes
+    from pacsbox.outbound.route_commands import route_command
+
+    view = None
+    if args.action == "add":
+        view = routes.RouteView(
+            name=args.name, destinations=args.to, from_ae=args.from_ae or "",
+            match=routes.parse_match(args.match), window=args.window or "", at=args.at or "",
+            retries=args.retries, commit=args.commit, purge_after=args.purge_after,
+            notify=args.notify,
+        )  # fmt: skip
+    with _archive(cfg):
+        return route_command(
+            args.action, view, getattr(args, "name", ""), getattr(args, "json", False),
+            f"cli:{getpass.getuser()}", sys.stdout,
+        )  # fmt: skip
+
+
 # -- remote query and retrieve ------------------------------------------------------
 
 
@@ -448,12 +470,12 @@ def _remote_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentPa
     s.add_argument("ae", metavar="AE", help="the remote AE, from the AE table")
     s.add_argument("--study", required=True, metavar="UID", help="the Study Instance UID")
     s.add_argument("--series", metavar="UID", help="only this Series Instance UID of the study")
-    _sync_parser(sub, common)
     s.add_argument(
         "--wait",
         action="store_true",
         help="show progress until the job ends; exit 1 with the reason when it fails",
     )
+    _sync_parser(sub, common)
 
 
 # -- argument parsing --------------------------------------------------------------
@@ -645,6 +667,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("action", nargs="?", choices=["list", "retry", "cancel"], help="default: list")
     s.add_argument("id", nargs="?", type=int, help="the job, for retry and cancel")
     s.add_argument("--json", action="store_true", help="a JSON array of jobs (for scripts)")
+    s = sub.add_parser(
+        "route", parents=[common], help="the routing table: studies sent to AEs by themselves"
+    )
+    rsub = s.add_subparsers(dest="action", required=True)
+    r = rsub.add_parser("add", parents=[common], help="add or replace a route")
+    r.add_argument("name", metavar="NAME")
+    r.add_argument("--to", action="append", required=True, metavar="AE",
+                   help="a destination from the AE table (repeat for more)")  # fmt: skip
+    r.add_argument("--from-ae", metavar="AE", help="only images sent by this calling AE (* ?)")
+    r.add_argument("--match", action="append", default=[], metavar="KEY=PATTERN",
+                   help="only studies whose KEY matches PATTERN (* ?), e.g. Modality=CT; "
+                   "repeat: all must match")  # fmt: skip
+    when = r.add_mutually_exclusive_group()
+    when.add_argument("--window", metavar="HH:MM-HH:MM", help="send only inside this daily window")
+    when.add_argument("--at", metavar="HH:MM", help="send at this hour")
+    r.add_argument("--retries", type=int, default=3,
+                   help="failure answers before a job is failed (default 3)")  # fmt: skip
+    r.add_argument("--commit", action="store_true", help="ask for storage commitment")
+    r.add_argument("--purge-after", action="store_true",
+                   help="delete the local copy once every destination has it")  # fmt: skip
+    r.add_argument("--notify", action="store_true",
+                   help="send an Instance Availability Notification, not the images")  # fmt: skip
+    r = rsub.add_parser("list", parents=[common], help="list the routes")
+    r.add_argument("--json", action="store_true", help="a JSON array (for scripts)")
+    r = rsub.add_parser("remove", parents=[common], help="remove a route")
+    r.add_argument("name", metavar="NAME")
     _remote_parsers(sub, common)
     s = sub.add_parser("frontpanel", parents=[common], help="drive the front panel display")
     s.add_argument("--once", action="store_true", help="render once and exit")

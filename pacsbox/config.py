@@ -349,8 +349,8 @@ SETTINGS: tuple[Setting, ...] = (
         "server",
         "2",
         _int_range(1, 64),
-        "Jobs of the durable queue (forwards and the other outbound work) the daemon runs at "
-        "once, all destinations together.",
+        "Jobs of the durable queue (forwards, exports, burns, edits and the other outbound "
+        "work) the daemon runs at once, all destinations together.",
     ),
     S(
         "DeliveryConcurrency",
@@ -358,7 +358,7 @@ SETTINGS: tuple[Setting, ...] = (
         "1",
         _int_range(1, 16),
         "Jobs sent to one destination at once; a slow or dead destination holds back only "
-        "its own jobs.",
+        "its own jobs. The box's own jobs (each burner, exports, edits) run one at a time.",
     ),
     S(
         "DeliveryGiveUpHours",
@@ -367,6 +367,14 @@ SETTINGS: tuple[Setting, ...] = (
         _float_range(0.01, 720),
         "Hours a job keeps retrying a destination it cannot reach (refused, rejected, no "
         "answer), with backoff capped at 5 minutes, before it is failed.",
+    ),
+    S(
+        "StableStudySeconds",
+        "outbound",
+        "60",
+        _int_range(0, 86400),
+        "Seconds without a new image before a routed study is sent; images that come "
+        "later go in a follow-up, so a study sent in two associations is sent once.",
     ),
     # -- media --------------------------------------------------------------
     S(

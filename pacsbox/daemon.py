@@ -18,14 +18,15 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from pacsbox import edit, jobs, notify, recovery, status, workers
+from pacsbox import notify, recovery, status, workers
 from pacsbox.archive import Archive
 from pacsbox.assembly import assemble
 from pacsbox.config import Config
-from pacsbox.db import lookup, ping
+from pacsbox.db import lookup, ping, queue
 from pacsbox.db.models import utcnow
-from pacsbox.outbound import sync
+from pacsbox.outbound import edits, sync
 from pacsbox.outbound.kinds import HANDLERS
+from pacsbox.outbound.routing import Router
 from pacsbox.outbound.runner import Runner, wake
 from pacsbox.scp.server import Listener
 from pacsbox.watermark.monitor import Watermark
@@ -38,7 +39,6 @@ log = logging.getLogger("pacsbox.daemon")
 STATUS_INTERVAL = 2.0
 SHUTDOWN_GRACE = 8.0
 TOTALS_EVERY = 60.0
-FOLLOW_UP_RETRY = 60.0
 RECENT_EVERY = 10.0
 SYNC_EVERY = 60.0  # schedules are hourly: a look a minute queues a run within a minute
 
@@ -66,8 +66,6 @@ class Daemon:
         self._totals_signal = -1
         self._recent_cache: tuple[dict | None, int] | None = None
         self._recent_at = 0.0
-        self._follow_up: jobs.Job | None = None
-        self._follow_up_at = 0.0
         self._sync_at: float | None = None
 
     # -- life cycle ---------------------------------------------------------------
@@ -113,9 +111,17 @@ class Daemon:
         watermark.start()
         self.workers.append(watermark)
         self.heartbeats.register("outbound", 30.0)
-        runner = Runner(self.cfg, HANDLERS, heartbeat=lambda: self.heartbeats.beat("outbound"))
+        runner = Runner(
+            self.cfg, HANDLERS, heartbeat=lambda: self.heartbeats.beat("outbound"), archive=archive
+        )
         runner.start()
         self.workers.append(runner)
+        self.heartbeats.register("router", 30.0)
+        router = Router(
+            self.cfg, watermark.purge_now, heartbeat=lambda: self.heartbeats.beat("router")
+        )
+        router.start()
+        self.workers.append(router)
         if self.cfg.WatchFolder:
             from functools import partial
 
@@ -149,7 +155,7 @@ class Daemon:
                 self.heartbeats.beat("workers")
             self.write_status()
             archive.checkpoint_if_due()
-            self._follow_up_edits(archive)
+            self._follow_up_edits()
             self._queue_syncs()
         notify.notify("STOPPING=1")
         log.info("stopping: letting associations in flight finish")
@@ -170,23 +176,14 @@ class Daemon:
         log.info("pacsbox %s stopped", self.cfg.ApplicationEntityTitle)
         return 0
 
-    def _follow_up_edits(self, archive: Archive) -> None:
-        """Images that reached an edited study after its edit take it, one study at a
-        time in a background job; the mark is in the index, so a restart resumes.
-        After a failed job (a full disk) the next waits FOLLOW_UP_RETRY seconds."""
-        job = self._follow_up
-        if job is not None and (
-            job.state == "running"
-            or (job.state == "failed" and time.monotonic() - self._follow_up_at < FOLLOW_UP_RETRY)
-        ):
-            return
+    def _follow_up_edits(self) -> None:
+        """Images that reached an edited study after its edit take it: a queue job per
+        study (the runner retries a failed one with backoff); the mark is in the index,
+        so a restart finds them again."""
         try:
-            due = edit.pending()
-            if due:
-                self._follow_up = edit.start_follow_up(archive, due[0])
-                self._follow_up_at = time.monotonic()
+            edits.queue_follow_ups()
         except Exception as exc:  # noqa: BLE001 - a busy index: the next turn looks again
-            log.warning("edit follow-up not started: %s", exc)
+            log.warning("edit follow-up not queued: %s", exc)
 
     def _queue_syncs(self) -> None:
         """The synchronisation schedules' due runs become queue jobs (SCU-8), the
@@ -277,8 +274,7 @@ class Daemon:
                 disk=disks,
                 storage_full=wm.get("storage_full", False),
                 last_purge=wm.get("last_purge"),
-                jobs=([wm["purge_job"]] if wm.get("purge_job") else [])
-                + jobs.registry.for_status(),
+                jobs=([wm["purge_job"]] if wm.get("purge_job") else []) + _running_jobs(),
                 last_error=self.last_error,
             )
 
@@ -300,6 +296,19 @@ class Daemon:
             f"{snap['ae_title']} port {snap['port']}: {snap['studies_total']} studies, "
             f"disk {disk:.0f}%, {err}"
         )
+
+
+def _running_jobs() -> list[dict]:
+    """The queue's running jobs in the snapshot's shape (the front panel shows "burn 40%")."""
+    try:
+        rows = queue.jobs("running", limit=20)
+    except Exception as exc:  # noqa: BLE001 - a busy index: the snapshot goes on without them
+        log.warning("status: running jobs not read: %s", exc)
+        return []
+    return [
+        {"kind": j.kind, "label": j.label, "done": j.done, "total": j.total, "state": j.state}
+        for j in reversed(rows)
+    ]
 
 
 def serve(cfg: Config, *, web_port: int | None = None) -> int:

@@ -6,10 +6,11 @@ would be undone on the way out and by a rebuild. An edit therefore rewrites
 every file of the patient or study through ``Archive.rewrite`` (a new
 server-named file written durably, its index row swapped in one transaction,
 the original kept in ``holding/`` as a replace keeps it), one instance at a
-time, as a job with progress. The patient or study row takes the new values
-in the transaction of the last file, so until the edit is done the index
-still holds the values it started from: running the same edit again after a
-crash finds the same changes, skips the files already rewritten and finishes.
+time, as a queue job with progress (``outbound.edits``). The patient or
+study row takes the new values in the transaction of the last file, so
+until the edit is done the index still holds the values it started from:
+running the same edit again after a crash finds the same changes, skips the
+files already rewritten and finishes.
 
 A Patient ID that another patient (same issuer) already has is refused:
 merging two patients' records is a decision of its own, not a side effect
@@ -31,7 +32,7 @@ import pydicom
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 
-from pacsbox import jobs, meta
+from pacsbox import meta
 from pacsbox.db.commit import write_transaction
 from pacsbox.db.models import Instance, Patient, Series, Study, utcnow
 from pacsbox.db.rows import edit_marks
@@ -178,13 +179,6 @@ def _refuse_taken_id(pt: Patient, new_id: str) -> None:
 
 
 # -- carrying it out --------------------------------------------------------------------------
-
-
-def start(archive: Archive, edit: Edit, owner: str = "") -> jobs.Job:
-    """Run ``edit`` as a background job (a large study takes minutes)."""
-    return jobs.registry.start(
-        "edit", edit.label, lambda job: run(archive, edit, job.progress), owner, link=edit.link
-    )
 
 
 def run(archive: Archive, edit: Edit, progress: Callable[[int, int], None] | None = None) -> str:
@@ -364,18 +358,6 @@ def follow_up(
             ", ".join(sorted(keywords)),
         )
         return f"{rewritten} later images rewritten with the edit, originals kept in holding"
-
-
-def start_follow_up(archive: Archive, study_id: int) -> jobs.Job:
-    """``follow_up`` as a background job, shown on the jobs page."""
-    uid = Study.get_by_id(study_id).study_instance_uid
-    return jobs.registry.start(
-        "edit",
-        f"study {uid}: later images",
-        lambda job: follow_up(archive, study_id, job.progress),
-        "pacsbox",
-        link=f"/studies/{uid}",
-    )
 
 
 def _value(ds: Dataset, keyword: str) -> str:

@@ -59,6 +59,7 @@ SERIES_TAGS = {
     "body_part": "BodyPartExamined",
     "series_description": "SeriesDescription",
     "protocol_name": "ProtocolName",
+    "station_name": "StationName",
 }
 INSTANCE_TEXT_TAGS = {
     "creation_date": "InstanceCreationDate",
@@ -77,7 +78,14 @@ INSTANCE_INT_TAGS = {
     "number_of_frames": "NumberOfFrames",
 }
 
-_COLUMN_LIMITS = {"age": 4, "accession_number": 16, "study_id": 16, "modality": 16, "body_part": 16}
+_COLUMN_LIMITS = {
+    "age": 4,
+    "accession_number": 16,
+    "study_id": 16,
+    "modality": 16,
+    "body_part": 16,
+    "station_name": 16,
+}
 
 # cast: every keyword here is in pydicom's dictionary (tag_for_keyword says int | None)
 _WANTED = cast("set[int]", {

@@ -50,6 +50,21 @@ def poll(
         time.sleep(interval)
 
 
+def run_jobs(cfg: config.Config, archive) -> list[str]:  # noqa: ANN001 - an Archive
+    """What the daemon's runner does, here in this thread: run the queue's due jobs until
+    none is left (the web app in a test has no daemon). The states they ended in."""
+    from pacsbox.db import queue
+    from pacsbox.db.models import utcnow
+    from pacsbox.outbound.kinds import HANDLERS
+    from pacsbox.outbound.runner import Runner
+
+    runner = Runner(cfg, HANDLERS, archive=archive)
+    states = []
+    while (job := queue.claim(runner.name, utcnow(), runner.limit)) is not None:
+        states.append(runner.run_one(job))
+    return states
+
+
 def write_config(base: Path, **settings: object) -> Path:
     """An INI under ``base`` (DataDirectory = base) with ``settings`` overriding defaults."""
     base.mkdir(parents=True, exist_ok=True)

@@ -114,11 +114,18 @@ def stored_selection(
     study_uids: list[str] | None = None,
     series_uids: list[str] | None = None,
     sop_uids: list[str] | None = None,
+    rows_after: int = 0,
+    rows_upto: int = 0,
 ) -> list[tuple[int, StoredInstance]]:
-    """(instance row id, what a sender needs) for a selection, in the order stored."""
+    """(instance row id, what a sender needs) for a selection, in the order stored;
+    only rows in (rows_after, rows_upto] when those are given (a route's round)."""
     where = _selection(patient_ids, study_uids, series_uids, sop_uids)
     if where is None:
         return []
+    if rows_after:
+        where = where & (Instance.id > rows_after)
+    if rows_upto:
+        where = where & (Instance.id <= rows_upto)
     rows = (
         Instance.select(*STORED_COLUMNS)
         .join(Series)
@@ -129,6 +136,21 @@ def stored_selection(
         .tuples()
     )
     return [stored_row(row) for row in rows]
+
+
+def study_inventory(study_uid: str) -> list[tuple[str, str, str]]:
+    """(Series, SOP Class, SOP Instance UID) of every instance of a study, as stored."""
+    rows = (
+        Instance.select(
+            Series.series_instance_uid, Instance.sop_class_uid, Instance.sop_instance_uid
+        )
+        .join(Series)
+        .join(Study)
+        .where(Study.study_instance_uid == study_uid)
+        .order_by(Series.id, Instance.id)
+        .tuples()
+    )
+    return [(str(a), str(b), str(c)) for a, b, c in rows]
 
 
 def study_uids_of(

@@ -108,6 +108,7 @@ KEYS: dict[str, Attr] = {
     "BodyPartExamined": Attr(SERIES, Series.body_part, "text"),
     "SeriesDescription": Attr(SERIES, Series.series_description, "text"),
     "ProtocolName": Attr(SERIES, Series.protocol_name, "text"),
+    "StationName": Attr(SERIES, Series.station_name, "text"),
     "SeriesInstanceUID": Attr(SERIES, Series.series_instance_uid, "uid"),
     "SeriesNumber": Attr(SERIES, Series.series_number, "int"),
     "NumberOfSeriesRelatedInstances": Attr(SERIES, Series.num_instances, "count"),

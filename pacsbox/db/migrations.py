@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from peewee import Database
 
-from pacsbox.db.models import CORE_MODELS, QUEUE_MODELS, SYNC_MODELS, SchemaVersion
+from pacsbox.db.models import CORE_MODELS, QUEUE_MODELS, ROUTE_MODELS, SYNC_MODELS, SchemaVersion
 
 log = logging.getLogger("pacsbox.db")
 
@@ -82,6 +82,14 @@ def _m0014_queue(db: Database) -> None:
     db.create_tables(QUEUE_MODELS, safe=True)
 
 
+def _m0015_routes(db: Database) -> None:
+    # The routing table and what it has matched; and the series' Station Name,
+    # a key routes match on. A database made by 0001 after this change has it.
+    if "station_name" not in {c.name for c in db.get_columns("series")}:
+        db.execute_sql("ALTER TABLE series ADD COLUMN station_name VARCHAR(16) NOT NULL DEFAULT ''")
+    db.create_tables(ROUTE_MODELS, safe=True)
+
+
 def _m0018_sync_schedules(db: Database) -> None:
     # Synchronisation schedules (SCU-8): a new table, as migration 14's.
     db.create_tables(SYNC_MODELS, safe=True)
@@ -94,6 +102,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (12, "dirty folders marked per process", _m0012_dirty_folder_owner),
     (13, "edited columns, and later images still to take an edit", _m0013_edit_marks),
     (14, "the durable work queue", _m0014_queue),
+    (15, "the routing table", _m0015_routes),
     (18, "synchronisation schedules", _m0018_sync_schedules),
 ]
 

@@ -147,6 +147,7 @@ class Series(BaseModel):
     body_part = CharField(max_length=16, default="")  # (0018,0015)
     series_description = CharField(max_length=64, default="")  # (0008,103E)
     protocol_name = CharField(max_length=64, default="")  # (0018,1030)
+    station_name = CharField(max_length=16, default="")  # (0008,1010), for routes by station
     num_instances = IntegerField(default=0)  # (0020,1209)
 
 
@@ -264,6 +265,65 @@ class QueueSent(BaseModel):
 
 
 QUEUE_MODELS = [QueueJob, QueueSent]
+
+
+class Route(BaseModel):
+    """One line of the routing table (SCU-4), made by migration 15.
+
+    It matches images stored after it was made (``since``: the highest
+    instance row id then), by calling AE and key patterns, and sends each
+    matching study to every destination once the study is stable.
+    """
+
+    id: AutoField[int]
+    name = CharField(max_length=64, unique=True)
+    destinations = CharField(max_length=255)  # AE titles, comma-joined
+    from_ae = CharField(max_length=16, default="")  # calling AE pattern; "" any
+    match = TextField(default="{}")  # JSON: keyword -> pattern, all must match
+    window = CharField(max_length=11, default="")  # "HH:MM-HH:MM" local; "" any time
+    at = CharField(max_length=5, default="")  # "HH:MM" local: sent at that hour
+    retries = IntegerField(default=3)
+    commit = BooleanField(default=False)  # ask the destination for storage commitment
+    purge_after = BooleanField(default=False)  # delete the local copy once delivered
+    notify = BooleanField(default=False)  # send an availability notification, not the images
+    enabled = BooleanField(default=True)
+    since = IntegerField(default=0)
+    created = DateTimeField(default=utcnow)
+    owner = CharField(max_length=64, default="")
+
+
+class RoutedStudy(BaseModel):
+    """A study a route matched: what arrived, what jobs cover, and its jobs.
+
+    ``upto`` is the highest instance row id of the study the route matched;
+    ``queued_upto`` the highest that jobs were made for. A study is due when
+    ``upto > queued_upto`` and nothing matched for StableStudySeconds: its
+    jobs then send the rows in (queued_upto, upto], so images arriving in two
+    associations go in one job and later ones in a follow-up, never twice.
+    """
+
+    route = ForeignKeyField(Route, on_delete="CASCADE", index=False)
+    route_id: ForeignKeyField[int]
+    study_uid = CharField(max_length=64)
+    last_seen = DateTimeField()  # when the last matching image was received
+    upto = IntegerField(default=0)
+    queued_upto = IntegerField(default=0)
+    jobs = TextField(default="")  # queue job ids, comma-joined, every round
+    purged = BooleanField(default=False)
+
+    class Meta:
+        primary_key = CompositeKey("route", "study_uid")
+        indexes = ((("study_uid",), False),)
+
+
+class RouteScan(BaseModel):
+    """How far the router has read the instance table (one row)."""
+
+    id = IntegerField(primary_key=True)
+    last_instance = IntegerField(default=0)
+
+
+ROUTE_MODELS = [Route, RoutedStudy, RouteScan]
 
 
 class SyncSchedule(BaseModel):

@@ -79,6 +79,10 @@ def iter_candidates(roots: Iterable[str], received_before: dt.datetime) -> Itera
     )
 
 
+def study_by_uid(study_uid: str) -> Study | None:
+    return Study.get_or_none(Study.study_instance_uid == study_uid)
+
+
 def storage_roots() -> list[str]:
     """Every storage_root string the index uses (as stored, not resolved)."""
     return [r for (r,) in Study.select(Study.storage_root).distinct().tuples()]

@@ -1,7 +1,7 @@
 """The one durable work queue: every outbound or long job is a row of the index.
 
 Forwards, routed deliveries, commitment requests, retrieves, syncs,
-notifications, burns and exports must survive kill -9 and power loss and
+notifications, burns, exports and edits must survive kill -9 and power loss and
 must never be retried forever or dropped, so their state lives in the
 database, not in a thread. A dead destination is retried with capped,
 jittered backoff until a give-up time; one that answers with a failure
@@ -26,7 +26,7 @@ from pacsbox.db.commit import write_transaction
 from pacsbox.db.models import QueueJob, QueueSent, database, utcnow
 from pacsbox.errors import UsageError
 
-KINDS = ("forward", "route", "commit", "retrieve", "sync", "ian", "burn", "export")
+KINDS = ("forward", "route", "commit", "retrieve", "sync", "ian", "burn", "export", "edit")
 STATES = ("queued", "running", "waiting", "retrying", "done", "failed", "cancelled")
 
 DUE = ("queued", "retrying", "waiting")  # states a claim may take once next_attempt has come
@@ -98,6 +98,11 @@ def _parse_window(window: str) -> tuple[dt.time, dt.time] | None:
     if start == end:
         raise UsageError(f"time window {window!r} is empty")
     return start, end
+
+
+def check_window(window: str) -> None:
+    """Raise UsageError unless ``window`` is "" or a daily "HH:MM-HH:MM"."""
+    _parse_window(window)
 
 
 def _local(moment: dt.datetime) -> dt.datetime:
@@ -460,6 +465,12 @@ def jobs(
     return [_view(row) for row in query.order_by(QueueJob.id.desc()).limit(limit)]
 
 
+def unfinished_ids() -> set[int]:
+    """Jobs that may still run (not done, not cancelled)."""
+    query = QueueJob.select(QueueJob.id).where(QueueJob.state.not_in(list(FINISHED))).tuples()
+    return {int(i) for (i,) in query}
+
+
 def purge_finished(older_than: dt.datetime) -> int:
     """Delete done and cancelled jobs finished before ``older_than``, so a queue of
     years stays small; failed jobs stay until retried or cancelled. Returns how many."""
@@ -489,6 +500,11 @@ def pending_studies() -> dict[str, JobView]:
     for row in rows.order_by(QueueJob.id):
         payload = json.loads(row.payload or "{}")
         selection = [payload.get(k) or [] for k in SELECTION_KEYS]
-        for uid in lookup.study_uids_of(*selection):
-            out.setdefault(uid, _view(row))
+        if not any(selection[:1] + selection[2:]):
+            uids: Iterable[str] = selection[1]  # studies only (every route job): no query
+        else:
+            uids = lookup.study_uids_of(*selection)
+        for uid in uids:
+            if uid not in out:
+                out[uid] = _view(row)
     return out

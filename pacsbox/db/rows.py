@@ -82,6 +82,7 @@ SERIES_COLS = (
     "body_part",
     "series_description",
     "protocol_name",
+    "station_name",
 )
 INSTANCE_COLS = (
     "sop_instance_uid",

@@ -70,13 +70,15 @@ def deliver(
     max_pdu: int = 0,
     cancelled: Callable[[], bool] = lambda: False,
     acknowledged: Callable[[list[int]], None] | None = None,
+    noted: Callable[[int], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
     batch: int = 50,
 ) -> Delivery:
     """Send ``items`` (instance row id, instance) on one association.
 
     ``acknowledged`` receives the row ids the peer acknowledged, ``batch`` at
-    a time and at the end, so a job killed half-way knows what arrived.
+    a time and at the end, so a job killed half-way knows what arrived;
+    ``noted`` each one as its answer comes (the job's ack log).
     Never raises for the peer's sake: the Delivery says what happened.
     """
     out = Delivery()
@@ -117,6 +119,8 @@ def deliver(
                     break
                 if status == 0 or (status & 0xF000) == 0xB000:
                     out.acknowledged.append(row_id)
+                    if noted is not None:
+                        noted(row_id)
                     pending.append(row_id)
                     if status:
                         out.warnings[item.sop_instance_uid] = status

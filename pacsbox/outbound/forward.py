@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 from pacsbox.db import journal, lookup, queue
 from pacsbox.errors import NotFound, UsageError
+from pacsbox.outbound.acks import AckLog
 from pacsbox.outbound.deliver import deliver, peer_of
 from pacsbox.outbound.runner import Control, Outcome, done, refused, unreachable, wake
 
@@ -25,9 +26,20 @@ class Selection:
     studies: list[str] = field(default_factory=list)
     series: list[str] = field(default_factory=list)
     instances: list[str] = field(default_factory=list)
+    # Instance rows (after, upto] only, when set: a route sends one round of a study.
+    after: int = 0
+    upto: int = 0
+
+    @classmethod
+    def of(cls, payload: dict) -> Selection:
+        """The selection a job's payload names (a route's payload says more)."""
+        keys = (*queue.SELECTION_KEYS, "after", "upto")
+        return cls(**{k: payload[k] for k in keys if k in payload})
 
     def items(self) -> list:
-        return lookup.stored_selection(self.patients, self.studies, self.series, self.instances)
+        return lookup.stored_selection(
+            self.patients, self.studies, self.series, self.instances, self.after, self.upto
+        )
 
     def label(self) -> str:
         """ "2 studies, 1 series": what a job list shows (no patient names or IDs)."""
@@ -50,7 +62,7 @@ def submit(selection: Selection, destination: str, *, owner: str = "", address: 
     """Queue a forward and journal who asked; returns the job id. Raises NotFound
     (unknown AE, nothing stored) and UsageError (an AE without an address, an empty
     selection)."""
-    if not any(asdict(selection).values()):
+    if not any(getattr(selection, k) for k in queue.SELECTION_KEYS):
         raise UsageError("name what to forward: a patient, a study, a series or an image")
     peer_of(destination)
     items = selection.items()
@@ -68,16 +80,18 @@ def submit(selection: Selection, destination: str, *, owner: str = "", address: 
 
 def _uids(selection: Selection) -> str:
     """The selection's keys for the journal (an audit wants to know exactly what left)."""
-    return "; ".join(f"{k}={','.join(v)}" for k, v in asdict(selection).items() if v)[:2000]
+    keys = queue.SELECTION_KEYS
+    return "; ".join(f"{k}={','.join(v)}" for k in keys if (v := getattr(selection, k)))[:2000]
 
 
 def handle(ctl: Control) -> Outcome:
     """Run one attempt of a forward job."""
     job = ctl.job
-    items = Selection(**job.payload).items()
+    items = Selection.of(job.payload).items()
     if not items:
         return refused("nothing stored matches the selection any more")
-    sent = queue.already_sent(job.id)
+    log = AckLog(ctl.cfg.data_dir, job.id)
+    sent = queue.already_sent(job.id) | log.read()
     todo = [(row, item) for row, item in items if row not in sent]
     base = len(items) - len(todo)
     ctl.progress(base, len(items))
@@ -85,18 +99,23 @@ def handle(ctl: Control) -> Outcome:
         peer = peer_of(job.destination)
     except (NotFound, UsageError) as exc:
         return refused(str(exc))
-    d = deliver(
-        ctl.cfg.ApplicationEntityTitle,
-        peer,
-        todo,
-        timeout=float(ctl.cfg.DimseTimeout),
-        cancelled=ctl.cancelled,
-        acknowledged=lambda rows: queue.sent(job.id, rows),
-        progress=lambda n, _total: ctl.progress(base + n, len(items)),
-    )
+    try:
+        d = deliver(
+            ctl.cfg.ApplicationEntityTitle,
+            peer,
+            todo,
+            timeout=float(ctl.cfg.DimseTimeout),
+            cancelled=ctl.cancelled,
+            acknowledged=lambda rows: queue.sent(job.id, rows),
+            noted=log.note,
+            progress=lambda n, _total: ctl.progress(base + n, len(items)),
+        )
+    finally:
+        log.close()
     summary = d.summary() if not base else f"{d.summary()} ({base} already before)"
     if d.unreachable:
         return unreachable(summary)
     if d.refused:
         return refused(summary)
+    log.remove()
     return done(summary)

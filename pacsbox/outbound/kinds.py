@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from pacsbox.outbound import forward, retrieve, sync
+from pacsbox.outbound import edits, forward, ian, media, retrieve, sync
 from pacsbox.outbound.runner import Handler
 
+# A route job is a forward of one round of a study (outbound/routing.py makes them).
 HANDLERS: dict[str, Handler] = {
     "forward": forward.handle,
+    "route": forward.handle,
+    "ian": ian.handle,
+    "export": media.handle_export,
+    "burn": media.handle_burn,
+    "edit": edits.handle,
     "retrieve": retrieve.handle,
     "sync": sync.handle,
 }

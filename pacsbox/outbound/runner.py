@@ -7,7 +7,9 @@ issue 17: a destination that cannot be reached is retried with backoff until
 ``DeliveryGiveUpHours``; one that answers with a failure status counts
 against the job's retries. ``ThreadPoolSize`` jobs run at once, at most
 ``DeliveryConcurrency`` of them to one destination, so a dead destination
-holds back only its own jobs.
+holds back only its own jobs. The box's own work (exports, burns, edits) runs
+here too: its destinations start with ``LOCAL`` and take one job at a time, so
+two burns to one drive never overlap while a burn and a forward run side by side.
 """
 
 from __future__ import annotations
@@ -20,14 +22,20 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pacsbox.config import Config
 from pacsbox.db import queue
 from pacsbox.db.models import utcnow
 from pacsbox.errors import PacsboxError
+from pacsbox.outbound import acks
+
+if TYPE_CHECKING:
+    from pacsbox.archive import Archive
 
 log = logging.getLogger("pacsbox.outbound")
 
+LOCAL = "local:"  # a destination inside the box (a drive, the edits): one job at a time
 POLL_SECONDS = 5.0  # a new job wakes the runner (wake()); the poll catches retries due
 _WAKE = threading.Event()
 
@@ -69,6 +77,7 @@ class Control:
 
     job: queue.JobView
     cfg: Config
+    archive: Archive | None = None  # the daemon's, for the jobs that read or rewrite files
     EVERY = 0.5
     _written: float = 0.0
     _looked: float = 0.0
@@ -86,6 +95,18 @@ class Control:
         if done >= total or now - self._written >= self.EVERY:
             self._written = now
             queue.progress(self.job.id, done, total, bytes_done)
+
+    def the_archive(self) -> Archive:
+        """The archive a local job works on; a runner without one (the CLI's) cannot run it."""
+        if self.archive is None:
+            raise PacsboxError(f"{self.job.kind} jobs run in the daemon (pacsbox serve)")
+        return self.archive
+
+
+def busy_limit(cfg: Config) -> Callable[[str], int]:
+    """Running jobs allowed per destination: one for the box's own (``LOCAL``)."""
+    each = int(cfg.DeliveryConcurrency)
+    return lambda destination: 1 if destination.startswith(LOCAL) else each
 
 
 Handler = Callable[[Control], Outcome]
@@ -122,9 +143,12 @@ class Runner:
         *,
         heartbeat: Callable[[], None] | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
+        archive: Archive | None = None,
     ) -> None:
         self.cfg = cfg
         self.handlers = handlers
+        self.archive = archive
+        self.limit = busy_limit(cfg)
         self.heartbeat = heartbeat
         self.clock = clock
         self.name = f"{os.getpid()}-{_boot_id()}-{uuid.uuid4().hex[:8]}"
@@ -137,6 +161,7 @@ class Runner:
         back = queue.recover(_alive)
         if back:
             log.info("queue: %d jobs left running by the last run are queued again", back)
+        acks.tidy(self.cfg.data_dir, queue.unfinished_ids())
         self._thread = threading.Thread(target=self._loop, name="outbound", daemon=True)
         self._thread.start()
 
@@ -161,7 +186,7 @@ class Runner:
             job = None
             if room:
                 try:
-                    job = queue.claim(self.name, self.clock(), int(self.cfg.DeliveryConcurrency))
+                    job = queue.claim(self.name, self.clock(), self.limit)
                 except Exception as exc:  # noqa: BLE001 - a busy or lost index: try again later
                     log.warning("queue: cannot claim a job: %s", exc)
             if job is None:
@@ -169,7 +194,7 @@ class Runner:
                 _WAKE.clear()
                 continue
             t = threading.Thread(
-                target=self.run_one, args=(job,), name=f"job-{job.id}", daemon=True
+                target=self._run_logged, args=(job,), name=f"job-{job.id}", daemon=True
             )
             with self._lock:
                 self._running[job.id] = t
@@ -192,7 +217,7 @@ class Runner:
             outcome = refused(f"no handler for {job.kind} jobs in this version")
         else:
             try:
-                outcome = handler(Control(job, self.cfg))
+                outcome = handler(Control(job, self.cfg, self.archive))
             except PacsboxError as exc:
                 outcome = refused(str(exc))
             except Exception as exc:  # noqa: BLE001 - a job's bug must not kill the runner

@@ -39,7 +39,7 @@ import psutil
 from pacsbox import recovery
 from pacsbox.archive import Archive
 from pacsbox.config import Config
-from pacsbox.db import lookup, queue
+from pacsbox.db import lookup, queue, routes
 from pacsbox.db import purge as pdb
 from pacsbox.db.models import Study, utcnow
 from pacsbox.errors import OutOfResources, PacsboxError
@@ -127,7 +127,7 @@ class Watermark:
         self.usage = usage
         self.reserve_bytes = reserve_bytes
         self.must_keep: Callable[[Study], str | None] = self._still_to_send
-        self._pending: tuple[float, dict[str, queue.JobView]] | None = None
+        self._pending: tuple[float, dict[str, queue.JobView], dict[str, str]] | None = None
         self.high = float(cfg.HighWaterMark)
         self.low = float(cfg.LowWaterMark)
         self._clock = clock
@@ -203,12 +203,13 @@ class Watermark:
     def cutoff(self) -> dt.datetime:
         return utcnow() - dt.timedelta(hours=int(self.cfg.PurgeMinAgeHours))
 
-    def keep_reason(self, study: Study, cutoff: dt.datetime) -> str | None:
+    def keep_reason(self, study: Study, cutoff: dt.datetime | None) -> str | None:
+        """Why ``study`` must stay, or None; no age rule when ``cutoff`` is None."""
         if study.protected:
             return "protected"
         if study.purge_state:
             return f"already {study.purge_state}"
-        if study.received >= cutoff:
+        if cutoff is not None and study.received >= cutoff:
             return f"received within the last {self.cfg.PurgeMinAgeHours} h"
         try:
             reason = self.must_keep(study)
@@ -217,14 +218,40 @@ class Watermark:
         return reason or None
 
     def _still_to_send(self, study: Study) -> str | None:
-        """A queue job that has still to send the study keeps it (read once per purge pass)."""
+        """A queue job that has still to send the study keeps it, and so does a route
+        that matched it and has not queued its jobs yet (read once per purge pass)."""
         now = self._clock()
         if self._pending is None or now - self._pending[0] > CACHE_SECONDS:
-            self._pending = (now, queue.pending_studies())
-        job = self._pending[1].get(study.study_instance_uid)
-        if job is None:
-            return None
-        return f"queue job {job.id} ({job.kind} to {job.destination}, {job.state}) has still to send it"
+            self._pending = (now, queue.pending_studies(), routes.waiting_studies())
+        uid = study.study_instance_uid
+        job = self._pending[1].get(uid)
+        if job is not None:
+            return (
+                f"queue job {job.id} ({job.kind} to {job.destination}, {job.state}) "
+                "has still to send it"
+            )
+        route = self._pending[2].get(uid)
+        if route is not None:
+            return f"route {route} has still to send it (waiting for the study to be stable)"
+        return None
+
+    def purge_now(self, study_uid: str, why: str) -> str:
+        """Purge one study whatever the disk's level (a purge-after route delivered it):
+        "purged"; "kept" while another rule keeps it (a route or job still sending);
+        "never" when it is protected or gone."""
+        study = pdb.study_by_uid(study_uid)
+        if study is None or study.protected:
+            return "never"
+        self._pending = None  # the job that delivered it has just ended
+        reason = self.keep_reason(study, None)
+        if reason:
+            log.info("study %s stays after its route: %s", study_uid, reason)
+            return "kept"
+        report = PurgeReport()
+        with self._purge_lock:
+            self._purge_one(study, why, report)
+        self._invalidate()
+        return "purged" if report.purged else "kept"
 
     def go_reason(self, study: Study) -> str:
         return (

@@ -21,9 +21,11 @@ from pacsbox.web import (
     edit,
     exports,
     forward,
+    jobs,
     marks,
     pages,
     remote,
+    routes,
     search,
     system,
     upload,
@@ -70,6 +72,8 @@ def create_app(
     exports.register(ctx)
     forward.register(ctx)
     remote.register(ctx)
+    routes.register(ctx)
+    jobs.register(ctx)
     return app
 
 

@@ -1,7 +1,8 @@
 """Edit and delete patients, studies, series and images (DATA-3), with a confirmation page.
 
 Edits rewrite the stored files through ``pacsbox.edit`` (the originals are
-kept in holding/), so what leaves the box carries them. A deletion
+kept in holding/), so what leaves the box carries them; each is a queue job
+(``outbound.edits``) the daemon's runner carries out. A deletion
 removes the rows first and the files after, so counters stay exact and no
 row ever names a missing file.
 """
@@ -19,6 +20,7 @@ from pacsbox import storage
 from pacsbox.db import index as idx
 from pacsbox.db.models import Instance, Series, Study
 from pacsbox.errors import UsageError
+from pacsbox.outbound import edits
 from pacsbox.web.browse import UID, _done, get_instance, get_patient, get_series, get_study
 from pacsbox.web.core import Ctx, form
 
@@ -82,10 +84,10 @@ def register(ctx: Ctx) -> None:
         plan = file_edit.patient_edit(pt.id, _edited(PATIENT_FIELDS))
         if not plan.changes:
             return _done(f"/patients/{pk}", "nothing changed", changed=[])
-        job = file_edit.start(ctx.archive, plan, owner=ident.principal.name)
+        job = edits.submit(plan, owner=ident.principal.name)
         changed = sorted(plan.changes)
-        ctx.journal("edit", f"patient {pt.patient_id}", f"{', '.join(changed)} (job {job.id})")
-        return _done(f"/jobs/{job.id}", f"edit job {job.id} started", changed=changed, job=job.id)
+        ctx.journal("edit", f"patient {pt.patient_id}", f"{', '.join(changed)} (job {job})")
+        return _done(f"/jobs/{job}", f"edit job {job} queued", changed=changed, job=job)
 
     @ctx.page("/studies/" + UID + "/edit", template="edit.tpl", privilege="modify")
     def study_edit_form(ident, uid):
@@ -99,10 +101,10 @@ def register(ctx: Ctx) -> None:
         plan = file_edit.study_edit(s.study_instance_uid, _edited(STUDY_FIELDS))
         if not plan.changes:
             return _done(f"/studies/{uid}", "nothing changed", changed=[])
-        job = file_edit.start(ctx.archive, plan, owner=ident.principal.name)
+        job = edits.submit(plan, owner=ident.principal.name)
         changed = sorted(plan.changes)
-        ctx.journal("edit", uid, f"{', '.join(changed)} (job {job.id})")
-        return _done(f"/jobs/{job.id}", f"edit job {job.id} started", changed=changed, job=job.id)
+        ctx.journal("edit", uid, f"{', '.join(changed)} (job {job})")
+        return _done(f"/jobs/{job}", f"edit job {job} queued", changed=changed, job=job)
 
     # -- delete: a confirmation page (GET), then the POST ------------------------------------
 

@@ -1,34 +1,18 @@
-"""The web page's Forward buttons and the queue page (SCU-3, issue 17 items 1, 2, 9).
+"""The web page's Forward buttons (SCU-3, issue 17 items 1, 2).
 
 A Forward is the CLI's forward: the same checks, the same queue row, the
-same journal entry. The queue page shows the durable queue (the jobs a user
-started; every job to the administrator) with retry and cancel; its JSON
-twin has the fields ``pacsbox queue --json`` prints.
+same journal entry. Its job shows on the job pages (``web/jobs.py``), whose
+JSON twin has the fields ``pacsbox queue --json`` prints.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pacsbox.db import queue
-from pacsbox.db.models import utcnow
-from pacsbox.errors import NotFound
 from pacsbox.outbound import forward
 from pacsbox.web.auth import Identity
 from pacsbox.web.browse import UID, get_patient, get_series, get_study
 from pacsbox.web.core import Ctx, done, form
-
-
-def _sees_all(ident: Identity) -> bool:
-    p = ident.principal
-    return p.name == "root" or p.has("admin")
-
-
-def _job(ident: Identity, pk: int) -> queue.JobView:
-    job = queue.get(pk)
-    if job is None or not (_sees_all(ident) or job.owner == ident.principal.name):
-        raise NotFound(f"no job {pk} in the queue")
-    return job
 
 
 def register(ctx: Ctx) -> None:
@@ -51,30 +35,3 @@ def register(ctx: Ctx) -> None:
     def forward_patient(ident, pk):
         pt = get_patient(ctx, ident.principal, pk)
         return submit(ident, forward.Selection(patients=[pt.patient_id]))
-
-    @ctx.page("/queue", template="queue.tpl", privilege="forward")
-    def queue_page(ident):
-        rows = queue.jobs()
-        if not _sees_all(ident):
-            rows = [j for j in rows if j.owner == ident.principal.name]
-        return {"title": "Queue", "jobs": [j.as_dict() for j in rows]}
-
-    @ctx.page("/queue/<pk:int>", template="queue.tpl", privilege="forward")
-    def queue_job(ident, pk):
-        return {"title": f"Queue job {pk}", "jobs": [_job(ident, pk).as_dict()]}
-
-    @ctx.page("/queue/<pk:int>/retry", method="POST", privilege="forward")
-    def queue_retry(ident, pk):
-        _job(ident, pk)
-        if not queue.retry(pk, utcnow()):
-            raise NotFound(f"job {pk} is not failed or cancelled")
-        ctx.journal("queue-retry", f"job {pk}")
-        return done(f"/queue/{pk}", f"job {pk} queued again")
-
-    @ctx.page("/queue/<pk:int>/cancel", method="POST", privilege="forward")
-    def queue_cancel(ident, pk):
-        _job(ident, pk)
-        if not queue.cancel(pk):
-            raise NotFound(f"job {pk} has ended already")
-        ctx.journal("queue-cancel", f"job {pk}")
-        return done(f"/queue/{pk}", f"job {pk} cancelled")

@@ -1,8 +1,7 @@
 """The Remote page: query a remote AE and retrieve from it (SCU-2, WEB-4).
 
 Searching asks the remote (privilege Query); the Retrieve button queues the
-same job as ``pacsbox retrieve`` (privilege Move) and leads to it on the
-queue page. A remote that cannot be reached or refuses is said on the page,
+same job as ``pacsbox retrieve`` (privilege Move) and leads to its job page. A remote that cannot be reached or refuses is said on the page,
 with the form kept, so the user can pick another AE or change the keys.
 """
 
@@ -69,6 +68,6 @@ def register(ctx: Ctx) -> None:
     def remote_retrieve(ident: Identity) -> Any:
         job_id = retrieve.submit(form("ae"), form("study"), form("series"),
                                  owner=ident.principal.name, address=ctx.address())  # fmt: skip
-        # The queue page is Forward's; a user with Move alone comes back here.
-        target = f"/queue/{job_id}" if ident.principal.has("forward") else "/remote"
+        # /queue is behind Forward; /jobs shows every user the jobs they started.
+        target = f"/{'queue' if ident.principal.has('forward') else 'jobs'}/{job_id}"
         return done(target, f"retrieve job {job_id} queued", job=job_id)

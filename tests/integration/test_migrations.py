@@ -12,10 +12,12 @@ from pacsbox.db import queue, sync
 from pacsbox.db.migrations import MIGRATIONS
 from pacsbox.db.models import (
     QUEUE_MODELS,
+    ROUTE_MODELS,
     SYNC_MODELS,
     Instance,
     Patient,
     SchemaVersion,
+    Series,
     Study,
     SyncSchedule,
     database,
@@ -23,6 +25,9 @@ from pacsbox.db.models import (
 from tests.helpers import write_config
 from tests.postgres import DATABASES, index_settings
 from tests.synth import make_instance
+
+LATER = [n for n, _, _ in MIGRATIONS if n >= 13]  # what a version-12 database gains
+LATEST = MIGRATIONS[-1][0]
 
 
 def test_a_database_of_version_12_gains_the_edit_marks(tmp_path):
@@ -49,11 +54,11 @@ def test_a_database_of_version_12_gains_the_edit_marks(tmp_path):
     with sqlite3.connect(path) as con:
         versions = [v for (v,) in con.execute("SELECT version FROM schema_version")]
         indexes = [n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type='index'")]
-    assert {13, 14} <= set(versions) and "study_edit_pending" in indexes
+    assert versions[-len(LATER) :] == LATER and "study_edit_pending" in indexes
 
 
-def _queue_schema() -> dict[str, tuple]:
-    """The queue tables as the database describes them: columns and indexes."""
+def _schema(models: list) -> dict[str, tuple]:
+    """Tables as the database describes them: columns and indexes."""
     db = database.obj
     return {
         m._meta.table_name: (
@@ -62,7 +67,7 @@ def _queue_schema() -> dict[str, tuple]:
                 (i.name, tuple(i.columns), i.unique) for i in db.get_indexes(m._meta.table_name)
             ),
         )
-        for m in QUEUE_MODELS
+        for m in models
     }
 
 
@@ -71,17 +76,17 @@ def test_a_database_of_version_13_gains_the_queue_as_a_fresh_one_has_it(request,
     cfg = load(write_config(tmp_path / "box", SyncWrites="no", **index_settings(request, db)))
     archive = Archive(cfg)
     try:
-        fresh = _queue_schema()
+        fresh = _schema(QUEUE_MODELS)
         archive.store(make_instance(patient_id="OLD1"), source="test")
-        # Take the database back to what release 13 made: no queue (and nothing later).
-        database.obj.drop_tables(QUEUE_MODELS + SYNC_MODELS)
+        # Take the database back to what release 13 made: no queue (nor routes).
+        database.obj.drop_tables(ROUTE_MODELS + QUEUE_MODELS)
         SchemaVersion.delete().where(SchemaVersion.version >= 14).execute()
     finally:
         archive.close()
     archive = Archive(cfg)
     try:
-        assert max(v.version for v in SchemaVersion.select()) == MIGRATIONS[-1][0]
-        assert _queue_schema() == fresh and len(fresh["queue_job"][1]) >= 2
+        assert max(v.version for v in SchemaVersion.select()) == LATEST
+        assert _schema(QUEUE_MODELS) == fresh and len(fresh["queue_job"][1]) >= 2
         assert Instance.select().count() == 1
         job_id = queue.submit("forward", "AE1", {"study": "1"})
         assert queue.get(job_id) is not None
@@ -90,11 +95,37 @@ def test_a_database_of_version_13_gains_the_queue_as_a_fresh_one_has_it(request,
 
 
 @pytest.mark.parametrize("db", DATABASES)
-def test_a_database_of_version_14_gains_the_sync_schedules(request, tmp_path, db):
+def test_a_database_of_version_14_gains_the_routing_table_and_station_names(request, tmp_path, db):
+    cfg = load(write_config(tmp_path / "box", SyncWrites="no", **index_settings(request, db)))
+    archive = Archive(cfg)
+    try:
+        fresh = _schema([*ROUTE_MODELS, Series])
+        archive.store(make_instance(patient_id="OLD1"), source="test")
+        # Back to release 14: no routing tables, no series.station_name.
+        database.obj.drop_tables(ROUTE_MODELS)
+        database.obj.execute_sql("ALTER TABLE series DROP COLUMN station_name")
+        SchemaVersion.delete().where(SchemaVersion.version >= 15).execute()
+    finally:
+        archive.close()
+    archive = Archive(cfg)
+    try:
+        assert max(v.version for v in SchemaVersion.select()) == LATEST
+        assert _schema([*ROUTE_MODELS, Series]) == fresh
+        assert [s.station_name for s in Series.select()] == [""]
+        archive.store(make_instance(patient_id="OLD1", extra={"StationName": "CT-EAST"}),
+                      source="test")  # fmt: skip
+        assert sorted(s.station_name for s in Series.select()) == ["", "CT-EAST"]
+    finally:
+        archive.close()
+
+
+@pytest.mark.parametrize("db", DATABASES)
+def test_a_database_of_version_15_gains_the_sync_schedules(request, tmp_path, db):
     """Migration 18 (SCU-8) on SQLite and PostgreSQL: the table, and the queue kept."""
     cfg = load(write_config(tmp_path / "box", SyncWrites="no", **index_settings(request, db)))
     archive = Archive(cfg)
     try:
+        fresh = _schema(SYNC_MODELS)
         job_id = queue.submit("forward", "AE1", {"studies": ["1"]})
         database.obj.drop_tables(SYNC_MODELS)
         SchemaVersion.delete().where(SchemaVersion.version >= 18).execute()
@@ -102,7 +133,8 @@ def test_a_database_of_version_14_gains_the_sync_schedules(request, tmp_path, db
         archive.close()
     archive = Archive(cfg)
     try:
-        assert 18 in {v.version for v in SchemaVersion.select()}
+        assert max(v.version for v in SchemaVersion.select()) == LATEST
+        assert _schema(SYNC_MODELS) == fresh
         assert database.obj.table_exists(SyncSchedule._meta.table_name)
         assert queue.get(job_id) is not None
         sync.put("PACS2", [2, 14], 30)

@@ -7,26 +7,25 @@ import pydicom
 import webtest
 from pydicom.uid import generate_uid
 
-from pacsbox import config, jobs
+from pacsbox import config
 from pacsbox.archive import Archive
 from pacsbox.db.models import Patient
 from pacsbox.web import users
 from pacsbox.web.app import create_app
-from tests.helpers import Server, cli, dcmtk, poll
+from tests.helpers import Server, cli, dcmtk, poll, run_jobs
 from tests.integration.web.conftest import PASSWORD, Clock, make_dicom
 from tests.peers import StoreSCP
 
 
-def _edit(t: webtest.TestApp, url: str, **values: str) -> None:
+def _edit(t: webtest.TestApp, url: str, archive: Archive, **values: str) -> None:
+    """Save an edit form, run its queue job (no daemon runs yet), see it done."""
     form = next(f for f in t.get(url).forms.values() if f.action == url)
     for name, value in values.items():
         form[name] = value
     job = form.submit().headers["Location"].split("?")[0].replace("http://localhost:80", "")
-    if not job.startswith("/jobs/"):
-        return  # saved at once (what a small edit used to do)
-    (done,) = poll(
-        lambda: [j for j in t.get(job + ".json").json["jobs"] if j["state"] != "running"], 60
-    )
+    assert job.startswith("/jobs/")
+    assert run_jobs(archive.cfg, archive) == ["done"]
+    (done,) = t.get(job + ".json").json["jobs"]
     assert done["state"] == "done", done
 
 
@@ -61,9 +60,8 @@ def test_moved_images_carry_the_edit_and_a_rebuild_keeps_it(ini, tmp_path):
     login = t.get("/login").forms[0]
     login["name"], login["password"] = "root", PASSWORD
     login.submit()
-    _edit(t, f"/studies/{study}/edit", accession_number="ACC-NEW")
-    _edit(t, f"/patients/{pk}/edit", patient_name="SMITH^ANNA", patient_id="PID-NEW")
-    poll(lambda: not any(j.state == "running" for j in jobs.registry.all()))
+    _edit(t, f"/studies/{study}/edit", archive, accession_number="ACC-NEW")
+    _edit(t, f"/patients/{pk}/edit", archive, patient_name="SMITH^ANNA", patient_id="PID-NEW")
     archive.close()
 
     scp = StoreSCP(tmp_path / "received", "WORKSTATION", ini=ini)

@@ -175,8 +175,8 @@ def test_mistakes_are_refused_at_once_with_one_line(ini):
 
 def test_kill9_of_the_daemon_mid_forward_loses_nothing_and_resends_little(ini, tmp_path):
     """Two kill -9 rounds while a 600-image forward runs: after each restart the job
-    resumes; in the end every image has arrived, and only those acknowledged since
-    the last recorded batch (at most 50 a cut) arrived twice."""
+    resumes; in the end every image has arrived, and at most the one image in flight
+    at each cut arrived twice (the job's ack log notes every answer as it comes)."""
     archive = Archive(load(ini))
     try:
         uids = set()
@@ -201,7 +201,7 @@ def test_kill9_of_the_daemon_mid_forward_loses_nothing_and_resends_little(ini, t
         scp.stop()
     received = [pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in scp.files()]
     assert set(received) == uids
-    assert len(received) - len(uids) <= 2 * 50, len(received) - len(uids)
+    assert len(received) - len(uids) <= 2, len(received) - len(uids)
     (job,) = [j for j in _queue(ini) if j["id"] == job_id]
     assert (job["done"], job["total"]) == (600, 600) and job["attempts"] == 3
     assert server.output().count("jobs left running by the last run are queued again") == 2

@@ -25,13 +25,12 @@ OWNERS = {
 
 # Each room of pacsbox/ (a top-level module or package) and its layer
 # (ARCHITECTURE.md, "The package"). Rooms the picture does not name are
-# placed here: ``jobs`` is a leaf (no pacsbox imports; the web page starts
-# jobs and the daemon lists them), ``record_link`` lets a worker's stores
+# placed here: ``record_link`` lets a worker's stores
 # join the daemon's group commit (beside archive), ``selfcheck`` is an edge
 # (the image checking itself), ``assembly`` builds the daemon's and the
 # workers' processes (top). A new room must be placed before it can land.
 LAYERS = {
-    1: ("__init__", "config", "errors", "log", "notify", "status", "meta", "progress", "jobs")
+    1: ("__init__", "config", "errors", "log", "notify", "status", "meta", "progress")
     + ("setupcode",),
     2: ("wire",),
     3: ("storage", "db", "security"),
@@ -43,9 +42,9 @@ LAYERS = {
 LAYER_OF = {room: layer for layer, rooms in LAYERS.items() for room in rooms}
 # Sideways in layer 5: through scu (sub-operations), and the documented
 # edges: the web page's upload drives the media importer, its export and
-# burn buttons the File-set writer, its Forward buttons the outbound queue
-# (README, "Layout").
-SIDEWAYS = {("web", "media"), ("web", "export"), ("web", "outbound")}
+# burn buttons the File-set writer, its Forward buttons the outbound queue,
+# and the queue's runner carries out the export and burn jobs (README, "Layout").
+SIDEWAYS = {("web", "media"), ("web", "export"), ("web", "outbound"), ("outbound", "export")}
 
 # pynetdicom attributes below its public API that only wire/ may touch.
 PRIVATE_PYNETDICOM = frozenset({

@@ -18,9 +18,6 @@
     <a href="/upload">Upload</a>
     % end
     <a href="/jobs">Jobs</a>
-    % if can('forward'):
-    <a href="/queue">Queue</a>
-    % end
     % if can('query'):
     <a href="/remote">Remote</a>
     % end
@@ -28,6 +25,7 @@
     <a href="/status">Status</a>
     % end
     % if can('admin'):
+    <a href="/routes">Routes</a>
     <a href="/journal">Journal</a>
     <a href="/config">Configuration</a>
     % end

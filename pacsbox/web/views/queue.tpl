@@ -7,22 +7,32 @@
 <tr><th>Job</th><th>What</th><th>To</th><th>Progress</th><th>State</th><th>Tries</th><th>Next try</th><th>Last result</th><th></th></tr>
 % for j in jobs:
 <tr class="job {{j['state']}}">
-  <td><a href="/queue/{{j['id']}}">{{j['id']}}</a></td>
-  <td>{{j['kind']}}: {{j['label']}}</td>
+  <td><a href="/jobs/{{j['id']}}">{{j['id']}}</a></td>
+  <td>{{j['kind']}}:
+  % if j['link']:
+  <a href="{{j['link']}}">{{j['label']}}</a></td>
+  % else:
+  {{j['label']}}</td>
+  % end
   <td>{{j['destination']}}</td>
-  <td><progress max="{{j['total'] or 1}}" value="{{j['done']}}"></progress> {{j['done']}}/{{j['total']}}</td>
+  <td><progress max="{{j['total'] or 1}}" value="{{j['done']}}"></progress>
+      {{'%d%%' % j['percent'] if j['percent'] is not None else ''}} {{j['done']}}/{{j['total']}}</td>
   <td>{{j['state']}}</td>
   <td>{{j['attempts']}}</td>
   <td>{{j['next_attempt'] or ''}}</td>
-  <td>{{j['last_error']}}</td>
+  <td>{{j['last_error']}}
+% if j['download']:
+    <a class="download" href="{{j['download']}}">Download ZIP</a>
+% end
+  </td>
   <td>
 % if j['state'] in ('failed', 'cancelled'):
-    <form class="inline" method="post" action="/queue/{{j['id']}}/retry">
+    <form class="inline" method="post" action="/jobs/{{j['id']}}/retry">
       <input type="hidden" name="csrf_token" value="{{csrf}}">
       <button type="submit">Retry</button>
     </form>
 % elif j['state'] != 'done':
-    <form class="inline" method="post" action="/queue/{{j['id']}}/cancel">
+    <form class="inline" method="post" action="/jobs/{{j['id']}}/cancel">
       <input type="hidden" name="csrf_token" value="{{csrf}}">
       <button type="submit">Cancel</button>
     </form>
@@ -32,5 +42,5 @@
 % end
 </table>
 % if not jobs:
-<p>No jobs in the queue.</p>
+<p>No jobs.</p>
 % end

@@ -8,16 +8,15 @@ from pacsbox.db.auth_models import Journal
 from pacsbox.db.models import Instance, Patient, Study
 from pacsbox.web import browse
 from pacsbox.web.app import create_app
-from tests.helpers import poll
+from tests.helpers import run_jobs
 from tests.integration.web.conftest import login, store
 
 
-def finished(b, job: int) -> dict:
-    """The job's page once it has ended (done, or failed with its reason)."""
-    (j,) = poll(
-        lambda: [j for j in b.get(f"/jobs/{job}.json").json["jobs"] if j["state"] != "running"]
-    )
-    assert j["state"] == "done", j["message"]
+def finished(b, job: int, archive) -> dict:
+    """The job's page once the queue's runner (here, in this thread) has run it."""
+    run_jobs(archive.cfg, archive)
+    (j,) = b.get(f"/jobs/{job}.json").json["jobs"]
+    assert j["state"] == "done", j["last_error"]
     return j
 
 
@@ -72,7 +71,7 @@ def test_names_ignore_case_by_default(app, archive):
     assert uids(b, "/studies.json?patient_name=DOE^J?HN") == [a.study_instance_uid]
     pk = Study.get(Study.study_instance_uid == a.study_instance_uid).patient_id
     r = b.post(f"/patients/{pk}/edit.json", {"patient_name": "Smith^Anna"})
-    finished(b, r.json["job"])
+    finished(b, r.json["job"], archive)
     assert uids(b, "/studies.json?patient_name=smith*") == [a.study_instance_uid]
     assert [
         p["patient_id"] for p in b.get("/patients.json?patient_name=sMiTh*").json["patients"]
@@ -119,11 +118,11 @@ def test_mark_read_edit_and_delete_with_confirmation(app, archive, cfg):
         f"/studies/{uid}/edit.json", {"study_description": "BRAIN W/O", "accession_number": "A9"}
     )
     assert r.json["changed"] == ["accession_number", "study_description"]
-    finished(b, r.json["job"])
+    finished(b, r.json["job"], archive)
     assert b.get(f"/studies/{uid}.json").json["study"]["description"] == "BRAIN W/O"
     pk = Study.get(Study.study_instance_uid == uid).patient_id
     r = b.post(f"/patients/{pk}/edit.json", {"patient_name": "SMITH^ANNA"})
-    finished(b, r.json["job"])
+    finished(b, r.json["job"], archive)
     assert uids(b, "/studies.json?patient_name=SMITH*") == [uid]
     # Delete a series: confirmation page first, then the POST with confirm=yes.
     page = b.get(f"/series/{other.series_instance_uid}/delete")

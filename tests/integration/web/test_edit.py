@@ -14,15 +14,16 @@ import webtest
 from pydicom.fileset import FileSet
 from pydicom.uid import generate_uid
 
-from pacsbox import config, edit, jobs, recovery, storage
+from pacsbox import config, edit, recovery, storage
 from pacsbox.archive import Archive
-from pacsbox.db import dirty, lookup
+from pacsbox.db import dirty, lookup, queue
 from pacsbox.db.auth_models import Journal
-from pacsbox.db.models import Instance, Patient, Study
+from pacsbox.db.models import Instance, Patient, Study, utcnow
 from pacsbox.errors import OutOfResources
+from pacsbox.outbound.runner import busy_limit
 from pacsbox.web import users
 from pacsbox.web.app import create_app
-from tests.helpers import cli, poll, write_config
+from tests.helpers import cli, run_jobs, write_config
 from tests.integration.web.conftest import PASSWORD, Clock, make_dicom
 
 
@@ -44,7 +45,6 @@ class Box:
 def box(tmp_path):
     b = Box(tmp_path / "box")
     yield b
-    poll(lambda: not any(j.state == "running" for j in jobs.registry.all()), 60, what="jobs")
     b.archive.close()
 
 
@@ -65,18 +65,18 @@ def fill(t: webtest.TestApp, url: str, **values: str) -> webtest.TestResponse:
     return form.submit()
 
 
-def job_of(t: webtest.TestApp, answer: webtest.TestResponse) -> dict:
-    """Follow the edit's answer to its job page and wait for the job to end."""
+def job_of(box: Box, t: webtest.TestApp, answer: webtest.TestResponse) -> dict:
+    """Follow the edit's answer to its job page, run the queue (the daemon's runner, here
+    in this thread) and read the job's outcome."""
     assert answer.status_int == 303, answer.text[:300]
     url = answer.headers["Location"].split("?")[0].replace("http://localhost:80", "")
     assert url.startswith("/jobs/")
     page = t.get(url)
-    assert "edit:" in page.text  # the job is shown
-    return poll(
-        lambda: [j for j in t.get(url + ".json").json["jobs"] if j["state"] != "running"],
-        60,
-        what="the edit job",
-    )[0]
+    assert "queued" in page.text  # the job is shown
+    run_jobs(box.cfg, box.archive)
+    (job,) = t.get(url + ".json").json["jobs"]
+    job["url"] = url
+    return job
 
 
 def store_study(archive, n: int = 4, **kw) -> tuple[str, list[str]]:
@@ -106,12 +106,12 @@ def test_edits_reach_the_files_wado_export_and_a_rebuild(box):
     before = {s: stored(s) for s in sops}
     pk = Patient.get(Patient.patient_id == "PID1").id
 
-    job = job_of(t, fill(t, f"/studies/{study}/edit", accession_number="ACC-NEW"))
-    assert job["state"] == "done" and "4 files rewritten" in job["message"], job
+    job = job_of(box, t, fill(t, f"/studies/{study}/edit", accession_number="ACC-NEW"))
+    assert job["state"] == "done" and "4 files rewritten" in job["last_error"], job
     job = job_of(
-        t, fill(t, f"/patients/{pk}/edit", patient_name="SMITH^ANNA", patient_id="PID-NEW")
+        box, t, fill(t, f"/patients/{pk}/edit", patient_name="SMITH^ANNA", patient_id="PID-NEW")
     )
-    assert job["state"] == "done" and "5 files rewritten" in job["message"], job
+    assert job["state"] == "done" and "5 files rewritten" in job["last_error"], job
 
     # The files carry the edits; nothing else in them changed.
     for sop in sops:
@@ -162,7 +162,9 @@ def test_edits_reach_the_files_wado_export_and_a_rebuild(box):
     # The DICOMDIR export: its records and its files.
     page = t.get(f"/studies/{study}").forms
     export = next(f for f in page.values() if f.action.endswith("/export"))
-    r = export.submit()
+    exported = job_of(box, t, export.submit())
+    assert exported["state"] == "done", exported
+    r = t.get(exported["download"])
     out = box.cfg.data_dir / "unzipped"
     zipfile.ZipFile(io.BytesIO(r.body)).extractall(out)
     fs = FileSet(next(out.rglob("DICOMDIR")))
@@ -235,8 +237,8 @@ def test_a_failure_half_way_loses_nothing_and_a_rerun_finishes(box, monkeypatch)
         return real(folder, chunks, **kw)
 
     monkeypatch.setattr(storage, "write_file", disk_full_on_the_third)
-    job = job_of(t, fill(t, f"/studies/{study}/edit", accession_number="ACC-NEW"))
-    assert job["state"] == "failed" and "disk full" in job["message"]
+    job = job_of(box, t, fill(t, f"/studies/{study}/edit", accession_number="ACC-NEW"))
+    assert job["state"] == "failed" and "disk full" in job["last_error"]
     # Every instance is old or new, each readable, each indexed; the study row
     # still has the value it started from, so the same edit can be made again.
     values = sorted(stored(s).AccessionNumber for s in sops)
@@ -244,11 +246,52 @@ def test_a_failure_half_way_loses_nothing_and_a_rerun_finishes(box, monkeypatch)
     assert Study.get(Study.study_instance_uid == study).accession_number == "ACC1"
     assert cli(box.ini, "check").returncode == 0
     monkeypatch.setattr(storage, "write_file", real)
-    job = job_of(t, fill(t, f"/studies/{study}/edit", accession_number="ACC-NEW"))
-    assert job["state"] == "done" and "2 files rewritten" in job["message"], job
+    # The job page shows the reason, and its Retry runs the same edit again.
+    page = t.get(job["url"])
+    assert "disk full" in page.text
+    retry = next(f for f in page.forms.values() if f.action.endswith("/retry"))
+    assert retry.submit().status_int == 303
+    assert run_jobs(box.cfg, box.archive) == ["done"]
+    (job,) = t.get(job["url"] + ".json").json["jobs"]
+    assert job["state"] == "done" and "2 files rewritten" in job["last_error"], job
+    assert job["attempts"] == 2
     assert [stored(s).AccessionNumber for s in sops] == ["ACC-NEW"] * 4
     assert Study.get(Study.study_instance_uid == study).accession_number == "ACC-NEW"
     assert sorted(d.SOPInstanceUID for d in held(box.cfg)) == sorted(sops)  # one each
+    assert cli(box.ini, "check").returncode == 0
+
+
+def test_an_edit_job_cut_by_a_dead_daemon_is_given_back_and_finishes(box, monkeypatch):
+    """The daemon dies two files into an edit: the job is still running in the queue;
+    the next start gives it back (queue.recover) and the re-run finishes it."""
+    t = browser(box.app)
+    study, sops = store_study(box.archive, 4, patient_id="PID1")
+    answer = fill(t, f"/studies/{study}/edit", accession_number="ACC-NEW")
+    url = answer.headers["Location"].split("?")[0].replace("http://localhost:80", "")
+    job = queue.claim("4242-deadbeef-00000000", utcnow(), busy_limit(box.cfg))
+    assert url == f"/jobs/{job.id}"
+    real = storage.write_file
+    calls = []
+
+    def dies_on_the_third(folder, chunks, **kw):
+        calls.append(folder)
+        if len(calls) == 3:
+            raise SystemExit("kill -9")  # nothing after this runs, no outcome is recorded
+        return real(folder, chunks, **kw)
+
+    monkeypatch.setattr(storage, "write_file", dies_on_the_third)
+    with pytest.raises(SystemExit):
+        edit.run(box.archive, edit.Edit(**job.payload["edit"]))
+    monkeypatch.undo()
+    assert t.get(url + ".json").json["jobs"][0]["state"] == "running"
+    box.reopen()
+    assert queue.recover() == 1  # what the daemon's runner does as it starts
+    assert run_jobs(box.cfg, box.archive) == ["done"]
+    (done,) = t.get(url + ".json").json["jobs"]
+    assert (done["attempts"], done["state"]) == (2, "done")
+    assert "2 files rewritten" in done["last_error"]
+    assert [stored(s).AccessionNumber for s in sops] == ["ACC-NEW"] * 4
+    assert Study.get(Study.study_instance_uid == study).accession_number == "ACC-NEW"
     assert cli(box.ini, "check").returncode == 0
 
 
@@ -320,8 +363,8 @@ def test_a_later_image_of_an_edited_study_takes_the_edit(box):
     t = browser(box.app)
     study, sops = store_study(box.archive, 2, patient_id="PID1", patient_name="DOE^JOHN")
     pk = Patient.get(Patient.patient_id == "PID1").id
-    job_of(t, fill(t, f"/studies/{study}/edit", accession_number="ACC-NEW"))
-    job_of(t, fill(t, f"/patients/{pk}/edit", patient_name="SMITH^ANNA", patient_id="PID-NEW"))
+    job_of(box, t, fill(t, f"/studies/{study}/edit", accession_number="ACC-NEW"))
+    job_of(box, t, fill(t, f"/patients/{pk}/edit", patient_name="SMITH^ANNA", patient_id="PID-NEW"))
     series = lookup.find_instance(sops[0]).series.series_instance_uid
     late = [
         box.archive.store(make_dicom(study_uid=study, series_uid=s), source="test").sop_instance_uid

@@ -7,13 +7,11 @@ import re
 
 import pytest
 
-from pacsbox import jobs
 from pacsbox.db.aes import ae_upsert
 from pacsbox.db.models import Patient
 from pacsbox.web import users
 from pacsbox.web.core import PUBLIC
 from pacsbox.web.wado import WADO_PARAMS
-from tests.helpers import poll
 from tests.integration.web.conftest import login, store
 
 GARBAGE = [
@@ -90,8 +88,7 @@ def walked(app, archive):
     }
     specs = list(ctx.routes)
     yield b, specs, real, res
-    # An edit or burn started by the walk runs on: let it end before the archive closes.
-    poll(lambda: not any(j.state == "running" for j in jobs.registry.all()), 60, what="jobs")
+    # What the walk queued (an edit, a burn) is only rows: no daemon runs them here.
 
 
 def _real(spec_path: str, real: dict[str, str], res) -> dict[str, str]:

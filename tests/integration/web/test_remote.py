@@ -101,7 +101,12 @@ def test_query_gates_the_search_and_move_the_retrieve(app, qr):
         r = b.post("/remote/retrieve", {"ae": "DCMQR", "study": A}, expect_errors=True)
         assert r.status_int == 403
     assert mover.post("/remote/retrieve.json", {"ae": "DCMQR", "study": A}).json["ok"]
-    # Without Forward the queue page is closed to the mover: back to the Remote page.
+    # Without Forward /queue is closed to the mover: the job's page under /jobs, where
+    # Move lets them cancel it.
     r = mover.post("/remote/retrieve", {"ae": "DCMQR", "study": A})
-    assert r.headers["Location"].startswith("/remote?msg=retrieve%20job%20")
+    job_id = int(r.headers["Location"].split("?")[0].rsplit("/", 1)[1])
+    assert r.headers["Location"].startswith(f"/jobs/{job_id}?msg=retrieve%20job%20")
+    assert mover.get(f"/jobs/{job_id}.json").json["jobs"][0]["kind"] == "retrieve"
+    assert mover.post(f"/jobs/{job_id}/cancel.json").json["ok"]
+    assert queue.get(job_id).state == "cancelled"
     assert [j.owner for j in queue.jobs(kind="retrieve")] == ["mover", "mover"]
