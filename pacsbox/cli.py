@@ -386,6 +386,116 @@ def cmd_route(args: argparse.Namespace, cfg: config.Config) -> int:
         )  # fmt: skip
 
 
+# -- remote query and retrieve ------------------------------------------------------
+
+
+@command("query")
+def cmd_query(args: argparse.Namespace, cfg: config.Config) -> int:
+    from pacsbox.outbound.remotecmd import query_command
+
+    _quiet_pynetdicom(args)
+    with _archive(cfg):
+        return query_command(cfg, args.ae, args.level, args.k, args.json, sys.stdout)
+
+
+@command("retrieve")
+def cmd_retrieve(args: argparse.Namespace, cfg: config.Config) -> int:
+    import getpass
+
+    from pacsbox.outbound.remotecmd import retrieve_command
+
+    _quiet_pynetdicom(args)
+    with _archive(cfg):
+        return retrieve_command(cfg, args.ae, args.study, args.series or "", args.wait,
+                                f"cli:{getpass.getuser()}", sys.stdout)  # fmt: skip
+
+
+@command("sync")
+def cmd_sync(args: argparse.Namespace, cfg: config.Config) -> int:
+    import getpass
+
+    from pacsbox.outbound.remotecmd import sync_command
+
+    _quiet_pynetdicom(args)
+    with _archive(cfg):
+        return sync_command(cfg, args.sync_cmd, getattr(args, "ae", None),
+                            getattr(args, "hours", None), getattr(args, "days", None),
+                            getattr(args, "wait", False), f"cli:{getpass.getuser()}",
+                            sys.stdout)  # fmt: skip
+
+
+def _quiet_pynetdicom(args: argparse.Namespace) -> None:
+    """pynetdicom logs a failed association in several lines; the command says it in one."""
+    if not args.debug:
+        logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
+
+
+def _days(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError("a whole number of days, 1 or more")
+    return int(text)
+
+
+def _sync_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """``sync add|list|remove|run`` (SCU-8)."""
+    s = sub.add_parser(
+        "sync", parents=[common], help="pull a remote AE's studies not stored here, by the hour"
+    )
+    ssub = s.add_subparsers(dest="sync_cmd", required=True, metavar="ACTION")
+    a = ssub.add_parser("add", parents=[common], help="set (or replace) an AE's schedule")
+    a.add_argument("ae", metavar="AE", help="the remote AE, from the AE table")
+    a.add_argument("--hours", required=True, metavar="H[,H...]",
+                   help="local hours 0-23 to run at (up to 24), e.g. 2,14")  # fmt: skip
+    a.add_argument("--days", type=_days, metavar="N",
+                   help="only studies of the last N days (by Study Date); default every study")  # fmt: skip
+    ssub.add_parser("list", parents=[common], help="list the schedules")
+    r = ssub.add_parser("remove", parents=[common], help="remove an AE's schedule")
+    r.add_argument("ae", metavar="AE")
+    r = ssub.add_parser("run", parents=[common], help="queue a sync run of an AE now")
+    r.add_argument("ae", metavar="AE")
+    r.add_argument("--days", type=_days, metavar="N", help="override the schedule's days")
+    r.add_argument("--wait", action="store_true", help="follow the sync job until it ends")
+
+
+def _remote_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """``query`` and ``retrieve`` (SCU-2), named as in MISSION.md."""
+    s = sub.add_parser("query", parents=[common], help="C-FIND a remote AE of the AE table")
+    s.add_argument("ae", metavar="AE", help="the remote AE, from the AE table")
+    s.add_argument(
+        "--level",
+        choices=["patient", "study", "series"],
+        default="study",
+        help="what to list (default study; series needs -k StudyInstanceUID=...)",
+    )
+    s.add_argument(
+        "-k",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a matching or return key by keyword or tag, with wildcards * ? "
+        "and date ranges (StudyDate=20240101-20241231); repeat for more",
+    )
+    s.add_argument(
+        "--json",
+        action="store_true",
+        help="a JSON array of matches keyed by DICOM keyword, with a local field",
+    )
+    s = sub.add_parser(
+        "retrieve",
+        parents=[common],
+        help="C-MOVE a study or series from a remote AE to this box (a queue job; prints its id)",
+    )
+    s.add_argument("ae", metavar="AE", help="the remote AE, from the AE table")
+    s.add_argument("--study", required=True, metavar="UID", help="the Study Instance UID")
+    s.add_argument("--series", metavar="UID", help="only this Series Instance UID of the study")
+    s.add_argument(
+        "--wait",
+        action="store_true",
+        help="show progress until the job ends; exit 1 with the reason when it fails",
+    )
+    _sync_parser(sub, common)
+
+
 # -- argument parsing --------------------------------------------------------------
 
 
@@ -491,7 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="P",
         help="a privilege (view, modify, forward, query, move, download, export, "
         "import, print, upload, monitor, mark, storage, admin); repeat for more. "
-        "forward, query, move, print, upload and storage gate no feature yet",
+        "print, upload and storage gate no feature yet",
     )
     u.add_argument("--first-name")
     u.add_argument("--last-name")
@@ -608,6 +718,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="a JSON array (for scripts)")
     r = rsub.add_parser("remove", parents=[common], help="remove a route")
     r.add_argument("name", metavar="NAME")
+    _remote_parsers(sub, common)
     s = sub.add_parser("frontpanel", parents=[common], help="drive the front panel display")
     s.add_argument("--once", action="store_true", help="render once and exit")
     return p

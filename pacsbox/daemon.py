@@ -23,7 +23,8 @@ from pacsbox.archive import Archive
 from pacsbox.assembly import assemble
 from pacsbox.config import Config
 from pacsbox.db import lookup, ping, queue
-from pacsbox.outbound import edits
+from pacsbox.db.models import utcnow
+from pacsbox.outbound import edits, sync
 from pacsbox.outbound.kinds import HANDLERS
 from pacsbox.outbound.routing import Router
 from pacsbox.outbound.runner import Runner, wake
@@ -39,6 +40,7 @@ STATUS_INTERVAL = 2.0
 SHUTDOWN_GRACE = 8.0
 TOTALS_EVERY = 60.0
 RECENT_EVERY = 10.0
+SYNC_EVERY = 60.0  # schedules are hourly: a look a minute queues a run within a minute
 
 
 class Daemon:
@@ -64,6 +66,7 @@ class Daemon:
         self._totals_signal = -1
         self._recent_cache: tuple[dict | None, int] | None = None
         self._recent_at = 0.0
+        self._sync_at: float | None = None
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -153,6 +156,7 @@ class Daemon:
             self.write_status()
             archive.checkpoint_if_due()
             self._follow_up_edits()
+            self._queue_syncs()
         notify.notify("STOPPING=1")
         log.info("stopping: letting associations in flight finish")
         self.state = "stopping"
@@ -180,6 +184,17 @@ class Daemon:
             edits.queue_follow_ups()
         except Exception as exc:  # noqa: BLE001 - a busy index: the next turn looks again
             log.warning("edit follow-up not queued: %s", exc)
+
+    def _queue_syncs(self) -> None:
+        """The synchronisation schedules' due runs become queue jobs (SCU-8), the
+        first look at start-up so a run missed while the box was off comes now."""
+        if self._sync_at is not None and time.monotonic() - self._sync_at < SYNC_EVERY:
+            return
+        self._sync_at = time.monotonic()
+        try:
+            sync.queue_due(utcnow())
+        except Exception as exc:  # noqa: BLE001 - a busy index: the next look queues it
+            log.warning("sync: due runs not queued: %s", exc)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stop_event.set()

@@ -103,6 +103,13 @@ class UnableToProcess(PacsboxError):
     http_status = 400
 
 
+class PeerError(PacsboxError):
+    """A remote AE could not be reached, went away, or answered a query or retrieve
+    with a failure status (HTTP 502: the fault is the other box's or the network's)."""
+
+    http_status = 502
+
+
 class NotOffered(PacsboxError):
     """A well-formed request for something this box does not do (HTTP 501)."""
 

@@ -99,3 +99,59 @@ class Orthanc:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
+
+
+class QRSCP:
+    """DCMTK dcmqrscp: a query/retrieve archive in ``folder`` on a free port.
+
+    ``destinations`` ({AE title: port}, on 127.0.0.1) are the move
+    destinations it knows; ``restart`` changes them and keeps what it holds.
+    It forks a child per association (its single-process mode crashes after
+    the first one in DCMTK 3.6.7).
+    """
+
+    def __init__(self, folder: Path, title: str = "DCMQR", destinations: dict | None = None):
+        self.dir = folder
+        (folder / "db").mkdir(parents=True)
+        self.title = title
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.restart(destinations or {})
+
+    def restart(self, destinations: dict) -> None:
+        self.stop()
+        hosts = "\n".join(
+            f"dest{n} = ({aet}, 127.0.0.1, {port})"
+            for n, (aet, port) in enumerate(destinations.items())
+        )
+        cfg = self.dir / "dcmqrscp.cfg"
+        cfg.write_text(
+            f"NetworkTCPPort = {self.port}\nMaxPDUSize = 16384\nMaxAssociations = 16\n"
+            f"HostTable BEGIN\n{hosts}\nHostTable END\nVendorTable BEGIN\nVendorTable END\n"
+            f"AETable BEGIN\n{self.title} {self.dir / 'db'} RW (200, 1024mb) ANY\nAETable END\n"
+        )
+        self.log = open(self.dir / "dcmqrscp.log", "ab")
+        self.proc = subprocess.Popen(
+            ["dcmqrscp", "-c", str(cfg)], stdout=self.log, stderr=subprocess.STDOUT, env=DCMTK_ENV
+        )
+        poll(lambda: listening(self.port), 10, what="dcmqrscp to listen")
+
+    def store(self, *files: Path) -> None:
+        """Send files in with DCMTK storescu."""
+        proc = subprocess.run(
+            ["storescu", "-aet", "STORESCU", "-aec", self.title, "127.0.0.1", str(self.port),
+             *map(str, files)],
+            capture_output=True, text=True, timeout=60, env=DCMTK_ENV,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise AssertionError(f"storescu into dcmqrscp failed: {proc.stderr.strip()}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+                self.proc.wait(10)
+            self.log.close()
+            self.proc = None
+            # A child still serving an association holds the listening socket.
+            poll(lambda: not listening(self.port), 20, what="dcmqrscp's children to end")

@@ -17,6 +17,7 @@ from pacsbox.db.models import (
     CORE_MODELS,
     QUEUE_MODELS,
     ROUTE_MODELS,
+    SYNC_MODELS,
     SchemaVersion,
 )
 
@@ -102,6 +103,11 @@ def _m0017_association_log(db: Database) -> None:
     db.create_tables(ASSOCLOG_MODELS, safe=True)
 
 
+def _m0018_sync_schedules(db: Database) -> None:
+    # Synchronisation schedules (SCU-8): a new table, as migration 14's.
+    db.create_tables(SYNC_MODELS, safe=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (1, "core tables: patient, study, series, instance, AE table", _m0001_core),
     (2, "composite indexes for queries", _m0002_query_indexes),
@@ -111,6 +117,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (14, "the durable work queue", _m0014_queue),
     (15, "the routing table", _m0015_routes),
     (17, "the association log", _m0017_association_log),
+    (18, "synchronisation schedules", _m0018_sync_schedules),
 ]
 
 

@@ -359,6 +359,22 @@ class AssociationLog(BaseModel):
 ASSOCLOG_MODELS = [AssociationLog]
 
 
+class SyncSchedule(BaseModel):
+    """Synchronisation (SCU-8): the hours at which a remote AE's studies that are not
+    stored here are pulled (``db/sync.py``). Made by migration 18."""
+
+    id: AutoField[int]
+    ae_title = CharField(max_length=16, unique=True)  # the remote, from the AE table
+    hours = CharField(max_length=64)  # "2,14": local hours 0-23, at most 24 of them
+    days = IntegerField(default=0)  # studies of the last N days by Study Date; 0 = all
+    last_slot = DateTimeField(null=True)  # the last hour a run was queued for (naive UTC)
+    created = DateTimeField(default=utcnow)
+    owner = CharField(max_length=64, default="")  # who set it up
+
+
+SYNC_MODELS = [SyncSchedule]
+
+
 class SchemaVersion(BaseModel):
     version = IntegerField(primary_key=True)
     name = CharField(max_length=128)

@@ -37,11 +37,11 @@ def forward_command(
 ) -> int:
     job_id = forward.submit(selection, to, owner=owner)
     print(f"job {job_id}: forward of {selection.label()} to {to} queued", file=out)
-    _poke_daemon(cfg)
+    poke_daemon(cfg)
     return wait_for(cfg, job_id, out) if wait else 0
 
 
-def _poke_daemon(cfg: Config) -> None:
+def poke_daemon(cfg: Config) -> None:
     """Wake the running daemon's runner (SIGUSR1); without one, or without the right to
     signal it, the runner's poll finds the job within seconds."""
     pid = status.current(cfg).get("pid")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pacsbox.outbound import edits, forward, ian, media
+from pacsbox.outbound import edits, forward, ian, media, retrieve, sync
 from pacsbox.outbound.runner import Handler
 
 # A route job is a forward of one round of a study (outbound/routing.py makes them).
@@ -13,4 +13,6 @@ HANDLERS: dict[str, Handler] = {
     "export": media.handle_export,
     "burn": media.handle_burn,
     "edit": edits.handle,
+    "retrieve": retrieve.handle,
+    "sync": sync.handle,
 }

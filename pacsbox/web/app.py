@@ -24,6 +24,7 @@ from pacsbox.web import (
     jobs,
     marks,
     pages,
+    remote,
     routes,
     search,
     system,
@@ -70,6 +71,7 @@ def create_app(
     upload.register(ctx)
     exports.register(ctx)
     forward.register(ctx)
+    remote.register(ctx)
     routes.register(ctx)
     jobs.register(ctx)
     return app

@@ -39,6 +39,12 @@ LEAVES: dict[tuple[str, ...], list[str]] = {
     ("route", "add"): ["CT", "--to", "CT9"],
     ("route", "list"): [],
     ("route", "remove"): ["CT"],
+    ("query",): ["CT9", "-k", "PatientID=1"],
+    ("retrieve",): ["CT9", "--study", "1.2.3"],
+    ("sync", "add"): ["CT9", "--hours", "2,14"],
+    ("sync", "list"): [],
+    ("sync", "remove"): ["CT9"],
+    ("sync", "run"): ["CT9"],
 }
 
 

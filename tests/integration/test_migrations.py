@@ -8,17 +8,19 @@ import pytest
 
 from pacsbox.archive import Archive
 from pacsbox.config import load
-from pacsbox.db import assoclog, queue
+from pacsbox.db import assoclog, queue, sync
 from pacsbox.db.migrations import MIGRATIONS
 from pacsbox.db.models import (
     ASSOCLOG_MODELS,
     QUEUE_MODELS,
     ROUTE_MODELS,
+    SYNC_MODELS,
     Instance,
     Patient,
     SchemaVersion,
     Series,
     Study,
+    SyncSchedule,
     database,
 )
 from tests.helpers import write_config
@@ -139,5 +141,29 @@ def test_a_database_of_version_16_gains_the_association_log_as_a_fresh_one_has_i
         assert Instance.select().count() == 1
         assoclog.write([assoclog.Entry("in", "CT1", "CT1", "PACSBOX", "10.0.0.5")])
         assert [r["remote_ae"] for r in assoclog.recent("CT1", "in")] == ["CT1"]
+    finally:
+        archive.close()
+
+
+@pytest.mark.parametrize("db", DATABASES)
+def test_a_database_of_version_17_gains_the_sync_schedules(request, tmp_path, db):
+    """Migration 18 (SCU-8) on SQLite and PostgreSQL: the table, and the queue kept."""
+    cfg = load(write_config(tmp_path / "box", SyncWrites="no", **index_settings(request, db)))
+    archive = Archive(cfg)
+    try:
+        fresh = _schema(SYNC_MODELS)
+        job_id = queue.submit("forward", "AE1", {"studies": ["1"]})
+        database.obj.drop_tables(SYNC_MODELS)
+        SchemaVersion.delete().where(SchemaVersion.version >= 18).execute()
+    finally:
+        archive.close()
+    archive = Archive(cfg)
+    try:
+        assert max(v.version for v in SchemaVersion.select()) == LATEST
+        assert _schema(SYNC_MODELS) == fresh
+        assert database.obj.table_exists(SyncSchedule._meta.table_name)
+        assert queue.get(job_id) is not None
+        sync.put("PACS2", [2, 14], 30)
+        assert [s.hours for s in sync.schedules()] == [[2, 14]]
     finally:
         archive.close()

@@ -18,6 +18,9 @@
     <a href="/upload">Upload</a>
     % end
     <a href="/jobs">Jobs</a>
+    % if can('query'):
+    <a href="/remote">Remote</a>
+    % end
     % if can('monitor'):
     <a href="/status">Status</a>
     % end

@@ -83,3 +83,12 @@ def test_each_privilege_gates_a_route_or_is_marked(app, archive, key):
             let_in = holder.post(url, {"read": "yes"}, expect_errors=True)
         assert refused.status_int == 403, (key, spec.path)
         assert let_in.status_int != 403, (key, spec.path)
+
+
+def test_query_gates_the_remote_search_and_move_its_retrieve(app):
+    """The seed's Query and Move: searching a remote AE, and retrieving from it."""
+    ctx = app.config["pacsbox.ctx"]
+    gates = {(s.method, s.path): s.privilege for s in ctx.routes}
+    assert gates[("GET", "/remote")] == "query"
+    assert gates[("POST", "/remote/retrieve")] == "move"
+    assert not {"query", "move"} & pv.NO_FEATURE_YET

@@ -57,6 +57,7 @@ def test_privilege_grid(app, archive):
     # Every privilege a page needs exists, and the page-gating privileges are covered.
     assert gated <= set(pv.KEYS) | {"root"}
     assert {"modify", "mark", "download", "import", "monitor", "admin", "root"} <= gated
+    assert {"query", "move"} <= gated  # the Remote page's search and its Retrieve button
     mismatches = []
     for who in (*pv.KEYS, "root"):
         b = login(app, who) if who == "root" else login(app, "u_" + who, [who])
