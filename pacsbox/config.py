@@ -313,6 +313,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Studies received more recently than this are never purged.",
     ),
     S(
+        "PurgeRequiresCommitment",
+        "watermark",
+        "no",
+        _bool,
+        "Purge a study only once some destination has committed every instance of it "
+        "(storage commitment); no purges without that, though never while a commitment "
+        "asked for is pending.",
+    ),
+    S(
         "WatermarkInterval",
         "watermark",
         "60",
@@ -367,6 +376,15 @@ SETTINGS: tuple[Setting, ...] = (
         _float_range(0.01, 720),
         "Hours a job keeps retrying a destination it cannot reach (refused, rejected, no "
         "answer), with backoff capped at 5 minutes, before it is failed.",
+    ),
+    S(
+        "CommitmentTimeout",
+        "outbound",
+        "10",
+        _float_range(0.05, 1440),
+        "Minutes a storage commitment request waits for the destination's report "
+        "(N-EVENT-REPORT); then the request is sent again, with backoff, until "
+        "DeliveryGiveUpHours.",
     ),
     # -- media --------------------------------------------------------------
     S(

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from peewee import Database
 
-from pacsbox.db.models import CORE_MODELS, QUEUE_MODELS, SchemaVersion
+from pacsbox.db.models import COMMITMENT_MODELS, CORE_MODELS, QUEUE_MODELS, SchemaVersion
 
 log = logging.getLogger("pacsbox.db")
 
@@ -82,6 +82,12 @@ def _m0014_queue(db: Database) -> None:
     db.create_tables(QUEUE_MODELS, safe=True)
 
 
+def _m0016_commitment(db: Database) -> None:
+    # Storage commitment per instance and destination (SCU-5): what the study
+    # page shows and the purge guard reads. New table only, as 14.
+    db.create_tables(COMMITMENT_MODELS, safe=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (1, "core tables: patient, study, series, instance, AE table", _m0001_core),
     (2, "composite indexes for queries", _m0002_query_indexes),
@@ -89,6 +95,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (12, "dirty folders marked per process", _m0012_dirty_folder_owner),
     (13, "edited columns, and later images still to take an edit", _m0013_edit_marks),
     (14, "the durable work queue", _m0014_queue),
+    (16, "storage commitment per instance and destination", _m0016_commitment),
 ]
 
 

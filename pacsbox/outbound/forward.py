@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 from pacsbox.db import journal, lookup, queue
 from pacsbox.errors import NotFound, UsageError
+from pacsbox.outbound import commitment
 from pacsbox.outbound.deliver import deliver, peer_of
 from pacsbox.outbound.runner import Control, Outcome, done, refused, unreachable, wake
 
@@ -46,19 +47,28 @@ _NAMES = (
 )
 
 
-def submit(selection: Selection, destination: str, *, owner: str = "", address: str = "") -> int:
-    """Queue a forward and journal who asked; returns the job id. Raises NotFound
-    (unknown AE, nothing stored) and UsageError (an AE without an address, an empty
-    selection)."""
+def submit(
+    selection: Selection,
+    destination: str,
+    *,
+    owner: str = "",
+    address: str = "",
+    commit: bool = False,
+) -> int:
+    """Queue a forward and journal who asked; returns the job id. With ``commit``,
+    the delivered instances are then asked to be committed (a commit job). Raises
+    NotFound (unknown AE, nothing stored) and UsageError (an AE without an address,
+    an empty selection)."""
     if not any(asdict(selection).values()):
         raise UsageError("name what to forward: a patient, a study, a series or an image")
     peer_of(destination)
     items = selection.items()
     if not items:
         raise NotFound(f"nothing stored matches {selection.label()}")
-    label = f"{selection.label()} to {destination}"
+    label = f"{selection.label()} to {destination}" + (", with commitment" if commit else "")
+    payload = {**asdict(selection), **({"commit": True} if commit else {})}
     job_id = queue.submit(
-        "forward", destination, asdict(selection), owner=owner, label=label, total=len(items)
+        "forward", destination, payload, owner=owner, label=label, total=len(items)
     )
     journal.record("forward", owner, address, target=destination,
                    detail=f"job {job_id}: {label}: {_uids(selection)}")  # fmt: skip
@@ -71,10 +81,15 @@ def _uids(selection: Selection) -> str:
     return "; ".join(f"{k}={','.join(v)}" for k, v in asdict(selection).items() if v)[:2000]
 
 
+def selection_of(payload: dict) -> Selection:
+    """The Selection a forward job's payload names (its other keys are options)."""
+    return Selection(**{k: payload.get(k) or [] for k in queue.SELECTION_KEYS})
+
+
 def handle(ctl: Control) -> Outcome:
     """Run one attempt of a forward job."""
     job = ctl.job
-    items = Selection(**job.payload).items()
+    items = selection_of(job.payload).items()
     if not items:
         return refused("nothing stored matches the selection any more")
     sent = queue.already_sent(job.id)
@@ -99,4 +114,9 @@ def handle(ctl: Control) -> Outcome:
         return unreachable(summary)
     if d.refused:
         return refused(summary)
+    if job.payload.get("commit"):
+        delivered = queue.already_sent(job.id)
+        refs = [(i.sop_class_uid, i.sop_instance_uid) for row, i in items if row in delivered]
+        commit_job = commitment.after_forward(job.id, job.destination, refs, job.owner)
+        summary += f"; commitment job {commit_job}"
     return done(summary)

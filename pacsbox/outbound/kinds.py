@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pacsbox.outbound import forward
+from pacsbox.outbound import commitment, forward
 from pacsbox.outbound.runner import Handler
 
-HANDLERS: dict[str, Handler] = {"forward": forward.handle}
+HANDLERS: dict[str, Handler] = {"forward": forward.handle, "commit": commitment.handle}

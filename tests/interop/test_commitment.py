@@ -1,0 +1,315 @@
+"""Storage Commitment Push Model with real peers, both roles (issue 17 item 4, NET-7, SCU-5).
+
+Orthanc 1.10 asks pacsbox to commit (pacsbox as SCP: held, file removed,
+file altered, unknown), and pacsbox asks Orthanc after ``forward --commit``
+(pacsbox as SCU, the report on a new association to pacsbox's listener). A
+pynetdicom peer shows what Orthanc cannot: a report on the same association,
+a report that never comes, and the web form's checkbox.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    CTImageStorage,
+    StorageCommitmentPushModel,
+)
+
+from pacsbox import meta
+from pacsbox.archive import Archive
+from pacsbox.config import load
+from pacsbox.db import lookup, queue
+from pacsbox.db.auth_models import Journal
+from pacsbox.db.models import Instance, utcnow
+from pacsbox.outbound.kinds import HANDLERS
+from pacsbox.outbound.runner import Runner
+from pacsbox.scu import commitment as sc
+from pacsbox.web.app import create_app
+from tests.helpers import Server, cli, free_port, poll, write_config
+from tests.integration.web.conftest import Clock, login
+from tests.peers import Orthanc
+from tests.synth import make_instance
+
+STUDY = "1.2.826.0.1.3680043.8.498.717171.1"
+CT = str(CTImageStorage)
+needs_orthanc = pytest.mark.skipif(shutil.which("Orthanc") is None, reason="no Orthanc")
+
+
+def _store(ini: Path, n: int) -> list[tuple[str, str]]:
+    """``n`` images of STUDY stored; their (SOP Class UID, SOP Instance UID)."""
+    archive = Archive(load(ini))
+    try:
+        out = []
+        for _ in range(n):
+            data = make_instance(study_uid=STUDY)
+            archive.store(data, source="test")
+            out.append((CT, meta.parse(data).attrs.sop_instance_uid))
+        return out
+    finally:
+        archive.close()
+
+
+def _path(ini: Path, sop_uid: str) -> Path:
+    archive = Archive(load(ini))
+    try:
+        return lookup.instance_path(Instance.get(Instance.sop_instance_uid == sop_uid))
+    finally:
+        archive.close()
+
+
+def _queue(ini: Path) -> list[dict]:
+    return json.loads(cli(ini, "queue", "--json").stdout)
+
+
+def _post(orthanc: Orthanc, path: str, body: dict) -> dict:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{orthanc.http}{path}", data=json.dumps(body).encode(), method="POST"
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+@needs_orthanc
+def test_orthanc_asks_pacsbox_to_commit_and_hears_what_it_holds(ini, tmp_path):
+    held, removed, altered = _store(ini, 3)
+    unknown = (CT, "1.2.826.0.1.3680043.8.498.717171.99")
+    gone, changed = _path(ini, removed[1]), _path(ini, altered[1])
+    server = Server(ini).start()
+    # Behind the running box's back (its start-up check would have noticed).
+    gone.unlink()
+    with open(changed, "r+b") as fh:  # same size, other bytes
+        fh.seek(-10, 2)
+        fh.write(b"\xff" * 10)
+    orthanc = Orthanc(tmp_path / "orthanc", server.port)
+    try:
+        cli(ini, "ae", "add", "ORTHANC", "--host", "127.0.0.1", "--port", str(orthanc.dicom))
+        asked = [held, removed, altered, unknown]
+        body = {"DicomInstances": [{"SOPClassUID": c, "SOPInstanceUID": u} for c, u in asked],
+                "Timeout": 30}  # fmt: skip
+        answer = _post(orthanc, "/modalities/pacsbox/storage-commitment", body)
+
+        def report():
+            got = orthanc.get(f"/storage-commitment/{answer['ID']}")
+            return got if got["Status"] != "Pending" else None
+
+        got = poll(report, 60, what="Orthanc to get the commitment report")
+        assert got["Status"] == "Failure", got
+        assert [s["SOPInstanceUID"] for s in got["Success"]] == [held[1]]
+        failures = {f["SOPInstanceUID"]: f["FailureReason"] for f in got["Failures"]}
+        assert failures == {removed[1]: 0x0110, altered[1]: 0x0110, unknown[1]: 0x0112}
+        (job,) = [j for j in _queue(ini) if j["kind"] == "commit"]
+        assert (job["state"], job["destination"], job["owner"]) == (
+            "done", "ORTHANC", "dicom:ORTHANC")  # fmt: skip
+        assert job["last_error"] == (
+            "report sent: 1 committed, 3 failed (0110 processing failure, "
+            "0112 no such object instance)"
+        )
+        # An AE the report could not reach is refused at once, with the reason.
+        cli(ini, "ae", "add", "NOPORT", "--host", "127.0.0.1")
+        status = _n_action("NOPORT", server.port, [held])
+        assert status.Status == 0x0110
+        assert "no host and port" in status.ErrorComment
+    finally:
+        orthanc.stop()
+        server.stop()
+    out = server.output()
+    assert "commitment request from ORTHANC: transaction" in out and "4 instances" in out
+    assert "commitment request from NOPORT (transaction 1.2.3.4, 1 instances) refused" in out
+    assert [j["kind"] for j in _queue(ini)] == ["commit"]  # nothing queued for NOPORT
+    archive = Archive(load(ini))
+    try:
+        actions = [e.action for e in Journal.select().order_by(Journal.id)]
+        assert actions[-2:] == ["commitment-asked", "commitment-report"]
+    finally:
+        archive.close()
+
+
+def _n_action(calling: str, port: int, refs: list[tuple[str, str]]) -> Dataset:
+    ae = AE(calling)
+    ae.add_requested_context(StorageCommitmentPushModel)
+    assoc = ae.associate("127.0.0.1", port, ae_title="PACSBOX")
+    assert assoc.is_established
+    try:
+        status, _ = assoc.send_n_action(
+            sc.action_dataset("1.2.3.4", refs), 1, sc.SOP_CLASS, sc.WELL_KNOWN_INSTANCE
+        )
+        return status
+    finally:
+        assoc.release()
+
+
+@needs_orthanc
+def test_forward_commit_to_orthanc_marks_every_instance_committed(ini, tmp_path):
+    refs = _store(ini, 3)
+    server = Server(ini).start()
+    orthanc = Orthanc(tmp_path / "orthanc", server.port)
+    try:
+        cli(ini, "ae", "add", "ORTHANC", "--host", "127.0.0.1", "--port", str(orthanc.dicom))
+        r = cli(ini, "forward", "--study", STUDY, "--to", "ORTHANC", "--commit", "--wait")
+        assert len(orthanc.get("/instances")) == 3
+    finally:
+        orthanc.stop()
+        server.stop()
+    lines = r.stdout.splitlines()
+    assert lines[0].endswith("to ORTHANC queued, then its storage commitment"), r.stdout
+    assert lines[-1].endswith(": done: 3 committed by ORTHANC"), r.stdout
+    forward, commit = sorted(_queue(ini), key=lambda j: j["id"])
+    assert forward["last_error"] == f"3 delivered; commitment job {commit['id']}"
+    assert (commit["kind"], commit["state"], commit["destination"]) == ("commit", "done", "ORTHANC")
+    assert "commitment report from ORTHANC: transaction" in server.output()
+    # The study page says who committed each image, and when.
+    cfg = load(ini)
+    archive = Archive(cfg)
+    try:
+        root = login(create_app(cfg, archive, clock=Clock()), "root")
+        rows = root.get(f"/studies/{STUDY}.json").json["commitments"]
+        assert sorted(c["sop_instance_uid"] for c in rows) == sorted(u for _, u in refs)
+        assert {(c["destination"], c["state"], c["by"]) for c in rows} == {
+            ("ORTHANC", "committed", "ORTHANC")}  # fmt: skip
+        assert all(c["at"] for c in rows)
+        assert root.get(f"/studies/{STUDY}").text.count("committed by ORTHANC at") == 3
+        journal = [(e.action, e.target) for e in Journal.select().order_by(Journal.id)]
+        assert ("commitment", "ORTHANC") in journal and ("commitment-result", "ORTHANC") in journal
+    finally:
+        archive.close()
+
+
+# -- a pynetdicom peer: what Orthanc does not do ------------------------------------------
+
+
+class Peer:
+    """A storage and commitment SCP that reports on the same association after
+    ``delay`` seconds, failing the UIDs in ``fail``, or never (``silent``)."""
+
+    def __init__(self, title: str, silent: bool = False, fail: frozenset[str] = frozenset()):
+        self.ae = AE(title)
+        self.ae.add_supported_context(CTImageStorage, [ExplicitVRLittleEndian,
+                                                        ImplicitVRLittleEndian])  # fmt: skip
+        self.ae.add_supported_context(StorageCommitmentPushModel)
+        self.port = free_port()
+        self.silent, self.fail, self.asked = silent, fail, []
+        self.server = self.ae.start_server(("127.0.0.1", self.port), block=False, evt_handlers=[
+            (evt.EVT_C_STORE, lambda event: 0x0000), (evt.EVT_N_ACTION, self._on_action)])  # fmt: skip
+
+    def _on_action(self, event):
+        transaction, refs = sc.refs_of_action(event.action_information)
+        self.asked.append((transaction, refs))
+        if not self.silent:
+            threading.Thread(target=self._report, args=(event.assoc, transaction, refs)).start()
+        return 0x0000, None
+
+    def _report(self, assoc, transaction, refs):
+        time.sleep(0.3)  # after the N-ACTION's answer has gone
+        ok = [r for r in refs if r[1] not in self.fail]
+        bad = [r for r in refs if r[1] in self.fail]
+        ds = sc.report_dataset(transaction, ok, bad, {u: 0x0112 for _, u in bad})
+        assoc.send_n_event_report(ds, 2 if bad else 1, sc.SOP_CLASS, sc.WELL_KNOWN_INSTANCE)
+
+    def stop(self):
+        self.server.shutdown()
+
+
+def _web_box(tmp_path, **settings):
+    ini = write_config(tmp_path / "box", SyncWrites="no", **settings)
+    cfg = load(ini)
+    return ini, cfg, Archive(cfg)
+
+
+def test_the_web_forms_commitment_box_and_a_report_on_the_same_association(tmp_path):
+    ini, cfg, archive = _web_box(tmp_path)
+    peer = Peer("WS")
+    try:
+        for _ in range(2):
+            archive.store(make_instance(study_uid=STUDY), source="test")
+        cli(ini, "ae", "add", "WS", "--host", "127.0.0.1", "--port", str(peer.port))
+        root = login(create_app(cfg, archive, clock=Clock()), "root")
+        page = root.get(f"/studies/{STUDY}")
+        form = next(f for f in page.forms.values() if f.action.endswith("/forward"))
+        form["commit"] = True  # "request storage commitment"
+        job_id = int(form.submit().headers["Location"].split("/queue/")[1].split("?")[0])
+        runner = Runner(cfg, HANDLERS)
+        assert runner.run_one(queue.claim(runner.name, utcnow(), only=job_id)) == "done"
+        (commit,) = queue.jobs(kind="commit")
+        assert (commit.owner, commit.destination, commit.state) == ("root", "WS", "queued")
+        assert runner.run_one(queue.claim(runner.name, utcnow(), only=commit.id)) == "done"
+        assert queue.get(commit.id).last_error == "2 committed by WS"
+        ((transaction, refs),) = peer.asked
+        assert len(refs) == 2 and transaction.startswith("1.2.826.0.1.3680043.10.1395.2.")
+        rows = root.get(f"/studies/{STUDY}.json").json["commitments"]
+        assert [(c["state"], c["by"]) for c in rows] == [("committed", "WS")] * 2
+    finally:
+        peer.stop()
+        archive.close()
+
+
+def test_a_failed_list_fails_the_job_and_a_retry_asks_only_for_the_rest(tmp_path):
+    ini, cfg, archive = _web_box(tmp_path)
+    try:
+        uids = []
+        for _ in range(3):
+            data = make_instance(study_uid=STUDY)
+            archive.store(data, source="test")
+            uids.append(meta.parse(data).attrs.sop_instance_uid)
+        peer = Peer("WS", fail=frozenset(uids[:1]))
+        cli(ini, "ae", "add", "WS", "--host", "127.0.0.1", "--port", str(peer.port))
+        from pacsbox.outbound import forward
+
+        job_id = forward.submit(forward.Selection(studies=[STUDY]), "WS", commit=True)
+        runner = Runner(cfg, HANDLERS)
+        assert runner.run_one(queue.claim(runner.name, utcnow(), only=job_id)) == "done"
+        (commit,) = queue.jobs(kind="commit")
+        assert runner.run_one(queue.claim(runner.name, utcnow(), only=commit.id)) == "failed"
+        assert queue.get(commit.id).last_error == (
+            "2 committed by WS, 1 failed (1 0112 no such object instance)"
+        )
+        root = login(create_app(cfg, archive, clock=Clock()), "root")
+        rows = {c["sop_instance_uid"]: c for c in root.get(f"/studies/{STUDY}.json").json[
+            "commitments"]}  # fmt: skip
+        assert rows[uids[0]]["state"] == "failed"
+        assert rows[uids[0]]["reason"] == "0112 no such object instance"
+        assert "commitment failed: 0112 no such object instance" in root.get(
+            f"/studies/{STUDY}").text
+        peer.fail = frozenset()
+        assert queue.retry(commit.id, utcnow())
+        assert runner.run_one(queue.claim(runner.name, utcnow(), only=commit.id)) == "done"
+        assert [len(refs) for _, refs in peer.asked] == [3, 1]  # only what was not committed
+        assert queue.get(commit.id).last_error == "3 committed by WS"
+    finally:
+        peer.stop()
+        archive.close()
+
+
+def test_a_report_that_never_comes_retries_the_request(tmp_path):
+    """CommitmentTimeout (minutes): 0.05 is 3 s; then the job retries with backoff."""
+    ini, cfg, archive = _web_box(tmp_path, CommitmentTimeout=0.05)
+    peer = Peer("SILENT", silent=True)
+    try:
+        archive.store(make_instance(study_uid=STUDY), source="test")
+        cli(ini, "ae", "add", "SILENT", "--host", "127.0.0.1", "--port", str(peer.port))
+        from pacsbox.outbound import forward
+
+        job_id = forward.submit(forward.Selection(studies=[STUDY]), "SILENT", commit=True)
+        runner = Runner(cfg, HANDLERS)
+        runner.run_one(queue.claim(runner.name, utcnow(), only=job_id))
+        (commit,) = queue.jobs(kind="commit")
+        t0 = time.monotonic()
+        assert runner.run_one(queue.claim(runner.name, utcnow(), only=commit.id)) == "retrying"
+        assert 2.5 < time.monotonic() - t0 < 20
+        job = queue.get(commit.id)
+        assert job.last_error.startswith("no commitment report from SILENT within 0.05 min")
+        assert job.failures == 0 and job.next_attempt  # unreachable: not counted, retried
+        ((first, _),) = peer.asked
+        assert first in job.last_error
+    finally:
+        peer.stop()
+        archive.close()
