@@ -8,8 +8,16 @@ import pytest
 
 from pacsbox.archive import Archive
 from pacsbox.config import load
-from pacsbox.db import queue
-from pacsbox.db.models import QUEUE_MODELS, Instance, Patient, SchemaVersion, Study, database
+from pacsbox.db import commitments, queue
+from pacsbox.db.models import (
+    COMMITMENT_MODELS,
+    QUEUE_MODELS,
+    Instance,
+    Patient,
+    SchemaVersion,
+    Study,
+    database,
+)
 from tests.helpers import write_config
 from tests.postgres import DATABASES, index_settings
 from tests.synth import make_instance
@@ -39,11 +47,12 @@ def test_a_database_of_version_12_gains_the_edit_marks(tmp_path):
     with sqlite3.connect(path) as con:
         versions = [v for (v,) in con.execute("SELECT version FROM schema_version")]
         indexes = [n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type='index'")]
-    assert versions[-2:] == [13, 14] and "study_edit_pending" in indexes
+    assert versions[-3:] == [13, 14, 16] and "study_edit_pending" in indexes
 
 
-def _queue_schema() -> dict[str, tuple]:
-    """The queue tables as the database describes them: columns and indexes."""
+def _queue_schema(models=QUEUE_MODELS) -> dict[str, tuple]:
+    """The queue tables (or ``models``'), as the database describes them: columns and
+    indexes."""
     db = database.obj
     return {
         m._meta.table_name: (
@@ -52,7 +61,7 @@ def _queue_schema() -> dict[str, tuple]:
                 (i.name, tuple(i.columns), i.unique) for i in db.get_indexes(m._meta.table_name)
             ),
         )
-        for m in QUEUE_MODELS
+        for m in models
     }
 
 
@@ -65,15 +74,42 @@ def test_a_database_of_version_13_gains_the_queue_as_a_fresh_one_has_it(request,
         archive.store(make_instance(patient_id="OLD1"), source="test")
         # Take the database back to what release 13 made: no queue.
         database.obj.drop_tables(QUEUE_MODELS)
-        SchemaVersion.delete().where(SchemaVersion.version == 14).execute()
+        SchemaVersion.delete().where(SchemaVersion.version >= 14).execute()
     finally:
         archive.close()
     archive = Archive(cfg)
     try:
-        assert max(v.version for v in SchemaVersion.select()) == 14
+        assert max(v.version for v in SchemaVersion.select()) == 16
         assert _queue_schema() == fresh and len(fresh["queue_job"][1]) >= 2
         assert Instance.select().count() == 1
         job_id = queue.submit("forward", "AE1", {"study": "1"})
         assert queue.get(job_id) is not None
+    finally:
+        archive.close()
+
+
+@pytest.mark.parametrize("db", DATABASES)
+def test_a_database_of_version_14_gains_the_commitment_table_as_a_fresh_one_has_it(
+    request, tmp_path, db
+):
+    cfg = load(write_config(tmp_path / "box", SyncWrites="no", **index_settings(request, db)))
+    archive = Archive(cfg)
+    try:
+        fresh = _queue_schema(COMMITMENT_MODELS)
+        archive.store(make_instance(patient_id="OLD1"), source="test")
+        # Take the database back to what release 14 made: no commitment table.
+        database.obj.drop_tables(COMMITMENT_MODELS)
+        SchemaVersion.delete().where(SchemaVersion.version == 16).execute()
+    finally:
+        archive.close()
+    archive = Archive(cfg)
+    try:
+        assert max(v.version for v in SchemaVersion.select()) == 16
+        assert _queue_schema(COMMITMENT_MODELS) == fresh
+        assert len(fresh["commitment"][1]) >= 3  # the pair is unique; by job; by study
+        (sop,) = [i.sop_instance_uid for i in Instance.select()]
+        job_id = commitments.submit_after(1, "AE1", [("1.2.840.10008.5.1.4.1.1.2", sop)], "test")
+        assert commitments.still_open(job_id) == [("1.2.840.10008.5.1.4.1.1.2", sop)]
+        assert commitments.pending_studies() == {Study.get().study_instance_uid: "AE1"}
     finally:
         archive.close()
