@@ -191,7 +191,33 @@ def record_report(
         return False
     log.info("commitment report from %s: transaction %s: %d committed, %d failed", by,
              transaction_uid, len(committed), len(failed))  # fmt: skip
+    jobs = Commitment.select(Commitment.job_id).where(Commitment.transaction_uid == transaction_uid)
+    queue.look_now({int(row.job_id) for row in jobs.distinct()})  # its job waits for this
     return True
+
+
+def outstanding(job_id: int) -> tuple[str, dt.datetime] | None:
+    """(Transaction UID, when it was asked) of a job's request still unanswered, or None."""
+    row = (
+        Commitment.select(Commitment.transaction_uid, Commitment.requested)
+        .where(
+            (Commitment.job_id == job_id)
+            & (Commitment.state == "pending")
+            & (Commitment.transaction_uid != "")
+        )
+        .order_by(Commitment.requested.desc())
+        .first()
+    )
+    return None if row is None else (row.transaction_uid, row.requested)
+
+
+def expire(job_id: int) -> None:
+    """A request's report did not come in time: its instances are to be asked again
+    (a late report for the old transaction no longer counts)."""
+    with write_transaction():
+        Commitment.update(transaction_uid="").where(
+            (Commitment.job_id == job_id) & (Commitment.state == "pending")
+        ).execute()
 
 
 def waiting(transaction_uid: str) -> int:
@@ -217,7 +243,11 @@ class Tally:
         who = ", ".join(self.by) or destination
         text = f"{self.committed} committed by {who}"
         if self.failed:
-            reasons = ", ".join(f"{n} {reason_text(c)}" for c, n in sorted(self.failed.items()))
+            many = len(self.failed) > 1  # "2 0110 ..., 1 0112 ..." only when they differ
+            reasons = ", ".join(
+                f"{n} {reason_text(c)}" if many else reason_text(c)
+                for c, n in sorted(self.failed.items())
+            )
             text += f", {sum(self.failed.values())} failed ({reasons})"
         if self.pending:
             text += f", {self.pending} not answered"

@@ -5,31 +5,33 @@ what the destination acknowledged, then waits ``CommitmentTimeout`` minutes
 for the report, which comes on our association or a new one to our
 listener) or answers (a peer's N-ACTION the listener queued: check each
 instance against the index and its file, then send the N-EVENT-REPORT on a
-new association). A report that does not come is "unreachable": the
-N-ACTION is sent again with backoff until DeliveryGiveUpHours. A failed
+new association). While it waits the job is "waiting" and holds no runner
+thread or destination slot; the report, wherever it comes in, makes it due.
+A report that does not come within ``CommitmentTimeout`` is "unreachable":
+the N-ACTION is sent again with backoff until DeliveryGiveUpHours. A failed
 list is "refused" with no automatic retry: the job fails at once, visible
 in the queue, and a retry by hand asks again for what is not committed.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-import time
 from collections.abc import Sequence
 
 from pydicom.uid import generate_uid
 
 from pacsbox import storage
 from pacsbox.db import commitments, journal
+from pacsbox.db.models import utcnow
 from pacsbox.errors import NotFound, UsageError
 from pacsbox.outbound.deliver import peer_of
-from pacsbox.outbound.runner import Control, Outcome, done, refused, unreachable, wake
+from pacsbox.outbound.runner import Control, Outcome, done, later, refused, unreachable, wake
 from pacsbox.scu import commitment as wire_sc
 
 log = logging.getLogger("pacsbox.outbound")
 
 UID_ROOT = "1.2.826.0.1.3680043.10.1395.2."  # pacsbox's root, .2: transactions
-POLL = 0.2  # seconds between looks at the index for the report
 
 
 def after_forward(forward_job: int, destination: str, refs: Sequence[tuple[str, str]],
@@ -55,42 +57,61 @@ def handle(ctl: Control) -> Outcome:
 
 def _ask(ctl: Control) -> Outcome:
     job = ctl.job
+    timeout = float(ctl.cfg.CommitmentTimeout) * 60.0
+    asked = commitments.outstanding(job.id)
+    if asked is not None:  # a look while waiting: the report came, or the time is up
+        return _after_request(ctl, asked[0], asked[1], timeout)
     todo = commitments.still_open(job.id)
     if not todo:
-        return done(commitments.tally(job.id).line(job.destination))
+        return _finish(ctl, "")
     try:
         peer = peer_of(job.destination)
     except (NotFound, UsageError) as exc:
         return refused(str(exc))
     transaction = generate_uid(prefix=UID_ROOT)
     commitments.asked(job.id, transaction, [uid for _, uid in todo])
+    since = utcnow()
     log.info("commitment request to %s: transaction %s, %d instances (job %d)",
              job.destination, transaction, len(todo), job.id)  # fmt: skip
-    timeout = float(ctl.cfg.CommitmentTimeout) * 60.0
-    asked = wire_sc.request(
+    sent = wire_sc.request(
         ctl.cfg.ApplicationEntityTitle, peer, transaction, todo,
         lambda by, r: commitments.record_report(by, r.transaction_uid, r.committed, r.failed),
         answered=lambda: commitments.waiting(transaction) == 0,
-        timeout=float(ctl.cfg.DimseTimeout), hold=min(wire_sc.HOLD_SECONDS, timeout),
+        timeout=float(ctl.cfg.DimseTimeout), hold=min(wire_sc.HOLD_SECONDS, timeout / 4),
     )  # fmt: skip
-    if asked.unreachable:
-        return unreachable(asked.unreachable)
-    if asked.status != 0:
+    if sent.unreachable:
+        commitments.expire(job.id)
+        return unreachable(sent.unreachable)
+    if sent.status != 0:
+        commitments.expire(job.id)
         return refused(f"{job.destination} refused the commitment request "
-                       f"(status {asked.status:04X})")  # fmt: skip
-    deadline = time.monotonic() + timeout
-    while commitments.waiting(transaction):
-        if ctl.cancelled():
-            return refused("cancelled while waiting for the commitment report")
-        if time.monotonic() > deadline:
-            return unreachable(f"no commitment report from {job.destination} within "
-                               f"{ctl.cfg.CommitmentTimeout:g} min (transaction {transaction})")  # fmt: skip
-        time.sleep(POLL)
+                       f"(status {sent.status:04X})")  # fmt: skip
+    return _after_request(ctl, transaction, since, timeout)
+
+
+def _after_request(ctl: Control, transaction: str, since: dt.datetime, timeout: float) -> Outcome:
+    """Done when the report has come; else wait (freeing the runner: the report makes
+    the job due again) until the timeout, after which the request is sent again."""
+    destination = ctl.job.destination
+    if not commitments.waiting(transaction):
+        return _finish(ctl, transaction)
+    left = timeout - (utcnow() - since).total_seconds()
+    if left > 0:
+        return later(f"waiting for the commitment report from {destination} "
+                     f"(transaction {transaction})", left)  # fmt: skip
+    commitments.expire(ctl.job.id)
+    return unreachable(f"no commitment report from {destination} within "
+                       f"{ctl.cfg.CommitmentTimeout:g} min (transaction {transaction})")  # fmt: skip
+
+
+def _finish(ctl: Control, transaction: str) -> Outcome:
+    job = ctl.job
     tally = commitments.tally(job.id)
     ctl.progress(tally.committed, tally.committed + tally.pending + sum(tally.failed.values()))
     line = tally.line(job.destination)
-    journal.record("commitment-result", job.owner, target=job.destination,
-                   detail=f"job {job.id}: transaction {transaction}: {line}")  # fmt: skip
+    if transaction:
+        journal.record("commitment-result", job.owner, target=job.destination,
+                       detail=f"job {job.id}: transaction {transaction}: {line}")  # fmt: skip
     return refused(line) if tally.failed else done(line)
 
 

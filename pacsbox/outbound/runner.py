@@ -40,10 +40,13 @@ def wake() -> None:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one run of a job achieved: done, unreachable (retry later) or refused."""
+    """What one run of a job achieved: done, unreachable (retry later), refused, or
+    waiting (for an answer that comes by itself, such as a commitment report: the job
+    frees its thread and slot and looks again ``after`` seconds later)."""
 
-    kind: str  # "done" | "unreachable" | "refused"
+    kind: str  # "done" | "unreachable" | "refused" | "waiting"
     message: str
+    after: float = 0.0
 
 
 def done(message: str) -> Outcome:
@@ -56,6 +59,10 @@ def unreachable(message: str) -> Outcome:
 
 def refused(message: str) -> Outcome:
     return Outcome("refused", message)
+
+
+def later(message: str, seconds: float) -> Outcome:
+    return Outcome("waiting", message, seconds)
 
 
 @dataclass
@@ -207,6 +214,8 @@ class Runner:
         elif outcome.kind == "done":
             queue.succeed(job.id, outcome.message)
             state = "done"
+        elif outcome.kind == "waiting":
+            state = queue.wait(job.id, outcome.message, now + dt.timedelta(seconds=outcome.after))
         elif outcome.kind == "unreachable":
             state = queue.unreachable(
                 job.id, outcome.message, now, float(self.cfg.DeliveryGiveUpHours)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, evt
+from pynetdicom import AE, build_role, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     CTImageStorage,
     StorageCommitmentPushModel,
@@ -31,8 +31,11 @@ from pacsbox.config import load
 from pacsbox.db import lookup, queue
 from pacsbox.db.auth_models import Journal
 from pacsbox.db.models import Instance, utcnow
+from pacsbox.outbound import forward
 from pacsbox.outbound.kinds import HANDLERS
 from pacsbox.outbound.runner import Runner
+from pacsbox.scp.server import Listener
+from pacsbox.scp.services import make_services
 from pacsbox.scu import commitment as sc
 from pacsbox.web.app import create_app
 from tests.helpers import Server, cli, free_port, poll, write_config
@@ -188,16 +191,20 @@ def test_forward_commit_to_orthanc_marks_every_instance_committed(ini, tmp_path)
 
 
 class Peer:
-    """A storage and commitment SCP that reports on the same association after
-    ``delay`` seconds, failing the UIDs in ``fail``, or never (``silent``)."""
+    """A storage and commitment SCP that reports 0.3 s after the N-ACTION's answer on the
+    same association, or after ``delay`` s on a new one to ``report_to`` (a port), or
+    never (``silent``); the UIDs in ``fail`` come back failed (0112)."""
 
-    def __init__(self, title: str, silent: bool = False, fail: frozenset[str] = frozenset()):
+    def __init__(self, title: str, silent: bool = False, fail: frozenset[str] = frozenset(),
+                 report_to: int = 0, delay: float = 0.3):  # fmt: skip
         self.ae = AE(title)
         self.ae.add_supported_context(CTImageStorage, [ExplicitVRLittleEndian,
                                                         ImplicitVRLittleEndian])  # fmt: skip
         self.ae.add_supported_context(StorageCommitmentPushModel)
+        self.ae.add_requested_context(StorageCommitmentPushModel)
         self.port = free_port()
         self.silent, self.fail, self.asked = silent, fail, []
+        self.report_to, self.delay = report_to, delay
         self.server = self.ae.start_server(("127.0.0.1", self.port), block=False, evt_handlers=[
             (evt.EVT_C_STORE, lambda event: 0x0000), (evt.EVT_N_ACTION, self._on_action)])  # fmt: skip
 
@@ -209,14 +216,40 @@ class Peer:
         return 0x0000, None
 
     def _report(self, assoc, transaction, refs):
-        time.sleep(0.3)  # after the N-ACTION's answer has gone
+        time.sleep(self.delay)  # after the N-ACTION's answer has gone
         ok = [r for r in refs if r[1] not in self.fail]
         bad = [r for r in refs if r[1] in self.fail]
         ds = sc.report_dataset(transaction, ok, bad, {u: 0x0112 for _, u in bad})
-        assoc.send_n_event_report(ds, 2 if bad else 1, sc.SOP_CLASS, sc.WELL_KNOWN_INSTANCE)
+        if self.report_to:  # as the SCP role, on an association of its own (PS3.4 J.3.3)
+            role = build_role(StorageCommitmentPushModel, scp_role=True)
+            assoc = self.ae.associate("127.0.0.1", self.report_to, ae_title="PACSBOX",
+                                      ext_neg=[role])  # fmt: skip
+        status, _ = assoc.send_n_event_report(ds, 2 if bad else 1, sc.SOP_CLASS,
+                                              sc.WELL_KNOWN_INSTANCE)  # fmt: skip
+        self.status = status.Status
+        if self.report_to:
+            assoc.release()
 
     def stop(self):
         self.server.shutdown()
+
+
+def test_forward_commit_wait_exits_1_when_an_image_was_not_committed(ini):
+    """No daemon: --wait runs both jobs itself; the peer reports on our association."""
+    refs = _store(ini, 2)
+    peer = Peer("WS", fail=frozenset([refs[0][1]]))
+    try:
+        cli(ini, "ae", "add", "WS", "--host", "127.0.0.1", "--port", str(peer.port))
+        r = cli(ini, "forward", "--study", STUDY, "--to", "WS", "--commit", "--wait", check=False)
+    finally:
+        peer.stop()
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert r.stderr.splitlines()[-1] == (  # the one error line, after the progress bars
+        "pacsbox: job 2: failed: 1 committed by WS, 1 failed (0112 no such object instance)"
+    )
+    assert r.stdout.splitlines()[-1] == "job 1: done: 2 delivered; commitment job 2"
+    listing = cli(ini, "queue").stdout  # the queue page's rows, in a shell
+    assert "commit   WS               failed" in listing and "1 failed (0112" in listing
 
 
 def _web_box(tmp_path, **settings):
@@ -262,23 +295,22 @@ def test_a_failed_list_fails_the_job_and_a_retry_asks_only_for_the_rest(tmp_path
             uids.append(meta.parse(data).attrs.sop_instance_uid)
         peer = Peer("WS", fail=frozenset(uids[:1]))
         cli(ini, "ae", "add", "WS", "--host", "127.0.0.1", "--port", str(peer.port))
-        from pacsbox.outbound import forward
-
         job_id = forward.submit(forward.Selection(studies=[STUDY]), "WS", commit=True)
         runner = Runner(cfg, HANDLERS)
         assert runner.run_one(queue.claim(runner.name, utcnow(), only=job_id)) == "done"
         (commit,) = queue.jobs(kind="commit")
         assert runner.run_one(queue.claim(runner.name, utcnow(), only=commit.id)) == "failed"
         assert queue.get(commit.id).last_error == (
-            "2 committed by WS, 1 failed (1 0112 no such object instance)"
+            "2 committed by WS, 1 failed (0112 no such object instance)"
         )
         root = login(create_app(cfg, archive, clock=Clock()), "root")
         rows = {c["sop_instance_uid"]: c for c in root.get(f"/studies/{STUDY}.json").json[
             "commitments"]}  # fmt: skip
         assert rows[uids[0]]["state"] == "failed"
         assert rows[uids[0]]["reason"] == "0112 no such object instance"
-        assert "commitment failed: 0112 no such object instance" in root.get(
-            f"/studies/{STUDY}").text
+        assert (
+            "commitment failed: 0112 no such object instance" in root.get(f"/studies/{STUDY}").text
+        )
         peer.fail = frozenset()
         assert queue.retry(commit.id, utcnow())
         assert runner.run_one(queue.claim(runner.name, utcnow(), only=commit.id)) == "done"
@@ -290,26 +322,60 @@ def test_a_failed_list_fails_the_job_and_a_retry_asks_only_for_the_rest(tmp_path
 
 
 def test_a_report_that_never_comes_retries_the_request(tmp_path):
-    """CommitmentTimeout (minutes): 0.05 is 3 s; then the job retries with backoff."""
+    """CommitmentTimeout (minutes): 0.05 is 3 s. The job waits without holding the
+    runner, then counts the silence as unreachable: the request is sent again later."""
     ini, cfg, archive = _web_box(tmp_path, CommitmentTimeout=0.05)
     peer = Peer("SILENT", silent=True)
     try:
         archive.store(make_instance(study_uid=STUDY), source="test")
         cli(ini, "ae", "add", "SILENT", "--host", "127.0.0.1", "--port", str(peer.port))
-        from pacsbox.outbound import forward
-
         job_id = forward.submit(forward.Selection(studies=[STUDY]), "SILENT", commit=True)
         runner = Runner(cfg, HANDLERS)
         runner.run_one(queue.claim(runner.name, utcnow(), only=job_id))
         (commit,) = queue.jobs(kind="commit")
         t0 = time.monotonic()
-        assert runner.run_one(queue.claim(runner.name, utcnow(), only=commit.id)) == "retrying"
-        assert 2.5 < time.monotonic() - t0 < 20
+        assert runner.run_one(queue.claim(runner.name, utcnow(), only=commit.id)) == "waiting"
+        waiting = queue.get(commit.id)
+        assert waiting.last_error.startswith("waiting for the commitment report from SILENT")
+        assert waiting.attempts == 0  # a look for the report is no attempt
+        again = poll(lambda: queue.claim(runner.name, utcnow(), only=commit.id), 10)
+        assert runner.run_one(again) == "retrying"
+        assert time.monotonic() - t0 > 2.5
         job = queue.get(commit.id)
         assert job.last_error.startswith("no commitment report from SILENT within 0.05 min")
-        assert job.failures == 0 and job.next_attempt  # unreachable: not counted, retried
+        assert job.failures == 0 and job.attempts == 1 and job.next_attempt  # backoff
         ((first, _),) = peer.asked
         assert first in job.last_error
+        poll(lambda: utcnow().isoformat() >= job.next_attempt[:26], 20, what="the backoff")
+        runner.run_one(queue.claim(runner.name, utcnow(), only=commit.id))
+        assert len(peer.asked) == 2 and peer.asked[1][0] != first  # asked again, a new UID
     finally:
         peer.stop()
+        archive.close()
+
+
+def test_a_report_on_a_new_association_wakes_the_waiting_job(tmp_path):
+    """The report comes to pacsbox's listener after our association has gone: the
+    waiting job is due at once, not at the timeout (12 s here)."""
+    ini, cfg, archive = _web_box(tmp_path, CommitmentTimeout=0.2)
+    listener = Listener(cfg, archive, make_services(cfg, archive))
+    listener.start(port=free_port())
+    peer = Peer("LATE", report_to=listener.port, delay=4.0)
+    try:
+        archive.store(make_instance(study_uid=STUDY), source="test")
+        cli(ini, "ae", "add", "LATE", "--host", "127.0.0.1", "--port", str(peer.port))
+        job_id = forward.submit(forward.Selection(studies=[STUDY]), "LATE", commit=True)
+        runner = Runner(cfg, HANDLERS)
+        runner.run_one(queue.claim(runner.name, utcnow(), only=job_id))
+        (commit,) = queue.jobs(kind="commit")
+        assert runner.run_one(queue.claim(runner.name, utcnow(), only=commit.id)) == "waiting"
+        t0 = time.monotonic()
+        due = poll(lambda: queue.claim(runner.name, utcnow(), only=commit.id), 6,
+                   what="the report to make the job due")  # fmt: skip
+        assert time.monotonic() - t0 < 6 and peer.status == 0x0000
+        assert runner.run_one(due) == "done"
+        assert queue.get(commit.id).last_error == "1 committed by LATE"
+    finally:
+        peer.stop()
+        listener.stop(5)
         archive.close()
