@@ -117,18 +117,11 @@ def test_orthanc_asks_pacsbox_to_commit_and_hears_what_it_holds(ini, tmp_path):
             "report sent: 1 committed, 3 failed (0110 processing failure, "
             "0112 no such object instance)"
         )
-        # An AE the report could not reach is refused at once, with the reason.
-        cli(ini, "ae", "add", "NOPORT", "--host", "127.0.0.1")
-        status = _n_action("NOPORT", server.port, [held])
-        assert status.Status == 0x0110
-        assert "no host and port" in status.ErrorComment
     finally:
         orthanc.stop()
         server.stop()
     out = server.output()
     assert "commitment request from ORTHANC: transaction" in out and "4 instances" in out
-    assert "commitment request from NOPORT (transaction 1.2.3.4, 1 instances) refused" in out
-    assert [j["kind"] for j in _queue(ini)] == ["commit"]  # nothing queued for NOPORT
     archive = Archive(load(ini))
     try:
         actions = [e.action for e in Journal.select().order_by(Journal.id)]
@@ -137,15 +130,51 @@ def test_orthanc_asks_pacsbox_to_commit_and_hears_what_it_holds(ini, tmp_path):
         archive.close()
 
 
-def _n_action(calling: str, port: int, refs: list[tuple[str, str]]) -> Dataset:
+def test_requests_pacsbox_cannot_answer_are_refused_with_their_status(tmp_path, caplog):
+    """The listener in-process: a requester the report could not reach, another action,
+    a request without its sequence, a report for no transaction of ours."""
+    ini, cfg, archive = _web_box(tmp_path)
+    listener = Listener(cfg, archive, make_services(cfg, archive))
+    listener.start(port=free_port())
+    try:
+        cli(ini, "ae", "add", "NOPORT", "--host", "127.0.0.1")
+        cli(ini, "ae", "add", "MODALITY", "--host", "127.0.0.1", "--port", str(free_port()))
+        refs = [(CT, "1.2.3.4.5")]
+        status = _ask("NOPORT", listener.port, sc.action_dataset("1.2.3.4", refs))
+        assert (status.Status, status.ErrorComment) == (
+            0x0110, "NOPORT has no host and port in the AE table for the report")  # fmt: skip
+        assert _ask("MODALITY", listener.port, sc.action_dataset("1.2.3.4", refs),
+                    action=2).Status == 0x0123  # fmt: skip
+        no_sequence = Dataset()
+        no_sequence.TransactionUID = "1.2.3.4"
+        status = _ask("MODALITY", listener.port, no_sequence)
+        assert (status.Status, status.ErrorComment) == (
+            0x0120, "no Referenced SOP Sequence (0008,1199)")  # fmt: skip
+        ae = AE("MODALITY")
+        ae.add_requested_context(StorageCommitmentPushModel)
+        role = build_role(StorageCommitmentPushModel, scp_role=True)
+        assoc = ae.associate("127.0.0.1", listener.port, ae_title="PACSBOX", ext_neg=[role])
+        assert assoc.is_established
+        status, _ = assoc.send_n_event_report(sc.report_dataset("9.9.9", refs, [], {}), 1,
+                                              sc.SOP_CLASS, sc.WELL_KNOWN_INSTANCE)  # fmt: skip
+        assoc.release()
+        assert (status.Status, status.ErrorComment) == (0x0110, "unknown Transaction UID")
+        assert queue.jobs() == []  # nothing accepted that could not be answered
+        said = caplog.text
+        assert "commitment request from NOPORT (transaction 1.2.3.4, 1 instances) refused" in said
+        assert "commitment report from MODALITY for unknown transaction 9.9.9" in said
+    finally:
+        listener.stop(5)
+        archive.close()
+
+
+def _ask(calling: str, port: int, ds: Dataset, action: int = 1) -> Dataset:
     ae = AE(calling)
     ae.add_requested_context(StorageCommitmentPushModel)
     assoc = ae.associate("127.0.0.1", port, ae_title="PACSBOX")
     assert assoc.is_established
     try:
-        status, _ = assoc.send_n_action(
-            sc.action_dataset("1.2.3.4", refs), 1, sc.SOP_CLASS, sc.WELL_KNOWN_INSTANCE
-        )
+        status, _ = assoc.send_n_action(ds, action, sc.SOP_CLASS, sc.WELL_KNOWN_INSTANCE)
         return status
     finally:
         assoc.release()
