@@ -71,8 +71,9 @@ def _ask(ctl: Control) -> Outcome:
     transaction = generate_uid(prefix=UID_ROOT)
     commitments.asked(job.id, transaction, [uid for _, uid in todo])
     since = utcnow()
-    log.info("commitment request to %s: transaction %s, %d instances (job %d)",
-             job.destination, transaction, len(todo), job.id)  # fmt: skip
+    log.info("commitment request from %s to %s: transaction %s, %d instances (job %d)",
+             ctl.cfg.ApplicationEntityTitle, job.destination, transaction, len(todo),
+             job.id)  # fmt: skip
     sent = wire_sc.request(
         ctl.cfg.ApplicationEntityTitle, peer, transaction, todo,
         lambda by, r: commitments.record_report(by, r.transaction_uid, r.committed, r.failed),
@@ -171,7 +172,8 @@ def _answer(ctl: Control) -> Outcome:
     if sent.status != 0:
         return refused(f"{job.destination} refused the commitment report "
                        f"(status {sent.status:04X}); {line}")  # fmt: skip
-    log.info("commitment report to %s: transaction %s: %s", job.destination, transaction, line)
+    log.info("commitment report from %s to %s: transaction %s: %s",
+             ctl.cfg.ApplicationEntityTitle, job.destination, transaction, line)  # fmt: skip
     journal.record("commitment-report", job.owner, target=job.destination,
                    detail=f"job {job.id}: transaction {transaction}: {line}")  # fmt: skip
     ctl.progress(len(refs), len(refs))

@@ -168,6 +168,42 @@ def test_requests_pacsbox_cannot_answer_are_refused_with_their_status(tmp_path, 
         archive.close()
 
 
+def test_an_accepted_request_is_answered_after_a_kill9_of_the_daemon(ini):
+    """The requester is not listening yet when the report is due: the report job
+    retries, survives kill -9 of the daemon, and reaches it once it listens."""
+    refs = _store(ini, 1)
+    report_port = free_port()
+    cli(ini, "ae", "add", "REQUESTER", "--host", "127.0.0.1", "--port", str(report_port))
+    server = Server(ini).start()
+    requester = None
+    try:
+        ask = sc.action_dataset("1.2.826.0.1.3680043.8.498.717171.7", refs)
+        assert _ask("REQUESTER", server.port, ask).Status == 0x0000
+        poll(lambda: [j for j in _queue(ini) if j["state"] == "retrying"], 30, what="a retry")
+        server.kill9()
+        server = Server(ini).start()
+        got = []
+
+        def on_report(event):
+            got.append(sc.report_of(event.event_information))
+            return 0x0000, None
+
+        ae = AE("REQUESTER")  # now it listens, accepting our SCP role for the report
+        ae.add_supported_context(StorageCommitmentPushModel, scu_role=True, scp_role=True)
+        requester = ae.start_server(("127.0.0.1", report_port), block=False,
+                                    evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)])  # fmt: skip
+        poll(lambda: got, 60, what="the report")
+    finally:
+        server.stop()
+        if requester is not None:
+            requester.shutdown()
+    (report,) = got
+    assert report.transaction_uid == "1.2.826.0.1.3680043.8.498.717171.7"
+    assert (report.committed, report.failed) == ([refs[0][1]], {})
+    (job,) = _queue(ini)
+    assert (job["state"], job["last_error"]) == ("done", "report sent: 1 committed, 0 failed")
+
+
 def _ask(calling: str, port: int, ds: Dataset, action: int = 1) -> Dataset:
     ae = AE(calling)
     ae.add_requested_context(StorageCommitmentPushModel)
