@@ -7,7 +7,8 @@ issue 17: a destination that cannot be reached is retried with backoff until
 ``DeliveryGiveUpHours``; one that answers with a failure status counts
 against the job's retries. ``ThreadPoolSize`` jobs run at once, at most
 ``DeliveryConcurrency`` of them to one destination, so a dead destination
-holds back only its own jobs.
+holds back only its own jobs. A job waiting for an answer that comes by
+itself (a commitment report) ends its run as "waiting" and frees both.
 """
 
 from __future__ import annotations

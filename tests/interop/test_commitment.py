@@ -1,7 +1,7 @@
 """Storage Commitment Push Model with real peers, both roles (issue 17 item 4, NET-7, SCU-5).
 
 Orthanc 1.10 asks pacsbox to commit (pacsbox as SCP: held, file removed,
-file altered, unknown), and pacsbox asks Orthanc after ``forward --commit``
+file altered, unknown, asked under another SOP class), and pacsbox asks Orthanc after ``forward --commit``
 (pacsbox as SCU, the report on a new association to pacsbox's listener). A
 pynetdicom peer shows what Orthanc cannot: a report on the same association,
 a report that never comes, and the web form's checkbox.
@@ -84,8 +84,9 @@ def _post(orthanc: Orthanc, path: str, body: dict) -> dict:
 
 @needs_orthanc
 def test_orthanc_asks_pacsbox_to_commit_and_hears_what_it_holds(ini, tmp_path):
-    held, removed, altered = _store(ini, 3)
+    held, removed, altered, other_class = _store(ini, 4)
     unknown = (CT, "1.2.826.0.1.3680043.8.498.717171.99")
+    as_mr = ("1.2.840.10008.5.1.4.1.1.4", other_class[1])  # a CT image asked as MR
     gone, changed = _path(ini, removed[1]), _path(ini, altered[1])
     server = Server(ini).start()
     # Behind the running box's back (its start-up check would have noticed).
@@ -96,7 +97,7 @@ def test_orthanc_asks_pacsbox_to_commit_and_hears_what_it_holds(ini, tmp_path):
     orthanc = Orthanc(tmp_path / "orthanc", server.port)
     try:
         cli(ini, "ae", "add", "ORTHANC", "--host", "127.0.0.1", "--port", str(orthanc.dicom))
-        asked = [held, removed, altered, unknown]
+        asked = [held, removed, altered, unknown, as_mr]
         body = {"DicomInstances": [{"SOPClassUID": c, "SOPInstanceUID": u} for c, u in asked],
                 "Timeout": 30}  # fmt: skip
         answer = _post(orthanc, "/modalities/pacsbox/storage-commitment", body)
@@ -109,19 +110,20 @@ def test_orthanc_asks_pacsbox_to_commit_and_hears_what_it_holds(ini, tmp_path):
         assert got["Status"] == "Failure", got
         assert [s["SOPInstanceUID"] for s in got["Success"]] == [held[1]]
         failures = {f["SOPInstanceUID"]: f["FailureReason"] for f in got["Failures"]}
-        assert failures == {removed[1]: 0x0110, altered[1]: 0x0110, unknown[1]: 0x0112}
+        assert failures == {removed[1]: 0x0110, altered[1]: 0x0110, unknown[1]: 0x0112,
+                            as_mr[1]: 0x0119}  # fmt: skip
         (job,) = [j for j in _queue(ini) if j["kind"] == "commit"]
         assert (job["state"], job["destination"], job["owner"]) == (
             "done", "ORTHANC", "dicom:ORTHANC")  # fmt: skip
         assert job["last_error"] == (
-            "report sent: 1 committed, 3 failed (0110 processing failure, "
-            "0112 no such object instance)"
+            "report sent: 1 committed, 4 failed (0110 processing failure, "
+            "0112 no such object instance, 0119 class-instance conflict)"
         )
     finally:
         orthanc.stop()
         server.stop()
     out = server.output()
-    assert "commitment request from ORTHANC: transaction" in out and "4 instances" in out
+    assert "commitment request from ORTHANC: transaction" in out and "5 instances" in out
     archive = Archive(load(ini))
     try:
         actions = [e.action for e in Journal.select().order_by(Journal.id)]
