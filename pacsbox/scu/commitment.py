@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import evt
-from pynetdicom.pdu_primitives import SCP_SCU_RoleSelectionNegotiation
+from pynetdicom import build_role, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # names made at import
     StorageCommitmentPushModel,
     StorageCommitmentPushModelInstance,
@@ -136,8 +135,8 @@ def request(
 ) -> Asked:
     """Ask ``peer`` to commit ``refs``; never raises for the peer's sake.
 
-    The association offers both roles, so a peer may send the report on it:
-    ``on_report(calling AE, report)`` records it. It stays open for up to
+    With the default roles the peer, as SCP, may send its report on this
+    association: ``on_report(calling AE, report)`` records it. It stays open for up to
     ``hold`` seconds after the N-ACTION's answer, or until ``answered()``.
     """
     ae = make_ae(calling_ae, timeout)
@@ -154,7 +153,7 @@ def request(
         got.set()
         return 0x0000, None
 
-    try:  # default roles: the peer, as SCP, may send its report on this association
+    try:
         assoc = ae.associate(
             peer.host, peer.port, ae_title=peer.title,
             evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_event_report)],
@@ -183,13 +182,6 @@ def request(
             assoc.release()
 
 
-def _role(uid: str, scu: bool, scp: bool) -> SCP_SCU_RoleSelectionNegotiation:
-    item = SCP_SCU_RoleSelectionNegotiation()
-    item.sop_class_uid = uid
-    item.scu_role, item.scp_role = scu, scp
-    return item
-
-
 def report(
     calling_ae: str,
     peer: Peer,
@@ -206,7 +198,10 @@ def report(
     ae.add_requested_context(SOP_CLASS, SYNTAXES)
     try:
         assoc = ae.associate(
-            peer.host, peer.port, ae_title=peer.title, ext_neg=[_role(SOP_CLASS, False, True)]
+            peer.host,
+            peer.port,
+            ae_title=peer.title,
+            ext_neg=[build_role(SOP_CLASS, scp_role=True)],
         )
     except (OSError, RuntimeError) as exc:
         return Asked(unreachable=f"{peer.title} ({peer.host}:{peer.port}): {exc}")
