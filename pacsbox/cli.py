@@ -352,8 +352,9 @@ def cmd_forward(args: argparse.Namespace, cfg: config.Config) -> int:
     selection = forward.Selection(args.patient, args.study, args.series, args.image)
     with _index(cfg):
         return forward_command(
-            cfg, selection, args.to, args.wait, f"cli:{getpass.getuser()}", sys.stdout
-        )
+            cfg, selection, args.to, args.wait, f"cli:{getpass.getuser()}", sys.stdout,
+            commit=args.commit,
+        )  # fmt: skip
 
 
 @command("queue")
@@ -680,6 +681,12 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument(f"--{flag}", action="append", default=[], metavar=what.split()[-1],
                        help=f"a {what} to send (repeat for more)")  # fmt: skip
     s.add_argument("--to", required=True, metavar="AE", help="destination, from the AE table")
+    s.add_argument(
+        "--commit",
+        action="store_true",
+        help="once delivered, ask the destination to commit the images (Storage Commitment); "
+        "with --wait, exit 1 unless every image was committed",
+    )
     s.add_argument(
         "--wait",
         action="store_true",

@@ -328,6 +328,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Studies received more recently than this are never purged.",
     ),
     S(
+        "PurgeRequiresCommitment",
+        "watermark",
+        "no",
+        _bool,
+        "Purge a study only once some destination has committed every instance of it "
+        "(storage commitment); no purges without that, though never while a commitment "
+        "asked for is pending.",
+    ),
+    S(
         "WatermarkInterval",
         "watermark",
         "60",
@@ -398,6 +407,15 @@ SETTINGS: tuple[Setting, ...] = (
         _int_range(0, 86400),
         "Seconds without a new image before a routed study is sent; images that come "
         "later go in a follow-up, so a study sent in two associations is sent once.",
+    ),
+    S(
+        "CommitmentTimeout",
+        "outbound",
+        "10",
+        _float_range(0.05, 1440),
+        "Minutes a storage commitment request waits for the destination's report "
+        "(N-EVENT-REPORT); then the request is sent again, with backoff, until "
+        "DeliveryGiveUpHours.",
     ),
     # -- media --------------------------------------------------------------
     S(

@@ -14,6 +14,7 @@ from peewee import Database
 
 from pacsbox.db.models import (
     ASSOCLOG_MODELS,
+    COMMITMENT_MODELS,
     CORE_MODELS,
     QUEUE_MODELS,
     ROUTE_MODELS,
@@ -97,6 +98,12 @@ def _m0015_routes(db: Database) -> None:
     db.create_tables(ROUTE_MODELS, safe=True)
 
 
+def _m0016_commitment(db: Database) -> None:
+    # Storage commitment per instance and destination (SCU-5): what the study
+    # page shows and the purge guard reads. New table only, as 14.
+    db.create_tables(COMMITMENT_MODELS, safe=True)
+
+
 def _m0017_association_log(db: Database) -> None:
     # Connectivity diagnostics: the last associations in and out per AE and
     # the recent rejections. A new table only, as 0014.
@@ -116,6 +123,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (13, "edited columns, and later images still to take an edit", _m0013_edit_marks),
     (14, "the durable work queue", _m0014_queue),
     (15, "the routing table", _m0015_routes),
+    (16, "storage commitment per instance and destination", _m0016_commitment),
     (17, "the association log", _m0017_association_log),
     (18, "synchronisation schedules", _m0018_sync_schedules),
 ]

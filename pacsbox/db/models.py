@@ -375,6 +375,34 @@ class SyncSchedule(BaseModel):
 SYNC_MODELS = [SyncSchedule]
 
 
+class Commitment(BaseModel):
+    """Storage commitment of one instance by one destination (SCU-5), one row per pair.
+
+    Made by migration 16. A new request for the pair replaces the row. No
+    foreign key to the instance: the answer outlives a purge of the local
+    copy, which is what the purge guard reads.
+    """
+
+    id: AutoField[int]
+    destination = CharField(max_length=16)  # the AE asked to commit
+    sop_instance_uid = CharField(max_length=64)  # (0008,1155) Referenced SOP Instance UID
+    sop_class_uid = CharField(max_length=64, default="")  # (0008,1150) Referenced SOP Class UID
+    study_instance_uid = CharField(max_length=64, default="", index=True)  # (0020,000D)
+    job_id = IntegerField(default=0)  # the commit job of the queue that asks
+    transaction_uid = CharField(max_length=64, default="", index=True)  # (0008,1195)
+    state = CharField(max_length=16, default="pending")  # pending, committed, failed
+    reason = IntegerField(null=True)  # (0008,1197) Failure Reason of a failed instance
+    answered_by = CharField(max_length=16, default="")  # the AE that sent the report
+    requested = DateTimeField(default=utcnow)
+    answered = DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("destination", "sop_instance_uid"), True), (("job_id", "state"), False))
+
+
+COMMITMENT_MODELS = [Commitment]
+
+
 class SchemaVersion(BaseModel):
     version = IntegerField(primary_key=True)
     name = CharField(max_length=128)

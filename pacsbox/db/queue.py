@@ -385,6 +385,39 @@ def refused(job_id: int, error: str, now: dt.datetime) -> str:
         return _after_failure(row, error, now, failures > row.retries, failures=failures)
 
 
+def wait(job_id: int, message: str, until: dt.datetime) -> str:
+    """The job waits for an answer that comes by itself (a commitment report): it
+    looks again at ``until``, or sooner when ``look_now`` is called. The look was
+    not an attempt, so attempts and failures stay. Returns the job's new state."""
+    with write_transaction():
+        row = _running(job_id)
+        if row is None:
+            return _state_of(job_id)
+        # An answer that came while the job was deciding to wait (look_now on a running
+        # job) leaves it due now, not at ``until``.
+        poked = (
+            row.started is not None
+            and row.next_attempt is not None
+            and (row.next_attempt > row.started)
+        )
+        _set(job_id, ("running",), state="waiting",
+             next_attempt=row.next_attempt if poked else _utc(until),
+             last_error=_one_line(message), runner="",
+             attempts=QueueJob.attempts - 1)  # fmt: skip
+        return _state_of(job_id)
+
+
+def look_now(job_ids: Iterable[int]) -> None:
+    """The answer waiting jobs wait for has come: due now (the runner's next poll); a
+    job running meanwhile that then waits is due at once (``wait``)."""
+    ids = sorted(set(job_ids))
+    if ids:
+        with write_transaction():
+            QueueJob.update(next_attempt=utcnow()).where(
+                QueueJob.id.in_(ids) & QueueJob.state.in_(["waiting", "running"])
+            ).execute()
+
+
 def _running(job_id: int) -> QueueJob | None:
     return QueueJob.get_or_none((QueueJob.id == job_id) & (QueueJob.state == "running"))
 

@@ -342,11 +342,11 @@ def waiting_studies() -> dict[str, str]:
     return dict(query)
 
 
-def purge_candidates() -> list[tuple[str, str, list[int]]]:
+def purge_candidates() -> list[tuple[RouteView, str, list[int]]]:
     """(route, study UID, every job the route made for it) for the studies of
     purge-after routes that every matched image has a job for."""
     query = (
-        RoutedStudy.select(Route.name, RoutedStudy.study_uid, RoutedStudy.jobs)
+        RoutedStudy.select(RoutedStudy, Route)
         .join(Route)
         .where(
             (Route.purge_after == True)  # noqa: E712 - peewee
@@ -354,9 +354,8 @@ def purge_candidates() -> list[tuple[str, str, list[int]]]:
             & (RoutedStudy.upto == RoutedStudy.queued_upto)
             & (RoutedStudy.jobs != "")
         )
-        .tuples()
     )
-    return [(name, uid, [int(j) for j in jobs.split(",") if j]) for name, uid, jobs in query]
+    return [(_view(r.route), r.study_uid, [int(j) for j in r.jobs.split(",") if j]) for r in query]
 
 
 def mark_purged(route_name: str, study_uid: str) -> None:

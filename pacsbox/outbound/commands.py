@@ -18,7 +18,7 @@ from typing import TextIO
 
 from pacsbox import status
 from pacsbox.config import Config
-from pacsbox.db import queue
+from pacsbox.db import commitments, queue
 from pacsbox.db.models import utcnow
 from pacsbox.errors import NotFound, PacsboxError, UsageError
 from pacsbox.outbound import forward
@@ -33,12 +33,29 @@ class JobFailed(PacsboxError):
 
 
 def forward_command(
-    cfg: Config, selection: forward.Selection, to: str, wait: bool, owner: str, out: TextIO
+    cfg: Config,
+    selection: forward.Selection,
+    to: str,
+    wait: bool,
+    owner: str,
+    out: TextIO,
+    commit: bool = False,
 ) -> int:
-    job_id = forward.submit(selection, to, owner=owner)
-    print(f"job {job_id}: forward of {selection.label()} to {to} queued", file=out)
+    """Queue a forward; with ``wait`` follow it, and with ``commit`` its commitment too
+    (JobFailed, exit 1, when some instance was not committed)."""
+    job_id = forward.submit(selection, to, owner=owner, commit=commit)
+    also = ", then its storage commitment" if commit else ""
+    print(f"job {job_id}: forward of {selection.label()} to {to} queued{also}", file=out)
     poke_daemon(cfg)
-    return wait_for(cfg, job_id, out) if wait else 0
+    if not wait:
+        return 0
+    wait_for(cfg, job_id, out)
+    if commit:
+        commit_job = commitments.job_after(job_id)
+        if commit_job is None:
+            raise JobFailed(f"job {job_id}: no commitment job was queued")
+        wait_for(cfg, commit_job, out)
+    return 0
 
 
 def poke_daemon(cfg: Config) -> None:

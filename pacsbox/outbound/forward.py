@@ -57,19 +57,28 @@ _NAMES = (
 )
 
 
-def submit(selection: Selection, destination: str, *, owner: str = "", address: str = "") -> int:
-    """Queue a forward and journal who asked; returns the job id. Raises NotFound
-    (unknown AE, nothing stored) and UsageError (an AE without an address, an empty
-    selection)."""
+def submit(
+    selection: Selection,
+    destination: str,
+    *,
+    owner: str = "",
+    address: str = "",
+    commit: bool = False,
+) -> int:
+    """Queue a forward and journal who asked; returns the job id. With ``commit``,
+    the delivered instances are then asked to be committed (a commit job). Raises
+    NotFound (unknown AE, nothing stored) and UsageError (an AE without an address,
+    an empty selection)."""
     if not any(getattr(selection, k) for k in queue.SELECTION_KEYS):
         raise UsageError("name what to forward: a patient, a study, a series or an image")
     aes.ae_address(destination)
     items = selection.items()
     if not items:
         raise NotFound(f"nothing stored matches {selection.label()}")
-    label = f"{selection.label()} to {destination}"
+    label = f"{selection.label()} to {destination}" + (", with commitment" if commit else "")
+    payload = {**asdict(selection), **({"commit": True} if commit else {})}
     job_id = queue.submit(
-        "forward", destination, asdict(selection), owner=owner, label=label, total=len(items)
+        "forward", destination, payload, owner=owner, label=label, total=len(items)
     )
     journal.record("forward", owner, address, target=destination,
                    detail=f"job {job_id}: {label}: {_uids(selection)}")  # fmt: skip
@@ -86,6 +95,7 @@ def _uids(selection: Selection) -> str:
 def handle(ctl: Control) -> Outcome:
     """Run one attempt of a forward job."""
     # Imported here: queueing a forward (the CLI) needs no DICOM libraries.
+    from pacsbox.outbound import commitment
     from pacsbox.outbound.deliver import deliver, peer_of
 
     job = ctl.job
@@ -119,5 +129,10 @@ def handle(ctl: Control) -> Outcome:
         return unreachable(summary)
     if d.refused:
         return refused(summary)
+    if job.payload.get("commit"):
+        delivered = sent | set(d.acknowledged)
+        refs = [(i.sop_class_uid, i.sop_instance_uid) for row, i in items if row in delivered]
+        commit_job = commitment.after_forward(job.id, job.destination, refs, job.owner)
+        summary += f"; commitment job {commit_job}"
     log.remove()
     return done(summary)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pacsbox.outbound import edits, forward, ian, media, retrieve, sync
+from pacsbox.outbound import commitment, edits, forward, ian, media, retrieve, sync
 from pacsbox.outbound.runner import Handler
 
 # A route job is a forward of one round of a study (outbound/routing.py makes them).
@@ -10,6 +10,7 @@ HANDLERS: dict[str, Handler] = {
     "forward": forward.handle,
     "route": forward.handle,
     "ian": ian.handle,
+    "commit": commitment.handle,
     "export": media.handle_export,
     "burn": media.handle_burn,
     "edit": edits.handle,

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 
 from pacsbox.config import Config
-from pacsbox.db import journal, queue, routes
+from pacsbox.db import commitments, journal, queue, routes
 from pacsbox.db.models import utcnow
 from pacsbox.outbound.runner import wake
 
@@ -75,11 +75,16 @@ def settle_purges(purge: Purge) -> int:
     """Delete the local copy of studies every destination of a purge-after route has
     delivered; returns how many went."""
     gone = 0
-    for route_name, study_uid, job_ids in routes.purge_candidates():
+    for route, study_uid, job_ids in routes.purge_candidates():
+        route_name = route.name
         views = [queue.get(j) for j in job_ids]
         if not views or any(v is None or v.state != "done" for v in views):
             continue
+        if route.commit and not set(route.destinations) <= set(commitments.committed_by(study_uid)):
+            continue  # delivered, not committed everywhere yet (or a commitment failed)
         why = f"route {route_name} delivered it to every destination (purge after route)"
+        if route.commit:
+            why = f"route {route_name} delivered it and every destination committed it"
         result = purge(study_uid, why)
         if result == "purged":
             gone += 1

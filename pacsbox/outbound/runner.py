@@ -10,6 +10,8 @@ against the job's retries. ``ThreadPoolSize`` jobs run at once, at most
 holds back only its own jobs. The box's own work (exports, burns, edits) runs
 here too: its destinations start with ``LOCAL`` and take one job at a time, so
 two burns to one drive never overlap while a burn and a forward run side by side.
+A job waiting for an answer that comes by itself (a commitment report) ends its
+run as "waiting" and frees both.
 """
 
 from __future__ import annotations
@@ -49,10 +51,13 @@ def wake() -> None:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one run of a job achieved: done, unreachable (retry later) or refused."""
+    """What one run of a job achieved: done, unreachable (retry later), refused, or
+    waiting (for an answer that comes by itself, such as a commitment report: the job
+    frees its thread and slot and looks again ``after`` seconds later)."""
 
-    kind: str  # "done" | "unreachable" | "refused"
+    kind: str  # "done" | "unreachable" | "refused" | "waiting"
     message: str
+    after: float = 0.0
 
 
 def done(message: str) -> Outcome:
@@ -65,6 +70,10 @@ def unreachable(message: str) -> Outcome:
 
 def refused(message: str) -> Outcome:
     return Outcome("refused", message)
+
+
+def later(message: str, seconds: float) -> Outcome:
+    return Outcome("waiting", message, seconds)
 
 
 @dataclass
@@ -251,6 +260,8 @@ class Runner:
         elif outcome.kind == "done":
             queue.succeed(job.id, outcome.message)
             state = "done"
+        elif outcome.kind == "waiting":
+            state = queue.wait(job.id, outcome.message, now + dt.timedelta(seconds=outcome.after))
         elif outcome.kind == "unreachable":
             state = queue.unreachable(
                 job.id, outcome.message, now, float(self.cfg.DeliveryGiveUpHours)

@@ -3,7 +3,9 @@
 Past ``HighWaterMark`` percent the oldest received studies are purged until
 the disk is back under ``LowWaterMark``, never a study that is protected,
 received in the last ``PurgeMinAgeHours`` hours, or held by ``must_keep``
-(a job of the durable queue that has still to send it). When
+(a job of the durable queue that has still to send it, a storage commitment
+of it still pending, or with ``PurgeRequiresCommitment`` no destination that
+has committed all of it). When
 nothing can be purged, :meth:`Watermark.check` (the archive's space check,
 called before every write) raises OutOfResources, so C-STORE answers A700 and
 the status snapshot says ``storage_full``.
@@ -39,7 +41,7 @@ import psutil
 from pacsbox import recovery
 from pacsbox.archive import Archive
 from pacsbox.config import Config
-from pacsbox.db import lookup, queue, routes
+from pacsbox.db import commitments, lookup, queue, routes
 from pacsbox.db import purge as pdb
 from pacsbox.db.models import Study, utcnow
 from pacsbox.errors import OutOfResources, PacsboxError
@@ -104,7 +106,8 @@ class Watermark:
     ``usage`` is injectable for tests: ``usage(path) -> (total, used, free)``.
     ``must_keep(study)`` returns why a study must stay or None: by default, a
     job of the durable queue (a forward, failed ones included until retried
-    or cancelled) that has still to send it.
+    or cancelled) that has still to send it, a commitment of it pending, or
+    under PurgeRequiresCommitment no destination that committed all of it.
     ``journal(event, detail)`` receives one entry per purged study (the web
     audit log) when given.
     """
@@ -126,8 +129,9 @@ class Watermark:
         self.journal = journal
         self.usage = usage
         self.reserve_bytes = reserve_bytes
-        self.must_keep: Callable[[Study], str | None] = self._still_to_send
+        self.must_keep: Callable[[Study], str | None] = self._guarded
         self._pending: tuple[float, dict[str, queue.JobView], dict[str, str]] | None = None
+        self._committing: tuple[float, dict[str, str]] | None = None
         self.high = float(cfg.HighWaterMark)
         self.low = float(cfg.LowWaterMark)
         self._clock = clock
@@ -253,11 +257,32 @@ class Watermark:
         self._invalidate()
         return "purged" if report.purged else "kept"
 
+    def _guarded(self, study: Study) -> str | None:
+        """The purge guard of issue 17 item 5: a job still to send it, a commitment of
+        it pending, or (PurgeRequiresCommitment) no destination that committed it all."""
+        return self._still_to_send(study) or self._commitment_rule(study)
+
+    def _commitment_rule(self, study: Study) -> str | None:
+        now = self._clock()
+        if self._committing is None or now - self._committing[0] > CACHE_SECONDS:
+            self._committing = (now, commitments.pending_studies())
+        destination = self._committing[1].get(study.study_instance_uid)
+        if destination is not None:
+            return f"commitment pending from {destination}"
+        if self.cfg.PurgeRequiresCommitment and not commitments.committed_by(
+            study.study_instance_uid
+        ):
+            return "not committed anywhere (PurgeRequiresCommitment)"
+        return None
+
     def go_reason(self, study: Study) -> str:
-        return (
+        why = (
             f"oldest received, older than {self.cfg.PurgeMinAgeHours} h, not protected, "
             "nothing pending for it"
         )
+        if self.cfg.PurgeRequiresCommitment:
+            why += ", committed by " + ", ".join(commitments.committed_by(study.study_instance_uid))
+        return why
 
     def _iter_candidates(self, roots: list[str]) -> Iterator[tuple[Study, str]]:
         cutoff = self.cutoff()

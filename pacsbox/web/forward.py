@@ -18,7 +18,10 @@ from pacsbox.web.core import Ctx, done, form
 def register(ctx: Ctx) -> None:
     def submit(ident: Identity, selection: forward.Selection) -> Any:
         to = form("to")
-        job_id = forward.submit(selection, to, owner=ident.principal.name, address=ctx.address())
+        commit = form("commit") in ("1", "on", "yes")  # the "request storage commitment" box
+        job_id = forward.submit(
+            selection, to, owner=ident.principal.name, address=ctx.address(), commit=commit
+        )
         return done(f"/queue/{job_id}", f"forward job {job_id} queued", job=job_id)
 
     @ctx.page("/studies/" + UID + "/forward", method="POST", privilege="forward")

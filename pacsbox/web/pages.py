@@ -7,6 +7,7 @@ the series by instance number.
 
 from __future__ import annotations
 
+from pacsbox.db import commitments
 from pacsbox.db.models import Instance, Patient, Series, Study
 from pacsbox.errors import UsageError
 from pacsbox.web import browse
@@ -69,7 +70,12 @@ def register(ctx: Ctx) -> None:
                     else "",
                 }
             )
-        return {"title": "Study", "study": study_row(s), "series": series}
+        return {
+            "title": "Study",
+            "study": study_row(s),
+            "series": series,
+            "commitments": commitments.of_study(uid),
+        }
 
     @ctx.page("/series/" + UID, template="series.tpl")
     def series(ident, uid):

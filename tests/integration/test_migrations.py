@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 
 import pytest
 
 from pacsbox.archive import Archive
 from pacsbox.config import load
-from pacsbox.db import assoclog, queue, sync
+from pacsbox.db import assoclog, commitments, queue, sync
 from pacsbox.db.migrations import MIGRATIONS
 from pacsbox.db.models import (
     ASSOCLOG_MODELS,
+    COMMITMENT_MODELS,
     QUEUE_MODELS,
     ROUTE_MODELS,
     SYNC_MODELS,
@@ -72,23 +74,44 @@ def _schema(models: list) -> dict[str, tuple]:
     }
 
 
-@pytest.mark.parametrize("db", DATABASES)
-def test_a_database_of_version_13_gains_the_queue_as_a_fresh_one_has_it(request, tmp_path, db):
+def _back_before(
+    request,
+    tmp_path,
+    db,
+    number: int,
+    models: list,
+    undo: Callable[[], None] | None = None,
+    also: tuple = (),
+) -> tuple[Archive, dict]:
+    """A box whose database is taken back to before migration ``number`` (its
+    ``models`` dropped, ``undo`` run, the versions from ``number`` on forgotten) and
+    opened again; returns the archive and the fresh schema of ``models`` (and of the
+    tables ``also`` names, changed by ``undo``), which the migrated one matches."""
     cfg = load(write_config(tmp_path / "box", SyncWrites="no", **index_settings(request, db)))
     archive = Archive(cfg)
     try:
-        fresh = _schema(QUEUE_MODELS)
+        fresh = _schema([*models, *also])
         archive.store(make_instance(patient_id="OLD1"), source="test")
-        # Take the database back to what release 13 made: no queue (nor routes).
-        database.obj.drop_tables(ROUTE_MODELS + QUEUE_MODELS)
-        SchemaVersion.delete().where(SchemaVersion.version >= 14).execute()
+        database.obj.drop_tables(models)
+        if undo is not None:
+            undo()
+        SchemaVersion.delete().where(SchemaVersion.version >= number).execute()
     finally:
         archive.close()
     archive = Archive(cfg)
+    assert max(v.version for v in SchemaVersion.select()) == LATEST
+    assert _schema([*models, *also]) == fresh
+    assert Instance.select().count() == 1
+    return archive, fresh
+
+
+@pytest.mark.parametrize("db", DATABASES)
+def test_a_database_of_version_13_gains_the_queue_as_a_fresh_one_has_it(request, tmp_path, db):
+    # Routes, commitments and later tables are dropped too: they came after 13.
+    later = ROUTE_MODELS + COMMITMENT_MODELS + ASSOCLOG_MODELS + SYNC_MODELS
+    archive, fresh = _back_before(request, tmp_path, db, 14, later + QUEUE_MODELS)
     try:
-        assert max(v.version for v in SchemaVersion.select()) == LATEST
-        assert _schema(QUEUE_MODELS) == fresh and len(fresh["queue_job"][1]) >= 2
-        assert Instance.select().count() == 1
+        assert len(fresh["queue_job"][1]) >= 2
         job_id = queue.submit("forward", "AE1", {"study": "1"})
         assert queue.get(job_id) is not None
     finally:
@@ -97,21 +120,11 @@ def test_a_database_of_version_13_gains_the_queue_as_a_fresh_one_has_it(request,
 
 @pytest.mark.parametrize("db", DATABASES)
 def test_a_database_of_version_14_gains_the_routing_table_and_station_names(request, tmp_path, db):
-    cfg = load(write_config(tmp_path / "box", SyncWrites="no", **index_settings(request, db)))
-    archive = Archive(cfg)
-    try:
-        fresh = _schema([*ROUTE_MODELS, Series])
-        archive.store(make_instance(patient_id="OLD1"), source="test")
-        # Back to release 14: no routing tables, no series.station_name.
-        database.obj.drop_tables(ROUTE_MODELS)
+    def undo() -> None:
         database.obj.execute_sql("ALTER TABLE series DROP COLUMN station_name")
-        SchemaVersion.delete().where(SchemaVersion.version >= 15).execute()
-    finally:
-        archive.close()
-    archive = Archive(cfg)
+
+    archive, _ = _back_before(request, tmp_path, db, 15, ROUTE_MODELS, undo, also=(Series,))
     try:
-        assert max(v.version for v in SchemaVersion.select()) == LATEST
-        assert _schema([*ROUTE_MODELS, Series]) == fresh
         assert [s.station_name for s in Series.select()] == [""]
         archive.store(make_instance(patient_id="OLD1", extra={"StationName": "CT-EAST"}),
                       source="test")  # fmt: skip
@@ -121,24 +134,23 @@ def test_a_database_of_version_14_gains_the_routing_table_and_station_names(requ
 
 
 @pytest.mark.parametrize("db", DATABASES)
-def test_a_database_of_version_16_gains_the_association_log_as_a_fresh_one_has_it(
-    request, tmp_path, db
-):
-    cfg = load(write_config(tmp_path / "box", SyncWrites="no", **index_settings(request, db)))
-    archive = Archive(cfg)
+def test_a_database_of_version_15_gains_the_commitment_table(request, tmp_path, db):
+    archive, fresh = _back_before(request, tmp_path, db, 16, COMMITMENT_MODELS)
     try:
-        fresh = _schema(ASSOCLOG_MODELS)
-        archive.store(make_instance(patient_id="OLD1"), source="test")
-        # Take the database back to what came before 17: no association log.
-        database.obj.drop_tables(ASSOCLOG_MODELS)
-        SchemaVersion.delete().where(SchemaVersion.version >= 17).execute()
+        assert len(fresh["commitment"][1]) >= 3  # the pair is unique; by job; by study
+        (sop,) = [i.sop_instance_uid for i in Instance.select()]
+        job_id = commitments.submit_after(1, "AE1", [("1.2.840.10008.5.1.4.1.1.2", sop)], "test")
+        assert commitments.still_open(job_id) == [("1.2.840.10008.5.1.4.1.1.2", sop)]
+        assert commitments.pending_studies() == {Study.get().study_instance_uid: "AE1"}
     finally:
         archive.close()
-    archive = Archive(cfg)
+
+
+@pytest.mark.parametrize("db", DATABASES)
+def test_a_database_of_version_16_gains_the_association_log(request, tmp_path, db):
+    archive, fresh = _back_before(request, tmp_path, db, 17, ASSOCLOG_MODELS)
     try:
-        assert 17 in {v.version for v in SchemaVersion.select()}
-        assert _schema(ASSOCLOG_MODELS) == fresh and len(fresh["association_log"][1]) >= 2
-        assert Instance.select().count() == 1
+        assert len(fresh["association_log"][1]) >= 2
         assoclog.write([assoclog.Entry("in", "CT1", "CT1", "PACSBOX", "10.0.0.5")])
         assert [r["remote_ae"] for r in assoclog.recent("CT1", "in")] == ["CT1"]
     finally:
@@ -147,22 +159,9 @@ def test_a_database_of_version_16_gains_the_association_log_as_a_fresh_one_has_i
 
 @pytest.mark.parametrize("db", DATABASES)
 def test_a_database_of_version_17_gains_the_sync_schedules(request, tmp_path, db):
-    """Migration 18 (SCU-8) on SQLite and PostgreSQL: the table, and the queue kept."""
-    cfg = load(write_config(tmp_path / "box", SyncWrites="no", **index_settings(request, db)))
-    archive = Archive(cfg)
+    archive, _ = _back_before(request, tmp_path, db, 18, SYNC_MODELS)
     try:
-        fresh = _schema(SYNC_MODELS)
-        job_id = queue.submit("forward", "AE1", {"studies": ["1"]})
-        database.obj.drop_tables(SYNC_MODELS)
-        SchemaVersion.delete().where(SchemaVersion.version >= 18).execute()
-    finally:
-        archive.close()
-    archive = Archive(cfg)
-    try:
-        assert max(v.version for v in SchemaVersion.select()) == LATEST
-        assert _schema(SYNC_MODELS) == fresh
         assert database.obj.table_exists(SyncSchedule._meta.table_name)
-        assert queue.get(job_id) is not None
         sync.put("PACS2", [2, 14], 30)
         assert [s.hours for s in sync.schedules()] == [[2, 14]]
     finally:

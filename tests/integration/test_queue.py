@@ -306,3 +306,23 @@ def test_threads_claiming_at_once_keep_each_destination_to_its_limit(index):
     _in_threads(4, lambda: _claim_all(threading.current_thread().name, now, 1))
     running = Counter(j.destination for j in q.jobs(["running"]))
     assert running == {f"AE{n}": 1 for n in range(5)}
+
+
+def test_a_waiting_job_frees_its_slot_and_an_answer_makes_it_due(index):
+    """wait (a commit job waiting for its report): no attempt counted, the destination's
+    slot free, due at ``until``; look_now makes it due at once, also when the answer
+    came while the job was still deciding to wait."""
+    job = q.submit("commit", "PACS", {})
+    other = q.submit("forward", "PACS", {})
+    now = utcnow()
+    assert q.claim("r1", now, 1).id == job
+    assert q.wait(job, "waiting for the commitment report", now + H) == "waiting"
+    view = q.get(job)
+    assert (view.attempts, view.failures, _utc(view.next_attempt)) == (0, 0, now + H)
+    assert q.claim("r1", now + S, 1).id == other  # the slot is free for the next job
+    assert q.claim("r1", now + S, 1, only=job) is None  # not due yet
+    q.look_now([job])
+    assert q.claim("r1", utcnow(), 2, only=job).id == job
+    q.look_now([job])  # the report came while it ran
+    q.wait(job, "waiting for the commitment report", utcnow() + H)
+    assert _utc(q.get(job).next_attempt) <= utcnow()

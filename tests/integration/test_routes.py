@@ -240,3 +240,37 @@ def test_route_cli(box):
     r = cli(ini, "route", "remove", "CT", check=False)
     assert r.returncode != 0 and "no route named CT" in r.stderr
     assert json.loads(cli(ini, "route", "list", "--json").stdout) == []
+
+
+def test_purge_after_a_commit_route_waits_for_every_destination_to_commit(box):
+    from pacsbox.db import commitments
+    from pacsbox.db.models import Instance
+
+    ini, archive = box
+    cfg = load(ini)
+    _route("BACKUP", "WS", "TELE", commit=True, purge_after=True)
+    _store(archive, 2)
+    wm = Watermark(cfg, archive)
+    router = Router(cfg, wm.purge_now, clock=lambda: _later(61))
+    router.turn()
+    refs = [(i.sop_class_uid, i.sop_instance_uid) for i in Instance.select()]
+    for job in _jobs():  # delivered (sending is tests/interop's), then asked to commit
+        assert job.payload["commit"] is True
+        queue.claim("t", utcnow(), 5, only=job.id)
+        queue.succeed(job.id, "2 delivered")
+        commit_job = commitments.submit_after(job.id, job.destination, refs, "route BACKUP")
+        commitments.asked(commit_job, f"1.2.3.{commit_job}", [uid for _, uid in refs])
+    router.turn()
+    assert Study.get_or_none(Study.study_instance_uid == STUDY) is not None  # none committed
+    commit_jobs = sorted(j.id for j in queue.jobs(kind="commit"))
+    commitments.answer(f"1.2.3.{commit_jobs[0]}", "WS", [uid for _, uid in refs], {})
+    router.turn()
+    assert Study.get_or_none(Study.study_instance_uid == STUDY) is not None  # WS only
+    commitments.answer(f"1.2.3.{commit_jobs[1]}", "TELE", [uid for _, uid in refs], {})
+    for job_id in commit_jobs:  # the commit jobs end once their reports are in
+        queue.claim("t", utcnow(), 5, only=job_id)
+        queue.succeed(job_id, "2 committed")
+    router.turn()
+    assert Study.get_or_none(Study.study_instance_uid == STUDY) is None
+    (entry,) = Journal.select().where(Journal.action == "purge")
+    assert entry.detail == "route BACKUP delivered it and every destination committed it"

@@ -552,3 +552,88 @@ def test_a_study_a_queue_job_has_still_to_send_is_not_purged(archive, cfg, disk)
     queue.succeed(second, "2 delivered")
     wm._pending = None  # the guard's cache (2 s) is not what this test waits for
     assert [s.study_instance_uid for s, _ in wm.candidates(cfg.archive_dir)] == uids
+
+
+# -- storage commitment (issue 17 item 5) ---------------------------------------------------
+
+
+def ask_commitment(study_uid: str, destination: str, forward_job: int) -> tuple[int, list[str]]:
+    """A commit job for every instance of the study, as a delivered forward queues it."""
+    from pacsbox.db import commitments
+
+    refs = [
+        (i.sop_class_uid, i.sop_instance_uid)
+        for i in Instance.select().join(Series).join(Study).where(
+            Study.study_instance_uid == study_uid)
+    ]  # fmt: skip
+    job = commitments.submit_after(forward_job, destination, refs, "test")
+    return job, [uid for _, uid in refs]
+
+
+def answer_commitment(job: int, by: str, committed: list[str], failed: list[str] = ()) -> None:
+    from pacsbox.db import commitments
+
+    transaction = generate_uid()
+    commitments.asked(job, transaction, [*committed, *failed])
+    commitments.answer(transaction, by, committed, {uid: 0x0110 for uid in failed})
+
+
+def test_a_pending_commitment_keeps_its_study_until_answered_or_cancelled(archive, cfg, disk):
+    from pacsbox.db import queue
+
+    uids, wm, _ = make_box(archive, cfg, disk, [500, 400, 300])
+    asked, cancelled, free = uids
+    job, sops = ask_commitment(asked, "ORTHANC", 1)
+    other, _ = ask_commitment(cancelled, "BACKUP", 2)
+    queue.cancel(other)  # a cancelled request holds nothing back
+    kept = {s.study_instance_uid: why for s, why in wm.kept(cfg.archive_dir)}
+    assert kept == {asked: "commitment pending from ORTHANC"}
+    assert [s.study_instance_uid for s, _ in wm.candidates(cfg.archive_dir)] == [cancelled, free]
+    disk.set_percent(99)
+    out = io.StringIO()  # pacsbox purge --dry-run says which rule keeps which study
+    purge_listing(wm, True, out)
+    assert any(asked in ln and "keep" in ln and "commitment pending from ORTHANC" in ln
+               for ln in out.getvalue().splitlines()), out.getvalue()  # fmt: skip
+    answer_commitment(job, "ORTHANC", sops[:2], sops[2:])  # answered, one failed: not pending
+    wm._committing = None  # the guard's cache (2 s) is not what this test waits for
+    assert [s.study_instance_uid for s, _ in wm.candidates(cfg.archive_dir)] == uids
+
+
+def test_purge_requires_commitment_keeps_what_no_destination_committed_whole(tmp_path):
+    """PurgeRequiresCommitment = yes: a study goes only once one destination has
+    committed every instance of it; parts committed by two do not count."""
+    cfg = config.load(write_config(tmp_path / "box", SyncWrites="no", HighWaterMark=90,
+                                   LowWaterMark=80, PurgeRequiresCommitment="yes"))  # fmt: skip
+    archive = Archive(cfg)
+    try:
+        disk = FakeDisk(cfg.archive_dir)
+        uids, wm, _ = make_box(archive, cfg, disk, [500, 400, 300])
+        whole, split, never = uids
+        job, sops = ask_commitment(whole, "ORTHANC", 1)
+        answer_commitment(job, "ORTHANC", sops)
+        job, sops = ask_commitment(split, "ORTHANC", 2)
+        answer_commitment(job, "ORTHANC", sops[:2], sops[2:])
+        job, sops = ask_commitment(split, "BACKUP", 3)
+        answer_commitment(job, "BACKUP", sops[2:], sops[:2])
+        rule = "not committed anywhere (PurgeRequiresCommitment)"
+        kept = {s.study_instance_uid: why for s, why in wm.kept(cfg.archive_dir)}
+        assert kept == {split: rule, never: rule}
+        ((study, why),) = wm.candidates(cfg.archive_dir)
+        assert study.study_instance_uid == whole and why.endswith("committed by ORTHANC")
+        disk.set_percent(99)
+        out = io.StringIO()
+        purge_listing(wm, True, out)
+        lines = out.getvalue().splitlines()
+        assert any(never in ln and "keep" in ln and rule in ln for ln in lines), lines
+        assert [ln.split()[2] for ln in lines if "would purge" in ln] == [whole]
+        report = wm.purge()
+        assert [p.study_uid for p in report.purged] == [whole]
+        assert {s.study_instance_uid for s in Study.select()} == {split, never}
+    finally:
+        archive.close()
+
+
+def test_without_purge_requires_commitment_an_uncommitted_study_may_go(archive, cfg, disk):
+    assert cfg.PurgeRequiresCommitment is False  # the default
+    uids, wm, _ = make_box(archive, cfg, disk, [500])
+    assert [s.study_instance_uid for s, _ in wm.candidates(cfg.archive_dir)] == uids

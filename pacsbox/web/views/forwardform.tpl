@@ -8,6 +8,7 @@
       <option value="{{t}}">{{t}}</option>
 %     end
     </select>
+    <label><input type="checkbox" name="commit" value="1"> request storage commitment</label>
     <button type="submit">Forward</button>
   </form>
 %   end

@@ -53,3 +53,21 @@
 </a>
 % end
 </div>
+% if commitments:
+<h2>Storage commitment</h2>
+<table class="commitments">
+  <tr><th>Image</th><th>Destination</th><th>Commitment</th></tr>
+%   for c in commitments:
+  <tr class="{{c['state']}}"><td class="uid">{{c['sop_instance_uid']}}</td><td>{{c['destination']}}</td>
+    <td>
+%     if c['state'] == 'committed':
+    committed by {{c['by']}} at {{c['at']}}
+%     elif c['state'] == 'failed':
+    commitment failed: {{c['reason']}}
+%     else:
+    pending since {{c['requested']}}
+%     end
+    </td></tr>
+%   end
+</table>
+% end
