@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import bottle
+
+from pacsbox.errors import UsageError
 from pacsbox.outbound import forward
 from pacsbox.web.auth import Identity
 from pacsbox.web.browse import UID, get_patient, get_series, get_study
@@ -28,6 +31,16 @@ def register(ctx: Ctx) -> None:
     def forward_study(ident, uid):
         get_study(ctx, ident.principal, uid)  # 404 for what the user may not see
         return submit(ident, forward.Selection(studies=[uid]))
+
+    @ctx.page("/studies/forward", method="POST", privilege="forward")
+    def forward_selected(ident):
+        """The search results' Forward: the studies ticked, each one the user may see."""
+        uids = [u for u in bottle.request.forms.getall("study") if u]
+        if not uids:
+            raise UsageError("tick the studies to forward first")
+        for uid in uids:
+            get_study(ctx, ident.principal, uid)  # 404 for what the user may not see
+        return submit(ident, forward.Selection(studies=uids))
 
     @ctx.page("/series/" + UID + "/forward", method="POST", privilege="forward")
     def forward_series(ident, uid):

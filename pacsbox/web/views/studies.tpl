@@ -22,7 +22,10 @@
   <button type="submit" id="search">Search</button>
 </form>
 <p class="hint">Wild cards: <code>*</code> any characters, <code>?</code> one character. Dates as YYYYMMDD, times as HHMM, or a range A-B, -B or A-; several values separated by <code>\</code>. Matching is the same as a workstation's query.</p>
-% include('studytable.tpl', studies=studies)
+% include('studytable.tpl', studies=studies, selectable=True)
+% if studies:
+% include('forwardform.tpl', action='/studies/forward', form_id='forward-selected', label='Forward selected')
+% end
 % if next_url:
 <p><a class="button" href="{{next_url}}">Next page</a></p>
 % end

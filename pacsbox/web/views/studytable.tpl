@@ -1,9 +1,13 @@
 <div class="scroll">
 <table class="list" id="studies">
-<thead><tr><th>Patient</th><th>ID</th><th>Date</th><th>Description</th><th>Mod.</th><th>Accession</th><th>Images</th><th></th></tr></thead>
+% pick = get('selectable', False) and can('forward') and forward_to()
+<thead><tr>{{!'<th></th>' if pick else ''}}<th>Patient</th><th>ID</th><th>Date</th><th>Description</th><th>Mod.</th><th>Accession</th><th>Images</th><th></th></tr></thead>
 <tbody>
 % for s in studies:
 <tr class="{{'unread' if not s['read'] else ''}}">
+% if pick:
+  <td><input type="checkbox" name="study" value="{{s['study_uid']}}" form="forward-selected" aria-label="select"></td>
+% end
   <td><a href="/patients/{{s['patient_pk']}}">{{s['patient_name']}}</a></td>
   <td>{{s['patient_id']}}</td>
   <td>{{s['study_date']}}</td>
@@ -15,7 +19,7 @@
 </tr>
 % end
 % if not studies:
-<tr><td colspan="8">No studies match.</td></tr>
+<tr><td colspan="{{9 if pick else 8}}">No studies match.</td></tr>
 % end
 </tbody>
 </table>
