@@ -15,6 +15,8 @@ import pydicom
 import pytest
 
 from pacsbox import meta
+from pacsbox.archive import Archive
+from pacsbox.config import load
 from tests.helpers import Server, cli, dcmtk, free_port, poll, write_config
 from tests.peers import Orthanc, StoreSCP
 from tests.synth import make_instance
@@ -190,3 +192,35 @@ def test_a_notify_route_sends_an_instance_availability_notification(ini, tmp_pat
 
 def _ians(ini: Path) -> list[dict]:
     return [j for j in json.loads(cli(ini, "queue", "--json").stdout) if j["kind"] == "ian"]
+
+
+def test_kill_9_twice_during_a_routed_delivery_loses_nothing_and_resends_little(ini, tmp_path):
+    """A 600-image study matched by a route; the daemon is killed twice while the
+    route's job sends it: every image arrives, at most the one in flight at each cut
+    twice, and the route made one job, not three."""
+    scp = StoreSCP(tmp_path / "ws", "WS", "+uf", ini=ini)  # a duplicate is a new file
+    cli(ini, "route", "add", "ALL", "--to", "WS")  # before the images: it matches them
+    archive = Archive(load(ini))
+    try:
+        uids = set()
+        for i in range(600):
+            data = make_instance(study_uid=STUDY, instance_number=i + 1)
+            uids.add(archive.store(data, calling_ae="CT1", source="test").sop_instance_uid)
+    finally:
+        archive.close()
+    server = Server(ini).start()
+    try:
+        for at in (100, 300):
+            poll(lambda at=at: len(scp.files()) >= at, 90, interval=0.005, what=f"{at} images")
+            server.kill9()
+            server = Server(ini).start()
+        poll(lambda: _route_jobs(ini) and _route_jobs(ini)[0]["state"] == "done", 120,
+             what="the resumed route job")  # fmt: skip
+    finally:
+        server.stop()
+        scp.stop()
+    received = [pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in scp.files()]
+    assert set(received) == uids
+    assert len(received) - len(uids) <= 2, len(received) - len(uids)
+    (job,) = _route_jobs(ini)
+    assert (job["done"], job["total"]) == (600, 600) and job["attempts"] == 3
