@@ -33,9 +33,9 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 
 from pacsbox import meta
-from pacsbox.db.commit import write_transaction
 from pacsbox.db.models import Instance, Patient, Series, Study, utcnow
 from pacsbox.db.rows import edit_marks
+from pacsbox.db.transaction import write_transaction
 from pacsbox.errors import NotFound, UsageError
 
 if TYPE_CHECKING:

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pacsbox.db.commit import write_transaction
 from pacsbox.db.models import AssociationLog, database, utcnow
+from pacsbox.db.transaction import write_transaction
 
 # Outcomes. In: accepted or rejected. Out: also refused (nothing listens on
 # the port), timeout (no answer), unreachable (no route, unknown host), aborted.

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from pacsbox.db import queue
-from pacsbox.db.commit import write_transaction
 from pacsbox.db.models import Commitment, Instance, QueueJob, Series, Study, utcnow
+from pacsbox.db.transaction import write_transaction
 
 log = logging.getLogger("pacsbox.commitment")
 

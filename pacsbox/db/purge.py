@@ -30,8 +30,8 @@ from typing import ParamSpec, TypeVar
 
 from peewee import PeeweeException
 
-from pacsbox.db.commit import write_transaction
 from pacsbox.db.models import Instance, Patient, Series, Study, utcnow
+from pacsbox.db.transaction import write_transaction
 from pacsbox.errors import DatabaseError
 
 PURGING = "purging"

@@ -12,8 +12,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from pacsbox.db.commit import write_transaction
 from pacsbox.db.models import SyncSchedule, utcnow
+from pacsbox.db.transaction import write_transaction
 from pacsbox.errors import UsageError
 
 MAX_DAYS = 36500

@@ -37,7 +37,7 @@ from pathlib import Path
 from pacsbox import setupcode
 from pacsbox.db import journal
 from pacsbox.db.auth_models import Session, User
-from pacsbox.db.commit import write_transaction
+from pacsbox.db.transaction import write_transaction
 from pacsbox.errors import AccessDenied, PacsboxError, UsageError
 from pacsbox.web.privileges import KEYS, ROOT, Principal
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 from pacsbox.db import webquery as wq
 from pacsbox.db.auth_models import User
-from pacsbox.db.commit import write_transaction
 from pacsbox.db.models import Patient, Study, utcnow
+from pacsbox.db.transaction import write_transaction
 
 # (key, label, what it gates) in the seed's order.
 PRIVILEGES: tuple[tuple[str, str, str], ...] = (

@@ -16,7 +16,7 @@ from typing import Any
 import bottle
 
 from pacsbox.db.auth_models import Group, Session, User, ensure_schema
-from pacsbox.db.commit import write_transaction
+from pacsbox.db.transaction import write_transaction
 from pacsbox.errors import NotFound, UsageError
 from pacsbox.web import privileges as pv
 from pacsbox.web.auth import (
