@@ -120,6 +120,7 @@ def handle(ctl: Control) -> Outcome:
             cancelled=ctl.cancelled,
             acknowledged=lambda rows: queue.sent(job.id, rows),
             noted=log.note,
+            batch=500,  # the ack log covers a kill -9 between batches; each batch is a commit
             progress=lambda n, _total: ctl.progress(base + n, len(items)),
         )
     finally:
