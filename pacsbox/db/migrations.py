@@ -21,6 +21,7 @@ from pacsbox.db.models import (
     SYNC_MODELS,
     SchemaVersion,
 )
+from pacsbox.db.worklist_models import WORKLIST_MODELS
 
 log = logging.getLogger("pacsbox.db")
 
@@ -115,6 +116,11 @@ def _m0018_sync_schedules(db: Database) -> None:
     db.create_tables(SYNC_MODELS, safe=True)
 
 
+def _m0019_worklist(db: Database) -> None:
+    # Worklist items and performed procedure steps (NET-6, NET-8): new tables, as 14.
+    db.create_tables(WORKLIST_MODELS, safe=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (1, "core tables: patient, study, series, instance, AE table", _m0001_core),
     (2, "composite indexes for queries", _m0002_query_indexes),
@@ -126,6 +132,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (16, "storage commitment per instance and destination", _m0016_commitment),
     (17, "the association log", _m0017_association_log),
     (18, "synchronisation schedules", _m0018_sync_schedules),
+    (19, "worklist items and performed procedure steps", _m0019_worklist),
 ]
 
 
