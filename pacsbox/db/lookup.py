@@ -138,6 +138,19 @@ def stored_selection(
     return [stored_row(row) for row in rows]
 
 
+def count_selection(
+    patient_ids: list[str] | None = None,
+    study_uids: list[str] | None = None,
+    series_uids: list[str] | None = None,
+    sop_uids: list[str] | None = None,
+) -> int:
+    """How many instances ``stored_selection`` would give, without reading them."""
+    where = _selection(patient_ids, study_uids, series_uids, sop_uids)
+    if where is None:
+        return 0
+    return int(Instance.select().join(Series).join(Study).join(Patient).where(where).count())
+
+
 def study_inventory(study_uid: str) -> list[tuple[str, str, str]]:
     """(Series, SOP Class, SOP Instance UID) of every instance of a study, as stored."""
     rows = (

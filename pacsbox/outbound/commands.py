@@ -69,7 +69,7 @@ def poke_daemon(cfg: Config) -> None:
             pass
 
 
-def wait_for(cfg: Config, job_id: int, out: TextIO, poll: float = 0.05) -> int:
+def wait_for(cfg: Config, job_id: int, out: TextIO, poll: float = 0.01) -> int:
     """Follow a job to its end with a progress bar; 0 when done, JobFailed otherwise."""
     bar = Bar(f"job {job_id}")
     runner: Runner | None = None

@@ -40,6 +40,10 @@ class Selection:
             self.patients, self.studies, self.series, self.instances, self.after, self.upto
         )
 
+    def count(self) -> int:
+        """How many instances it holds now (a route's round is counted by its caller)."""
+        return lookup.count_selection(self.patients, self.studies, self.series, self.instances)
+
     def label(self) -> str:
         """ "2 studies, 1 series": what a job list shows (no patient names or IDs)."""
         return ", ".join(
@@ -72,14 +76,12 @@ def submit(
     if not any(getattr(selection, k) for k in queue.SELECTION_KEYS):
         raise UsageError("name what to forward: a patient, a study, a series or an image")
     aes.ae_address(destination)
-    items = selection.items()
-    if not items:
+    total = selection.count()
+    if not total:
         raise NotFound(f"nothing stored matches {selection.label()}")
     label = f"{selection.label()} to {destination}" + (", with commitment" if commit else "")
     payload = {**asdict(selection), **({"commit": True} if commit else {})}
-    job_id = queue.submit(
-        "forward", destination, payload, owner=owner, label=label, total=len(items)
-    )
+    job_id = queue.submit("forward", destination, payload, owner=owner, label=label, total=total)
     journal.record("forward", owner, address, target=destination,
                    detail=f"job {job_id}: {label}: {_uids(selection)}")  # fmt: skip
     wake()
