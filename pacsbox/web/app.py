@@ -23,6 +23,7 @@ from pacsbox.web import (
     forward,
     jobs,
     marks,
+    notes,
     pages,
     remote,
     routes,
@@ -74,6 +75,7 @@ def create_app(
     remote.register(ctx)
     routes.register(ctx)
     jobs.register(ctx)
+    notes.register(ctx)
     return app
 
 

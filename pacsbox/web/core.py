@@ -140,9 +140,12 @@ class Ctx:
                 status=303, headers={"Location": "/login?next=" + urllib.parse.quote(target)}
             )
         if method not in ("GET", "HEAD"):
-            supplied = bottle.request.forms.get(CSRF_FIELD) or bottle.request.get_header(
-                CSRF_HEADER
-            )
+            try:
+                supplied = bottle.request.forms.get(CSRF_FIELD) or bottle.request.get_header(
+                    CSRF_HEADER
+                )
+            except ValueError as exc:  # bottle refuses control characters in a part's header
+                return error_response(400, f"the form cannot be read: {exc}", as_json)
             if not csrf_ok(ident, supplied):
                 log.warning("CSRF token missing or wrong for %s %s", method, bottle.request.path)
                 return error_response(403, "missing or wrong CSRF token; reload the page", as_json)

@@ -34,7 +34,7 @@ LAYERS = {
     + ("setupcode",),
     2: ("wire",),
     3: ("storage", "db", "security"),
-    4: ("archive", "recovery", "record_link", "edit"),
+    4: ("archive", "recovery", "record_link", "edit", "attachments"),
     5: ("scp", "scu", "outbound", "worklist", "hl7", "media", "export", "web")
     + ("watermark", "audit", "selfcheck"),
     6: ("cli", "daemon", "workers", "frontpanel", "assembly"),
