@@ -25,6 +25,7 @@ from pacsbox.web import (
     marks,
     notes,
     pages,
+    printing,
     remote,
     routes,
     search,
@@ -76,6 +77,7 @@ def create_app(
     routes.register(ctx)
     jobs.register(ctx)
     notes.register(ctx)
+    printing.register(ctx)
     return app
 
 

@@ -24,6 +24,7 @@ import bottle
 from pacsbox.config import Config
 from pacsbox.db.aes import ae_destinations
 from pacsbox.errors import AccessDenied, PacsboxError
+from pacsbox.scu.film import FILM_SIZES
 from pacsbox.web.auth import COOKIE, CSRF_FIELD, CSRF_HEADER, Auth, Identity, csrf_ok
 from pacsbox.web.privileges import LABELS, Principal
 
@@ -178,6 +179,7 @@ class Ctx:
             "flash": bottle.request.query.get("msg", ""),
             "url": url,
             "forward_to": ae_destinations,  # called by the pages with a Forward form
+            "film_sizes": FILM_SIZES,  # the pages with a Print form
         }
         common.update(data)
         html: str = bottle.template(name, template_lookup=LOOKUP, **common)

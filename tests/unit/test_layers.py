@@ -30,7 +30,7 @@ OWNERS = {
 # (the image checking itself), ``assembly`` builds the daemon's and the
 # workers' processes (top). A new room must be placed before it can land.
 LAYERS = {
-    1: ("__init__", "config", "errors", "log", "notify", "status", "meta", "progress")
+    1: ("__init__", "config", "errors", "log", "notify", "status", "meta", "progress", "pixels")
     + ("setupcode",),
     2: ("wire",),
     3: ("storage", "db", "security"),

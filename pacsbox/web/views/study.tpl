@@ -41,6 +41,7 @@
   </form>
 % end
 % include('forwardform.tpl', action=s['url'] + '/forward')
+% include('printform.tpl', action=s['url'] + '/print', label='Print study')
 </div>
 <h2>Series</h2>
 <div class="tiles">
