@@ -144,6 +144,11 @@ def register(ctx: Ctx) -> None:
             "frame": frame,
             "wc": wc,
             "ww": ww,
+            "notes": [
+                notes.as_dict(n)
+                for n in notes.of_study(se.study.study_instance_uid)
+                if n.sop_instance_uid == uid
+            ],
             "prev": f"/instances/{prev_i.sop_instance_uid}" if prev_i else "",
             "next": f"/instances/{next_i.sop_instance_uid}" if next_i else "",
         }

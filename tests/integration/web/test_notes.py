@@ -52,6 +52,9 @@ def test_a_note_with_a_pdf_shows_on_the_study_page_and_downloads(app, cfg, archi
     assert r.status_int == 200 and r.json["note"]["sop_instance_uid"] == res.sop_instance_uid
     page = b.get(f"/studies/{uid}.json").json
     assert [n["text"] for n in page["notes"]] == ["prior at St. Elsewhere", "artefact"]
+    on_image = b.get(f"/instances/{res.sop_instance_uid}.json").json["notes"]
+    assert [n["text"] for n in on_image] == ["artefact"]
+    assert "Note on this image" in b.get(f"/instances/{res.sop_instance_uid}").text
     html = b.get(f"/studies/{uid}").text
     assert "prior at St. Elsewhere" in html and "report.pdf" in html and "Add note" in html
     got = b.get(note["file_url"])
