@@ -95,7 +95,7 @@ def limit_bytes(cfg: Config) -> int:
     return int(cfg.AttachmentMaxMB * 1024 * 1024)
 
 
-def _too_large(cfg: Config) -> TooLarge:
+def too_large(cfg: Config) -> TooLarge:
     return TooLarge(f"the attachment is larger than AttachmentMaxMB ({cfg.AttachmentMaxMB:g} MB)")
 
 
@@ -104,7 +104,7 @@ def read_limited(cfg: Config, stream: BinaryIO) -> bytes:
     limit = limit_bytes(cfg)
     data = stream.read(limit + 1)
     if len(data) > limit:
-        raise _too_large(cfg)
+        raise too_large(cfg)
     return data
 
 
@@ -131,7 +131,7 @@ def add_note(
         return notes.add(study_uid, author, text, sop_instance_uid=sop_instance_uid)
     raw_name, data = upload
     if len(data) > limit_bytes(cfg):
-        raise _too_large(cfg)
+        raise too_large(cfg)
     if not data:
         raise UsageError("the attached file is empty")
     found = sniff(data[:16])

@@ -20,7 +20,7 @@ from pacsbox.db.models import Instance, Series
 from pacsbox.db.notes_models import StudyNote
 from pacsbox.errors import AccessDenied, NotFound, UsageError
 from pacsbox.web.browse import UID, _done, get_study
-from pacsbox.web.core import Ctx, form
+from pacsbox.web.core import Ctx, error_response, form, secure, wants_json
 from pacsbox.web.privileges import Principal
 
 
@@ -32,7 +32,19 @@ def _note(ctx: Ctx, p: Principal, pk: int) -> StudyNote:
     return note
 
 
+FORM_SLACK = 64 * 1024  # the note's text and the multipart framing around the file
+
+
 def register(ctx: Ctx) -> None:
+    @ctx.app.hook("before_request")
+    def refuse_oversize_notes() -> None:
+        """A body far past AttachmentMaxMB is refused before bottle spools it to disk."""
+        path = bottle.request.path
+        if bottle.request.method == "POST" and path.removesuffix(".json").endswith("/notes"):
+            if bottle.request.content_length > attachments.limit_bytes(ctx.cfg) + FORM_SLACK:
+                too = attachments.too_large(ctx.cfg)
+                raise secure(error_response(too.http_status, str(too), wants_json()))
+
     @ctx.page("/studies/" + UID + "/notes", method="POST", privilege="upload")
     def note_add(ident, uid):
         study = get_study(ctx, ident.principal, uid)

@@ -124,6 +124,12 @@ def test_attachment_max_mb_refuses_larger_files_with_413(cfg, archive, clock):
     r = _add(b, uid, content=PDF + b"\0" * 20_000)
     assert r.status_int == 413 and "AttachmentMaxMB" in r.json["error"]
     assert StudyNote.select().count() == 0 and _files(cfg) == []
+    # Far past the limit: refused from the Content-Length, before the body is read
+    # (so before the CSRF token in it is even looked at).
+    r = b.t.post(f"/studies/{uid}/notes.json", {"text": "x"},
+                 upload_files=[("file", "big.pdf", PDF + b"\0" * 300_000)], expect_errors=True)  # fmt: skip
+    assert r.status_int == 413 and "AttachmentMaxMB" in r.json["error"]
+    assert StudyNote.select().count() == 0 and _files(cfg) == []
     r = _add(b, uid, name="small.png", content=PNG)  # under the limit
     assert r.status_int == 200 and r.json["note"]["content_type"] == "image/png"
 
