@@ -357,6 +357,26 @@ def cmd_forward(args: argparse.Namespace, cfg: config.Config) -> int:
         )  # fmt: skip
 
 
+@command("print")
+def cmd_print(args: argparse.Namespace, cfg: config.Config) -> int:
+    import getpass
+
+    from pacsbox.outbound import printing
+    from pacsbox.outbound.commands import poke_daemon, wait_for
+
+    with _index(cfg):
+        job_id = printing.submit(
+            args.printer, studies=args.study, series=args.series, instances=args.image,
+            layout=args.layout, film_size=args.film_size, orientation=args.orientation,
+            copies=args.copies, owner=f"cli:{getpass.getuser()}",
+        )  # fmt: skip
+        print(f"job {job_id}: print to {args.printer} queued")
+        poke_daemon(cfg)
+        if args.wait:
+            wait_for(cfg, job_id, sys.stdout)
+    return 0
+
+
 @command("queue")
 def cmd_queue(args: argparse.Namespace, cfg: config.Config) -> int:
     from pacsbox.outbound.commands import queue_command
@@ -693,6 +713,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="show progress until the job ends; exit 1 with the reason when it fails "
         "(runs the job here when no daemon is running)",
     )
+    s = sub.add_parser(
+        "print",
+        parents=[common],
+        help="print a series, a study or images on a DICOM printer (a queue job; prints its id)",
+    )
+    s.add_argument("printer", metavar="AE", help="the printer, from the AE table")
+    for flag, what in (("study", "Study Instance UID"), ("series", "Series Instance UID"),
+                       ("image", "SOP Instance UID")):  # fmt: skip
+        s.add_argument(f"--{flag}", action="append", default=[], metavar="UID",
+                       help=f"a {what} to print (repeat for more)")  # fmt: skip
+    s.add_argument("--layout", default="1x1",
+                   help="images across x down per film (2x2) or STANDARD\\C,R (default 1x1)")  # fmt: skip
+    s.add_argument("--film-size", default="14INX17IN", help="Film Size ID (default 14INX17IN)")
+    s.add_argument("--orientation", default="PORTRAIT", choices=["PORTRAIT", "LANDSCAPE"])
+    s.add_argument("--copies", type=int, default=1, help="copies of each film (default 1)")
+    s.add_argument("--wait", action="store_true",
+                   help="show progress until the job ends; exit 1 with the reason when it fails")  # fmt: skip
     s = sub.add_parser(
         "queue", parents=[common], help="the durable job queue: list, retry ID, cancel ID"
     )

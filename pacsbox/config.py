@@ -367,6 +367,14 @@ SETTINGS: tuple[Setting, ...] = (
         _bool,
         "Mark session cookies Secure (set when the page is served over HTTPS).",
     ),
+    S(
+        "AttachmentMaxMB",
+        "web",
+        "20",
+        _float_range(0.001, 1024),
+        "Largest file (in MB) a user may attach to a study or image note; larger "
+        "uploads are refused with HTTP 413 and nothing is stored.",
+    ),
     # -- outbound ------------------------------------------------------------
     S(
         "ThreadPoolSize",

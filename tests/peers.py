@@ -155,3 +155,72 @@ class QRSCP:
             self.proc = None
             # A child still serving an association holds the listening socket.
             poll(lambda: not listening(self.port), 20, what="dcmqrscp's children to end")
+
+
+class PrintSCP:
+    """DCMTK dcmprscp as the printer IHEFULL, on a free port, from a copy of the stock
+    /etc/dcmtk/dcmpstat.cfg whose spool, database and log folders are under ``folder``.
+    What it prints it writes to ``database/`` as Stored Print and Hardcopy Grayscale
+    Image objects (one per film, one per image box)."""
+
+    STOCK = Path("/etc/dcmtk/dcmpstat.cfg")
+
+    def __init__(self, folder: Path, title: str = "IHEFULL", *, ini: Path | None = None) -> None:
+        self.dir = folder
+        self.dir.mkdir(parents=True)
+        self.title = title
+        self.port = free_port()
+        self.database = self.dir / "database"
+        for sub in ("database", "spool", "log", "lut", "reports"):
+            (self.dir / sub).mkdir()
+        self.cfg = self.dir / "dcmpstat.cfg"
+        self.cfg.write_text(self._config(self.STOCK.read_text(encoding="latin-1")))
+        self.log = open(self.dir / "dcmprscp.out", "wb")
+        self.proc = subprocess.Popen(
+            ["dcmprscp", "-c", str(self.cfg), "-p", "IHEFULL"],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=DCMTK_ENV,
+            cwd=self.dir,
+        )
+        if ini is not None:
+            cli(ini, "ae", "add", title, "--host", "127.0.0.1", "--port", str(self.port))
+        poll(lambda: listening(self.port), 10, what="dcmprscp to listen")
+
+    def _config(self, text: str) -> str:
+        """The stock file with our port and folders: each ``Directory`` of a section, the
+        log folder, and the IHEFULL printer's Port and Aetitle."""
+        out, section = [], ""
+        for line in text.splitlines():
+            key = line.split("=", 1)[0].strip().lower() if "=" in line else ""
+            if line.strip().startswith("["):
+                section = line.strip().strip("[]").upper()
+            elif section == "IHEFULL" and key == "port":
+                line = f"Port = {self.port}"
+            elif section == "IHEFULL" and key == "aetitle":
+                line = f"Aetitle = {self.title}"
+            elif key == "directory" and section in ("PRINT", "DATABASE", "LUT", "REPORT"):
+                sub = {"PRINT": "spool", "LUT": "lut", "REPORT": "reports"}.get(section, "database")
+                line = f"Directory = {self.dir / sub}"
+            elif key == "logdirectory":
+                line = f"LogDirectory = {self.dir / 'log'}"
+            out.append(line)
+        return "\n".join(out) + "\n"
+
+    def objects(self, sop_class: str) -> list:
+        """The objects of one SOP class dcmprscp wrote to its database folder."""
+        import pydicom
+
+        found = []
+        for p in sorted(self.database.rglob("*")):
+            if p.is_file() and p.suffix.lower() == ".dcm":
+                ds = pydicom.dcmread(p)
+                if ds.SOPClassUID == sop_class:
+                    found.append(ds)
+        return found
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.log.close()

@@ -21,6 +21,7 @@ from pacsbox.db.models import (
     SYNC_MODELS,
     SchemaVersion,
 )
+from pacsbox.db.notes_models import NOTE_MODELS
 from pacsbox.db.worklist_models import WORKLIST_MODELS
 
 log = logging.getLogger("pacsbox.db")
@@ -121,6 +122,11 @@ def _m0019_worklist(db: Database) -> None:
     db.create_tables(WORKLIST_MODELS, safe=True)
 
 
+def _m0023_notes(db: Database) -> None:
+    # Study and image notes with their attachments (DATA-6): a new table, as 14.
+    db.create_tables(NOTE_MODELS, safe=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (1, "core tables: patient, study, series, instance, AE table", _m0001_core),
     (2, "composite indexes for queries", _m0002_query_indexes),
@@ -133,6 +139,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (17, "the association log", _m0017_association_log),
     (18, "synchronisation schedules", _m0018_sync_schedules),
     (19, "worklist items and performed procedure steps", _m0019_worklist),
+    (23, "study and image notes with attachments", _m0023_notes),
 ]
 
 

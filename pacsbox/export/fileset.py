@@ -4,6 +4,8 @@ Layout of each volume (every name ISO 9660 level 1, PS3.10 8.5 File IDs)::
 
     DICOMDIR
     DICOM/PT000001/ST000001/SE000001/IM000001   (SR000001, KO.., PR.., ED..)
+    DICOM/PT000001/ST000001/NOTES.TXT, ATT00001.PDF...  (the study's notes, if any:
+                                                not in the DICOMDIR, which names DICOM files)
     VIEWER/...                                  (optional, copied as given)
 
 Transfer syntaxes. The statement claims STD-GEN-CD and STD-GEN-DVD-RAM, whose
@@ -62,6 +64,8 @@ from pacsbox.export.volumes import DIR_BYTES, ENTRY_BYTES, Item, plan_volumes, s
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
+# Files that travel beside a study's images (its notes): study UID -> (name, bytes).
+Extras = Callable[[str], list[tuple[str, bytes]]]
 
 _REENCODE = {str(ImplicitVRLittleEndian), str(DeflatedExplicitVRLittleEndian)}
 _JPEG = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
@@ -168,9 +172,17 @@ def _scan(
 
 
 def _write_volume(
-    items: list[Item], directory: Path, label: str, progress: Progress | None, done: int, total: int
+    items: list[Item],
+    directory: Path,
+    label: str,
+    progress: Progress | None,
+    done: int,
+    total: int,
+    extras: Extras | None = None,
 ) -> int:
-    """Copy the instances under DICOM/ and write the DICOMDIR; return files bytes."""
+    """Copy the instances under DICOM/ and write the DICOMDIR; return files bytes.
+    ``extras(study_uid)`` gives files (level-1 names) to put beside each study's
+    images, once per volume holding the study."""
     patients: dict[str, Node] = {}
     studies: dict[tuple[str, str], Node] = {}
     series: dict[tuple[str, str, str], Node] = {}
@@ -188,6 +200,11 @@ def _write_volume(
             studies[skey] = Node(copy.deepcopy(r.study))
             pnode.children.append(studies[skey])
             names[id(studies[skey])] = names[id(pnode)] + [f"ST{len(pnode.children):06d}"]
+            for name, content in extras(r.study_key) if extras else ():
+                side = directory.joinpath(*names[id(studies[skey])], name)
+                side.parent.mkdir(parents=True, exist_ok=True)
+                side.write_bytes(content)
+                size += len(content)
         snode = studies[skey]
         if ekey not in series:
             series[ekey] = Node(copy.deepcopy(r.series))
@@ -244,6 +261,7 @@ def export_fileset(
     zip_volumes: bool = False,
     viewer_dir: Path | None = None,
     progress: Progress | None = None,
+    extras: Extras | None = None,
 ) -> list[Volume]:
     """Write ``files`` (Part-10) as one File-set per volume under ``out_dir``.
 
@@ -277,7 +295,7 @@ def export_fileset(
         for n, (plan, lab) in enumerate(zip(plans, labels, strict=True), 1):
             directory = out_dir / lab
             directory.mkdir(exist_ok=True)
-            size = _write_volume(plan.items, directory, lab, progress, done, total)
+            size = _write_volume(plan.items, directory, lab, progress, done, total, extras)
             done += len(plan.items)
             if viewer_dir is not None:
                 shutil.copytree(viewer_dir, directory / "VIEWER")

@@ -6,6 +6,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from pacsbox import attachments
 from pacsbox.archive import Archive
 from pacsbox.db import lookup
 from pacsbox.errors import NotFound
@@ -25,7 +26,8 @@ def export_selection(
     viewer_dir: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Volume]:
-    """Export the union of the given patients, studies and series.
+    """Export the union of the given patients, studies and series; each study's
+    notes and attachments go beside its images (NOTES.TXT, ATT00001.PDF...).
 
     Raises NotFound when nothing matches; UsageError/MediaError from the
     File-set writer.
@@ -51,4 +53,5 @@ def export_selection(
             label=label,
             viewer_dir=viewer_dir,
             progress=progress,
+            extras=lambda study_uid: attachments.export_files(archive.cfg, study_uid),
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pacsbox.outbound import commitment, edits, forward, ian, media, retrieve, sync
+from pacsbox.outbound import commitment, edits, forward, ian, media, printing, retrieve, sync
 from pacsbox.outbound.runner import Handler
 
 # A route job is a forward of one round of a study (outbound/routing.py makes them).
@@ -16,4 +16,5 @@ HANDLERS: dict[str, Handler] = {
     "edit": edits.handle,
     "retrieve": retrieve.handle,
     "sync": sync.handle,
+    "print": printing.handle,
 }

@@ -38,7 +38,7 @@ from typing import Any
 
 import psutil
 
-from pacsbox import recovery
+from pacsbox import attachments, recovery
 from pacsbox.archive import Archive
 from pacsbox.config import Config
 from pacsbox.db import commitments, lookup, queue, routes
@@ -492,6 +492,7 @@ class Watermark:
         deleted = pdb.delete_instance_rows(study.id, ids)
         if deleted.study_deleted:
             self.archive.forget_location(study.study_instance_uid)
+            attachments.forget_study(self.archive.cfg, study.study_instance_uid)
             try:  # only when empty: an unindexed file is never ours to delete
                 (Path(study.storage_root) / study.folder).rmdir()
             except OSError:

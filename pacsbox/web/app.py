@@ -23,7 +23,9 @@ from pacsbox.web import (
     forward,
     jobs,
     marks,
+    notes,
     pages,
+    printing,
     remote,
     routes,
     search,
@@ -74,6 +76,8 @@ def create_app(
     remote.register(ctx)
     routes.register(ctx)
     jobs.register(ctx)
+    notes.register(ctx)
+    printing.register(ctx)
     return app
 
 

@@ -24,6 +24,7 @@ import bottle
 from pacsbox.config import Config
 from pacsbox.db.aes import ae_destinations
 from pacsbox.errors import AccessDenied, PacsboxError
+from pacsbox.scu.film import FILM_SIZES
 from pacsbox.web.auth import COOKIE, CSRF_FIELD, CSRF_HEADER, Auth, Identity, csrf_ok
 from pacsbox.web.privileges import LABELS, Principal
 
@@ -140,9 +141,12 @@ class Ctx:
                 status=303, headers={"Location": "/login?next=" + urllib.parse.quote(target)}
             )
         if method not in ("GET", "HEAD"):
-            supplied = bottle.request.forms.get(CSRF_FIELD) or bottle.request.get_header(
-                CSRF_HEADER
-            )
+            try:
+                supplied = bottle.request.forms.get(CSRF_FIELD) or bottle.request.get_header(
+                    CSRF_HEADER
+                )
+            except ValueError as exc:  # bottle refuses control characters in a part's header
+                return error_response(400, f"the form cannot be read: {exc}", as_json)
             if not csrf_ok(ident, supplied):
                 log.warning("CSRF token missing or wrong for %s %s", method, bottle.request.path)
                 return error_response(403, "missing or wrong CSRF token; reload the page", as_json)
@@ -175,6 +179,7 @@ class Ctx:
             "flash": bottle.request.query.get("msg", ""),
             "url": url,
             "forward_to": ae_destinations,  # called by the pages with a Forward form
+            "film_sizes": FILM_SIZES,  # the pages with a Print form
         }
         common.update(data)
         html: str = bottle.template(name, template_lookup=LOOKUP, **common)

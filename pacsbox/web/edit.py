@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from pacsbox import attachments, storage
 from pacsbox import edit as file_edit
-from pacsbox import storage
 from pacsbox.db import index as idx
 from pacsbox.db.models import Instance, Series, Study
 from pacsbox.errors import UsageError
@@ -50,6 +50,7 @@ def delete_instances(ctx: Ctx, instances: Iterable[Instance]) -> int:
             folder.rmdir()  # only when empty
         except OSError:
             pass
+    attachments.sweep(ctx.cfg)  # the notes of a study that went with its last image
     return n
 
 

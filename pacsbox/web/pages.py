@@ -7,7 +7,7 @@ the series by instance number.
 
 from __future__ import annotations
 
-from pacsbox.db import commitments
+from pacsbox.db import commitments, notes
 from pacsbox.db.models import Instance, Patient, Series, Study
 from pacsbox.errors import UsageError
 from pacsbox.web import browse
@@ -75,6 +75,7 @@ def register(ctx: Ctx) -> None:
             "study": study_row(s),
             "series": series,
             "commitments": commitments.of_study(uid),
+            "notes": [notes.as_dict(n) for n in notes.of_study(uid)],
         }
 
     @ctx.page("/series/" + UID, template="series.tpl")
@@ -143,6 +144,11 @@ def register(ctx: Ctx) -> None:
             "frame": frame,
             "wc": wc,
             "ww": ww,
+            "notes": [
+                notes.as_dict(n)
+                for n in notes.of_study(se.study.study_instance_uid)
+                if n.sop_instance_uid == uid
+            ],
             "prev": f"/instances/{prev_i.sop_instance_uid}" if prev_i else "",
             "next": f"/instances/{next_i.sop_instance_uid}" if next_i else "",
         }

@@ -49,7 +49,7 @@ KEYS: tuple[str, ...] = tuple(k for k, _, _ in PRIVILEGES)
 # users page says so. They stay assignable, so the feature that needs one
 # finds it already granted (no migration). Upload is the seed's attachments to
 # study/image notes; uploading DICOM files from the browser is an import.
-NO_FEATURE_YET: frozenset[str] = frozenset({"print", "upload", "storage"})
+NO_FEATURE_YET: frozenset[str] = frozenset({"storage"})
 LABELS: dict[str, str] = {k: label for k, label, _ in PRIVILEGES}
 ROOT = "root"
 

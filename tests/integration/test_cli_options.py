@@ -35,6 +35,7 @@ LEAVES: dict[tuple[str, ...], list[str]] = {
     ("status",): [],
     ("frontpanel",): ["--once"],
     ("forward",): ["--study", "1.2.3", "--to", "CT9"],
+    ("print",): ["CT9", "--series", "1.2.3", "--layout", "2x2", "--copies", "2"],
     ("queue",): ["retry", "7"],
     ("route", "add"): ["CT", "--to", "CT9"],
     ("route", "list"): [],

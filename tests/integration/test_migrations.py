@@ -9,7 +9,7 @@ import pytest
 
 from pacsbox.archive import Archive
 from pacsbox.config import load
-from pacsbox.db import assoclog, commitments, queue, sync, worklist
+from pacsbox.db import assoclog, commitments, notes, queue, sync, worklist
 from pacsbox.db.migrations import MIGRATIONS
 from pacsbox.db.models import (
     ASSOCLOG_MODELS,
@@ -25,6 +25,7 @@ from pacsbox.db.models import (
     SyncSchedule,
     database,
 )
+from pacsbox.db.notes_models import NOTE_MODELS
 from pacsbox.db.worklist_models import WORKLIST_MODELS
 from tests.helpers import write_config
 from tests.postgres import DATABASES, index_settings
@@ -110,6 +111,7 @@ def _back_before(
 def test_a_database_of_version_13_gains_the_queue_as_a_fresh_one_has_it(request, tmp_path, db):
     # Routes, commitments and later tables are dropped too: they came after 13.
     later = ROUTE_MODELS + COMMITMENT_MODELS + ASSOCLOG_MODELS + SYNC_MODELS + WORKLIST_MODELS
+    later += NOTE_MODELS
     archive, fresh = _back_before(request, tmp_path, db, 14, later + QUEUE_MODELS)
     try:
         assert len(fresh["queue_job"][1]) >= 2
@@ -176,5 +178,18 @@ def test_a_database_of_version_18_gains_the_worklist(request, tmp_path, db):
         assert "worklist_item_station_ae_start_date" in {i[0] for i in fresh["worklist_item"][1]}
         item = worklist.add({"patient_id": "P1", "modality": "CT", "start_date": "20261204"})
         assert worklist.get(item).study_instance_uid.startswith("2.25.")
+    finally:
+        archive.close()
+
+
+@pytest.mark.parametrize("db", DATABASES)
+def test_a_database_of_version_19_gains_the_study_notes(request, tmp_path, db):
+    archive, fresh = _back_before(request, tmp_path, db, 23, NOTE_MODELS)
+    try:
+        assert "study_note_study_instance_uid" in {i[0] for i in fresh["study_note"][1]}
+        uid = Study.get().study_instance_uid
+        pk = notes.add(uid, "clerk", "seen before", stored="abc.1", content_type="image/png")
+        assert [n.id for n in notes.of_study(uid)] == [pk]
+        assert notes.remove_study(uid) == ["abc.1"] and notes.of_study(uid) == []
     finally:
         archive.close()

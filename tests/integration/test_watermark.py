@@ -22,10 +22,11 @@ from pydicom import dcmwrite
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from pacsbox import config, recovery
+from pacsbox import attachments, config, recovery
 from pacsbox.archive import Archive
 from pacsbox.db import lookup
 from pacsbox.db.models import Instance, Patient, Series, Study, utcnow
+from pacsbox.db.notes_models import StudyNote
 from pacsbox.errors import OutOfResources, PacsboxError
 from pacsbox.notify import Heartbeats
 from pacsbox.watermark.command import purge_command, purge_listing
@@ -219,6 +220,20 @@ def test_purge_removes_oldest_received_until_under_low_water(archive, cfg, disk)
     for uid in by_age[3:]:
         assert len(list(study_dir(uid).iterdir())) == INSTANCES_PER_STUDY
     assert wm.state()["last_purge"]["studies"] == 3
+
+
+def test_a_purged_study_takes_its_notes_and_their_files_along(archive, cfg, disk):
+    uids, wm, _ = make_box(archive, cfg, disk, [30, 100, 50, 200, 75, 40])
+    png = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
+    for uid in uids:
+        attachments.add_note(cfg, uid, "clerk", "a note", upload=("scan.png", png))
+    disk.set_percent(94)
+    purged = {p.study_uid for p in wm.purge().purged}
+    assert len(purged) == 3
+    kept = {n.study_instance_uid for n in StudyNote.select()}
+    assert kept == set(uids) - purged
+    files = {p.name for p in (cfg.data_dir / "attachments").iterdir()}
+    assert files == {n.stored for n in StudyNote.select()}
 
 
 def test_under_high_water_nothing_is_purged(archive, cfg, disk):

@@ -30,11 +30,11 @@ OWNERS = {
 # (the image checking itself), ``assembly`` builds the daemon's and the
 # workers' processes (top). A new room must be placed before it can land.
 LAYERS = {
-    1: ("__init__", "config", "errors", "log", "notify", "status", "meta", "progress")
+    1: ("__init__", "config", "errors", "log", "notify", "status", "meta", "progress", "pixels")
     + ("setupcode",),
     2: ("wire",),
     3: ("storage", "db", "security"),
-    4: ("archive", "recovery", "record_link", "edit"),
+    4: ("archive", "recovery", "record_link", "edit", "attachments"),
     5: ("scp", "scu", "outbound", "worklist", "hl7", "media", "export", "web")
     + ("watermark", "audit", "selfcheck"),
     6: ("cli", "daemon", "workers", "frontpanel", "assembly"),

@@ -31,5 +31,22 @@
     <p><a class="button danger" href="{{i['url']}}/delete">Delete image…</a></p>
     % end
     <p class="uid">{{i['sop_uid']}}</p>
+    % for n in notes:
+    <p class="note"><span class="meta">{{n['created']}} {{n['author']}}:</span> {{n['text']}}
+      % if n['file_url']:
+      <a href="{{n['file_url']}}">{{n['file_name']}}</a>
+      % end
+    </p>
+    % end
+    % if can('upload'):
+    <form method="post" action="{{study['url']}}/notes" enctype="multipart/form-data">
+      <input type="hidden" name="csrf_token" value="{{csrf}}">
+      <input type="hidden" name="image" value="{{i['sop_uid']}}">
+      <label>Note on this image <textarea name="text" rows="2" maxlength="10000"></textarea></label>
+      <input type="file" name="file" accept="application/pdf,image/png,image/jpeg" aria-label="attachment">
+      <input type="hidden" name="next" value="{{i['url']}}">
+      <button type="submit">Add note</button>
+    </form>
+    % end
   </aside>
 </div>

@@ -7,11 +7,15 @@
 </p>
 <div class="actions">
 % include('forwardform.tpl', action='/series/%s/forward' % series_uid)
+% include('printform.tpl', action='/series/%s/print' % series_uid, label='Print ticked images (all when none)')
 </div>
 <div class="tiles">
 % for i in instances:
 <a class="tile image-link" href="{{i['url']}}">
   <img src="{{i['image']}}?size=160" alt="image {{i['instance_number']}}" loading="lazy">
+% if can('print'):
+  <input type="checkbox" name="image" value="{{i['sop_uid']}}" form="print-form" aria-label="print this image">
+% end
   <span>#{{i['instance_number'] if i['instance_number'] is not None else ''}} {{i['columns']}}×{{i['rows']}}{{(', %d frames' % i['frames']) if i['frames'] > 1 else ''}}</span>
 </a>
 % end

@@ -41,6 +41,7 @@
   </form>
 % end
 % include('forwardform.tpl', action=s['url'] + '/forward')
+% include('printform.tpl', action=s['url'] + '/print', label='Print study')
 </div>
 <h2>Series</h2>
 <div class="tiles">
@@ -70,4 +71,38 @@
     </td></tr>
 %   end
 </table>
+% end
+<h2>Notes</h2>
+% if notes:
+<ul class="notes">
+%   for n in notes:
+  <li><span class="meta">{{n['created']}} {{n['author']}}{{(' on image ' + n['sop_instance_uid']) if n['sop_instance_uid'] else ''}}</span>
+    <p>{{n['text']}}</p>
+%     if n['file_url']:
+    <a href="{{n['file_url']}}">{{n['file_name']}}</a> ({{n['size']}} bytes)
+%       if n['content_type'] == 'application/pdf' and can('upload'):
+    <form class="inline" method="post" action="/notes/{{n['id']}}/dicom">
+      <input type="hidden" name="csrf_token" value="{{csrf}}">
+      <button type="submit">Add to study as DICOM</button>
+    </form>
+%       end
+%     end
+%     if me and (me.name == n['author'] or can('admin')):
+    <form class="inline" method="post" action="/notes/{{n['id']}}/delete">
+      <input type="hidden" name="csrf_token" value="{{csrf}}">
+      <button type="submit" class="danger">Remove</button>
+    </form>
+%     end
+  </li>
+%   end
+</ul>
+% end
+% if can('upload'):
+<form class="card" method="post" action="{{s['url']}}/notes" enctype="multipart/form-data">
+  <input type="hidden" name="csrf_token" value="{{csrf}}">
+  <label>Note <textarea name="text" rows="3" maxlength="10000"></textarea></label>
+  <label>On image (SOP Instance UID, empty for the whole study) <input name="image"></label>
+  <label>Attachment (PDF, PNG or JPEG) <input type="file" name="file" accept="application/pdf,image/png,image/jpeg"></label>
+  <button type="submit">Add note</button>
+</form>
 % end
