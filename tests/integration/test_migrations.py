@@ -183,7 +183,7 @@ def test_a_database_of_version_18_gains_the_worklist(request, tmp_path, db):
 
 
 @pytest.mark.parametrize("db", DATABASES)
-def test_a_database_of_version_19_gains_the_study_notes(request, tmp_path, db):
+def test_a_database_from_before_23_gains_the_study_notes(request, tmp_path, db):
     archive, fresh = _back_before(request, tmp_path, db, 23, NOTE_MODELS)
     try:
         assert "study_note_study_instance_uid" in {i[0] for i in fresh["study_note"][1]}
