@@ -44,6 +44,7 @@ __all__ = [
     "get",
     "items",
     "new_uid",
+    "next_states",
     "remove",
     "set_status",
     "summary",
@@ -128,6 +129,11 @@ def update(item_id: int, values: Mapping[str, Any]) -> None:
 def set_status(item_id: int, status: str) -> None:
     """Move an item to ``status``. Raises NotFound, or UsageError for a move backwards."""
     update(item_id, {"status": status})
+
+
+def next_states(status: str) -> frozenset[str]:
+    """The states an item in ``status`` may move to (itself included)."""
+    return frozenset(_NEXT[status])
 
 
 def get(item_id: int) -> WorklistItem:

@@ -42,7 +42,7 @@ def make_service() -> Service:
     )
 
 
-def _failure(status: int, comment: str) -> Dataset:
+def failure(status: int, comment: str) -> Dataset:
     ds = Dataset()
     ds.Status = status
     ds.ErrorComment = comment[:64]  # (0000,0902) LO
@@ -66,17 +66,17 @@ def on_action(event: evt.Event) -> tuple[int | Dataset, None]:
     action = int(request.ActionTypeID or 0)
     if action != wire_sc.REQUEST_ACTION:
         log.warning("commitment N-ACTION from %s: action type %d is not 1", calling, action)
-        return _failure(NO_SUCH_ACTION, f"action type {action} unknown"), None
+        return failure(NO_SUCH_ACTION, f"action type {action} unknown"), None
     try:
         transaction, refs = wire_sc.refs_of_action(event.action_information)
     except ValueError as exc:
         log.warning("commitment request from %s refused: %s", calling, exc)
-        return _failure(MISSING_ATTRIBUTE, str(exc)), None
+        return failure(MISSING_ATTRIBUTE, str(exc)), None
     why = _no_report_address(calling)
     if why:
         log.warning("commitment request from %s (transaction %s, %d instances) refused: %s",
                     calling, transaction, len(refs), why)  # fmt: skip
-        return _failure(PROCESSING_FAILURE, why), None
+        return failure(PROCESSING_FAILURE, why), None
     try:
         job_id = queue.submit(
             "commit", calling, {"transaction": transaction, "refs": [list(r) for r in refs]},
@@ -85,7 +85,7 @@ def on_action(event: evt.Event) -> tuple[int | Dataset, None]:
         )  # fmt: skip
     except DbError as exc:
         log.error("commitment request from %s: cannot queue it: %s", calling, exc)
-        return _failure(PROCESSING_FAILURE, "the index cannot take the request now"), None
+        return failure(PROCESSING_FAILURE, "the index cannot take the request now"), None
     log.info("commitment request from %s: transaction %s, %d instances: report job %d",
              calling, transaction, len(refs), job_id)  # fmt: skip
     journal.record("commitment-asked", f"dicom:{calling}", event.assoc.requestor.address,
@@ -101,8 +101,8 @@ def on_event_report(event: evt.Event) -> tuple[int | Dataset, None]:
         report = wire_sc.report_of(event.event_information)
     except ValueError as exc:
         log.warning("commitment report from %s ignored: %s", calling, exc)
-        return _failure(MISSING_ATTRIBUTE, str(exc)), None
+        return failure(MISSING_ATTRIBUTE, str(exc)), None
     if commitments.record_report(calling, report.transaction_uid, report.committed,
                                  report.failed):  # fmt: skip
         return 0x0000, None
-    return _failure(PROCESSING_FAILURE, "unknown Transaction UID"), None
+    return failure(PROCESSING_FAILURE, "unknown Transaction UID"), None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pacsbox import scu
 from pacsbox.archive import Archive
 from pacsbox.config import Config
-from pacsbox.scp import commitment, qr
+from pacsbox.scp import commitment, mpps, qr
 from pacsbox.scp.server import Service
 from pacsbox.scp.store import make_store_service
 
@@ -13,7 +13,7 @@ from pacsbox.scp.store import make_store_service
 def make_services(
     cfg: Config, archive: Archive, decompress: scu.Decompress | None = None
 ) -> list[Service]:
-    """C-STORE, Q/R and Storage Commitment; ``decompress`` converts for peers that take
+    """C-STORE, Q/R, Storage Commitment and MPPS; ``decompress`` converts for peers that take
     only uncompressed images, where this process has no pixel libraries (a worker)."""
     store = make_store_service(archive, fast=cfg.FastStoreReceive, max_pdu=cfg.MaxPDULength)
-    return [store, *qr.make_services(cfg, archive, decompress), commitment.make_service()]
+    return [store, *qr.make_services(cfg, archive, decompress), commitment.make_service(), mpps.make_service()]

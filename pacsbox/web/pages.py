@@ -7,7 +7,7 @@ the series by instance number.
 
 from __future__ import annotations
 
-from pacsbox.db import commitments, notes
+from pacsbox.db import commitments, mpps, notes
 from pacsbox.db.models import Instance, Patient, Series, Study
 from pacsbox.errors import UsageError
 from pacsbox.web import browse
@@ -75,6 +75,7 @@ def register(ctx: Ctx) -> None:
             "study": study_row(s),
             "series": series,
             "commitments": commitments.of_study(uid),
+            "performed_steps": [mpps.summary(p) for p in mpps.of_study(uid)],
             "notes": [notes.as_dict(n) for n in notes.of_study(uid)],
         }
 

@@ -72,6 +72,16 @@
 %   end
 </table>
 % end
+% if performed_steps:
+<h2>Performed procedure steps</h2>
+<table class="mpps">
+  <tr><th>Step</th><th>Status</th><th>Modality</th><th>Station</th><th>Started</th><th>Ended</th><th>Description</th></tr>
+%   for p in performed_steps:
+  <tr class="{{p['status'].lower().replace(' ', '-')}}"><td class="uid">{{p['pps_id'] or p['sop_instance_uid']}}</td><td>{{p['status']}}</td>
+    <td>{{p['modality']}}</td><td>{{p['station_ae']}}</td><td>{{p['start']}}</td><td>{{p['end']}}</td><td>{{p['description']}}</td></tr>
+%   end
+</table>
+% end
 <h2>Notes</h2>
 % if notes:
 <ul class="notes">
