@@ -122,15 +122,19 @@ def cmd_ae(args: argparse.Namespace, cfg: config.Config) -> int:
                 )
             if args.description is not None:
                 fields["description"] = args.description
+            if args.worklist is not None:
+                fields["worklist"] = args.worklist
             db_aes.ae_upsert(title, **fields)
             print(f"AE {title} saved")
         elif args.ae_cmd == "list":
             rows = db_aes.ae_list()
-            print(f"{'TITLE':16} {'HOST':20} {'IP':15} {'PORT':>5} {'ACCESS':6} ARCHIVEDIR")
+            print(f"{'TITLE':16} {'HOST':20} {'IP':15} {'PORT':>5} {'ACCESS':6} {'MWL':3} "
+                  "ARCHIVEDIR")  # fmt: skip
             for ae in rows:
                 print(
                     f"{ae.title:16} {ae.hostname:20} {ae.ipaddr:15} {ae.port or '':>5} "
-                    f"{'allow' if ae.allowaccess else 'deny':6} {ae.archivedir}"
+                    f"{'allow' if ae.allowaccess else 'deny':6} {'yes' if ae.worklist else '-':3} "
+                    f"{ae.archivedir}"
                 )
         elif args.ae_cmd == "remove":
             if not db_aes.ae_remove(args.title):
@@ -593,6 +597,8 @@ def build_parser() -> argparse.ArgumentParser:
     allow.add_argument("--deny", dest="allow", action="store_false", help="refuse its associations")
     a.add_argument("--archivedir", help="store what this AE sends under this folder")
     a.add_argument("--description", help="free text")
+    _bool_flag(a, "worklist", "a Modality Worklist SCP the box polls (WorklistPollInterval)",
+               "not a worklist SCP (the default)")  # fmt: skip
     aesub.add_parser("list", parents=[common], help="list the AE table")
     r = aesub.add_parser("remove", parents=[common], help="remove an AE")
     r.add_argument("title")

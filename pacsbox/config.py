@@ -425,6 +425,15 @@ SETTINGS: tuple[Setting, ...] = (
         "(N-EVENT-REPORT); then the request is sent again, with backoff, until "
         "DeliveryGiveUpHours.",
     ),
+    S(
+        "WorklistPollInterval",
+        "server",  # where a PacsOne INI has it
+        "10",
+        _int_range(0, 1440),
+        "Minutes between polls of the AEs marked as Modality Worklist SCPs in the AE table "
+        "(their steps from yesterday on become the box's worklist items); 0 disables the "
+        'polls, "Get worklist" still asks at once.',
+    ),
     # -- media --------------------------------------------------------------
     S(
         "AutoImport",
@@ -477,7 +486,6 @@ del S
 # warning line per key, rather than stopping the box.
 NOT_YET_SUPPORTED: dict[str, str] = {
     "TLSPortNumber": "DICOM TLS, NET-10",
-    "WorklistPollInterval": "the Modality Worklist SCU, SCU-6",
 }
 
 _BY_NAME = {s.name: s for s in SETTINGS}

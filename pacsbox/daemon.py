@@ -24,7 +24,7 @@ from pacsbox.assembly import assemble
 from pacsbox.config import Config
 from pacsbox.db import lookup, ping, queue
 from pacsbox.db.models import utcnow
-from pacsbox.outbound import edits, sync
+from pacsbox.outbound import edits, sync, worklist_poll
 from pacsbox.outbound.kinds import HANDLERS
 from pacsbox.outbound.routing import Router
 from pacsbox.outbound.runner import Runner, wake
@@ -67,6 +67,7 @@ class Daemon:
         self._recent_cache: tuple[dict | None, int] | None = None
         self._recent_at = 0.0
         self._sync_at: float | None = None
+        self._worklist_at: float | None = None
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -157,6 +158,7 @@ class Daemon:
             archive.checkpoint_if_due()
             self._follow_up_edits()
             self._queue_syncs()
+            self._queue_worklist_polls()
         notify.notify("STOPPING=1")
         log.info("stopping: letting associations in flight finish")
         self.state = "stopping"
@@ -195,6 +197,19 @@ class Daemon:
             sync.queue_due(utcnow())
         except Exception as exc:  # noqa: BLE001 - a busy index: the next look queues it
             log.warning("sync: due runs not queued: %s", exc)
+
+    def _queue_worklist_polls(self) -> None:
+        """Every WorklistPollInterval minutes (0: never) a poll of each worklist SCP
+        of the AE table (SCU-6), the first at start-up."""
+        every = self.cfg.WorklistPollInterval * 60.0
+        now = time.monotonic()
+        if not every or (self._worklist_at is not None and now - self._worklist_at < every):
+            return
+        self._worklist_at = now
+        try:
+            worklist_poll.queue_all()
+        except Exception as exc:  # noqa: BLE001 - a busy index: the next turn queues them
+            log.warning("worklist polls not queued: %s", exc)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stop_event.set()

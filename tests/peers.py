@@ -224,3 +224,49 @@ class PrintSCP:
             self.proc.terminate()
             self.proc.wait(10)
         self.log.close()
+
+
+class WorklistSCP:
+    """DCMTK wlmscpfs answering Modality Worklist C-FINDs from ``.wl`` files in
+    ``folder/<title>/`` (its data-file-path layout); with ``ini``, in that box's AE
+    table marked as a worklist SCP."""
+
+    def __init__(self, folder: Path, title: str = "RISWL", *, ini: Path | None = None) -> None:
+        self.title = title
+        self.port = free_port()
+        self.dir = folder / title
+        self.dir.mkdir(parents=True)
+        (self.dir / "lockfile").touch()  # wlmscpfs refuses a folder without one
+        self.log = open(folder / "wlmscpfs.out", "wb")
+        self.proc = subprocess.Popen(
+            ["wlmscpfs", "-dfp", str(folder), "-dfr", str(self.port)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=DCMTK_ENV,
+        )
+        if ini is not None:
+            cli(ini, "ae", "add", title, "--host", "127.0.0.1", "--port", str(self.port),
+                "--worklist")  # fmt: skip
+        poll(lambda: listening(self.port), 10, what="wlmscpfs to listen")
+
+    def write(self, name: str, ds) -> Path:  # noqa: ANN001 - a pydicom Dataset
+        """One worklist entry as the ``.wl`` file wlmscpfs reads (a DICOM file)."""
+        from pydicom.dataset import FileMetaDataset
+        from pydicom.uid import ExplicitVRLittleEndian
+
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.31"
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.StudyInstanceUID
+        path = self.dir / f"{name}.wl"
+        ds.save_as(path, enforce_file_format=True)
+        return path
+
+    def remove(self, name: str) -> None:
+        (self.dir / f"{name}.wl").unlink()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.log.close()

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 
 from peewee import Database
+from playhouse import migrate as schema
 
 from pacsbox.db.models import (
     ASSOCLOG_MODELS,
@@ -19,6 +20,7 @@ from pacsbox.db.models import (
     QUEUE_MODELS,
     ROUTE_MODELS,
     SYNC_MODELS,
+    ApplicationEntity,
     SchemaVersion,
 )
 from pacsbox.db.notes_models import NOTE_MODELS
@@ -127,6 +129,15 @@ def _m0023_notes(db: Database) -> None:
     db.create_tables(NOTE_MODELS, safe=True)
 
 
+def _m0024_ae_worklist(db: Database) -> None:
+    # The AE table's worklist flag (SCU-6): AEs the box polls for worklist items.
+    # A database made by 0001 after this change has the column.
+    if "worklist" not in {c.name for c in db.get_columns("application_entity")}:
+        field = ApplicationEntity._meta.fields["worklist"]
+        schema.migrate(schema.SchemaMigrator.from_database(db).add_column(
+            "application_entity", "worklist", field))  # fmt: skip
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (1, "core tables: patient, study, series, instance, AE table", _m0001_core),
     (2, "composite indexes for queries", _m0002_query_indexes),
@@ -140,6 +151,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (18, "synchronisation schedules", _m0018_sync_schedules),
     (19, "worklist items and performed procedure steps", _m0019_worklist),
     (23, "study and image notes with attachments", _m0023_notes),
+    (24, "the AE table's worklist flag", _m0024_ae_worklist),
 ]
 
 
@@ -159,13 +171,17 @@ def current_version(db: Database) -> int:
 
 
 def migrate(db: Database) -> list[int]:
-    """Apply pending migrations; returns the numbers applied."""
+    """Apply pending migrations; returns the numbers applied.
+
+    Pending means not recorded, not only above the newest: features built side
+    by side take numbers out of order, and a box that took 23 must still get 20.
+    """
     applied: list[int] = []
     with db.atomic():
         db.create_tables([SchemaVersion], safe=True)
-    have = current_version(db)
+    have = {row.version for row in SchemaVersion.select(SchemaVersion.version)}
     for number, name, fn in MIGRATIONS:
-        if number <= have:
+        if number in have:
             continue
         with db.atomic():
             fn(db)

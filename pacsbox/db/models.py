@@ -194,6 +194,7 @@ class ApplicationEntity(BaseModel):
     allowaccess = BooleanField(default=True)
     archivedir = TextField(default="")
     description = CharField(max_length=255, default="")
+    worklist = BooleanField(default=False)  # a Modality Worklist SCP the box polls (SCU-6)
 
 
 class DirtyFolder(BaseModel):

@@ -11,6 +11,7 @@ reopened).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import uuid
 from collections.abc import Iterable, Mapping
@@ -29,6 +30,8 @@ from pacsbox.db.worklist_models import (
 )
 from pacsbox.errors import NotFound, UsageError
 
+log = logging.getLogger("pacsbox.db")
+
 __all__ = [
     "COMPLETED",
     "DISCONTINUED",
@@ -43,6 +46,7 @@ __all__ = [
     "find_order",
     "get",
     "items",
+    "mirror",
     "new_uid",
     "next_states",
     "remove",
@@ -176,6 +180,62 @@ def items(statuses: Iterable[str] = (), *, limit: int = 0) -> list[WorklistItem]
     if limit:
         q = q.limit(limit)
     return list(q)
+
+
+def _polled(remote_ae: str, row: dict[str, str]) -> dict[str, str]:
+    """A polled row with the defaults ``add`` would give it, made the same on every
+    poll: a step without a Study UID gets one derived from its order, not a new one."""
+    out = {**row, "remote_ae": remote_ae, "source": f"poll:{remote_ae}"}
+    out.pop("status", None)
+    accession = out.get("accession_number", "")
+    out["requested_procedure_id"] = out.get("requested_procedure_id") or accession[:16]
+    out["sps_id"] = out.get("sps_id") or accession[:16]
+    if not out.get("study_instance_uid"):
+        name = f"{remote_ae}|{accession}|{out['sps_id']}|{out.get('patient_id', '')}"
+        out["study_instance_uid"] = f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, name).int}"
+    return out
+
+
+def mirror(
+    remote_ae: str, rows: Iterable[Mapping[str, Any]], *, since: str = "", complete: bool = True
+) -> tuple[int, int, int, int]:
+    """Make the items polled from ``remote_ae`` what it just returned (SCU-6).
+
+    A step seen before (same Study UID and step ID) is updated in place: its
+    status and id stay, so an MPPS under way keeps its item; a new one is added.
+    With ``complete`` (a full poll) a still scheduled step of that AE from
+    ``since`` on that the remote no longer lists is removed: it was cancelled
+    there. A row the checks refuse (a garbled date) is skipped and logged.
+    Returns (added, updated, removed, skipped).
+    """
+    polled, skipped = [], 0
+    for r in rows:
+        try:
+            polled.append(_polled(remote_ae, _check(r)))
+        except UsageError as exc:
+            log.warning("worklist of %s: a step is skipped: %s", remote_ae, exc)
+            skipped += 1
+    with write_transaction():
+        have = {(i.study_instance_uid, i.sps_id): i for i in
+                WorklistItem.select().where(WorklistItem.remote_ae == remote_ae)}  # fmt: skip
+        added = updated = removed = 0
+        seen = set()
+        for row in polled:
+            key = (row["study_instance_uid"], row["sps_id"])
+            seen.add(key)
+            if key in have:
+                update(have[key].id, row)
+                updated += 1
+            else:  # the same step twice in one answer is one item
+                have[key] = get(add(row, source=row["source"]))
+                added += 1
+        if complete:
+            for key, item in have.items():
+                if key in seen or item.status != SCHEDULED or item.start_date < since:
+                    continue
+                item.delete_instance()
+                removed += 1
+    return added, updated, removed, skipped
 
 
 def summary(item: WorklistItem) -> dict[str, Any]:

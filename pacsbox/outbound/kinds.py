@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from pacsbox.outbound import commitment, edits, forward, ian, media, printing, retrieve, sync
+from pacsbox.outbound import (
+    commitment,
+    edits,
+    forward,
+    ian,
+    media,
+    printing,
+    retrieve,
+    sync,
+    worklist_poll,
+)
 from pacsbox.outbound.runner import Handler
 
 # A route job is a forward of one round of a study (outbound/routing.py makes them).
@@ -17,4 +27,5 @@ HANDLERS: dict[str, Handler] = {
     "retrieve": retrieve.handle,
     "sync": sync.handle,
     "print": printing.handle,
+    "worklist": worklist_poll.handle,
 }

@@ -16,4 +16,9 @@ def make_services(
     """C-STORE, Q/R, Storage Commitment and MPPS; ``decompress`` converts for peers that take
     only uncompressed images, where this process has no pixel libraries (a worker)."""
     store = make_store_service(archive, fast=cfg.FastStoreReceive, max_pdu=cfg.MaxPDULength)
-    return [store, *qr.make_services(cfg, archive, decompress), commitment.make_service(), mpps.make_service()]
+    return [
+        store,
+        *qr.make_services(cfg, archive, decompress),
+        commitment.make_service(),
+        mpps.make_service(),
+    ]

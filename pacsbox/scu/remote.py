@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pydicom.dataset import Dataset
 from pynetdicom.association import Association
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # made at import
+    ModalityWorklistInformationFind,
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelMove,
     StudyRootQueryRetrieveInformationModelFind,
@@ -28,7 +29,8 @@ from pacsbox.scu.echo import Peer, make_ae
 log = logging.getLogger("pacsbox.scu")
 
 FIND = {"patient": PatientRootQueryRetrieveInformationModelFind,
-        "study": StudyRootQueryRetrieveInformationModelFind}  # fmt: skip
+        "study": StudyRootQueryRetrieveInformationModelFind,
+        "worklist": ModalityWorklistInformationFind}  # fmt: skip
 MOVE = {"patient": PatientRootQueryRetrieveInformationModelMove,
         "study": StudyRootQueryRetrieveInformationModelMove}  # fmt: skip
 MOVE_DESTINATION_UNKNOWN = 0xA801
@@ -59,7 +61,7 @@ def _where(peer: Peer) -> str:
 def find(
     calling_ae: str, peer: Peer, identifier: Dataset, model: str = "study", timeout: float = 30.0
 ) -> list[Dataset]:
-    """The matches of a C-FIND on the Patient Root or Study Root model.
+    """The matches of a C-FIND on the Patient Root, Study Root or Modality Worklist model.
 
     Raises PeerError when the peer cannot be reached, goes away, or answers
     with a failure status (the message has the status in hex).

@@ -29,7 +29,8 @@ log = logging.getLogger("pacsbox.web")
 
 # Any title the standard allows, "/" included, is one path segment of these routes.
 TITLE = "<title:path>"
-FIELDS = ("title", "hostname", "ipaddr", "port", "allowaccess", "archivedir", "description")
+FIELDS = ("title", "hostname", "ipaddr", "port", "allowaccess", "archivedir", "description",
+          "worklist")  # fmt: skip
 
 
 def ping(ae: ApplicationEntity, calling_ae: str) -> tuple[bool, str]:
@@ -56,6 +57,7 @@ def ae_row(ae: ApplicationEntity) -> dict:
         "allowaccess": ae.allowaccess,
         "archivedir": ae.archivedir,
         "description": ae.description,
+        "worklist": ae.worklist,
     }
 
 
@@ -92,11 +94,13 @@ def parse_form(values: dict[str, str]) -> dict[str, Any]:
         "allowaccess": bool(values.get("allowaccess")),
         "archivedir": archivedir,
         "description": values.get("description", "")[:255],
+        "worklist": bool(values.get("worklist")),
     }
 
 
 def _blank() -> dict[str, Any]:
-    return {"title": "", "hostname": "", "ipaddr": "", "port": "", "allowaccess": True}
+    return {"title": "", "hostname": "", "ipaddr": "", "port": "", "allowaccess": True,
+            "worklist": False}  # fmt: skip
 
 
 def register(ctx: Ctx) -> None:
@@ -148,7 +152,8 @@ def register(ctx: Ctx) -> None:
             if wants_json():
                 raise
             bottle.response.status = exc.http_status
-            return page(error=str(exc), values=typed | {"allowaccess": bool(typed["allowaccess"])})
+            flags = {k: bool(typed[k]) for k in ("allowaccess", "worklist")}
+            return page(error=str(exc), values=typed | flags)
         title = fields.pop("title")
         db_aes.ae_upsert(title, **fields)
         ctx.journal("ae-save", title)
@@ -181,6 +186,17 @@ def register(ctx: Ctx) -> None:
         db_aes.ae_upsert(title, allowaccess=True)
         ctx.journal("ae-enable", title)
         return done("/aes", f"AE {title} enabled", title=title)
+
+    @ctx.page(f"/aes/{TITLE}/worklist", method="POST", privilege="modify")
+    def ae_get_worklist(ident, title):
+        # "Get worklist": a poll of this worklist SCP now, followed on its job page.
+        from pacsbox.outbound import worklist_poll
+
+        existing(title)
+        job_id = worklist_poll.submit(title, owner=ident.principal.name,
+                                      address=bottle.request.remote_addr or "")  # fmt: skip
+        return done(f"/jobs/{job_id}", f"worklist of {title} asked for (job {job_id})",
+                    job=job_id)  # fmt: skip
 
     @ctx.page(f"/aes/{TITLE}/ping", method="POST", template="aes.tpl")
     def ae_ping(ident, title):

@@ -24,7 +24,8 @@ from pacsbox.web.privileges import LABELS
 
 # The privilege that starts a kind of job, and so may retry or cancel it.
 STARTED_WITH = {"forward": "forward", "export": "export", "burn": "export", "edit": "modify",
-                "retrieve": "move", "sync": "move"}  # fmt: skip
+                "retrieve": "move", "sync": "move", "print": "print",
+                "worklist": "modify"}  # fmt: skip
 
 
 def _sees_all(ident: Identity) -> bool:

@@ -11,6 +11,7 @@ import subprocess
 import pytest
 
 from pacsbox import cli as pcli
+from pacsbox import config
 from tests.helpers import PACSBOX, write_config
 
 # The smallest valid arguments of every subcommand (a new one must be added here).
@@ -138,7 +139,7 @@ def test_a_pacsone_style_ini_still_runs_with_one_warning_per_key(tmp_path):
     r = run(["ae", "list", "--config", str(ini)], tmp_path)
     assert r.returncode == 0, r.stderr
     lines = r.stderr.splitlines()
-    assert len(lines) == 2, lines
-    for key, line in zip(("TLSPortNumber", "WorklistPollInterval"), lines, strict=True):
-        assert line.startswith("pacsbox: ") and key in line
-        assert "not supported yet" in line and "ignored" in line
+    assert len(lines) == 1, lines  # WorklistPollInterval is a setting now (SCU-6)
+    assert lines[0].startswith("pacsbox: ") and "TLSPortNumber" in lines[0]
+    assert "not supported yet" in lines[0] and "ignored" in lines[0]
+    assert config.load(ini).WorklistPollInterval == 8

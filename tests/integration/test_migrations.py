@@ -9,7 +9,7 @@ import pytest
 
 from pacsbox.archive import Archive
 from pacsbox.config import load
-from pacsbox.db import assoclog, commitments, notes, queue, sync, worklist
+from pacsbox.db import aes, assoclog, commitments, notes, queue, sync, worklist
 from pacsbox.db.migrations import MIGRATIONS
 from pacsbox.db.models import (
     ASSOCLOG_MODELS,
@@ -17,6 +17,7 @@ from pacsbox.db.models import (
     QUEUE_MODELS,
     ROUTE_MODELS,
     SYNC_MODELS,
+    ApplicationEntity,
     Instance,
     Patient,
     SchemaVersion,
@@ -191,5 +192,38 @@ def test_a_database_from_before_23_gains_the_study_notes(request, tmp_path, db):
         pk = notes.add(uid, "clerk", "seen before", stored="abc.1", content_type="image/png")
         assert [n.id for n in notes.of_study(uid)] == [pk]
         assert notes.remove_study(uid) == ["abc.1"] and notes.of_study(uid) == []
+    finally:
+        archive.close()
+
+
+@pytest.mark.parametrize("db", DATABASES)
+def test_a_database_from_before_24_gains_the_ae_worklist_flag(request, tmp_path, db):
+    def undo() -> None:
+        database.obj.execute_sql("ALTER TABLE application_entity DROP COLUMN worklist")
+
+    archive, _ = _back_before(request, tmp_path, db, 24, [], undo, also=(ApplicationEntity,))
+    try:
+        aes.ae_upsert("RIS1", hostname="127.0.0.1", port=104)
+        assert aes.ae_get("RIS1").worklist is False
+        aes.ae_upsert("RIS1", worklist=True)
+        assert [a.title for a in aes.ae_list() if a.worklist] == ["RIS1"]
+    finally:
+        archive.close()
+
+
+def test_a_migration_numbered_below_the_newest_is_still_applied(tmp_path):
+    # Features built side by side take numbers out of order: a box that has 23
+    # and not 19 (19 landed after it) must still get the worklist tables.
+    cfg = load(write_config(tmp_path / "box", SyncWrites="no"))
+    archive = Archive(cfg)
+    try:
+        database.obj.drop_tables(WORKLIST_MODELS)
+        SchemaVersion.delete().where(SchemaVersion.version == 19).execute()
+    finally:
+        archive.close()
+    archive = Archive(cfg)
+    try:
+        assert 19 in {v.version for v in SchemaVersion.select()}
+        assert worklist.add({"patient_id": "P1", "modality": "CT"}) > 0
     finally:
         archive.close()

@@ -5,19 +5,22 @@
 <p class="{{'flash' if ping['ok'] else 'error'}}" id="ping-result">Ping {{ping['title']}}: {{ping['message']}}</p>
 % end
 <div class="scroll"><table class="list">
-<thead><tr><th>Title</th><th>Host</th><th>IP</th><th>Port</th><th>Access</th><th>Archive folder</th><th>Description</th><th>Last in</th><th>Last out</th><th></th></tr></thead>
+<thead><tr><th>Title</th><th>Host</th><th>IP</th><th>Port</th><th>Access</th><th>Worklist</th><th>Archive folder</th><th>Description</th><th>Last in</th><th>Last out</th><th></th></tr></thead>
 <tbody>
 % for a in aes:
 % path = '/aes/' + quote(a['title'], safe='')
 % seen = associations.get(a['title'], {'in': [], 'out': []})
 <tr><td>{{a['title']}}</td><td>{{a['hostname']}}</td><td>{{a['ipaddr']}}</td><td>{{a['port'] or ''}}</td>
-<td>{{'allow' if a['allowaccess'] else 'deny'}}</td><td>{{a['archivedir']}}</td><td>{{a['description']}}</td>
+<td>{{'allow' if a['allowaccess'] else 'deny'}}</td><td>{{'SCP' if a['worklist'] else ''}}</td><td>{{a['archivedir']}}</td><td>{{a['description']}}</td>
 % for way in ('in', 'out'):
 % last = seen[way][0] if seen[way] else None
 <td class="assoc-{{way}}">{{(last['result'] + ' ' + last['last'].replace('T', ' ')) if last else ''}}</td>
 % end
 <td>
 <form class="inline" method="post" action="{{path}}/ping"><input type="hidden" name="csrf_token" value="{{csrf}}"><button type="submit">Ping</button></form>
+% if a['worklist'] and a['port'] and can('modify'):
+<form class="inline" method="post" action="{{path}}/worklist"><input type="hidden" name="csrf_token" value="{{csrf}}"><button type="submit">Get worklist</button></form>
+% end
 % if can('admin'):
 <a class="button" href="/aes?edit={{quote(a['title'], safe='')}}#ae-form">Edit</a>
 <form class="inline" method="post" action="{{path}}/delete"><input type="hidden" name="csrf_token" value="{{csrf}}"><button type="submit" class="danger">Delete</button></form>
@@ -80,6 +83,7 @@
   <label>IP address (only accept from) <input name="ipaddr" value="{{values['ipaddr']}}"></label>
   <label>Port <input name="port" type="number" min="1" max="65535" value="{{values['port']}}"></label>
   <label><input type="checkbox" name="allowaccess" value="1" {{'checked' if values['allowaccess'] else ''}}> allow access</label>
+  <label><input type="checkbox" name="worklist" value="1" {{'checked' if values.get('worklist') else ''}}> Modality Worklist SCP (polled every WorklistPollInterval minutes)</label>
   <label>Archive folder <input name="archivedir" placeholder="/srv/pacsbox/other" value="{{values['archivedir']}}"></label>
   <label>Description <input name="description" value="{{values['description']}}"></label>
   <button type="submit">Save</button>
