@@ -425,6 +425,41 @@ SETTINGS: tuple[Setting, ...] = (
         "(N-EVENT-REPORT); then the request is sent again, with backoff, until "
         "DeliveryGiveUpHours.",
     ),
+    # -- HL7 v2 over MLLP (INT-1): orders into the worklist, ADT patient updates --
+    S(
+        "HL7PortNumber",
+        "hl7",
+        "2575",
+        _port,
+        "TCP port of the HL7 v2 MLLP listener (orders ORM^O01/OMI^O23, patient updates "
+        "ADT^A01/A04/A08/A40); 0 disables it.",
+    ),
+    S(
+        "HL7AllowedSenders",
+        "hl7",
+        "",
+        _text,
+        "Comma-separated IP addresses or MSH-3 sending applications allowed to send HL7; "
+        "empty accepts every sender (HL7 v2 has no authentication: the clinic network is "
+        "its boundary). Any other sender gets AR.",
+    ),
+    S(
+        "HL7StationMap",
+        "hl7",
+        "",
+        _text,
+        "Scheduled Station AE Title of an HL7 order by its modality (OBR-24), as "
+        "MODALITY=AE pairs separated by commas, e.g. CT=CT01,MR=MR01; a modality not "
+        "listed leaves the station empty.",
+    ),
+    S(
+        "HL7Charset",
+        "hl7",
+        "UNICODE UTF-8",
+        _choice("ASCII", "8859/1", "8859/15", "UNICODE UTF-8"),
+        "Character set of HL7 messages that do not name one in MSH-18 (HL7 table 0211 "
+        "names: ASCII, 8859/1, 8859/15, UNICODE UTF-8).",
+    ),
     # -- media --------------------------------------------------------------
     S(
         "AutoImport",

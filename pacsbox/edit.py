@@ -37,11 +37,10 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 
 from pacsbox import meta
+from pacsbox.db import worklist
 from pacsbox.db.models import Instance, Patient, Series, Study, utcnow
 from pacsbox.db.rows import edit_marks
-from pacsbox.db import worklist_models
 from pacsbox.db.transaction import write_transaction
-from pacsbox.db.worklist_models import WorklistItem
 from pacsbox.errors import NotFound, UsageError
 
 if TYPE_CHECKING:
@@ -90,7 +89,6 @@ class Edit:
     label: str = ""
     link: str = ""
     into: int = 0  # level "merge": the surviving Patient row
-
 
     @property
     def keywords(self) -> dict[str, str]:
@@ -175,15 +173,18 @@ def study_edit(study_uid: str, posted: dict[str, str]) -> Edit:
     return Edit("study", st.id, changes, f"study {study_uid}", f"/studies/{study_uid}")
 
 
-def patient_merge(old_pk: int, new_pk: int) -> Edit:
+def patient_merge(old_pk: int, new_pk: int, values: dict[str, str] | None = None) -> Edit:
     """Plan moving every study of patient ``old_pk`` under patient ``new_pk``: their
-    files take the surviving patient's ID and demographics. Raises NotFound and
-    UsageError (a value the old files' character set cannot carry)."""
+    files take the surviving patient's ID and demographics (``values`` first, the
+    ones the merge message sent). Raises NotFound and UsageError (a bad value, or
+    one the old files' character set cannot carry)."""
     old = Patient.get_or_none(Patient.id == old_pk)
     new = Patient.get_or_none(Patient.id == new_pk)
     if old is None or new is None or old.id == new.id:
         raise NotFound(f"no two patients {old_pk} and {new_pk} to merge")
     changes = {k: getattr(new, k) or "" for k in PATIENT_FIELDS}
+    for name, value in (values or {}).items():
+        changes[name] = _valid(name, value, PATIENT_FIELDS[name])
     _check_charset(old.charset, changes)
     label = f"patient record {old.id} merged into {new.id}"
     return Edit("merge", old.id, changes, label, f"/patients/{new.id}", into=new.id)
@@ -319,7 +320,7 @@ def _update_row(edit: Edit, last_id: int) -> None:
         if "patient_name" in edit.changes:
             changes["patient_name_ci"] = edit.changes["patient_name"].upper()
         changes["edited"] = _marks(row.edited, edit.changes)
-        _update_worklist(row.patient_id, edit.changes)
+        update_worklist(row.patient_id, edit.changes)
         Patient.update(**changes).where(Patient.id == edit.row_id).execute()
     else:
         row = Study.get_by_id(edit.row_id)
@@ -347,7 +348,7 @@ def _merge_rows(edit: Edit, last_id: int) -> None:
         return
     new = Patient.get_by_id(edit.into)
     _mark_late(edit, last_id)
-    _update_worklist(old.patient_id, edit.changes)
+    update_worklist(old.patient_id, edit.changes)
     Study.update(patient=new.id).where(Study.patient == old.id).execute()
     Patient.update(
         num_studies=Patient.num_studies + old.num_studies,
@@ -358,17 +359,22 @@ def _merge_rows(edit: Edit, last_id: int) -> None:
     Patient.delete().where(Patient.id == old.id).execute()
 
 
-def _update_worklist(patient_id: str, changes: dict[str, str]) -> None:
-    """The patient's scheduled and running worklist items take the new values."""
-    if not patient_id:
-        return
-    values: dict[str, object] = {k: v for k, v in changes.items() if k in PATIENT_FIELDS}
-    if "patient_name" in values:
-        values["patient_name_ci"] = str(values["patient_name"]).upper()
-    WorklistItem.update(**values, updated=utcnow()).where(
-        (WorklistItem.patient_id == patient_id)
-        & WorklistItem.status.in_((worklist_models.SCHEDULED, worklist_models.IN_PROGRESS))
-    ).execute()
+def update_worklist(patient_id: str, changes: dict[str, str]) -> int:
+    """The patient's scheduled and running worklist items take the new values;
+    returns how many did."""
+    values = {k: v for k, v in changes.items() if k in PATIENT_FIELDS}
+    if not patient_id or not values:
+        return 0
+    item = worklist.WorklistItem
+    open_items = list(
+        item.select().where(
+            (item.patient_id == patient_id)
+            & item.status.in_((worklist.SCHEDULED, worklist.IN_PROGRESS))
+        )
+    )
+    for row in open_items:
+        worklist.update(row.id, values)
+    return len(open_items)
 
 
 def _marks(marks: str, changes: dict[str, str]) -> str:
