@@ -57,11 +57,7 @@ class Order:
 def decode(raw: bytes, default_charset: str) -> tuple[str, str]:
     """The message as text and the HL7 charset name it was read with; raises
     Hl7Rejected for no MSH, unusable delimiters, or an unknown or wrong charset."""
-    if not raw.startswith(b"MSH") or len(raw) < 8:
-        raise Hl7Rejected("the message does not begin with an MSH segment", 100)
-    sep, encoding = raw[3:4], raw[4:8]
-    if sep.isalnum() or sep in b" \r\n" or len(set(encoding + sep)) != 5 or b"\r" in encoding:
-        raise Hl7Rejected("MSH-1/MSH-2 do not hold five distinct delimiters", 102)
+    sep, encoding = delimiters(raw)
     fields = raw.split(b"\r", 1)[0].split(b"\n", 1)[0].split(sep)
     named = fields[17] if len(fields) > 17 else b""
     name = named.split(encoding[1:2])[0].decode("ascii", "replace").strip()
@@ -74,6 +70,17 @@ def decode(raw: bytes, default_charset: str) -> tuple[str, str]:
     except UnicodeDecodeError:
         raise Hl7Rejected(f"the message is not valid {name} text", 207) from None
     return text.replace("\r\n", "\r").replace("\n", "\r"), name
+
+
+def delimiters(raw: bytes) -> tuple[bytes, bytes]:
+    """MSH-1 and MSH-2; raises Hl7Rejected for no MSH or delimiters a parser would misread."""
+    if not raw.startswith(b"MSH") or len(raw) < 8:
+        raise Hl7Rejected("the message does not begin with an MSH segment", 100)
+    sep, encoding = raw[3:4], raw[4:8]
+    bad = sep.isalnum() or sep in b" \r\n" or any(c in b"\r\n " for c in encoding)
+    if bad or len(set(encoding + sep)) != 5 or any(bytes([c]).isalnum() for c in encoding):
+        raise Hl7Rejected("MSH-1/MSH-2 do not hold five distinct delimiters", 102)
+    return sep, encoding
 
 
 def parse(text: str) -> hl7.Message:
@@ -124,7 +131,13 @@ def person_name(msg: hl7.Message, segment: str, fld: int, first: int = 1, nth: i
     )
     if family == HL7_DELETE:
         return HL7_DELETE
-    return "^".join((family, given, middle, prefix, suffix)).rstrip("^")
+    parts = (_pn_part(p) for p in (family, given, middle, prefix, suffix))
+    return "^".join(parts).rstrip("^")
+
+
+def _pn_part(text: str) -> str:
+    """A component as a PN component can hold it: no ^ = \\ (PN delimiters)."""
+    return text.replace("^", " ").replace("=", " ").replace("\\", " ")
 
 
 def date_time(ts: str) -> tuple[str, str]:

@@ -55,6 +55,8 @@ class Processor:
             code, reason, error = "AA", self._carry_out(msg, head, address), 0
         except PacsboxError as exc:
             code, reason, error = exc.hl7_ack, str(exc), exc.hl7_error
+            if msg is None:  # a charset refused: read MSH alone to answer its control ID
+                msg, head = _salvage(raw, head)
         except Exception as exc:  # noqa: BLE001 - a message must never stop the listener
             log.error("HL7 %s %s: %s: %s", head.kind, head.control_id, type(exc).__name__, exc)
             code, reason, error = "AE", f"internal error: {type(exc).__name__}", 207
@@ -72,7 +74,11 @@ class Processor:
             code,
             f" ({reason})" if code == "AR" else "",  # AR reasons name fields, never patients
         )
-        text = ack.build(msg, code, reason, error, self.application)
+        try:
+            text = ack.build(msg, code, reason, error, self.application)
+        except Exception as exc:  # noqa: BLE001 - an MSH the library cannot answer
+            log.warning("HL7 %s: ACK without its header (%s)", head.control_id or "-", exc)
+            text = ack.build(None, code, reason, error, self.application)
         codec = CHARSETS.get(head.charset.upper(), "utf-8")
         return Answer(text.encode(codec, "replace"), code)
 
@@ -100,3 +106,14 @@ class Processor:
         if not head.kind.startswith(("ORM", "OMI", "ADT")):
             raise Hl7Rejected(f"message type {head.kind or '(none)'} is not handled", 200)
         raise Hl7Rejected(f"event {head.kind} is not handled", 201)
+
+
+def _salvage(raw: bytes, head: messages.Header) -> tuple[hl7.Message | None, messages.Header]:
+    """The message parsed as Latin-1 (which reads any bytes), for the ACK's header only."""
+    try:
+        messages.delimiters(raw)
+        msg = messages.parse(raw.decode("latin-1"))
+        salvaged = messages.header(msg, head.charset)
+    except PacsboxError:
+        return None, head
+    return msg, salvaged
