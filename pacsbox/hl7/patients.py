@@ -19,12 +19,11 @@ from pacsbox.outbound import edits
 def update(pid: str, issuer: str, changes: dict[str, str], source: str, address: str) -> str:
     """An ADT A01/A04/A08: the patient's new name, birth date and sex; returns what was
     done. Raises UsageError (a bad value, several patients with the ID)."""
-    items = edit.update_worklist(pid, changes)
     row = _patient(pid, issuer)
-    done = f"{items} worklist items updated"
-    if row is None:
+    plan = edit.patient_edit(row.id, changes) if row is not None else None  # checks values
+    done = f"{edit.update_worklist(pid, changes)} worklist items updated"
+    if plan is None:
         return f"patient {pid}: not in the archive; {done}"
-    plan = edit.patient_edit(row.id, changes)
     if not plan.changes:
         return f"patient {pid}: nothing to change; {done}"
     return f"patient {pid}: {_queue(plan, source, address)}; {done}"
@@ -38,19 +37,18 @@ def merge(
     Raises UsageError (a bad value, several patients with one ID)."""
     if old_id == new_id:
         raise UsageError("MRG-1 and PID-3 name the same patient")
-    items = edit.update_worklist(old_id, {"patient_id": new_id, **values})
-    done = f"{items} worklist items moved"
-    old = _patient(old_id, old_issuer)
-    if old is None:
-        return f"patient {old_id}: not in the archive; {done}"
-    new = _patient(new_id, issuer)
-    if new is None:  # nobody has the new ID yet: the old patient takes it
+    old, new = _patient(old_id, old_issuer), _patient(new_id, issuer)
+    plan = extra = None
+    if old is not None and new is None:  # nobody has the new ID yet: the old patient takes it
         plan = edit.patient_edit(old.id, {"patient_id": new_id, **values})
-    else:
+    elif old is not None and new is not None:
         plan = edit.patient_merge(old.id, new.id, values)
-        extra = edit.patient_edit(new.id, values)
-        if extra.changes:  # the surviving patient's own files take the sent values too
-            _queue(extra, source, address)
+        extra = edit.patient_edit(new.id, values)  # the survivor's own files take the values
+    done = f"{edit.update_worklist(old_id, {'patient_id': new_id, **values})} worklist items moved"
+    if plan is None:
+        return f"patient {old_id}: not in the archive; {done}"
+    if extra is not None and extra.changes:
+        _queue(extra, source, address)
     return f"patient {old_id} into {new_id}: {_queue(plan, source, address)}; {done}"
 
 
