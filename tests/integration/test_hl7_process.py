@@ -88,3 +88,35 @@ def test_a40_to_an_id_nobody_has_renames_and_a_merge_run_twice_changes_nothing(b
     plan = edit.Edit("merge", 999, {"patient_id": "NEW"}, into=pt.id)
     assert "0 files rewritten" in edit.run(archive, plan)
     assert Patient.select().count() == 1
+
+
+def test_an_edit_on_the_web_page_updates_the_patients_open_worklist_items(box):
+    cfg, archive, proc = box
+    from pacsbox import edit
+
+    archive.store(make_dicom(patient_id="P1", patient_name="DOE^JOHN"), source="test")
+    _say(proc, *_order("1", "NW", "PA"))
+    done = worklist.add({"patient_id": "P1", "patient_name": "DOE^JOHN", "modality": "CT"})
+    worklist.set_status(done, worklist.COMPLETED)
+    pk = Patient.get(Patient.patient_id == "P1").id
+    plan = edit.patient_edit(pk, {"patient_name": "DOE^JANE", "sex": "F"})
+    assert edit.describe(plan) == "patient_name: 'DOE^JOHN' -> 'DOE^JANE'; sex: '' -> 'F'"
+    edit.run(archive, plan)
+    (open_item,) = worklist.find_order(placer="PA")
+    assert (open_item.patient_name, open_item.sex) == ("DOE^JANE", "F")
+    assert worklist.get(done).patient_name == "DOE^JOHN"  # a finished step keeps its record
+
+
+def test_a_port_in_use_is_an_error_at_start(box):
+    import socket
+
+    from pacsbox.hl7.listener import Hl7Listener
+
+    cfg, _, _ = box
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        listener = Hl7Listener(cfg.replace(BindAddress="127.0.0.1"), taken.getsockname()[1])
+        with pytest.raises(OSError):
+            listener.start()
+        listener.stop()

@@ -175,6 +175,7 @@ def test_an_a08_reaches_the_files_a_c_move_delivers_and_the_worklist(box, tmp_pa
     assert {pydicom.dcmread(f).SOPInstanceUID for f in files} == sops
     ((user, detail),) = journal
     assert user == "hl7:RIS" and "'DOE^JOHN' -> 'M\u00dcLLER^J\u00d6RG'" in detail
+    assert "DOE^JOHN" not in server.output() and "LLER^J" not in server.output()
 
 
 def test_an_a40_merge_moves_studies_and_worklist_items_and_a_rebuild_keeps_it(box, tmp_path):
