@@ -110,6 +110,14 @@ def _path_list(text: str) -> list[str]:
     return [p.strip() for p in text.split(",") if p.strip()]
 
 
+def _host_port_or_empty(text: str) -> str:
+    value = text.strip()
+    host, _, port = value.rpartition(":")
+    if value and (not host or not port.isdigit() or not 0 < int(port) < 65536):
+        raise ValueError("empty, or HOST:PORT such as ris.clinic.local:2576")
+    return value
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -459,6 +467,15 @@ SETTINGS: tuple[Setting, ...] = (
         _choice("ASCII", "8859/1", "8859/15", "UNICODE UTF-8"),
         "Character set of HL7 messages that do not name one in MSH-18 (HL7 table 0211 "
         "names: ASCII, 8859/1, 8859/15, UNICODE UTF-8).",
+    ),
+    S(
+        "HL7StatusDestination",
+        "hl7",
+        "",
+        _host_port_or_empty,
+        "HOST:PORT of the RIS's MLLP listener that is told (ORM^O01, ORC-1 SC, ORC-5 IP) "
+        "when the first images of an HL7 order's study arrive; empty sends nothing. "
+        "Retried until the RIS answers AA.",
     ),
     # -- media --------------------------------------------------------------
     S(

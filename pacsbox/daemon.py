@@ -141,7 +141,7 @@ class Daemon:
         """The HL7 v2 MLLP listener (INT-1). A port it cannot bind is the box's last
         error, not a failed start: the DICOM side serves on without the HL7 feed."""
         if not self.cfg.HL7PortNumber:
-            return
+            return  # no orders come in, so no status goes back either
         from pacsbox.hl7.listener import Hl7Listener
 
         listener = Hl7Listener(self.cfg)
@@ -152,6 +152,12 @@ class Daemon:
             self._error(f"HL7 port {self.cfg.HL7PortNumber} not served: {exc}")
             return
         self.workers.append(listener)
+        if self.cfg.HL7StatusDestination:
+            from pacsbox.hl7.status import StatusSender
+
+            sender = StatusSender(self.cfg)
+            sender.start()
+            self.workers.append(sender)
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
