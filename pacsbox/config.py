@@ -110,6 +110,14 @@ def _path_list(text: str) -> list[str]:
     return [p.strip() for p in text.split(",") if p.strip()]
 
 
+def _host_port_or_empty(text: str) -> str:
+    value = text.strip()
+    host, _, port = value.rpartition(":")
+    if value and (not host or not port.isdigit() or not 0 < int(port) < 65536):
+        raise ValueError("empty, or HOST:PORT such as ris.clinic.local:2576")
+    return value
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -433,6 +441,50 @@ SETTINGS: tuple[Setting, ...] = (
         "Minutes between polls of the AEs marked as Modality Worklist SCPs in the AE table "
         "(their steps from yesterday on become the box's worklist items); 0 disables the "
         'polls, "Get worklist" still asks at once.',
+    ),
+    # -- HL7 v2 over MLLP (INT-1): orders into the worklist, ADT patient updates --
+    S(
+        "HL7PortNumber",
+        "hl7",
+        "2575",
+        _port,
+        "TCP port of the HL7 v2 MLLP listener (orders ORM^O01/OMI^O23, patient updates "
+        "ADT^A01/A04/A08/A40); 0 disables it.",
+    ),
+    S(
+        "HL7AllowedSenders",
+        "hl7",
+        "",
+        _text,
+        "Comma-separated IP addresses or MSH-3 sending applications allowed to send HL7; "
+        "empty accepts every sender (HL7 v2 has no authentication: the clinic network is "
+        "its boundary). Any other sender gets AR.",
+    ),
+    S(
+        "HL7StationMap",
+        "hl7",
+        "",
+        _text,
+        "Scheduled Station AE Title of an HL7 order by its modality (OBR-24), as "
+        "MODALITY=AE pairs separated by commas, e.g. CT=CT01,MR=MR01; a modality not "
+        "listed leaves the station empty.",
+    ),
+    S(
+        "HL7Charset",
+        "hl7",
+        "UNICODE UTF-8",
+        _choice("ASCII", "8859/1", "8859/15", "UNICODE UTF-8"),
+        "Character set of HL7 messages that do not name one in MSH-18 (HL7 table 0211 "
+        "names: ASCII, 8859/1, 8859/15, UNICODE UTF-8).",
+    ),
+    S(
+        "HL7StatusDestination",
+        "hl7",
+        "",
+        _host_port_or_empty,
+        "HOST:PORT of the RIS's MLLP listener that is told (ORM^O01, ORC-1 SC, ORC-5 IP) "
+        "when the first images of an HL7 order's study arrive; empty sends nothing. "
+        "Retried until the RIS answers AA.",
     ),
     # -- media --------------------------------------------------------------
     S(

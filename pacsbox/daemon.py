@@ -136,6 +136,29 @@ class Daemon:
             )
             wf.start()
             self.workers.append(wf)
+        self._start_hl7()
+
+    def _start_hl7(self) -> None:
+        """The HL7 v2 MLLP listener (INT-1). A port it cannot bind is the box's last
+        error, not a failed start: the DICOM side serves on without the HL7 feed."""
+        if not self.cfg.HL7PortNumber:
+            return  # no orders come in, so no status goes back either
+        from pacsbox.hl7.listener import Hl7Listener
+
+        listener = Hl7Listener(self.cfg)
+        try:
+            listener.start()
+        except OSError as exc:
+            listener.stop()
+            self._error(f"HL7 port {self.cfg.HL7PortNumber} not served: {exc}")
+            return
+        self.workers.append(listener)
+        if self.cfg.HL7StatusDestination:
+            from pacsbox.hl7.status import StatusSender
+
+            sender = StatusSender(self.cfg)
+            sender.start()
+            self.workers.append(sender)
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)

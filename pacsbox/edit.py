@@ -14,7 +14,11 @@ files already rewritten and finishes.
 
 A Patient ID that another patient (same issuer) already has is refused:
 merging two patients' records is a decision of its own, not a side effect
-of an edit.
+of an edit. That decision is ``patient_merge`` (an HL7 ADT^A40): the old
+patient's files take the surviving patient's ID and demographics by the same
+rewrite, and its studies move under the surviving row with the last file.
+A patient edit or merge also gives the patient's worklist items the new
+values, so the modality's next query shows what the files will carry.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 
 from pacsbox import meta
+from pacsbox.db import worklist
 from pacsbox.db.models import Instance, Patient, Series, Study, utcnow
 from pacsbox.db.rows import edit_marks
 from pacsbox.db.transaction import write_transaction
@@ -83,6 +88,7 @@ class Edit:
     changes: dict[str, str]
     label: str = ""
     link: str = ""
+    into: int = 0  # level "merge": the surviving Patient row
 
     @property
     def keywords(self) -> dict[str, str]:
@@ -167,6 +173,33 @@ def study_edit(study_uid: str, posted: dict[str, str]) -> Edit:
     return Edit("study", st.id, changes, f"study {study_uid}", f"/studies/{study_uid}")
 
 
+def patient_merge(old_pk: int, new_pk: int, values: dict[str, str] | None = None) -> Edit:
+    """Plan moving every study of patient ``old_pk`` under patient ``new_pk``: their
+    files take the surviving patient's ID and demographics (``values`` first, the
+    ones the merge message sent). Raises NotFound and UsageError (a bad value, or
+    one the old files' character set cannot carry)."""
+    old = Patient.get_or_none(Patient.id == old_pk)
+    new = Patient.get_or_none(Patient.id == new_pk)
+    if old is None or new is None or old.id == new.id:
+        raise NotFound(f"no two patients {old_pk} and {new_pk} to merge")
+    changes = {k: getattr(new, k) or "" for k in PATIENT_FIELDS}
+    for name, value in (values or {}).items():
+        changes[name] = _valid(name, value, PATIENT_FIELDS[name])
+    _check_charset(old.charset, changes)
+    label = f"patient record {old.id} merged into {new.id}"
+    return Edit("merge", old.id, changes, label, f"/patients/{new.id}", into=new.id)
+
+
+def describe(plan: Edit) -> str:
+    """The plan's changes as old -> new values, for the journal (DATA-3)."""
+    row: Patient | Study | None
+    row = (Study if plan.level == "study" else Patient).get_or_none(id=plan.row_id)
+    return "; ".join(
+        f"{k}: {(getattr(row, k, '') or '') if row else ''!r} -> {v!r}"
+        for k, v in sorted(plan.changes.items())
+    )
+
+
 def _refuse_taken_id(pt: Patient, new_id: str) -> None:
     other = Patient.get_or_none(
         (Patient.patient_id == new_id) & (Patient.issuer == pt.issuer) & (Patient.id != pt.id)
@@ -223,7 +256,7 @@ def run(archive: Archive, edit: Edit, progress: Callable[[int, int], None] | Non
 
 def _instances(edit: Edit) -> SelectOf[Instance]:
     q = Instance.select(Instance, Series, Study).join(Series).join(Study)
-    if edit.level == "patient":
+    if edit.level in ("patient", "merge"):
         return q.where(Study.patient == edit.row_id)
     return q.where(Study.id == edit.row_id)
 
@@ -277,6 +310,9 @@ def _update_row(edit: Edit, last_id: int) -> None:
     after the edit's last file was read is marked for the follow-up."""
     changes: dict[str, object] = dict(edit.changes)
     row: Patient | Study
+    if edit.level == "merge":
+        _merge_rows(edit, last_id)
+        return
     if edit.level == "patient":
         row = Patient.get_by_id(edit.row_id)
         if "patient_id" in edit.changes:
@@ -284,11 +320,16 @@ def _update_row(edit: Edit, last_id: int) -> None:
         if "patient_name" in edit.changes:
             changes["patient_name_ci"] = edit.changes["patient_name"].upper()
         changes["edited"] = _marks(row.edited, edit.changes)
+        update_worklist(row.patient_id, edit.changes)
         Patient.update(**changes).where(Patient.id == edit.row_id).execute()
     else:
         row = Study.get_by_id(edit.row_id)
         changes["edited"] = _marks(row.edited, edit.changes)
         Study.update(updated=utcnow(), **changes).where(Study.id == edit.row_id).execute()
+    _mark_late(edit, last_id)
+
+
+def _mark_late(edit: Edit, last_id: int) -> None:
     first: dict[int, int] = {}  # study row -> its first image stored after last_id
     for inst in _instances(edit).where(Instance.id > last_id).order_by(Instance.id):
         first.setdefault(inst.series.study_id, inst.id)
@@ -296,6 +337,44 @@ def _update_row(edit: Edit, last_id: int) -> None:
         Study.update(edit_from=inst_id).where(
             (Study.id == study_id) & (Study.edit_from == 0)
         ).execute()
+
+
+def _merge_rows(edit: Edit, last_id: int) -> None:
+    """The old patient's studies go under the surviving row, which adds its counters
+    and marks the merged columns (a later image of the old ID is given them);
+    the old row goes. Nothing left to move (a re-run) changes nothing."""
+    old = Patient.get_or_none(Patient.id == edit.row_id)
+    if old is None:
+        return
+    new = Patient.get_by_id(edit.into)
+    _mark_late(edit, last_id)
+    update_worklist(old.patient_id, edit.changes)
+    Study.update(patient=new.id).where(Study.patient == old.id).execute()
+    Patient.update(
+        num_studies=Patient.num_studies + old.num_studies,
+        num_series=Patient.num_series + old.num_series,
+        num_instances=Patient.num_instances + old.num_instances,
+        edited=_marks(new.edited, edit.changes),
+    ).where(Patient.id == new.id).execute()
+    Patient.delete().where(Patient.id == old.id).execute()
+
+
+def update_worklist(patient_id: str, changes: dict[str, str]) -> int:
+    """The patient's scheduled and running worklist items take the new values;
+    returns how many did."""
+    values = {k: v for k, v in changes.items() if k in PATIENT_FIELDS}
+    if not patient_id or not values:
+        return 0
+    item = worklist.WorklistItem
+    open_items = list(
+        item.select().where(
+            (item.patient_id == patient_id)
+            & item.status.in_((worklist.SCHEDULED, worklist.IN_PROGRESS))
+        )
+    )
+    for row in open_items:
+        worklist.update(row.id, values)
+    return len(open_items)
 
 
 def _marks(marks: str, changes: dict[str, str]) -> str:

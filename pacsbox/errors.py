@@ -16,6 +16,9 @@ class PacsboxError(Exception):
     dimse_status: int = 0xC000  # Cannot understand / unable to process
     http_status: int = 500
     exit_code: int = 1
+    # HL7 v2 ACK: MSA-1 code (AE: application error) and ERR-3 (HL7 table 0357).
+    hl7_ack: str = "AE"
+    hl7_error: int = 207  # application internal error
 
 
 class ConfigError(PacsboxError):
@@ -29,6 +32,7 @@ class UsageError(PacsboxError):
 
     http_status = 400
     exit_code = 2
+    hl7_error = 102  # data type error
 
 
 class NotFound(PacsboxError):
@@ -36,6 +40,19 @@ class NotFound(PacsboxError):
 
     http_status = 404
     exit_code = 3
+    hl7_error = 204  # unknown key identifier
+
+
+class Hl7Rejected(PacsboxError):
+    """An HL7 message refused as a whole (ACK AR): a message type or event not
+    handled, a sender not allowed, a required field missing, an unknown charset."""
+
+    http_status = 400
+    hl7_ack = "AR"
+
+    def __init__(self, message: str, hl7_error: int = 207) -> None:
+        super().__init__(message)
+        self.hl7_error = hl7_error
 
 
 class CannotUnderstand(PacsboxError):

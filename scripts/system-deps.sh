@@ -10,6 +10,8 @@ if [ "${1:-base}" = test ]; then
   want+=(dcmtk orthanc xorriso dicom3tools systemd systemd-container chromium chromium-driver fuseiso udev eject squashfs-tools postgresql)
   # tests/powercut: the volatile FUSE file system (mfusepy loads the library; no fusermount).
   want+=(libfuse3-3)
+  # tests/interop/test_hl7.py: mllp_send, a real MLLP client from python-hl7.
+  want+=(python3-hl7)
   # The image layers: the build (image-build/build.sh) and qemu with UEFI firmware.
   want+=(mmdebstrap fdisk mtools dosfstools zstd qemu-system-x86 ovmf)
 fi

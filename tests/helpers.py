@@ -68,7 +68,7 @@ def run_jobs(cfg: config.Config, archive) -> list[str]:  # noqa: ANN001 - an Arc
 def write_config(base: Path, **settings: object) -> Path:
     """An INI under ``base`` (DataDirectory = base) with ``settings`` overriding defaults."""
     base.mkdir(parents=True, exist_ok=True)
-    overrides = {"DataDirectory": str(base), "WebPort": "0"}
+    overrides = {"DataDirectory": str(base), "WebPort": "0", "HL7PortNumber": "0"}
     overrides.update({k: str(v) for k, v in settings.items()})
     ini = base / "pacsbox.ini"
     ini.write_text(config.default_ini(overrides), encoding="utf-8")

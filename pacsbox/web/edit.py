@@ -85,9 +85,10 @@ def register(ctx: Ctx) -> None:
         plan = file_edit.patient_edit(pt.id, _edited(PATIENT_FIELDS))
         if not plan.changes:
             return _done(f"/patients/{pk}", "nothing changed", changed=[])
+        before = file_edit.describe(plan)
         job = edits.submit(plan, owner=ident.principal.name)
         changed = sorted(plan.changes)
-        ctx.journal("edit", f"patient {pt.patient_id}", f"{', '.join(changed)} (job {job})")
+        ctx.journal("edit", f"patient {pt.patient_id}", f"{before} (job {job})")
         return _done(f"/jobs/{job}", f"edit job {job} queued", changed=changed, job=job)
 
     @ctx.page("/studies/" + UID + "/edit", template="edit.tpl", privilege="modify")
@@ -102,9 +103,10 @@ def register(ctx: Ctx) -> None:
         plan = file_edit.study_edit(s.study_instance_uid, _edited(STUDY_FIELDS))
         if not plan.changes:
             return _done(f"/studies/{uid}", "nothing changed", changed=[])
+        before = file_edit.describe(plan)
         job = edits.submit(plan, owner=ident.principal.name)
         changed = sorted(plan.changes)
-        ctx.journal("edit", uid, f"{', '.join(changed)} (job {job})")
+        ctx.journal("edit", uid, f"{before} (job {job})")
         return _done(f"/jobs/{job}", f"edit job {job} queued", changed=changed, job=job)
 
     # -- delete: a confirmation page (GET), then the POST ------------------------------------

@@ -21,6 +21,7 @@ OWNERS = {
     "pyudev": ("media/",),
     "psutil": ("watermark/",),
     "systemd": ("notify.py", "log.py"),
+    "hl7": ("hl7/",),
 }
 
 # Each room of pacsbox/ (a top-level module or package) and its layer
@@ -45,6 +46,8 @@ LAYER_OF = {room: layer for layer, rooms in LAYERS.items() for room in rooms}
 # burn buttons the File-set writer, its Forward buttons the outbound queue,
 # and the queue's runner carries out the export and burn jobs (README, "Layout").
 SIDEWAYS = {("web", "media"), ("web", "export"), ("web", "outbound"), ("outbound", "export")}
+# HL7 ADT updates queue the same edit jobs the web page queues (outbound.edits).
+SIDEWAYS |= {("hl7", "outbound")}
 
 # pynetdicom attributes below its public API that only wire/ may touch.
 PRIVATE_PYNETDICOM = frozenset({
