@@ -20,6 +20,7 @@ from bench.common import clear_spent
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 ALL = ["ingest", "query", "retrieve", "forward", "routing", "web", "media", "appliance", "startup"]
+ALL += ["worklist"]
 
 
 def _print(name: str, figures: dict, indent: str = "  ") -> None:

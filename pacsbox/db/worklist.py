@@ -164,8 +164,13 @@ def find_order(
         (WorklistItem.accession_number, accession),
         (WorklistItem.study_instance_uid, study_uid),
     ):
-        if value:
-            return list(WorklistItem.select().where(column == value).order_by(WorklistItem.id))
+        if value:  # ids first: a new order (the common case) costs one small query
+            ids = [r.id for r in WorklistItem.select(WorklistItem.id).where(column == value)]
+            if not ids:
+                return []
+            return list(
+                WorklistItem.select().where(WorklistItem.id.in_(ids)).order_by(WorklistItem.id)
+            )
     return []
 
 

@@ -9,12 +9,14 @@ log line names the sender and control ID, never the patient.
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import hl7
 
 from pacsbox.config import Config
 from pacsbox.db import journal
+from pacsbox.db.transaction import write_transaction
 from pacsbox.errors import Hl7Rejected, PacsboxError
 from pacsbox.hl7 import ack, messages, orders, patients
 from pacsbox.hl7.messages import CHARSETS
@@ -47,12 +49,18 @@ class Processor:
         """The ACK for ``raw`` (one MLLP block) from ``address``; never raises."""
         msg: hl7.Message | None = None
         head = messages.Header("", "", "", "", self.cfg.HL7Charset)
+        journaled = False
         try:
             text, charset = messages.decode(raw, self.cfg.HL7Charset)
             msg = messages.parse(text)
             head = messages.header(msg, charset)
             self._check_sender(head, address)
-            code, reason, error = "AA", self._carry_out(msg, head, address), 0
+            # An order and its journal line commit together: one durable write per ACK.
+            # ADT edits rewrite files and take their own transactions.
+            with write_transaction() if head.kind in ORDER_TYPES else nullcontext():
+                reason = self._carry_out(msg, head, address)
+                self._journal(head, address, "AA", reason)
+            code, error, journaled = "AA", 0, True
         except PacsboxError as exc:
             code, reason, error = exc.hl7_ack, str(exc), exc.hl7_error
             if msg is None:  # a charset refused: read MSH alone to answer its control ID
@@ -60,11 +68,8 @@ class Processor:
         except Exception as exc:  # noqa: BLE001 - a message must never stop the listener
             log.error("HL7 %s %s: %s: %s", head.kind, head.control_id, type(exc).__name__, exc)
             code, reason, error = "AE", f"internal error: {type(exc).__name__}", 207
-        who = f"hl7:{head.sender}" if head.sender else "hl7"
-        journal.record(
-            "hl7 " + (head.kind or "message"), who, address,
-            target=head.control_id, detail=f"{code}: {reason}",
-        )  # fmt: skip
+        if not journaled:
+            self._journal(head, address, code, reason)
         log.info(
             "HL7 %s control ID %s from %s (%s): %s%s",
             head.kind or "message",
@@ -81,6 +86,13 @@ class Processor:
             text = ack.build(None, code, reason, error, self.application)
         codec = CHARSETS.get(head.charset.upper(), "utf-8")
         return Answer(text.encode(codec, "replace"), code)
+
+    def _journal(self, head: messages.Header, address: str, code: str, reason: str) -> None:
+        who = f"hl7:{head.sender}" if head.sender else "hl7"
+        journal.record(
+            "hl7 " + (head.kind or "message"), who, address,
+            target=head.control_id, detail=f"{code}: {reason}",
+        )  # fmt: skip
 
     def _check_sender(self, head: messages.Header, address: str) -> None:
         if self.allowed and not {address, head.sender} & self.allowed:
