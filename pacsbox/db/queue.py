@@ -26,7 +26,10 @@ from pacsbox.db.models import QueueJob, QueueSent, database, utcnow
 from pacsbox.db.transaction import write_transaction
 from pacsbox.errors import UsageError
 
-KINDS = ("forward", "route", "commit", "retrieve", "sync", "ian", "burn", "export", "edit", "print")
+KINDS = (
+    "forward", "route", "commit", "retrieve", "sync", "ian", "burn", "export", "edit", "print",
+    "worklist-query",  # a Detached Study "study scheduled" event (scp/detached.py)
+)  # fmt: skip
 STATES = ("queued", "running", "waiting", "retrying", "done", "failed", "cancelled")
 
 DUE = ("queued", "retrying", "waiting")  # states a claim may take once next_attempt has come

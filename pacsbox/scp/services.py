@@ -5,7 +5,7 @@ from __future__ import annotations
 from pacsbox import scu
 from pacsbox.archive import Archive
 from pacsbox.config import Config
-from pacsbox.scp import commitment, qr
+from pacsbox.scp import commitment, detached, qr, worklist
 from pacsbox.scp.server import Service
 from pacsbox.scp.store import make_store_service
 
@@ -16,4 +16,11 @@ def make_services(
     """C-STORE, Q/R and Storage Commitment; ``decompress`` converts for peers that take
     only uncompressed images, where this process has no pixel libraries (a worker)."""
     store = make_store_service(archive, fast=cfg.FastStoreReceive, max_pdu=cfg.MaxPDULength)
-    return [store, *qr.make_services(cfg, archive, decompress), commitment.make_service()]
+    return [
+        store,
+        *qr.make_services(cfg, archive, decompress),
+        commitment.make_service(),
+        # Modality workflow (issue 18): worklist C-FIND, Detached Study notifications.
+        worklist.make_service(cfg),
+        detached.make_service(),
+    ]
