@@ -261,4 +261,26 @@ def find(q: WorklistQuery) -> Iterator[Dataset]:
         yield response(q, row)
 
 
-__all__ = ["ATTRS", "DICOM_STATUS", "LEVEL", "WorklistQuery", "find", "parse", "response"]
+def search(
+    keys: dict[str, str], states: tuple[str, ...] = STATES, *, limit: int = 500
+) -> list[WorklistItem]:
+    """Items matching DICOM keys (``ATTRS`` names) through the same matcher as C-FIND, in
+    some states: the worklist page's filter. Raises UnableToProcess for a bad value."""
+    found = match(keys, PATIENT, attrs=ATTRS, pn_case_insensitive=True)
+    sel = W.select().where(W.status.in_(states))
+    for cond in found.conditions:
+        sel = sel.where(cond)
+    return list(sel.order_by(W.start_date, W.start_time, W.id).limit(limit))
+
+
+__all__ = [
+    "ATTRS",
+    "DICOM_STATUS",
+    "LEVEL",
+    "SPS",
+    "WorklistQuery",
+    "find",
+    "parse",
+    "response",
+    "search",
+]

@@ -15,6 +15,7 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydicom.uid import UID
 from pynetdicom import AE, evt
@@ -107,7 +108,7 @@ def route_handlers(services: Sequence[Service]) -> list[tuple]:
 
 
 def _dispatcher(by_class: dict[str, Callable], default: Callable) -> Callable:
-    def dispatch(event: evt.Event):  # noqa: ANN202 - whatever the chosen handler returns
+    def dispatch(event: evt.Event) -> Any:  # whatever the chosen handler returns
         return by_class.get(str(event.context.abstract_syntax), default)(event)
 
     return dispatch
