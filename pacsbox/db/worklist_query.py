@@ -33,7 +33,7 @@ from pacsbox.db.worklist_models import (
     STATES,
     WorklistItem,
 )
-from pacsbox.errors import UnableToProcess
+from pacsbox.errors import IdentifierMismatch, UnableToProcess
 
 W = WorklistItem
 SPS = "ScheduledProcedureStepSequence"
@@ -143,7 +143,8 @@ def parse(ds: Dataset, *, pn_case_insensitive: bool = False) -> WorklistQuery:
     """Turn a Modality Worklist C-FIND identifier into a WorklistQuery.
 
     Raises UnableToProcess (C000) for a value that cannot be matched (a garbled
-    date) or a Scheduled Procedure Step Sequence with more than one item.
+    date) and IdentifierMismatch (A900) for a Scheduled Procedure Step Sequence
+    that is not one sequence item.
     """
     q = WorklistQuery(charset=str(ds.get("SpecificCharacterSet", "") or ""))
     conds: list[Condition] = []
@@ -157,7 +158,7 @@ def parse(ds: Dataset, *, pn_case_insensitive: bool = False) -> WorklistQuery:
             if kw == SPS:
                 items = elem.value if elem.VR == "SQ" else None
                 if items is None or len(items) > 1:
-                    raise UnableToProcess(f"{SPS}: one item to match, not {len(items or [])}")
+                    raise IdentifierMismatch(f"{SPS}: one item to match, not {len(items or [])}")
                 for sub in items[0] if items else ():
                     skw = sub.keyword
                     if skw == "ScheduledProcedureStepStatus":

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.charset import convert_encodings, encode_string
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
@@ -43,6 +44,7 @@ ITEMS = [
     Item("P005", "山田^太郎", "CT", "CT2", "20261205", "1100"),
     Item("P006", "DONE^ALREADY", "CT", "CT1", "20261202", "0800", "completed"),
     Item("P007", "BUSY^NOW", "CT", "CT1", "20261202", "0900", "in progress"),
+    Item("P008", "Yamada^Tarou=山田^太郎", "MR", "MR2", "20261206", "0800"),
 ]
 SCHEDULED = [i for i in ITEMS if i.status == "scheduled"]
 BULK = 3000  # steps in progress on station BULK: enough that a cancel lands mid-answer
@@ -224,6 +226,13 @@ def test_character_sets(box):
     assert rsps[0].SpecificCharacterSet == "ISO_IR 192"
     status, rsps = findscu(box, "SpecificCharacterSet=ISO_IR 192", "PatientName=山田^太郎")
     assert status == "Success" and [str(r.PatientName) for r in rsps] == ["山田^太郎"]
+    # ISO 2022 Japanese (JIS X 0208 in escape sequences), as a Japanese modality sends it.
+    jis = convert_encodings(["", "ISO 2022 IR 87"])
+    status, rsps = findscu(
+        box, "SpecificCharacterSet=\\ISO 2022 IR 87", b"PatientName=" + encode_string("*山田*", jis)
+    )
+    assert status == "Success"
+    assert sorted(str(r.PatientName) for r in rsps) == ["Yamada^Tarou=山田^太郎", "山田^太郎"]
     # An answer that is plain ASCII echoes the query's character set.
     status, rsps = findscu(box, "SpecificCharacterSet=ISO_IR 100", "PatientName=JONES*")
     assert status == "Success" and [r.SpecificCharacterSet for r in rsps] == ["ISO_IR 100"]
