@@ -15,13 +15,17 @@ SCHEDULED, ARRIVED and READY by default; pacsbox has no arrived/ready).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.valuerep import PersonName
 
 from pacsbox.db.match import PATIENT, Attr, Condition, match
 from pacsbox.db.query import NOT_MATCHED, answer_charset, set_key, value_text
@@ -207,16 +211,35 @@ def _extra(row: dict[str, Any]) -> Dataset:
         return Dataset()
 
 
+@functools.lru_cache(maxsize=128)
+def _tag_vr(keyword: str) -> tuple[int, str]:
+    tag = tag_for_keyword(keyword)
+    assert tag is not None  # the keywords of TOP and STEP are the dictionary's
+    return tag, dictionary_VR(tag)
+
+
 def _fill(ds: Dataset, keys: dict[str, tuple[Any, str]], row: dict[str, Any]) -> bool:
+    """Add the columns' keys to ``ds``; True when a value is not plain ASCII.
+
+    Elements are made as already converted: a response of 30 keys per item is the
+    cost of a worklist C-FIND, and the index's values are already the right text.
+    """
     non_ascii = False
-    for kw, (col, kind) in keys.items():
-        value = row[col.name] or None
-        if kind == "int" and value is not None:
-            value = int(value) if str(value).isdigit() else None
-        if isinstance(value, str) and not value.isascii():
+    for kw, (col, _kind) in keys.items():
+        tag, vr = _tag_vr(kw)
+        value = row[col.name] or ""
+        if value and not value.isascii():
             non_ascii = True
-        set_key(ds, kw, value)
+        if vr == "PN":
+            ds.add(DataElement(tag, vr, PersonName(value), already_converted=True))
+        elif vr in _TEXT_VRS:
+            ds.add(DataElement(tag, vr, value, already_converted=True))
+        else:  # numbers (DS, US): pydicom converts them
+            set_key(ds, kw, int(value) if vr == "US" and value.isdigit() else value or None)
     return non_ascii
+
+
+_TEXT_VRS = frozenset({"AE", "CS", "DA", "TM", "LO", "SH", "UI", "LT", "ST"})
 
 
 def _asked(ds: Dataset, keywords: list[str], source: Dataset) -> None:
