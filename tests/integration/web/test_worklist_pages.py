@@ -25,6 +25,10 @@ def test_schedule_list_filter_discontinue_remove(app, archive):
     Patient.update(private=False).execute()
     page = clerk.get("/worklist/new")
     form = page.forms["order-form"]
+    # From the patient page: the form comes filled in with that patient.
+    pk = Patient.get(Patient.patient_id == "PID9").id
+    picked = clerk.get(f"/patients/{pk}").click(linkid="schedule").forms["order-form"]
+    assert (picked["patient_id"].value, picked["patient_name"].value) == ("PID9", "KNOWN^PAT")
     assert [o[0] for o in form["station_ae"].options] == ["CT1", "MR1"]
     assert '<option value="PID9">KNOWN^PAT</option>' in page.text  # the archive's patients
     # A typed patient.
