@@ -454,6 +454,7 @@ def cmd_worklist(args: argparse.Namespace, cfg: config.Config) -> int:
     import json
 
     from pacsbox.db import journal, worklist
+    from pacsbox.db.worklist_query import full_time
 
     owner = f"cli:{getpass.getuser()}"
     with _index(cfg):
@@ -462,7 +463,7 @@ def cmd_worklist(args: argparse.Namespace, cfg: config.Config) -> int:
                 "patient_id": args.patient_id, "patient_name": args.patient_name,
                 "accession_number": args.accession, "modality": args.modality,
                 "station_ae": args.station_ae, "start_date": args.date,
-                "start_time": args.time or "", "birth_date": args.birth_date or "",
+                "start_time": full_time(args.time or ""), "birth_date": args.birth_date or "",
                 "sex": args.sex or "", "requested_procedure_description": args.procedure or "",
                 "sps_description": args.procedure or "",
             }  # fmt: skip

@@ -285,6 +285,13 @@ def find(q: WorklistQuery) -> Iterator[Dataset]:
         yield response(q, row)
 
 
+def full_time(text: str) -> str:
+    """A typed time (``09:30``, ``0930``) stored as HHMMSS: the matcher compares times as
+    text, so a stored ``0930`` would miss a query range starting ``093000``."""
+    t = text.strip().replace(":", "")
+    return t + "0" * (6 - len(t)) if t.isdigit() and len(t) in (2, 4) else t
+
+
 def search(
     keys: dict[str, str], states: tuple[str, ...] = STATES, *, limit: int = 500
 ) -> list[WorklistItem]:
@@ -304,6 +311,7 @@ __all__ = [
     "SPS",
     "WorklistQuery",
     "find",
+    "full_time",
     "parse",
     "response",
     "search",

@@ -60,6 +60,7 @@ def order_from_form(p: pv.Principal) -> dict[str, str]:
     values = {col: form(name) for name, col in FORM_FIELDS.items()}
     values["start_date"] = _dicom_date(values["start_date"])
     values["birth_date"] = _dicom_date(values["birth_date"])
+    values["start_time"] = worklist_query.full_time(values["start_time"])
     values["modality"] = values["modality"].upper()
     procedure = form("procedure")
     values["requested_procedure_description"] = values["sps_description"] = procedure

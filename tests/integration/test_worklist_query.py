@@ -91,3 +91,12 @@ def test_name_case_and_status_keys(index):
     assert ids(_ident(ScheduledProcedureStepStatus="COMPLETED")) == ["SMITH^BOB"]
     assert ids(_ident(ScheduledProcedureStepStatus="NONSENSE")) == []
     assert a
+
+
+def test_typed_times_are_stored_to_the_second_so_ranges_compare(index):
+    assert [wq.full_time(t) for t in ("09:30", "0930", "09", "093015", "")] == [
+        "093000", "093000", "090000", "093015", ""
+    ]  # fmt: skip
+    _add("TIME^ONE", start_time=wq.full_time("09:30"))
+    found = wq.find(wq.parse(_ident(ScheduledProcedureStepStartTime="093000-100000")))
+    assert [str(r.PatientName) for r in found] == ["TIME^ONE"]

@@ -40,7 +40,7 @@ def test_schedule_list_filter_discontinue_remove(app, archive):
     _schedule(clerk, patient_id="PID9", modality="MR", station_ae="MR1", date="2026-12-05")
     items = {i.patient_id: i for i in worklist.items()}
     new, known = items["NEW1"], items["PID9"]
-    assert (new.start_date, new.start_time, new.station_ae) == ("20261204", "0930", "CT1")
+    assert (new.start_date, new.start_time, new.station_ae) == ("20261204", "093000", "CT1")
     assert new.requested_procedure_description == new.sps_description == "CT HEAD"
     assert new.source == "web:clerk" and new.study_instance_uid
     assert known.patient_name == "KNOWN^PAT" and known.modality == "MR"
