@@ -11,6 +11,7 @@ FF00 per match), whose pending responses ``wire.find`` writes when it can.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
@@ -140,11 +141,11 @@ def run_find(
         q = parse(ident)
     except PacsboxError as exc:
         log.warning("C-FIND from %s (%s) refused 0x%04X: %s", calling, model, exc.dimse_status, exc)
-        yield exc.dimse_status, None
+        yield failure(exc.dimse_status, str(exc)), None
         return
     except Exception as exc:  # noqa: BLE001 - an undecodable identifier
         log.warning("C-FIND from %s (%s): cannot read identifier: %s", calling, model, exc)
-        yield 0xC000, None
+        yield failure(0xC000, f"identifier cannot be read: {exc}"), None
         return
     if log.isEnabledFor(logging.DEBUG):
         log.debug("C-FIND from %s: identifier %s", calling, _debug_identifier(ident))
@@ -181,13 +182,26 @@ def run_find(
         return
     except DbUnavailable as exc:
         done(f"database busy: {exc}")
-        yield 0xA700, None
+        yield failure(0xA700, "database busy, try again"), None
         return
     except (DbError, PacsboxError, ValueError) as exc:
         done(f"failed: {exc}")
-        yield 0xC000, None
+        yield failure(0xC000, str(exc)), None
         return
     done("success")
+
+
+_KEY_PATH = re.compile(r"\b(?:[A-Z][A-Za-z]+\.)+([A-Z][A-Za-z]+)\b")
+
+
+def failure(status: int, comment: str) -> Dataset:
+    """A final C-FIND status with its reason in Error Comment (0000,0902), one LO of 64."""
+    ds = Dataset()
+    ds.Status = status
+    text = _KEY_PATH.sub(r"\1", " ".join(comment.split()))  # a sequence's key by its own name
+    text = text.encode("ascii", "replace").decode("ascii")
+    ds.ErrorComment = text[:64]  # the command set is ASCII
+    return ds
 
 
 def _debug_identifier(ds: Dataset) -> str:

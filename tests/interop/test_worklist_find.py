@@ -238,9 +238,37 @@ def test_character_sets(box):
     assert status == "Success" and [r.SpecificCharacterSet for r in rsps] == ["ISO_IR 100"]
 
 
+def _pynetdicom_find(box: Box, ident: Dataset) -> list[tuple[Dataset, Dataset | None]]:
+    ae = AE(ae_title="PYNETSCU")
+    ae.add_requested_context(ModalityWorklistInformationFind)
+    assoc = ae.associate("127.0.0.1", box.server.port, ae_title=box.server.ae_title)
+    assert assoc.is_established
+    try:
+        return list(assoc.send_c_find(ident, ModalityWorklistInformationFind))
+    finally:
+        assoc.release()
+
+
 def test_garbled_date_is_unable_to_process(box):
     status, rsps = findscu(box, f"{SPS}[0].ScheduledProcedureStepStartDate=2026XX01")
     assert status == "Failed: UnableToProcess" and rsps == []
+    # The final response says why (Error Comment).
+    ident = Dataset()
+    step = Dataset()
+    step.ScheduledProcedureStepStartDate = "2026XX01"
+    ident.ScheduledProcedureStepSequence = [step]
+    ((final, _),) = _pynetdicom_find(box, ident)
+    assert final.Status == 0xC000
+    assert "2026XX01" in final.ErrorComment and "not a date" in final.ErrorComment
+
+
+def test_two_step_items_do_not_match_the_sop_class(box):
+    ident = Dataset()
+    ident.ScheduledProcedureStepSequence = [Dataset(), Dataset()]
+    ident.ScheduledProcedureStepSequence[0].Modality = "CT"
+    ident.ScheduledProcedureStepSequence[1].Modality = "MR"
+    ((final, _),) = _pynetdicom_find(box, ident)
+    assert final.Status == 0xA900 and "one item" in final.ErrorComment
 
 
 def test_cancel(box):
