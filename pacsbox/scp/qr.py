@@ -128,7 +128,7 @@ def run_find(
     model: str,
     parse: Callable[[Dataset], FoundQuery],
     find_all: Callable[[Any], Iterable[Dataset]],
-) -> Iterator[tuple[int, Dataset | None]]:
+) -> Iterator[tuple[int | Dataset, Dataset | None]]:
     """One C-FIND, for any information model: ``parse`` reads the identifier, ``find_all``
     yields the responses. Pending responses go straight to the socket when they can; the
     statuses are the statement's (FF00, 0000, FE00, A700, A900, C000) and the query gets
