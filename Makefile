@@ -31,7 +31,7 @@ test-deps:
 # skip with one line saying why. A build that fails otherwise fails make test.
 test: test-deps lint typecheck
 	PYTHON=$(BIN)/python bash image-build/build.sh --for-tests
-	PACSBOX_REQUIRE_TOOLS=1 $(BIN)/pytest -q -p no:cacheprovider
+	PACSBOX_REQUIRE_TOOLS=1 $(BIN)/pytest -q -p no:cacheprovider --durations=25
 
 # The developer's loop: unit and integration tests only (no DCMTK peers, no
 # image), well under two minutes; the type check first (seconds once cached).

@@ -449,6 +449,100 @@ def cmd_sync(args: argparse.Namespace, cfg: config.Config) -> int:
                             sys.stdout)  # fmt: skip
 
 
+# -- the modality worklist (issue 18) ----------------------------------------------
+
+
+@command("worklist")
+def cmd_worklist(args: argparse.Namespace, cfg: config.Config) -> int:
+    import getpass
+    import json
+
+    from pacsbox.db import journal, worklist
+    from pacsbox.db.worklist_query import full_time
+
+    owner = f"cli:{getpass.getuser()}"
+    with _index(cfg):
+        if args.worklist_cmd == "add":
+            values = {
+                "patient_id": args.patient_id, "patient_name": args.patient_name,
+                "accession_number": args.accession, "modality": args.modality,
+                "station_ae": args.station_ae, "start_date": args.date,
+                "start_time": full_time(args.time or ""), "birth_date": args.birth_date or "",
+                "sex": args.sex or "", "requested_procedure_description": args.procedure or "",
+                "sps_description": args.procedure or "",
+            }  # fmt: skip
+            item_id = worklist.add(values, source="cli")
+            journal.record("worklist-add", owner, target=str(item_id),
+                           detail=f"{args.modality} on {args.station_ae} {args.date}")  # fmt: skip
+            print(item_id)
+        elif args.worklist_cmd == "list":
+            rows = [worklist.summary(item) for item in worklist.items()]
+            if args.json:
+                print(json.dumps(rows, indent=1))
+                return 0
+            print(f"{'ID':>6} {'START':16} {'MODALITY':8} {'STATION':16} {'STATUS':12} "
+                  f"{'ACCESSION':16} PATIENT")  # fmt: skip
+            for r in rows:
+                print(f"{r['id']:>6} {r['start']:16} {r['modality']:8} {r['station_ae']:16} "
+                      f"{r['status']:12} {r['accession']:16} {r['patient_id']} "
+                      f"{r['patient_name']}")  # fmt: skip
+        elif args.worklist_cmd == "poll":
+            return _worklist_poll(cfg, args.ae, args.wait, owner)
+        else:
+            worklist.remove(args.id)
+            journal.record("worklist-remove", owner, target=str(args.id))
+            print(f"worklist item {args.id} removed")
+    return 0
+
+
+def _worklist_poll(cfg: config.Config, title: str | None, wait: bool, owner: str) -> int:
+    """Queue a poll of one worklist SCP, or of every one the AE table marks; with
+    ``wait`` follow each to its end."""
+    from pacsbox.outbound import worklist_poll
+    from pacsbox.outbound.commands import poke_daemon, wait_for
+
+    ids = (
+        [worklist_poll.submit(title, owner=owner)]
+        if title
+        else worklist_poll.queue_all(owner=owner)
+    )
+    if not ids:
+        raise UsageError("no AE of the AE table is marked as a worklist SCP (ae add --worklist)")
+    for job_id in ids:
+        print(f"job {job_id}: worklist poll queued")
+    poke_daemon(cfg)
+    if wait:
+        for job_id in ids:
+            wait_for(cfg, job_id, sys.stdout)
+    return 0
+
+
+def _worklist_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """``worklist add|list|remove``: the items modalities get by Modality Worklist C-FIND."""
+    s = sub.add_parser("worklist", parents=[common], help="the modality worklist (scheduled steps)")
+    wsub = s.add_subparsers(dest="worklist_cmd", required=True, metavar="ACTION")
+    a = wsub.add_parser("add", parents=[common], help="schedule a procedure step; prints its id")
+    a.add_argument("--patient-id", required=True, metavar="ID")
+    a.add_argument("--patient-name", required=True, metavar="NAME", help="DICOM form: LAST^FIRST")
+    a.add_argument("--accession", required=True, metavar="A", help="the accession number")
+    a.add_argument("--modality", required=True, metavar="M", help="CT, MR, US...")
+    a.add_argument("--station-ae", required=True, metavar="AE", help="the modality's AE title")
+    a.add_argument("--date", required=True, metavar="YYYYMMDD", help="the scheduled date")
+    a.add_argument("--time", metavar="HHMM", help="the scheduled time")
+    a.add_argument("--procedure", metavar="TEXT",
+                   help="requested procedure and scheduled step description")  # fmt: skip
+    a.add_argument("--birth-date", metavar="D", help="the patient's birth date YYYYMMDD")
+    a.add_argument("--sex", metavar="S", help="M, F or O")
+    lst = wsub.add_parser("list", parents=[common], help="list the items by scheduled time")
+    lst.add_argument("--json", action="store_true", help="a JSON array of the items")
+    r = wsub.add_parser("remove", parents=[common], help="delete an item")
+    r.add_argument("id", type=int, metavar="ID")
+    p = wsub.add_parser("poll", parents=[common],
+                        help="ask the worklist SCPs of the AE table for their steps now")  # fmt: skip
+    p.add_argument("ae", nargs="?", help="only this AE (default: every one marked --worklist)")
+    p.add_argument("--wait", action="store_true", help="follow the poll jobs to their end")
+
+
 def _quiet_pynetdicom(args: argparse.Namespace) -> None:
     """pynetdicom logs a failed association in several lines; the command says it in one."""
     if not args.debug:
@@ -769,6 +863,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = rsub.add_parser("remove", parents=[common], help="remove a route")
     r.add_argument("name", metavar="NAME")
     _remote_parsers(sub, common)
+    _worklist_parser(sub, common)
     s = sub.add_parser("frontpanel", parents=[common], help="drive the front panel display")
     s.add_argument("--once", action="store_true", help="render once and exit")
     return p

@@ -518,6 +518,16 @@ SETTINGS: tuple[Setting, ...] = (
         is_path=True,
     ),
     # -- front panel --------------------------------------------------------
+    # -- modality worklist (issue 18) -------------------------------------------
+    S(
+        "WorklistKeepDays",
+        "worklist",
+        "30",
+        _int_range(0, 36500),
+        "Worklist items scheduled more than this many days ago are deleted by the daemon's "
+        "hourly housekeeping (items in progress stay until their MPPS ends them); 0 keeps "
+        "them forever.",
+    ),
     S(
         "DisplayDriver",
         "frontpanel",

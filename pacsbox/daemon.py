@@ -22,7 +22,7 @@ from pacsbox import notify, recovery, status, workers
 from pacsbox.archive import Archive
 from pacsbox.assembly import assemble
 from pacsbox.config import Config
-from pacsbox.db import lookup, ping, queue
+from pacsbox.db import lookup, ping, queue, worklist
 from pacsbox.db.models import utcnow
 from pacsbox.outbound import edits, sync, worklist_poll
 from pacsbox.outbound.kinds import HANDLERS
@@ -41,6 +41,7 @@ SHUTDOWN_GRACE = 8.0
 TOTALS_EVERY = 60.0
 RECENT_EVERY = 10.0
 SYNC_EVERY = 60.0  # schedules are hourly: a look a minute queues a run within a minute
+WORKLIST_EXPIRY_EVERY = 3600.0  # WorklistKeepDays counts days: an hourly look is plenty
 
 
 class Daemon:
@@ -68,6 +69,7 @@ class Daemon:
         self._recent_at = 0.0
         self._sync_at: float | None = None
         self._worklist_at: float | None = None
+        self._worklist_expired_at: float | None = None
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -182,6 +184,7 @@ class Daemon:
             self._follow_up_edits()
             self._queue_syncs()
             self._queue_worklist_polls()
+            self._expire_worklist()
         notify.notify("STOPPING=1")
         log.info("stopping: letting associations in flight finish")
         self.state = "stopping"
@@ -233,6 +236,21 @@ class Daemon:
             worklist_poll.queue_all()
         except Exception as exc:  # noqa: BLE001 - a busy index: the next turn queues them
             log.warning("worklist polls not queued: %s", exc)
+
+    def _expire_worklist(self) -> None:
+        """Worklist items older than WorklistKeepDays go (the first look at start-up)."""
+        at = self._worklist_expired_at
+        if at is not None and time.monotonic() - at < WORKLIST_EXPIRY_EVERY:
+            return
+        self._worklist_expired_at = time.monotonic()
+        try:
+            gone = worklist.expire(self.cfg.WorklistKeepDays)
+        except Exception as exc:  # noqa: BLE001 - a busy index: the next look expires them
+            log.warning("worklist: old items not expired: %s", exc)
+            return
+        if gone:
+            log.info("worklist: %d items scheduled over %d days ago expired", gone,
+                     self.cfg.WorklistKeepDays)  # fmt: skip
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stop_event.set()

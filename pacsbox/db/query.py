@@ -70,7 +70,7 @@ def _effective_level(key: Attr, model: str) -> str:
     return key.level
 
 
-def _value_text(ds: Dataset, keyword: str) -> str:
+def value_text(ds: Dataset, keyword: str) -> str:
     elem = ds[keyword]
     value = elem.value
     if value is None:
@@ -121,7 +121,7 @@ def parse(ds: Dataset, model: str, *, pn_case_insensitive: bool = False) -> Quer
             if RANK[_effective_level(key, model)] > RANK[level]:
                 continue  # below the query level: ignored (C.4.1.2.2)
             q.return_keys.append(kw)
-            values[kw] = _value_text(ds, kw)
+            values[kw] = value_text(ds, kw)
     except (UnicodeError, ValueError, TypeError) as exc:
         raise UnableToProcess(f"identifier cannot be decoded: {exc}") from None
     found = match(values, level, pn_case_insensitive=pn_case_insensitive)
@@ -174,19 +174,24 @@ def find(q: Query, *, ae_title: str = "") -> Iterator[Dataset]:
             value = _response_value(KEYS[kw].kind, kw, value)
             if isinstance(value, str) and not value.isascii():
                 non_ascii = True
-            _set(ds, kw, value)
+            set_key(ds, kw, value)
         for kw in q.other_keys:
             if kw == "RetrieveAETitle":
                 ds.RetrieveAETitle = ae_title
             elif kw == "InstanceAvailability":
                 ds.InstanceAvailability = "ONLINE"
             else:
-                _set(ds, kw, None)
-        if non_ascii:
-            ds.SpecificCharacterSet = "ISO_IR 192"
-        elif q.charset:
-            ds.SpecificCharacterSet = q.charset
+                set_key(ds, kw, None)
+        answer_charset(ds, non_ascii, q.charset)
         yield ds
+
+
+def answer_charset(ds: Dataset, non_ascii: bool, asked: str) -> None:
+    """The response's Specific Character Set: UTF-8 when a value needs it, else the query's."""
+    if non_ascii:
+        ds.SpecificCharacterSet = "ISO_IR 192"
+    elif asked:
+        ds.SpecificCharacterSet = asked
 
 
 @functools.lru_cache(maxsize=512)
@@ -195,7 +200,8 @@ def _tag_vr(keyword: str) -> tuple[int, str] | None:
     return None if tag is None else (tag, dictionary_VR(tag))
 
 
-def _set(ds: Dataset, keyword: str, value: object) -> None:
+def set_key(ds: Dataset, keyword: str, value: object) -> None:
+    """Add ``keyword`` to a response; an empty value is a zero-length element (type 2)."""
     tv = _tag_vr(keyword)
     if tv is None:
         return
@@ -267,6 +273,7 @@ __all__ = [
     "STUDY_ROOT",
     "Query",
     "StoredInstance",
+    "answer_charset",
     "count",
     "find",
     "parse",
@@ -274,4 +281,6 @@ __all__ = [
     "retrieve_instances",
     "retrieve_query",
     "retrieve_syntaxes",
+    "set_key",
+    "value_text",
 ]

@@ -26,8 +26,11 @@ from pacsbox.db.models import QueueJob, QueueSent, database, utcnow
 from pacsbox.db.transaction import write_transaction
 from pacsbox.errors import UsageError
 
-KINDS = ("forward", "route", "commit", "retrieve", "sync", "ian", "burn", "export", "edit", "print",
-         "worklist")  # fmt: skip
+KINDS = (
+    "forward", "route", "commit", "retrieve", "sync", "ian", "burn", "export", "edit", "print",
+    "worklist",  # a poll of a remote worklist SCP (outbound/worklist_poll.py)
+    "worklist-query",  # a Detached Study "study scheduled" event (scp/detached.py)
+)  # fmt: skip
 STATES = ("queued", "running", "waiting", "retrying", "done", "failed", "cancelled")
 
 DUE = ("queued", "retrying", "waiting")  # states a claim may take once next_attempt has come

@@ -28,4 +28,5 @@ HANDLERS: dict[str, Handler] = {
     "sync": sync.handle,
     "print": printing.handle,
     "worklist": worklist_poll.handle,
+    "worklist-query": worklist_poll.handle_study_scheduled,
 }

@@ -19,7 +19,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from pacsbox import scu
-from pacsbox.db import aes, journal, queue, worklist
+from pacsbox.db import aes, journal, queue, worklist, worklist_query
 from pacsbox.errors import NotFound, PeerError, UsageError
 from pacsbox.outbound.deliver import peer_of
 from pacsbox.outbound.runner import Control, Outcome, done, refused, unreachable, wake
@@ -31,49 +31,14 @@ KIND = "worklist"
 PENDING = ("queued", "running", "waiting", "retrying")
 POLL_OWNER = "worklist poll"
 
-# Table 40's keys and the columns that hold them: top level, then the one item
-# of the Scheduled Procedure Step Sequence (0040,0100). Code sequences are kept
-# as DICOM JSON items.
-TOP = {
-    "PatientName": "patient_name",
-    "PatientID": "patient_id",
-    "IssuerOfPatientID": "issuer",
-    "PatientBirthDate": "birth_date",
-    "PatientSex": "sex",
-    "PatientWeight": "weight",
-    "PatientSize": "size",
-    "MedicalAlerts": "medical_alerts",
-    "Allergies": "allergies",
-    "PregnancyStatus": "pregnancy_status",
-    "AdmissionID": "admission_id",
-    "CurrentPatientLocation": "patient_location",
-    "AccessionNumber": "accession_number",
-    "ReferringPhysicianName": "referring_physician",
-    "RequestingPhysician": "requesting_physician",
-    "RequestingService": "requesting_service",
-    "RequestedProcedureID": "requested_procedure_id",
-    "RequestedProcedureDescription": "requested_procedure_description",
-    "RequestedProcedurePriority": "requested_procedure_priority",
-    "RequestedProcedureCodeSequence": "requested_procedure_code",
-    "StudyInstanceUID": "study_instance_uid",
-    "ReasonForTheRequestedProcedure": "reason_for_procedure",
-    "PlacerOrderNumberImagingServiceRequest": "placer_order",
-    "FillerOrderNumberImagingServiceRequest": "filler_order",
-}
-STEP = {
-    "ScheduledProcedureStepID": "sps_id",
-    "ScheduledProcedureStepDescription": "sps_description",
-    "ScheduledStationAETitle": "station_ae",
-    "ScheduledStationName": "station_name",
-    "ScheduledProcedureStepLocation": "sps_location",
-    "Modality": "modality",
-    "ScheduledProcedureStepStartDate": "start_date",
-    "ScheduledProcedureStepStartTime": "start_time",
-    "ScheduledPerformingPhysicianName": "performing_physician",
-    "ScheduledProtocolCodeSequence": "protocol_code",
-    "PreMedication": "premedication",
-    "RequestedContrastAgent": "contrast_agent",
-}
+# Table 40's keys and the columns that hold them, as the worklist SCP answers
+# them: top level, then the one item of the Scheduled Procedure Step Sequence.
+TOP = {kw: col.name for kw, (col, _) in worklist_query.TOP.items()} | {
+    kw: col.name for kw, col in worklist_query.TOP_SEQUENCES if col is not None}  # fmt: skip
+STEP = {kw: col.name for kw, (col, _) in worklist_query.STEP.items()} | {
+    kw: col.name for kw, col in worklist_query.STEP_SEQUENCES if col is not None}  # fmt: skip
+# Asked for and kept as they come (in ``extra``): no column of ours holds them.
+ALSO = tuple(kw for kw, col in worklist_query.TOP_SEQUENCES if col is None)
 _LIMITS = {"station_ae": 16, "modality": 16, "accession_number": 16, "sps_id": 16,
            "requested_procedure_id": 16, "station_name": 16, "sps_location": 16}  # fmt: skip
 
@@ -94,7 +59,8 @@ def identifier(*, start: str = "", study_uid: str = "", accession: str = "") -> 
         setattr(step, kw, [] if kw.endswith("Sequence") else "")
     step.ScheduledProcedureStepStartDate = f"{start}-" if start else ""
     ds.ScheduledProcedureStepSequence = [step]
-    ds.ReferencedStudySequence = []
+    for kw in ALSO:
+        setattr(ds, kw, [])
     ds.StudyInstanceUID = study_uid
     ds.AccessionNumber = accession
     return ds
@@ -166,6 +132,16 @@ def queue_all(*, owner: str = POLL_OWNER, study_uid: str = "", accession: str = 
     return ids
 
 
+def handle_study_scheduled(ctl: Control) -> Outcome:
+    """A Detached Study Management "study scheduled" event (``scp/detached.py`` queues it):
+    a poll of every worklist SCP for that study."""
+    study_uid = str(ctl.job.payload.get("study_uid") or "")
+    if not study_uid:
+        return refused("the study scheduled event named no study")
+    ids = queue_all(owner=ctl.job.owner or POLL_OWNER, study_uid=study_uid)
+    return done(f"{len(ids)} worklist polls queued for study {study_uid}")
+
+
 def handle(ctl: Control) -> Outcome:
     """Run one poll: C-FIND the remote's worklist and mirror it into ours."""
     job = ctl.job
@@ -183,6 +159,12 @@ def handle(ctl: Control) -> Outcome:
     except (NotFound, UsageError) as exc:
         return refused(str(exc))
     rows = [row_of(ds) for ds in found]
+    # Study Instance UID is a return key, not a matching one, for many SCPs (table 12;
+    # wlmscpfs ignores it): the one study asked for is picked here.
+    if study_uid:
+        rows = [r for r in rows if r["study_instance_uid"] == study_uid]
+    if accession:
+        rows = [r for r in rows if r["accession_number"] == accession]
     added, updated, removed, skipped = worklist.mirror(job.destination, rows, since=start,
                                                        complete=whole)  # fmt: skip
     ctl.progress(len(rows), len(rows))

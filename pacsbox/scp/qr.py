@@ -11,8 +11,10 @@ FF00 per match), whose pending responses ``wire.find`` writes when it can.
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -91,65 +93,13 @@ class QueryRetrieve:
 
     def on_find(self, event):
         """Yield (status, identifier): FF00 per match, then 0000/FE00/A900/C000."""
-        t0 = time.monotonic()
-        send.nodelay(event.assoc)
-        calling = event.assoc.requestor.ae_title.strip()
         model = FIND.get(str(event.request.AffectedSOPClassUID), query.STUDY_ROOT)
-        try:
-            ident = event.identifier
-            q = query.parse(ident, model, pn_case_insensitive=self.pn_ci)
-        except PacsboxError as exc:
-            log.warning(
-                "C-FIND from %s (%s) refused 0x%04X: %s", calling, model, exc.dimse_status, exc
-            )
-            yield exc.dimse_status, None
-            return
-        except Exception as exc:  # noqa: BLE001 - an undecodable identifier
-            log.warning("C-FIND from %s (%s): cannot read identifier: %s", calling, model, exc)
-            yield 0xC000, None
-            return
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("C-FIND from %s: identifier %s", calling, _debug_identifier(ident))
-        matches = 0
-
-        def done(outcome: str) -> None:
-            # Logged before the final status is yielded: pynetdicom stops
-            # iterating after a final status.
-            log.info(
-                "C-FIND from %s model %s level %s: %d keys, %d matches, %s (%.0f ms)",
-                calling,
-                model,
-                q.level,
-                q.matched_keys,
-                matches,
-                outcome,
-                (time.monotonic() - t0) * 1000,
-            )
-
-        pending = find.pending_sender(event)
-        try:
-            with send.busy(event.assoc):
-                for rsp in query.find(q, ae_title=self.cfg.ApplicationEntityTitle):
-                    if event.is_cancelled:
-                        done("cancelled")
-                        yield 0xFE00, None
-                        return
-                    matches += 1
-                    if pending is None or not pending(rsp):
-                        yield 0xFF00, rsp
-        except OSError as exc:  # the peer went away mid-answer (pending responses go direct)
-            done(f"connection lost: {exc.strerror or exc}")
-            yield 0xC000, None  # pynetdicom finds the closed transport and ends the association
-            return
-        except DbUnavailable as exc:
-            done(f"database busy: {exc}")
-            yield 0xA700, None
-            return
-        except (DbError, PacsboxError, ValueError) as exc:
-            done(f"failed: {exc}")
-            yield 0xC000, None
-            return
-        done("success")
+        yield from run_find(
+            event,
+            model,
+            lambda ident: query.parse(ident, model, pn_case_insensitive=self.pn_ci),
+            lambda q: query.find(q, ae_title=self.cfg.ApplicationEntityTitle),
+        )
 
     # -- C-MOVE / C-GET ----------------------------------------------------------
 
@@ -164,6 +114,94 @@ class QueryRetrieve:
 
     def on_get_public(self, event: evt.Event) -> Iterator:
         yield from Retrieval(self, event, "C-GET", GET).public()
+
+
+class FoundQuery(Protocol):
+    """What the C-FIND log line names of a parsed query."""
+
+    level: str
+    matched_keys: int
+
+
+def run_find(
+    event: evt.Event,
+    model: str,
+    parse: Callable[[Dataset], FoundQuery],
+    find_all: Callable[[Any], Iterable[Dataset]],
+) -> Iterator[tuple[int | Dataset, Dataset | None]]:
+    """One C-FIND, for any information model: ``parse`` reads the identifier, ``find_all``
+    yields the responses. Pending responses go straight to the socket when they can; the
+    statuses are the statement's (FF00, 0000, FE00, A700, A900, C000) and the query gets
+    one log line (calling AE, model, level, keys, matches, milliseconds)."""
+    t0 = time.monotonic()
+    send.nodelay(event.assoc)
+    calling = event.assoc.requestor.ae_title.strip()
+    try:
+        ident = event.identifier
+        q = parse(ident)
+    except PacsboxError as exc:
+        log.warning("C-FIND from %s (%s) refused 0x%04X: %s", calling, model, exc.dimse_status, exc)
+        yield failure(exc.dimse_status, str(exc)), None
+        return
+    except Exception as exc:  # noqa: BLE001 - an undecodable identifier
+        log.warning("C-FIND from %s (%s): cannot read identifier: %s", calling, model, exc)
+        yield failure(0xC000, f"identifier cannot be read: {exc}"), None
+        return
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("C-FIND from %s: identifier %s", calling, _debug_identifier(ident))
+    matches = 0
+
+    def done(outcome: str) -> None:
+        # Logged before the final status is yielded: pynetdicom stops
+        # iterating after a final status.
+        log.info(
+            "C-FIND from %s model %s level %s: %d keys, %d matches, %s (%.0f ms)",
+            calling,
+            model,
+            q.level,
+            q.matched_keys,
+            matches,
+            outcome,
+            (time.monotonic() - t0) * 1000,
+        )
+
+    pending = find.pending_sender(event)
+    try:
+        with send.busy(event.assoc):
+            for rsp in find_all(q):
+                if event.is_cancelled:
+                    done("cancelled")
+                    yield 0xFE00, None
+                    return
+                matches += 1
+                if pending is None or not pending(rsp):
+                    yield 0xFF00, rsp
+    except OSError as exc:  # the peer went away mid-answer (pending responses go direct)
+        done(f"connection lost: {exc.strerror or exc}")
+        yield 0xC000, None  # pynetdicom finds the closed transport and ends the association
+        return
+    except DbUnavailable as exc:
+        done(f"database busy: {exc}")
+        yield failure(0xA700, "database busy, try again"), None
+        return
+    except (DbError, PacsboxError, ValueError) as exc:
+        done(f"failed: {exc}")
+        yield failure(0xC000, str(exc)), None
+        return
+    done("success")
+
+
+_KEY_PATH = re.compile(r"\b(?:[A-Z][A-Za-z]+\.)+([A-Z][A-Za-z]+)\b")
+
+
+def failure(status: int, comment: str) -> Dataset:
+    """A final C-FIND status with its reason in Error Comment (0000,0902), one LO of 64."""
+    ds = Dataset()
+    ds.Status = status
+    text = _KEY_PATH.sub(r"\1", " ".join(comment.split()))  # a sequence's key by its own name
+    text = text.encode("ascii", "replace").decode("ascii")
+    ds.ErrorComment = text[:64]  # the command set is ASCII
+    return ds
 
 
 def _debug_identifier(ds: Dataset) -> str:

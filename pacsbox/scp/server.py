@@ -15,6 +15,7 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydicom.uid import UID
 from pynetdicom import AE, evt
@@ -82,6 +83,37 @@ class Service:
     summary: Callable[[Association], str | None] | None = None
 
 
+def route_handlers(services: Sequence[Service]) -> list[tuple]:
+    """Every service's handlers; an intervention event that several bind goes to the one
+    whose contexts hold the request's SOP class (pynetdicom keeps one handler per
+    intervention event: the worklist and archive C-FIND, commitment and Detached Study
+    N-EVENT-REPORT). A class no service lists goes to the first that bound the event."""
+    out: list[tuple] = []
+    shared: dict[evt.InterventionEvent, list[tuple[frozenset[str], Callable]]] = {}
+    for svc in services:
+        classes = frozenset(str(cx.abstract_syntax) for cx in svc.contexts)
+        for entry in svc.handlers:
+            event = entry[0]
+            if isinstance(event, evt.InterventionEvent) and len(entry) == 2:
+                shared.setdefault(event, []).append((classes, entry[1]))
+            else:
+                out.append(entry)
+    for event, bound in shared.items():
+        if len(bound) == 1:
+            out.append((event, bound[0][1]))
+            continue
+        by_class = {uid: fn for classes, fn in reversed(bound) for uid in classes}
+        out.append((event, _dispatcher(by_class, bound[0][1])))
+    return out
+
+
+def _dispatcher(by_class: dict[str, Callable], default: Callable) -> Callable:
+    def dispatch(event: evt.Event) -> Any:  # whatever the chosen handler returns
+        return by_class.get(str(event.context.abstract_syntax), default)(event)
+
+    return dispatch
+
+
 def _rejected_words(rejected: Sequence[PresentationContext]) -> str:
     """Rejected contexts in words: SOP class, the transfer syntax when that was the
     cause, and why (the first three)."""
@@ -147,7 +179,7 @@ class Listener:
         self.summaries = [svc.summary for svc in services if svc.summary is not None]
         for svc in services:
             self.fixed_contexts.extend(svc.contexts)
-            self.handlers.extend(svc.handlers)
+        self.handlers.extend(route_handlers(services))
         for cx in self.fixed_contexts:
             assert cx.abstract_syntax is not None  # build_context always sets it
             self.ae.add_supported_context(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pacsbox import scu
 from pacsbox.archive import Archive
 from pacsbox.config import Config
-from pacsbox.scp import commitment, mpps, qr
+from pacsbox.scp import commitment, detached, mpps, qr, worklist
 from pacsbox.scp.server import Service
 from pacsbox.scp.store import make_store_service
 
@@ -21,4 +21,7 @@ def make_services(
         *qr.make_services(cfg, archive, decompress),
         commitment.make_service(),
         mpps.make_service(),
+        # Modality workflow (issue 18): worklist C-FIND, Detached Study notifications.
+        worklist.make_service(cfg),
+        detached.make_service(),
     ]

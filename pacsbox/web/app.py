@@ -33,6 +33,7 @@ from pacsbox.web import (
     upload,
     users,
     wado,
+    worklist,
 )
 from pacsbox.web.auth import COOKIE, CSRF_FIELD, Auth, LoginFailed, Throttled, csrf_ok, ensure_root
 from pacsbox.web.core import (
@@ -78,6 +79,7 @@ def create_app(
     jobs.register(ctx)
     notes.register(ctx)
     printing.register(ctx)
+    worklist.register(ctx)
     return app
 
 

@@ -3,8 +3,9 @@
 The command set is the same for every match, so it is encoded once and only
 the identifier is encoded per match; pynetdicom's own route costs message
 objects, a queue hop to its DUL thread and a pydicom-encoded command set per
-response. The final response still goes through pynetdicom, after these in
-order (a C-FIND handler runs in the association's own thread).
+response, and ``wire.identifier`` writes the identifier itself when it can.
+The final response still goes through pynetdicom, after these in order (a
+C-FIND handler runs in the association's own thread).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pynetdicom import evt
 from pynetdicom.dsutils import encode
 
 from pacsbox.wire import compat, pdu
+from pacsbox.wire.identifier import encode as identifier_bytes
 
 
 def pending_sender(event: evt.Event) -> Callable[[Dataset], bool] | None:
@@ -38,8 +40,12 @@ def pending_sender(event: evt.Event) -> Callable[[Dataset], bool] | None:
     max_pdu = int(event.assoc.requestor.maximum_length or 0)
     fragment = max_pdu - 12 if max_pdu > 12 else 1 << 20
 
+    direct = ts.is_little_endian and not ts.is_deflated
+
     def send(identifier: Dataset) -> bool:
-        data = encode(identifier, ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated)
+        data = identifier_bytes(identifier, ts.is_implicit_VR) if direct else None
+        if data is None:
+            data = encode(identifier, ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated)
         if data is None:
             return False
         pdu.send_message(sock, cx.context_id, command, data, fragment)

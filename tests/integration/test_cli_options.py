@@ -47,7 +47,12 @@ LEAVES: dict[tuple[str, ...], list[str]] = {
     ("sync", "list"): [],
     ("sync", "remove"): ["CT9"],
     ("sync", "run"): ["CT9"],
-}
+    ("worklist", "add"): ["--patient-id", "P1", "--patient-name", "DOE^JANE", "--accession",
+                          "A1", "--modality", "CT", "--station-ae", "CT9", "--date", "20260101"],
+    ("worklist", "list"): ["--json"],
+    ("worklist", "remove"): ["7"],
+    ("worklist", "poll"): ["RIS1", "--wait"],
+}  # fmt: skip
 
 
 def _leaves(parser, prefix=()) -> set[tuple[str, ...]]:

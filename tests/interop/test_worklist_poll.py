@@ -20,7 +20,7 @@ from pacsbox.archive import Archive
 from pacsbox.config import load
 from pacsbox.db import worklist
 from pacsbox.web.app import create_app
-from tests.helpers import Server, cli, poll, write_config
+from tests.helpers import Server, cli, dcmtk, poll, write_config
 from tests.integration.web.conftest import Clock, login
 from tests.peers import WorklistSCP
 
@@ -94,6 +94,13 @@ def test_the_box_brokers_a_remote_worklist_and_follows_its_changes(ris, ini):
         assert (one.source, one.status) == ("poll:RISWL", "scheduled")
         (job,) = _jobs(ini)
         assert (job["state"], job["owner"]) == ("done", "worklist poll")
+        # The box brokers them: a modality asking it by station gets the RIS's steps.
+        found = dcmtk("findscu", "-W", "-v", "-aet", "FINDSCU", "-aec", server.ae_title,
+                      "127.0.0.1", str(server.port),
+                      "-k", "ScheduledProcedureStepSequence[0].ScheduledStationAETitle=CT01",
+                      "-k", "PatientName", "-k", "AccessionNumber", check=True)  # fmt: skip
+        text = found.stdout + found.stderr
+        assert text.count("Find Response: ") == 2 and "[RA1 ]" in text and "[RA2 ]" in text
         assert "2 steps from RISWL: 2 new, 0 updated, 0 no longer listed removed" in (
             job["last_error"])  # fmt: skip
         # The RIS cancels one step and moves the other; the modality began the first.
@@ -140,6 +147,10 @@ def test_interval_zero_stops_the_polls_not_the_button(tmp_path):
         finally:
             archive.close()
         poll(lambda: "RA1" in _polled(ini), 30, what="the asked-for poll")
+        ris.write("two", _entry(2))
+        out = cli(ini, "worklist", "poll", "--wait").stdout
+        assert "worklist poll queued" in out and "1 new" in out
+        assert sorted(_polled(ini)) == ["RA1", "RA2"]
     finally:
         server.stop()
         ris.stop()
@@ -157,3 +168,30 @@ def test_an_ae_that_is_not_a_worklist_scp_is_not_polled_nor_asked(ini, tmp_path)
     finally:
         archive.close()
     assert "MWL" in cli(ini, "ae", "list").stdout.splitlines()[0]
+
+
+def test_a_study_scheduled_event_fetches_that_study_from_the_worklist_scps(tmp_path):
+    # Detached Study Management (item 9): the RIS announces a scheduled study and the box
+    # asks its worklist SCPs for it at once, the periodic polls being off.
+    from tests.interop.test_detached_study import _notify
+
+    ini = write_config(tmp_path / "box", WorklistPollInterval=0)
+    cli(ini, "ae", "add", "RIS", "--host", "127.0.0.1")
+    ris = WorklistSCP(tmp_path / "wl", ini=ini)
+    ris.write("five", _entry(5))
+    ris.write("six", _entry(6))
+    server = Server(ini).start()
+    try:
+        info = Dataset()
+        info.SpecificCharacterSet = "ISO_IR 100"
+        info.ScheduledStudyStartDate = f"{TODAY:%Y%m%d}"
+        info.ReferencedPatientSequence = []
+        study = "1.2.826.0.1.3680043.8.498.4242.5"
+        assert _notify(server, [(2, study, info)]) == [0x0000]
+        got = poll(lambda: "RA5" in _polled(ini) and _polled(ini), 30, what="the study's poll")
+        assert sorted(got) == ["RA5"]  # that study only: the other step is not fetched
+        polls = [j for j in _jobs(ini) if j["destination"] == "RISWL"]
+        assert len(polls) == 1 and "study 1.2.826.0.1.3680043.8.498.4242.5" in polls[0]["label"]
+    finally:
+        server.stop()
+        ris.stop()

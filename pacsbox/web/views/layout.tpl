@@ -14,6 +14,7 @@
     <a href="/studies">Studies</a>
     <a href="/patients">Patients</a>
     <a href="/aes">AE table</a>
+    <a href="/worklist">Worklist</a>
     % if can('import'):
     <a href="/upload">Upload</a>
     % end

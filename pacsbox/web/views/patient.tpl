@@ -10,6 +10,7 @@
   </form>
   <a class="button" href="/patients/{{patient['pk']}}/edit">Edit</a>
   <a class="button danger" href="/patients/{{patient['pk']}}/delete">Delete…</a>
+  <a class="button" id="schedule" href="/worklist/new?patient={{patient['pk']}}">Schedule a procedure</a>
 % end
 % include('forwardform.tpl', action='/patients/%d/forward' % patient['pk'])
 </div>
