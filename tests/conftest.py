@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Server, cli, require_tools, write_config
+from tests.helpers import Server, add_aes, require_tools, write_config
 from tests.postgres import PostgresServer
 
 # Each folder is one kind of test (ARCHITECTURE.md, "The repository"); the
@@ -47,8 +47,7 @@ def postgres():
 def ini(tmp_path):
     """An INI in a fresh data folder; SCU AE title STORESCU and FINDSCU allowed."""
     path = write_config(tmp_path / "box")
-    cli(path, "ae", "add", "STORESCU", "--host", "127.0.0.1")
-    cli(path, "ae", "add", "FINDSCU", "--host", "127.0.0.1")
+    add_aes(path, "STORESCU", "FINDSCU", host="127.0.0.1")
     return path
 
 

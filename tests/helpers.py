@@ -75,6 +75,20 @@ def write_config(base: Path, **settings: object) -> Path:
     return ini
 
 
+def add_aes(ini: Path, *titles: str, host: str = "") -> None:
+    """AEs into a box's table in one go, as ``pacsbox ae add TITLE --host H`` would
+    (a command per AE costs a process start and a migration check each)."""
+    from pacsbox.archive import Archive
+    from pacsbox.db import aes
+
+    archive = Archive(config.load(ini))
+    try:
+        for title in titles:
+            aes.ae_upsert(title, hostname=host)
+    finally:
+        archive.close()
+
+
 def cli(ini: Path, *args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         [PACSBOX, *args, "--config", str(ini)], capture_output=True, text=True, timeout=300, **kw

@@ -13,7 +13,7 @@ import pytest
 
 from pacsbox.db import close_database, open_database
 from pacsbox.db.models import Instance
-from tests.helpers import DCMTK_ENV, Server, cli, dcmtk, poll, write_config
+from tests.helpers import DCMTK_ENV, Server, add_aes, cli, dcmtk, poll, write_config
 from tests.synth import make_instance, write_files
 
 
@@ -34,9 +34,7 @@ def _store(server, files, aet="STORESCU"):
 @pytest.fixture
 def fast_timeouts(tmp_path):
     ini = write_config(tmp_path / "box", AcseTimeout=2, NetworkTimeout=3, MaxAssociations=30)
-    for i in range(20):
-        cli(ini, "ae", "add", f"MOD{i:02d}")
-    cli(ini, "ae", "add", "STORESCU")
+    add_aes(ini, *[f"MOD{i:02d}" for i in range(20)], "STORESCU")
     srv = Server(ini).start()
     yield srv
     srv.stop()
