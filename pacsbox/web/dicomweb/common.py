@@ -106,9 +106,23 @@ def negotiate(offered: tuple[str, ...]) -> str:
 
 
 def base_url() -> str:
-    """The absolute URL of /dicom-web as the client reached it (for Retrieve URLs)."""
+    """The absolute URL of /dicom-web as the client reached it (for Retrieve URLs).
+
+    Some clients (dicomweb-client) send a Host header without the port; unless
+    a proxy names the host (X-Forwarded-Host), the port is the one we answer on.
+    """
     parts = bottle.request.urlparts
-    return f"{parts.scheme}://{parts.netloc}{BASE}"
+    netloc = parts.netloc
+    env = bottle.request.environ
+    port = str(env.get("SERVER_PORT", ""))
+    default = "443" if parts.scheme == "https" else "80"
+    if (
+        ":" not in netloc.rsplit("]", 1)[-1]
+        and "HTTP_X_FORWARDED_HOST" not in env
+        and port not in ("", default)
+    ):
+        netloc += ":" + port
+    return f"{parts.scheme}://{netloc}{BASE}"
 
 
 def json_answer(
