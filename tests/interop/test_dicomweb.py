@@ -20,9 +20,10 @@ import requests
 from pydicom.encaps import generate_frames
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
 
-from tests.helpers import Server, cli, dcmtk, free_port, write_config
+from tests.helpers import Server, cli, dcmtk, free_port, require_tools, write_config
 from tests.integration.web.conftest import PASSWORD
 from tests.interop.test_find import final_status
+from tests.peers import Orthanc
 from tests.synth import ROOT, make_instance
 
 dicomweb_client = pytest.importorskip("dicomweb_client", reason="pip install dicomweb-client")
@@ -40,6 +41,7 @@ class Box:
     url: str
     files: dict[str, Path]  # SOP Instance UID -> the file storescu sent
     series_a: list[str]
+    corpus: Path
 
     def client(self, user: str = "tool", password: str = PASSWORD) -> DICOMwebClient:
         session = create_session_from_user_pass(user, password)
@@ -83,7 +85,7 @@ def box(tmp_path_factory):
     try:
         dcmtk("storescu", "-aet", "STORESCU", "-aec", srv.ae_title, "127.0.0.1", str(srv.port),
               "+sd", str(tmp / "corpus"), check=True)  # fmt: skip
-        yield Box(srv, ini, f"http://127.0.0.1:{port}", files, series)
+        yield Box(srv, ini, f"http://127.0.0.1:{port}", files, series, tmp / "corpus")
     finally:
         srv.stop()
 
@@ -115,6 +117,73 @@ def test_search_studies_series_instances_with_filters(box):
     pages = [c.search_for_studies(limit=1, offset=n) for n in (0, 1, 2)]
     assert [len(p) for p in pages] == [1, 1, 0]
     assert len(c.search_for_studies(fuzzymatching=True)) == 2  # answered, with a Warning
+
+
+ORTHANC_DICOMWEB = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+# The required keys of PS3.18 tables 10.6.3-3..5 both servers hold, compared value by value.
+PARITY_KEYS = {
+    "studies": ("StudyInstanceUID", "StudyDate", "StudyTime", "AccessionNumber",
+                "ModalitiesInStudy", "PatientName", "PatientID", "PatientBirthDate",
+                "PatientSex", "StudyID", "NumberOfStudyRelatedSeries",
+                "NumberOfStudyRelatedInstances"),
+    "series": ("SeriesInstanceUID", "Modality", "SeriesNumber",
+               "NumberOfSeriesRelatedInstances"),
+    "instances": ("SOPInstanceUID", "SOPClassUID", "InstanceNumber"),
+}  # fmt: skip
+
+
+def _rows(answer: list, level: str) -> dict[str, dict[str, str]]:
+    """{unique key: {required key: value}} of a QIDO answer."""
+    out = {}
+    for item in answer:
+        ds = pydicom.Dataset.from_json(item)
+        row = {}
+        for kw in PARITY_KEYS[level]:
+            value = ds.get(kw, "")
+            row[kw] = sorted(map(str, value)) if kw == "ModalitiesInStudy" else str(value)
+        out[row[PARITY_KEYS[level][0]]] = row
+    return out
+
+
+def test_qido_parity_with_orthanc_dicomweb(box, tmp_path):
+    """The same corpus in Orthanc + its DICOMweb plugin: the same matches, the same values."""
+    require_tools("Orthanc")
+    if not ORTHANC_DICOMWEB.exists():
+        pytest.skip("needs orthanc-dicomweb (make test installs it)")
+    orthanc = Orthanc(tmp_path / "orthanc", box.server.port, Plugins=[str(ORTHANC_DICOMWEB)],
+                      DicomWeb={"Enable": True, "Root": "/dicom-web/"})  # fmt: skip
+    try:
+        dcmtk("storescu", "-aec", orthanc.aet, "127.0.0.1", str(orthanc.dicom), "+sd",
+              str(box.corpus), check=True)  # fmt: skip
+        theirs = DICOMwebClient(f"http://127.0.0.1:{orthanc.http}/dicom-web")
+        ours = box.client()
+        s0 = box.series_a[0]
+        queries = [
+            ("studies", {}, None),
+            ("studies", {"PatientID": "P1"}, None),
+            ("studies", {"PatientName": "ROE*"}, None),
+            ("studies", {"StudyDate": "20230101-20231231"}, None),
+            ("studies", {"ModalitiesInStudy": "MR"}, None),
+            ("studies", {"StudyInstanceUID": STUDY_B}, None),
+            ("series", {"Modality": "CT"}, None),
+            ("series", {}, STUDY_A),
+            ("instances", {}, (STUDY_A, s0)),
+            ("instances", {"InstanceNumber": "2"}, (STUDY_A, s0)),
+        ]
+        for level, filters, scope in queries:
+            answers = []
+            for c in (ours, theirs):
+                if level == "studies":
+                    answers.append(c.search_for_studies(search_filters=filters))
+                elif level == "series":
+                    answers.append(c.search_for_series(scope, search_filters=filters))
+                else:
+                    answers.append(c.search_for_instances(*scope, search_filters=filters))
+            mine, other = (_rows(a, level) for a in answers)
+            assert mine == other, (level, filters, scope)
+            assert mine, (level, filters, scope)  # every query matches something
+    finally:
+        orthanc.stop()
 
 
 def test_retrieve_study_byte_for_byte_as_storescu_sent_it(box):
