@@ -8,9 +8,12 @@ finds what STOW stored. Bad input gets a clear 4xx and the server goes on.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import io
+import json
 import socket
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,17 +135,28 @@ PARITY_KEYS = {
 }  # fmt: skip
 
 
-def _rows(answer: list, level: str) -> dict[str, dict[str, str]]:
+def _rows(answer: list, level: str) -> dict[str, dict[str, object]]:
     """{unique key: {required key: value}} of a QIDO answer."""
     out = {}
     for item in answer:
         ds = pydicom.Dataset.from_json(item)
-        row = {}
+        row: dict[str, object] = {}
         for kw in PARITY_KEYS[level]:
             value = ds.get(kw, "")
-            row[kw] = sorted(map(str, value)) if kw == "ModalitiesInStudy" else str(value)
-        out[row[PARITY_KEYS[level][0]]] = row
+            if kw == "ModalitiesInStudy":
+                row[kw] = sorted([value] if isinstance(value, str) else map(str, value))
+            else:
+                row[kw] = str(value)
+        out[str(row[PARITY_KEYS[level][0]])] = row
     return out
+
+
+def _qido(url: str, auth: str = "") -> list:
+    """A QIDO GET with the query as written: Orthanc 1.10's plugin does not percent-decode
+    query values (``ROE%2A`` matches nothing), so ``*`` and ``^`` go unencoded to both."""
+    req = urllib.request.Request(url, headers={"Authorization": auth} if auth else {})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read() or b"[]")
 
 
 def test_qido_parity_with_orthanc_dicomweb(box, tmp_path):
@@ -152,36 +166,30 @@ def test_qido_parity_with_orthanc_dicomweb(box, tmp_path):
         pytest.skip("needs orthanc-dicomweb (make test installs it)")
     orthanc = Orthanc(tmp_path / "orthanc", box.server.port, Plugins=[str(ORTHANC_DICOMWEB)],
                       DicomWeb={"Enable": True, "Root": "/dicom-web/"})  # fmt: skip
+    auth = "Basic " + base64.b64encode(f"tool:{PASSWORD}".encode()).decode()
     try:
         dcmtk("storescu", "-aec", orthanc.aet, "127.0.0.1", str(orthanc.dicom), "+sd",
               str(box.corpus), check=True)  # fmt: skip
-        theirs = DICOMwebClient(f"http://127.0.0.1:{orthanc.http}/dicom-web")
-        ours = box.client()
         s0 = box.series_a[0]
         queries = [
-            ("studies", {}, None),
-            ("studies", {"PatientID": "P1"}, None),
-            ("studies", {"PatientName": "ROE*"}, None),
-            ("studies", {"StudyDate": "20230101-20231231"}, None),
-            ("studies", {"ModalitiesInStudy": "MR"}, None),
-            ("studies", {"StudyInstanceUID": STUDY_B}, None),
-            ("series", {"Modality": "CT"}, None),
-            ("series", {}, STUDY_A),
-            ("instances", {}, (STUDY_A, s0)),
-            ("instances", {"InstanceNumber": "2"}, (STUDY_A, s0)),
+            ("studies", "/studies"),
+            ("studies", "/studies?PatientID=P1"),
+            ("studies", "/studies?PatientName=ROE*"),
+            ("studies", "/studies?PatientName=ROE^JANE"),
+            ("studies", "/studies?StudyDate=20230101-20231231"),
+            ("studies", "/studies?ModalitiesInStudy=MR"),
+            ("studies", f"/studies?StudyInstanceUID={STUDY_B}"),
+            ("series", "/series?Modality=CT"),
+            ("series", f"/studies/{STUDY_A}/series"),
+            ("series", f"/studies/{STUDY_A}/series?SeriesNumber=2"),
+            ("instances", f"/studies/{STUDY_A}/series/{s0}/instances"),
+            ("instances", f"/studies/{STUDY_A}/series/{s0}/instances?InstanceNumber=2"),
         ]
-        for level, filters, scope in queries:
-            answers = []
-            for c in (ours, theirs):
-                if level == "studies":
-                    answers.append(c.search_for_studies(search_filters=filters))
-                elif level == "series":
-                    answers.append(c.search_for_series(scope, search_filters=filters))
-                else:
-                    answers.append(c.search_for_instances(*scope, search_filters=filters))
-            mine, other = (_rows(a, level) for a in answers)
-            assert mine == other, (level, filters, scope)
-            assert mine, (level, filters, scope)  # every query matches something
+        for level, query in queries:
+            mine = _rows(_qido(box.url + "/dicom-web" + query, auth), level)
+            other = _rows(_qido(f"http://127.0.0.1:{orthanc.http}/dicom-web" + query), level)
+            assert mine == other, query
+            assert mine, query  # every query matches something
     finally:
         orthanc.stop()
 
@@ -291,8 +299,6 @@ def test_bad_input_is_a_clear_4xx_and_the_server_keeps_serving(box):
     assert r.status_code == 406
     # A 2 GB Content-Length is refused before a byte of the body is read.
     with socket.create_connection(("127.0.0.1", int(box.url.rsplit(":", 1)[1])), timeout=30) as s:
-        import base64
-
         cred = base64.b64encode(f"tool:{PASSWORD}".encode()).decode()
         s.sendall(
             (f"POST /dicom-web/studies HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {cred}\r\n"
