@@ -11,6 +11,7 @@ import webtest
 from pydicom import dcmread
 from pydicom.uid import generate_uid
 
+from pacsbox import edit
 from pacsbox.db.auth_models import Journal
 from pacsbox.db.lookup import instance_path
 from pacsbox.db.models import Instance, Patient, Study
@@ -232,3 +233,37 @@ def test_metadata_comes_from_the_series_cache_and_follows_changes(tool, archive,
     assert bulk.headers["Content-Type"].startswith(
         'multipart/related; type="application/octet-stream"'
     )
+
+
+def test_an_edit_reaches_the_cached_metadata(tool, archive):
+    res = store(archive)
+    Study.update(private=False).execute()
+    url = f"{DW}/studies/{res.study_instance_uid}/metadata"
+    assert tool.get(url).json[0]["00080050"]["Value"] == ["ACC1"]
+    edit.run(archive, edit.study_edit(res.study_instance_uid, {"accession_number": "ACC-NEW"}))
+    assert tool.get(url).json[0]["00080050"]["Value"] == ["ACC-NEW"]  # the file was rewritten
+
+
+def test_rendered_and_thumbnails(tool, archive):
+    res = store(archive, frames=3)
+    Study.update(private=False).execute()
+    inst = f"{DW}/studies/{res.study_instance_uid}/series/{res.series_instance_uid}/instances/{res.sop_instance_uid}"
+    jpeg = tool.get(inst + "/rendered?window=100,200&quality=80")
+    assert jpeg.headers["Content-Type"] == "image/jpeg" and jpeg.body[:2] == b"\xff\xd8"
+    png = tool.get(inst + "/frames/3/rendered?viewport=32,32", headers={"Accept": "image/png"})
+    assert png.body[:8] == b"\x89PNG\r\n\x1a\n"
+    for thumb in (f"{DW}/studies/{res.study_instance_uid}", inst.rsplit("/instances", 1)[0], inst):
+        r = tool.get(thumb + "/thumbnail")
+        assert r.headers["Content-Type"] == "image/jpeg"
+    for bad, status in [
+        ("/rendered?window=abc", 400),
+        ("/rendered?viewport=1,2,3,4,5,6", 400),
+        ("/frames/9/rendered", 400),
+        ("/frames/1,2/rendered", 400),
+        ("/frames/4", 404),
+    ]:
+        assert tool.get(inst + bad, expect_errors=True).status_int == status, bad
+    r = tool.get(inst + "/rendered", headers={"Accept": "image/gif"}, expect_errors=True)
+    assert r.status_int == 406
+    frames = tool.get(inst + "/frames/1,3")
+    assert frames.body.count(b"Content-Type: application/octet-stream") == 2
