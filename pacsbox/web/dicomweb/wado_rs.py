@@ -118,6 +118,7 @@ def _frame_form(stored: str) -> tuple[bool, str]:
 def send_frames(
     ctx: Ctx, ident: Identity, study: str, series: str, instance: str, numbers: list[int] | None
 ) -> bottle.HTTPResponse:
+    """Frames ``numbers`` (None: the whole Pixel Data, the bulk data URI's answer)."""
     (inst,) = instances(ident.principal, study, series, instance)
     native, part_type = _frame_form(inst.transfer_syntax_uid)
     try:
@@ -125,7 +126,9 @@ def send_frames(
     except FileNotFoundError:
         raise NotFound("the stored file is missing") from None
     found = fr.frame_bytes(data, numbers, native=native)
-    journal_read(ctx, study, "frames")
+    if numbers is None and part_type.startswith(fr.OCTET):
+        found = [b"".join(found)]  # bulk data: native Pixel Data is one value, not frames
+    journal_read(ctx, study, "frames" if numbers else "bulkdata")
     return _multipart(((part_type, b) for b in found), part_type.split(";")[0])
 
 
