@@ -39,7 +39,10 @@ THUMBNAIL_SIZE = 128
 
 
 def _wanted_syntax(stored: set[str]) -> str:
-    """ "" for the stored syntax, or Explicit VR Little Endian; 406 for anything else."""
+    """The syntax to convert to: "" (send as stored) or Explicit VR Little Endian.
+
+    Raises NotAcceptable (406) when the Accept header takes neither.
+    """
     ranges = accept_ranges()
     if not ranges:
         return ""
@@ -71,6 +74,10 @@ def retrieve(
 ) -> bottle.HTTPResponse:
     rows = instances(ident.principal, study, series, instance)
     convert = _wanted_syntax({i.transfer_syntax_uid for i in rows})
+    if convert:  # refuse before the first byte rather than break the stream
+        for ts in {i.transfer_syntax_uid for i in rows}:
+            if not fr.convertible(ts):
+                raise NotAcceptable(f"objects stored as {ts} are not converted")
     journal_read(ctx, study, "retrieve")
 
     def parts() -> Iterator[tuple[str, bytes]]:
@@ -83,10 +90,6 @@ def retrieve(
                 data = fr.explicit_le(data, inst.transfer_syntax_uid)
             yield f"{DICOM}; transfer-syntax={convert or inst.transfer_syntax_uid}", data
 
-    if convert:  # refuse before the first byte rather than break the stream
-        for ts in {i.transfer_syntax_uid for i in rows}:
-            if not fr.convertible(ts):
-                raise NotAcceptable(f"objects stored as {ts} are not converted")
     return _multipart(parts(), DICOM)
 
 

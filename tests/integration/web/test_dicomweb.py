@@ -267,3 +267,18 @@ def test_rendered_and_thumbnails(tool, archive):
     assert r.status_int == 406
     frames = tool.get(inst + "/frames/1,3")
     assert frames.body.count(b"Content-Type: application/octet-stream") == 2
+
+
+def test_retrieve_negotiates_the_transfer_syntax(tool, archive):
+    res = store(archive)
+    Study.update(private=False).execute()
+    url = f"{DW}/studies/{res.study_instance_uid}"
+    dicom = 'multipart/related; type="application/dicom"'
+    for accept in ("", "*/*", dicom, dicom + "; transfer-syntax=*",
+                   dicom + "; transfer-syntax=1.2.840.10008.1.2.1"):  # fmt: skip
+        r = tool.get(url, headers={"Accept": accept} if accept else {})
+        assert r.headers["Content-Type"].startswith(dicom), accept
+        assert b"transfer-syntax=1.2.840.10008.1.2.1" in r.body
+    for accept in (dicom + "; transfer-syntax=1.2.840.10008.1.2.4.50", "application/zip"):
+        r = tool.get(url, headers={"Accept": accept}, expect_errors=True)
+        assert r.status_int == 406 and "offered" in r.json["error"], accept
