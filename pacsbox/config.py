@@ -383,6 +383,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest file (in MB) a user may attach to a study or image note; larger "
         "uploads are refused with HTTP 413 and nothing is stored.",
     ),
+    S(
+        "StowMaxMB",
+        "web",
+        "1024",
+        _float_range(0.001, 1048576),
+        "Largest STOW-RS request (in MB, all its instances together) accepted at "
+        "/dicom-web; a larger one is refused with HTTP 413 (before it is read when it "
+        "states its length).",
+    ),
     # -- outbound ------------------------------------------------------------
     S(
         "ThreadPoolSize",

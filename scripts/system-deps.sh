@@ -12,6 +12,8 @@ if [ "${1:-base}" = test ]; then
   want+=(libfuse3-3)
   # tests/interop/test_hl7.py: mllp_send, a real MLLP client from python-hl7.
   want+=(python3-hl7)
+  # tests/interop/test_dicomweb.py: QIDO parity with Orthanc's DICOMweb plugin.
+  want+=(orthanc-dicomweb)
   # The image layers: the build (image-build/build.sh) and qemu with UEFI firmware.
   want+=(mmdebstrap fdisk mtools dosfstools zstd qemu-system-x86 ovmf)
 fi

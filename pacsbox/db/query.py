@@ -153,9 +153,12 @@ def _response_value(kind: str, keyword: str, value: Any) -> object:
     return value
 
 
-def find(q: Query, *, ae_title: str = "") -> Iterator[Dataset]:
+def find(
+    q: Query, *, ae_title: str = "", limit: int | None = None, offset: int = 0
+) -> Iterator[Dataset]:
     """Yield one response identifier per match, built from index columns only.
 
+    ``limit``/``offset`` page the matches in a stable order (QIDO-RS).
     Raises peewee errors when the database fails (the handler answers C000).
     """
     base = TABLE[q.level]
@@ -164,7 +167,11 @@ def find(q: Query, *, ae_title: str = "") -> Iterator[Dataset]:
         joined(base.select(*columns) if columns else base.select(base.id), q.level), q.conditions
     )
     if q.level == IMAGE:
-        select = select.order_by(Instance.instance_number)
+        select = select.order_by(Instance.instance_number, Instance.id)
+    elif limit is not None or offset:
+        select = select.order_by(base.id)
+    if limit is not None or offset:
+        select = select.limit(limit if limit is not None else -1).offset(offset)
     keys = q.return_keys
     for row in select.tuples().iterator():
         ds = Dataset()

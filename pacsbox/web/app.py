@@ -18,6 +18,7 @@ from pacsbox.db.auth_models import ensure_schema
 from pacsbox.errors import PacsboxError
 from pacsbox.web import (
     aes,
+    dicomweb,
     edit,
     exports,
     forward,
@@ -80,6 +81,7 @@ def create_app(
     notes.register(ctx)
     printing.register(ctx)
     worklist.register(ctx)
+    dicomweb.register(ctx)
     return app
 
 

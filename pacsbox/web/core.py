@@ -37,6 +37,9 @@ VIEWS = str(HERE / "views")
 LOOKUP = [VIEWS]
 STATIC = HERE / "static"
 PUBLIC = "public"  # privilege marker: no login needed
+# Paths whose tools log in with HTTP Basic instead of a session (no CSRF token then:
+# a browser form cannot send DICOMweb's content types, and a script has no cookie).
+BASIC_PATHS = ("/dicom-web/",)
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,11 @@ class Ctx:
         if cached is not False:
             return cached
         ident = self.auth.from_session(bottle.request.get_cookie(COOKIE), self.address())
+        if ident is None and bottle.request.path.startswith(BASIC_PATHS):
+            # Raises LoginFailed (401) or Throttled (429) for wrong credentials.
+            ident = self.auth.from_basic(bottle.request.get_header("Authorization"), self.address())
+            if ident is not None and ident.principal.wado_only:
+                raise AccessDenied("a WADO-only account may only use /wado")
         bottle.request.environ["pacsbox.identity"] = ident
         return ident
 
@@ -140,11 +148,9 @@ class Ctx:
             return bottle.HTTPResponse(
                 status=303, headers={"Location": "/login?next=" + urllib.parse.quote(target)}
             )
-        if method not in ("GET", "HEAD"):
+        if method not in ("GET", "HEAD") and ident.session_id is not None:
             try:
-                supplied = bottle.request.forms.get(CSRF_FIELD) or bottle.request.get_header(
-                    CSRF_HEADER
-                )
+                supplied = bottle.request.get_header(CSRF_HEADER) or _form_field(CSRF_FIELD)
             except ValueError as exc:  # bottle refuses control characters in a part's header
                 return error_response(400, f"the form cannot be read: {exc}", as_json)
             if not csrf_ok(ident, supplied):
@@ -207,8 +213,17 @@ def secure(result: Any) -> Any:
     return result
 
 
+def _form_field(name: str) -> str | None:
+    """A form field, without reading a body that is not a form (a STOW upload)."""
+    ctype = (bottle.request.content_type or "").split(";")[0].strip().lower()
+    if ctype not in ("application/x-www-form-urlencoded", "multipart/form-data", ""):
+        return None
+    value: str | None = bottle.request.forms.get(name)
+    return value
+
+
 def wants_json() -> bool:
-    if bottle.request.path.endswith(".json"):
+    if bottle.request.path.endswith(".json") or bottle.request.path.startswith(BASIC_PATHS):
         return True
     accept = bottle.request.get_header("Accept", "") or ""
     return accept.startswith("application/json")
@@ -240,6 +255,8 @@ def error_response(status: int, message: str, as_json: bool) -> bottle.HTTPRespo
         resp = bottle.HTTPResponse(body=html, status=status)
     if status == 401 and bottle.request.path.startswith("/wado"):
         resp.set_header("WWW-Authenticate", 'Basic realm="pacsbox WADO", charset="UTF-8"')
+    elif status == 401 and bottle.request.path.startswith(BASIC_PATHS):
+        resp.set_header("WWW-Authenticate", 'Basic realm="pacsbox DICOMweb", charset="UTF-8"')
     return resp
 
 

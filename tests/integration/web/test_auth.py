@@ -15,7 +15,8 @@ from tests.integration.web.conftest import PASSWORD, Browser, login, store
 
 
 def sample_path(path: str, uid: str, pk: int) -> str:
-    path = re.sub(r"<uid:[^>]+>", uid, path)
+    path = re.sub(r"<(uid|study|series|instance):[^>]+>", uid, path)  # DICOMweb names levels
+    path = re.sub(r"<frames:[^>]+>", "1", path)
     path = re.sub(r"<pk:int>", str(pk), path)
     return re.sub(r"<(name|title)>", "x", path)
 
@@ -44,6 +45,8 @@ def test_every_route_needs_a_session(app, web, archive):
     assert web.get("/login").status_int == 200
     assert web.get("/static/pacsbox.css").status_int == 200
     r = web.get("/wado?requestType=WADO", expect_errors=True)
+    assert r.status_int == 401 and r.headers["WWW-Authenticate"].startswith("Basic")
+    r = web.get("/dicom-web/studies", expect_errors=True)  # DICOMweb asks for Basic too
     assert r.status_int == 401 and r.headers["WWW-Authenticate"].startswith("Basic")
 
 

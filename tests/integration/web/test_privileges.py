@@ -33,6 +33,11 @@ def _fill(path: str, res, patient_pk: int) -> str:
         "instances": res.sop_instance_uid,
     }.get(kind, "")
     path = re.sub(r"<uid:[^>]+>", uid, path)
+    # DICOMweb names each level's UID (and frame numbers) in its path.
+    path = re.sub(r"<study:[^>]+>", res.study_instance_uid, path)
+    path = re.sub(r"<series:[^>]+>", res.series_instance_uid, path)
+    path = re.sub(r"<instance:[^>]+>", res.sop_instance_uid, path)
+    path = re.sub(r"<frames:[^>]+>", "1", path)
     path = path.replace("<pk:int>", str(patient_pk))
     path = path.replace("<title:path>", "NOWHERE")
     return path.replace("<name>", "nobody")
