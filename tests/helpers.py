@@ -171,6 +171,16 @@ class Server:
             self.proc = None
 
 
+def move_study(server: Server, study: str, destination: str = "WORKSTATION") -> None:
+    """C-MOVE a study from the running box to ``destination`` with DCMTK movescu."""
+    r = dcmtk(
+        "movescu", "-S", "-aet", "FINDSCU", "-aec", server.ae_title, "-aem", destination,
+        "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}",
+        "127.0.0.1", str(server.port),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+
+
 def require_tools(*tools: str) -> None:
     """Skip the calling test when a tool it drives is missing, naming it; under
     ``make test`` (PACSBOX_REQUIRE_TOOLS=1, it installs them) that is a failure."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -20,6 +21,7 @@ from pynetdicom.presentation import build_context
 
 from pacsbox.db import DbError, journal, mpps
 from pacsbox.db.worklist import new_uid
+from pacsbox.db.worklist_models import PerformedStep
 from pacsbox.scp.commitment import failure
 from pacsbox.scp.server import Service
 
@@ -128,6 +130,21 @@ def _final_missing(ds: Dataset) -> str | None:
     return None
 
 
+def _carry_out(
+    what: str, uid: str, calling: str, act: Callable[[], PerformedStep]
+) -> PerformedStep | Dataset:
+    """The step ``act`` made or changed, or the failure to answer: the state machine's
+    refusal with its status, or 0110 when the index cannot take it."""
+    try:
+        return act()
+    except mpps.StepError as exc:
+        log.warning("MPPS %s %s from %s refused: %s", what, uid, calling, exc)
+        return failure(exc.status, str(exc))
+    except DbError as exc:
+        log.error("MPPS %s %s from %s: the index cannot take it: %s", what, uid, calling, exc)
+        return failure(mpps.PROCESSING_FAILURE, "the index cannot take it now")
+
+
 def on_create(event: evt.Event) -> tuple[int | Dataset, Dataset | None]:
     """Open a step; answer 0000, or the PS3.4 status naming what is wrong."""
     calling = event.assoc.requestor.ae_title.strip()
@@ -141,14 +158,11 @@ def on_create(event: evt.Event) -> tuple[int | Dataset, Dataset | None]:
         log.warning("MPPS N-CREATE from %s refused: %s", calling, refused.ErrorComment)
         return refused, None
     fields = _fields(ds)
-    try:
-        step = mpps.create(uid, {**fields, "calling_ae": calling[:16]}, _scheduled(ds))
-    except mpps.StepError as exc:
-        log.warning("MPPS N-CREATE %s from %s refused: %s", uid, calling, exc)
-        return failure(exc.status, str(exc)), None
-    except DbError as exc:
-        log.error("MPPS N-CREATE %s from %s: the index cannot take it: %s", uid, calling, exc)
-        return failure(mpps.PROCESSING_FAILURE, "the index cannot take the step now"), None
+    step = _carry_out("N-CREATE", uid, calling,
+                      lambda: mpps.create(uid, {**fields, "calling_ae": calling[:16]},
+                                          _scheduled(ds)))  # fmt: skip
+    if isinstance(step, Dataset):
+        return step, None
     item = f"worklist item {step.worklist_item}" if step.worklist_item else "no worklist item"
     log.info("MPPS %s from %s: IN PROGRESS, study %s, %s",
              uid, calling, step.study_instance_uid, item)  # fmt: skip
@@ -186,16 +200,11 @@ def on_set(event: evt.Event) -> tuple[int | Dataset, Dataset | None]:
             return failure(mpps.PROCESSING_FAILURE, why), None
     settable = {k: v for k, v in fields.items() if k in mpps.SETTABLE and v != ""}
     settable["dataset"] = fields["dataset"]
-    try:
-        step = mpps.change(uid, settable)
-    except mpps.StepError as exc:
-        log.warning("MPPS N-SET %s from %s refused: %s", uid, calling, exc)
-        return failure(exc.status, str(exc)), None
-    except DbError as exc:
-        log.error("MPPS N-SET %s from %s: the index cannot take it: %s", uid, calling, exc)
-        return failure(mpps.PROCESSING_FAILURE, "the index cannot take the change now"), None
+    changed = _carry_out("N-SET", uid, calling, lambda: mpps.change(uid, settable))
+    if isinstance(changed, Dataset):
+        return changed, None
     series = len(ds.get("PerformedSeriesSequence") or [])
-    log.info("MPPS %s from %s: %s, %d series", uid, calling, step.status, series)
+    log.info("MPPS %s from %s: %s, %d series", uid, calling, changed.status, series)
     journal.record("mpps-set", f"dicom:{calling}", event.assoc.requestor.address,
-                   target=uid, detail=f"{step.status}: {series} series")  # fmt: skip
+                   target=uid, detail=f"{changed.status}: {series} series")  # fmt: skip
     return 0x0000, None

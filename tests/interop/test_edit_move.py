@@ -12,7 +12,7 @@ from pacsbox.archive import Archive
 from pacsbox.db.models import Patient
 from pacsbox.web import users
 from pacsbox.web.app import create_app
-from tests.helpers import Server, cli, dcmtk, poll, run_jobs
+from tests.helpers import Server, cli, dcmtk, move_study, poll, run_jobs
 from tests.integration.web.conftest import PASSWORD, Clock, make_dicom
 from tests.peers import StoreSCP
 
@@ -77,12 +77,7 @@ def test_moved_images_carry_the_edit_and_a_rebuild_keeps_it(ini, tmp_path):
         assert r.returncode == 0, r.stderr
         sops.append(pydicom.dcmread(late).SOPInstanceUID)
         poll(lambda: _carries(cfg, sops[-1], "PID-NEW"), 30, what="the follow-up")
-        r = dcmtk(
-            "movescu", "-S", "-aet", "FINDSCU", "-aec", server.ae_title, "-aem", "WORKSTATION",
-            "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}",
-            "127.0.0.1", str(server.port),
-        )  # fmt: skip
-        assert r.returncode == 0, r.stderr
+        move_study(server, study)
         files = poll(
             lambda: len(list(out.iterdir())) == 4 and sorted(out.iterdir()), what="4 images"
         )

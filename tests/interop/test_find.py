@@ -301,6 +301,11 @@ def findscu(box: Box, model: str, level: str, *keys, extra: tuple = ()):
         if isinstance(k, str) and "=" not in k and k in given[:n] + given[n + 1 :]:
             continue  # a return key that is also matched: findscu would blank it
         args += ["-k", k]
+    return extracted(args, out)
+
+
+def extracted(args: list, out: Path) -> tuple[str, list]:
+    """Run findscu ``args`` that extract to ``out`` (-X -od); (final status, responses)."""
     proc = subprocess.run(args, capture_output=True, timeout=60, env=DCMTK_ENV)
     text = (proc.stdout + proc.stderr).decode("utf-8", "replace")
     responses = [pydicom.dcmread(p, force=True) for p in sorted(out.glob("rsp*.dcm"))]

@@ -23,6 +23,7 @@ from tests.helpers import (
     cli,
     dcmtk,
     free_port,
+    move_study,
     poll,
     require_tools,
     write_config,
@@ -158,12 +159,7 @@ def test_an_a08_reaches_the_files_a_c_move_delivers_and_the_worklist(box, tmp_pa
             what="the edit job",
         )
         assert rows(cfg, "SELECT patient_name FROM worklist_item") == [("M\u00dcLLER^J\u00d6RG",)]
-        r = dcmtk(
-            "movescu", "-S", "-aet", "FINDSCU", "-aec", server.ae_title, "-aem", "WORKSTATION",
-            "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}",
-            "127.0.0.1", str(server.port),
-        )  # fmt: skip
-        assert r.returncode == 0, r.stderr
+        move_study(server, study)
         files = poll(lambda: len(scp.files()) == 2 and scp.files(), 30, what="2 images")
         journal = rows(cfg, "SELECT user, detail FROM journal WHERE action = 'edit'")
     finally:

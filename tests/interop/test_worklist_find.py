@@ -7,20 +7,17 @@ cancel case uses pynetdicom (findscu cannot cancel).
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import pydicom
 import pytest
 from pydicom.charset import convert_encodings, encode_string
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
 
-from tests.helpers import DCMTK_ENV, Server, cli, write_config
-from tests.interop.test_find import final_status
+from tests.helpers import Server, cli, write_config
+from tests.interop.test_find import extracted
 
 SPS = "ScheduledProcedureStepSequence"
 
@@ -125,11 +122,7 @@ def findscu(box: Box, *keys: str | bytes) -> tuple[str, list[Dataset]]:
     args += ["-X", "-od", str(out), "127.0.0.1", str(box.server.port)]
     for k in keys:
         args += ["-k", k]
-    proc = subprocess.run(args, capture_output=True, timeout=60, env=DCMTK_ENV)
-    text = (proc.stdout + proc.stderr).decode("utf-8", "replace")
-    responses = [pydicom.dcmread(p, force=True) for p in sorted(out.glob("rsp*.dcm"))]
-    shutil.rmtree(out)
-    return final_status(text), responses
+    return extracted(args, out)
 
 
 def pids(responses: list[Dataset]) -> list[str]:
