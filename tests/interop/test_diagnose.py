@@ -1,6 +1,6 @@
 """Connectivity diagnostics with real peers (issue 17 item 8): DCMTK tools calling a
-running pacsbox with an unknown calling AE, a wrong called AE, a pinned address and
-an abstract syntax it does not take; each rejection is on the AE page and in
+running pacsbox with an unknown calling AE, a wrong called AE and a pinned address,
+and pynetdicom proposing an abstract syntax it does not take; each rejection is on the AE page and in
 `pacsbox ae diagnose` with its reason, and the page's one-click fixes let the next
 association in. Out: a dead port and a live storescp, by C-ECHO and by a forward."""
 
