@@ -70,7 +70,11 @@ def test_the_ris_hears_when_an_orders_images_arrive_once_it_is_up(tmp_path):
         ris = Ris(ris_port)
         poll(lambda: ris.received, 90, what="the status message")
         (msg,) = ris.received
-        journal = rows(server.cfg, "SELECT target, detail FROM journal WHERE action = 'hl7 status'")
+        # The sender journals once the ACK is back, a moment after the RIS has the message.
+        journal = poll(
+            lambda: rows(server.cfg, "SELECT target, detail FROM journal WHERE action = 'hl7 status'"),
+            30, what="the journal line of the status",
+        )  # fmt: skip
     finally:
         server.stop()
         if ris is not None:
