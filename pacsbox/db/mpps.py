@@ -58,19 +58,16 @@ class Scheduled:
 
 
 def _item_for(refs: list[Scheduled]) -> WorklistItem | None:
-    """The worklist item a step performs: by study and step ID, else by accession."""
+    """The worklist item a step performs: by study, else by accession; the one with the
+    step's ID when the order has several."""
     for ref in refs:
-        found = (
-            worklist.find_order(study_uid=ref.study_instance_uid) if ref.study_instance_uid else []
-        )
-        exact = [i for i in found if not ref.sps_id or i.sps_id == ref.sps_id]
-        if exact or found:
-            return (exact or found)[0]
-        if ref.accession_number:
-            by_acc = worklist.find_order(accession=ref.accession_number)
-            exact = [i for i in by_acc if not ref.sps_id or i.sps_id == ref.sps_id]
-            if exact or by_acc:
-                return (exact or by_acc)[0]
+        for found in (
+            worklist.find_order(study_uid=ref.study_instance_uid),
+            worklist.find_order(accession=ref.accession_number),
+        ):
+            if found:
+                exact = [i for i in found if i.sps_id == ref.sps_id]
+                return (exact or found)[0]
     return None
 
 
