@@ -254,7 +254,9 @@ class _Watch(logging.Handler):
         text = record.getMessage()
         with self.counting:
             if record.name == "pacsbox.scp" and text.startswith(END_LINES):
-                if any(w in text for w in END_WORDS) and "accepted" not in text:
+                # "... to PACSBOX accepted" starts an association; an AE title of
+                # the input may itself be "accepted", so only the line's end counts.
+                if any(w in text for w in END_WORDS) and not text.endswith(" accepted"):
                     self.ends += 1
                     self.counting.notify_all()
             # pynetdicom logs what it handled itself with a traceback (the
