@@ -125,6 +125,12 @@ class Daemon:
         )
         router.start()
         self.workers.append(router)
+        from pacsbox.web.dicomweb.metacache import Warmer
+
+        self.heartbeats.register("metadata", 120.0)
+        warmer = Warmer(self.cfg.data_dir, heartbeat=lambda: self.heartbeats.beat("metadata"))
+        warmer.start()
+        self.workers.append(warmer)
         if self.cfg.WatchFolder:
             from functools import partial
 

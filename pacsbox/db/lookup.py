@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from peewee import ColumnBase
+from peewee import ColumnBase, fn
 
 from pacsbox.db.models import ApplicationEntity, Instance, Patient, Series, Study
 from pacsbox.db.sql import one
@@ -230,3 +230,30 @@ def newest_instance_id() -> int:
     """The highest instance row id: an O(1) sign that something was stored."""
     newest: int = one("SELECT COALESCE(MAX(id), 0) FROM instance", ())[0]
     return newest
+
+
+def series_touched_since(after_id: int, limit: int = 1000) -> list[tuple[int, int]]:
+    """(series row id, newest instance row id) of the series with instances above
+    ``after_id``, oldest first: what changed since a reader last looked."""
+    newest = fn.MAX(Instance.id)
+    q = (
+        Instance.select(Instance.series, newest.alias("newest"))
+        .where(Instance.id > after_id)
+        .group_by(Instance.series)
+        .order_by(newest)
+        .limit(limit)
+        .tuples()
+    )
+    return [(int(s), int(n)) for s, n in q]
+
+
+def series_instances(series_id: int) -> list[Instance]:
+    """One series' instances (series and study loaded), in a viewer's order."""
+    q = (
+        Instance.select(Instance, Series, Study)
+        .join(Series, on=(Instance.series == Series.id))
+        .join(Study, on=(Series.study == Study.id))
+        .where(Series.id == series_id)
+        .order_by(Instance.instance_number, Instance.id)
+    )
+    return list(q)

@@ -1,0 +1,204 @@
+"""The per-series cache behind WADO-RS metadata, and the thread that fills it after ingest.
+
+A viewer asks for a series' metadata before it shows anything, so reading
+every file each time (what Orthanc does) makes a 500-image series slow. The
+cache is one JSON file per series under ``<DataDirectory>/dicomweb-metadata``
+(named by the index's row id, never by a UID), keyed by the series' instances
+with their file names, digests and sizes, so a new image, a deletion or an
+edit (which rewrites the file) makes it stale without any hook in the write
+path. The warmer builds it once a series has arrived, while the box is idle,
+so the first viewer to open a new study does not wait for its files to be
+read; a request finding it stale or missing builds it itself.
+Pixel Data is never inlined: its BulkDataURI is added when the answer is
+sent, so the cache holds no host name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
+
+from pacsbox.db import lookup
+from pacsbox.db.lookup import instance_path
+from pacsbox.db.models import Instance
+
+log = logging.getLogger("pacsbox.web")
+FOLDER = "dicomweb-metadata"
+VERSION = 1  # of the cache's layout: a new layout is a new key
+# The warmer waits for this long without any new instance in the whole box, so
+# it never competes with an ingest for the CPU.
+QUIET_SECONDS = 5.0
+TURN_SECONDS = 2.0
+BATCH = 500  # series per turn
+MARK = ".warmed-upto"  # the newest instance row the warmer has covered
+
+
+def _key(rows: list[Instance]) -> str:
+    h = hashlib.sha1(f"v{VERSION}".encode())
+    for i in rows:
+        h.update(
+            f"{i.id}|{i.sop_instance_uid}|{i.file_name}|{i.digest}|{i.file_size}|"
+            f"{i.transfer_syntax_uid}\n".encode()
+        )
+    return h.hexdigest()
+
+
+def _instance_json(inst: Instance) -> dict[str, Any]:
+    """One instance's data set without Pixel Data; binary values inline."""
+    path = instance_path(inst)
+    ds = dcmread(path, stop_before_pixels=True, force=inst.native)
+    item: dict[str, Any] = ds.to_json_dict(bulk_data_threshold=2**31)
+    ts = inst.transfer_syntax_uid
+    item["00083002"] = {"vr": "UI", "Value": [ts]}  # (0008,3002) Available Transfer Syntax
+    if inst.rows:
+        bits = inst.bits_allocated or 8
+        vr = "OB" if UID(ts).is_compressed or bits <= 8 else "OW"
+        item["7FE00010"] = {"vr": vr}  # the BulkDataURI is added when sent
+    return item
+
+
+def _build(rows: list[Instance]) -> list[dict[str, Any]]:
+    out = []
+    for inst in rows:
+        try:
+            out.append(_instance_json(inst))
+        except (OSError, InvalidDicomError, ValueError) as exc:
+            log.warning("metadata of %s left out: %s", inst.sop_instance_uid, exc)
+    return out
+
+
+def folder(data_dir: Path | str) -> Path:
+    return Path(data_dir) / FOLDER
+
+
+def series_metadata(data_dir: Path | str, series_id: int, rows: list[Instance]) -> list[dict]:
+    """The cached metadata of ``rows`` (all of one series), rebuilt when stale."""
+    where = folder(data_dir)
+    path = where / f"{series_id}.json"
+    key = _key(rows)
+    try:
+        cached = json.loads(path.read_text(encoding="utf-8"))
+        if cached.get("key") == key:
+            items: list[dict[str, Any]] = cached["instances"]
+            return items
+    except (OSError, ValueError, KeyError, AttributeError):
+        pass
+    items = _build(rows)
+    where.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=where, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump({"key": key, "instances": items}, fh, separators=(",", ":"))
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("metadata cache of series %s not written: %s", series_id, exc)
+        Path(tmp).unlink(missing_ok=True)
+    return items
+
+
+class Warmer:
+    """Builds the cache of every series that received instances, once the box is quiet.
+
+    Where it got to is kept in a file beside the cache, so series that arrived
+    before a restart are still built; on a box that never ran it, it starts at
+    the newest instance (older series are built on their first request).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path | str,
+        *,
+        heartbeat: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        quiet_seconds: float = QUIET_SECONDS,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.heartbeat = heartbeat
+        self.clock = clock
+        self.quiet_seconds = quiet_seconds
+        self._upto: int | None = None
+        self._seen_upto = 0
+        self._changed_at = clock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _mark(self) -> Path:
+        return folder(self.data_dir) / MARK
+
+    def _load_mark(self) -> int:
+        try:
+            return int(self._mark().read_text().strip())
+        except (OSError, ValueError):
+            upto = lookup.newest_instance_id()
+            self._save_mark(upto)
+            return upto
+
+    def _save_mark(self, upto: int) -> None:
+        where = folder(self.data_dir)
+        where.mkdir(parents=True, exist_ok=True)
+        tmp = where / (MARK + ".tmp")
+        tmp.write_text(f"{upto}\n")
+        os.replace(tmp, self._mark())
+
+    def turn(self) -> int:
+        """Build what is due; returns the series built. Safe to call by hand (tests)."""
+        if self._upto is None:
+            self._upto = self._load_mark()
+            self._seen_upto = self._upto
+        newest = lookup.newest_instance_id()
+        now = self.clock()
+        if newest != self._seen_upto:
+            self._seen_upto, self._changed_at = newest, now
+            return 0
+        if newest <= self._upto or now - self._changed_at < self.quiet_seconds:
+            return 0
+        built = 0
+        touched = lookup.series_touched_since(self._upto, BATCH)
+        for series_id, series_newest in touched:
+            if self._stop.is_set() or lookup.newest_instance_id() != newest:
+                return built  # an ingest began: the rest waits for the next quiet spell
+            rows = lookup.series_instances(series_id)
+            if rows:
+                series_metadata(self.data_dir, series_id, rows)
+                built += 1
+            self._upto = series_newest
+            self._save_mark(series_newest)
+            if self.heartbeat is not None:
+                self.heartbeat()
+        if len(touched) < BATCH:
+            self._upto = newest  # rows deleted since leave gaps: nothing above is due
+            self._save_mark(newest)
+        if built:
+            log.info("dicomweb metadata cached for %d series", built)
+        return built
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="metadata-warmer", daemon=True)
+        self._thread.start()
+
+    def stop(self, grace: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(grace)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            if self.heartbeat is not None:
+                self.heartbeat()
+            try:
+                self.turn()
+            except Exception as exc:  # noqa: BLE001 - a busy index: the next turn tries again
+                log.warning("metadata warmer: turn failed: %s", exc)
+            self._stop.wait(TURN_SECONDS)
