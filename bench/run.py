@@ -20,7 +20,7 @@ from bench.common import clear_spent
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 ALL = ["ingest", "query", "retrieve", "forward", "routing", "web", "media", "appliance", "startup"]
-ALL += ["worklist"]
+ALL += ["worklist", "dicomweb"]
 
 
 def _print(name: str, figures: dict, indent: str = "  ") -> None:
