@@ -167,6 +167,7 @@ class Archive:
         transfer_syntax: str | None = None,
         expect_sop_class: str | None = None,
         expect_sop_instance: str | None = None,
+        expect_study_instance: str | None = None,
     ) -> StoreResult:
         """Store one object durably and index it; returns only once both are done.
 
@@ -181,6 +182,8 @@ class Archive:
             )
         if expect_sop_instance and attrs.sop_instance_uid != expect_sop_instance:
             raise DatasetMismatch("SOP Instance UID differs from the request's")
+        if expect_study_instance and attrs.study_instance_uid != expect_study_instance:
+            raise DatasetMismatch(f"Study Instance UID is not {expect_study_instance}")
         ae = calling_ae or ""
         chunks, native = self._stored_form(data, parsed, ae)
         try:

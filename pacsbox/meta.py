@@ -191,6 +191,8 @@ class _Values:
         if item is None:
             return None if self.complete else _pydicom_int(self.dataset(), keyword)
         vr = item[0] or _DICT_VR.get(tag)
+        if vr == "UN":  # explicit UN of a known tag (PS3.5 6.2.2): its dictionary VR's bytes
+            vr = _DICT_VR.get(tag, vr)
         value = item[1]
         try:
             if vr == "US":
@@ -301,6 +303,44 @@ def _meta_length(data: bytes) -> int:
     return pos + 12 + length
 
 
+def _plain_meta(data: bytes) -> tuple[int, str, str] | None:
+    """(data set offset, Transfer Syntax UID, Media Storage SOP Instance UID) of a
+    Part-10 meta group read directly, or None when it is not plain enough to trust
+    (no group length, a length that does not end at the group's end, no syntax):
+    pydicom's reader then decides, as before."""
+    end = _meta_length(data)
+    if end < 0 or end > len(data):
+        return None
+    texts: dict[int, str] = {}
+    pos = 144  # after (0002,0000)
+    while pos < end:
+        if pos + 8 > end:
+            return None
+        group, elem = struct.unpack_from("<HH", data, pos)
+        vr = data[pos + 4 : pos + 6]
+        if group != 2:
+            return None
+        if vr in _LONG_VRS:
+            if pos + 12 > end:
+                return None
+            (length,) = struct.unpack_from("<I", data, pos + 8)
+            pos += 12
+        else:
+            (length,) = struct.unpack_from("<H", data, pos + 6)
+            pos += 8
+        if pos + length > end:
+            return None
+        if elem in (0x0003, 0x0010):
+            texts[elem] = data[pos : pos + length].decode("ascii", "replace").rstrip("\x00 ")
+        pos += length
+    if end + 2 <= len(data) and struct.unpack_from("<H", data, end)[0] == 2:
+        return None  # more group 2 after the stated length
+    ts = texts.get(0x0010, "")
+    if not ts:
+        return None
+    return end, ts, texts.get(0x0003, "")
+
+
 def parse(data: bytes, transfer_syntax: str | None = None) -> Parsed:
     """Read the index attributes of a received object.
 
@@ -310,8 +350,13 @@ def parse(data: bytes, transfer_syntax: str | None = None) -> Parsed:
     are missing.
     """
     has_meta = len(data) >= 132 and data[128:132] == b"DICM"
+    fast = _plain_meta(data) if has_meta else None
     try:
-        if has_meta:
+        if fast is not None:
+            offset, ts, meta_sop = fast
+            values = _scan(data, ts, offset)
+            walk = False  # the scan walked it whole
+        elif has_meta:
             ds = pydicom.dcmread(
                 io.BytesIO(data), stop_before_pixels=True, defer_size=4096, force=False
             )
@@ -358,7 +403,8 @@ def parse(data: bytes, transfer_syntax: str | None = None) -> Parsed:
     if walk:
         check_complete(data, offset, str(ts))
     if has_meta:
-        meta_sop = _pydicom_text(ds.file_meta, "MediaStorageSOPInstanceUID").rstrip("\x00 ")
+        if fast is None:
+            meta_sop = _pydicom_text(ds.file_meta, "MediaStorageSOPInstanceUID").rstrip("\x00 ")
         if meta_sop and meta_sop != attrs.sop_instance_uid:
             raise DatasetMismatch("file meta SOP Instance UID differs from the data set's")
     return Parsed(attrs=attrs, has_meta=has_meta, dataset_offset=offset)
@@ -462,7 +508,7 @@ def check_complete(
     _walk(body, start, len(body), implicit, endian, 0, found)
 
 
-def _scan(data: bytes, transfer_syntax: str) -> _Values:
+def _scan(data: bytes, transfer_syntax: str, offset: int = 0) -> _Values:
     """The wanted top-level elements of a bare data set, checked whole in the same pass.
 
     What the network delivers: one structural walk replaces pydicom's reader,
@@ -471,7 +517,7 @@ def _scan(data: bytes, transfer_syntax: str) -> _Values:
     Dataset on demand, so they decode exactly as pydicom decodes them.
     """
     found: dict = {}
-    check_complete(data, 0, transfer_syntax, found)
+    check_complete(data, offset, transfer_syntax, found)
     little = transfer_syntax != ExplicitVRBigEndian
 
     def make_dataset() -> Dataset:

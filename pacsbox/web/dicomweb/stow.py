@@ -16,7 +16,7 @@ from typing import Any
 import bottle
 
 from pacsbox import meta
-from pacsbox.errors import DatasetMismatch, PacsboxError
+from pacsbox.errors import PacsboxError
 from pacsbox.web.auth import Identity
 from pacsbox.web.core import Ctx
 from pacsbox.web.dicomweb.common import BASE, STORE, STUDY, base_url, json_answer
@@ -70,15 +70,20 @@ class _Outcome:
         return json_answer(body, status, headers={"Warning": f'299 {host}: "{reason}"'})
 
 
-def _store_part(ctx: Ctx, data: bytes, out: _Outcome) -> None:
-    cls = uid = ""
+def _uids(data: bytes) -> tuple[str, str]:
+    """SOP Class and Instance UID of a refused part, for its Failed SOP Sequence item."""
     try:
-        attrs = meta.parse(data).attrs  # the UIDs for the response, before the store
-        cls, uid = attrs.sop_class_uid, attrs.sop_instance_uid
-        if out.study_uid and attrs.study_instance_uid != out.study_uid:
-            raise DatasetMismatch(f"Study Instance UID is not {out.study_uid}")
-        res = ctx.archive.store(data, source="stow")
+        attrs = meta.parse(data).attrs
+    except PacsboxError:
+        return "", ""
+    return attrs.sop_class_uid, attrs.sop_instance_uid
+
+
+def _store_part(ctx: Ctx, data: bytes, out: _Outcome) -> None:
+    try:
+        res = ctx.archive.store(data, source="stow", expect_study_instance=out.study_uid or None)
     except PacsboxError as exc:
+        cls, uid = _uids(data)
         log.info("STOW-RS instance %s refused: %s", uid or "(unreadable)", exc)
         out.failed.append(_reference(cls, uid, reason=exc.dimse_status or PROCESSING_FAILURE))
         return
