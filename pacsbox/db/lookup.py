@@ -257,3 +257,24 @@ def series_instances(series_id: int) -> list[Instance]:
         .order_by(Instance.instance_number, Instance.id)
     )
     return list(q)
+
+
+def instance_keys(
+    study_id: int | None = None, series_uid: str = "", series_id: int | None = None
+) -> list[tuple]:
+    """(series row id, series UID, instance row id, SOP Instance UID, file name, digest,
+    size, transfer syntax) of a study's or a series' instances, in a viewer's order:
+    enough to tell whether a cached rendering of them is still current, without
+    building a model per row."""
+    q = Instance.select(
+        Series.id, Series.series_instance_uid, Instance.id, Instance.sop_instance_uid,
+        Instance.file_name, Instance.digest, Instance.file_size, Instance.transfer_syntax_uid,
+    ).join(Series, on=(Instance.series == Series.id))  # fmt: skip
+    if study_id is not None:
+        q = q.where(Series.study == study_id)
+    if series_uid:
+        q = q.where(Series.series_instance_uid == series_uid)
+    if series_id is not None:
+        q = q.where(Series.id == series_id)
+    order = (Series.series_number, Series.id, Instance.instance_number, Instance.id)
+    return list(q.order_by(*order).tuples())

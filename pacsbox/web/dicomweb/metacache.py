@@ -9,8 +9,9 @@ edit (which rewrites the file) makes it stale without any hook in the write
 path. The warmer builds it once a series has arrived, while the box is idle,
 so the first viewer to open a new study does not wait for its files to be
 read; a request finding it stale or missing builds it itself.
-Pixel Data is never inlined: its BulkDataURI is added when the answer is
-sent, so the cache holds no host name.
+Each file is the key on one line, then the items as JSON text, so a request
+answers without decoding it; Pixel Data is never inlined and its BulkDataURI
+is relative, made absolute when sent, so the cache holds no host name.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,7 @@ from pacsbox.db.models import Instance
 
 log = logging.getLogger("pacsbox.web")
 FOLDER = "dicomweb-metadata"
-VERSION = 1  # of the cache's layout: a new layout is a new key
+VERSION = 2  # of the cache's layout: a new layout is a new key
 # The warmer waits for this long without any new instance in the whole box, so
 # it never competes with an ingest for the CPU.
 QUIET_SECONDS = 5.0
@@ -45,13 +47,11 @@ BATCH = 500  # series per turn
 MARK = ".warmed-upto"  # the newest instance row the warmer has covered
 
 
-def _key(rows: list[Instance]) -> str:
+def _key(keys: list[tuple]) -> str:
+    """Of one series' ``lookup.instance_keys`` rows."""
     h = hashlib.sha1(f"v{VERSION}".encode())
-    for i in rows:
-        h.update(
-            f"{i.id}|{i.sop_instance_uid}|{i.file_name}|{i.digest}|{i.file_size}|"
-            f"{i.transfer_syntax_uid}\n".encode()
-        )
+    for k in keys:
+        h.update(("|".join(str(v) for v in k[2:]) + "\n").encode())
     return h.hexdigest()
 
 
@@ -65,7 +65,12 @@ def _instance_json(inst: Instance) -> dict[str, Any]:
     if inst.rows:
         bits = inst.bits_allocated or 8
         vr = "OB" if UID(ts).is_compressed or bits <= 8 else "OW"
-        item["7FE00010"] = {"vr": vr}  # the BulkDataURI is added when sent
+        series = inst.series
+        item["7FE00010"] = {
+            "vr": vr,  # relative: the answer puts the base URL in front (see absolute)
+            "BulkDataURI": f"studies/{series.study.study_instance_uid}/series/"
+            f"{series.series_instance_uid}/instances/{inst.sop_instance_uid}/bulkdata/7fe00010",
+        }
     return item
 
 
@@ -83,29 +88,39 @@ def folder(data_dir: Path | str) -> Path:
     return Path(data_dir) / FOLDER
 
 
-def series_metadata(data_dir: Path | str, series_id: int, rows: list[Instance]) -> list[dict]:
-    """The cached metadata of ``rows`` (all of one series), rebuilt when stale."""
+def series_json(data_dir: Path | str, keys: list[tuple], load: Callable[[], list[Instance]]) -> str:
+    """One series' metadata items as JSON text (objects joined by commas, BulkDataURIs
+    relative), from the cache when ``keys`` still match it, else built from the
+    instances ``load`` returns and cached."""
+    series_id = keys[0][0]
     where = folder(data_dir)
     path = where / f"{series_id}.json"
-    key = _key(rows)
+    key = _key(keys)
     try:
-        cached = json.loads(path.read_text(encoding="utf-8"))
-        if cached.get("key") == key:
-            items: list[dict[str, Any]] = cached["instances"]
-            return items
-    except (OSError, ValueError, KeyError, AttributeError):
+        with open(path, encoding="utf-8") as fh:
+            if fh.readline().rstrip("\n") == key:
+                return fh.read()
+    except OSError:
         pass
-    items = _build(rows)
+    text = ",".join(json.dumps(i, separators=(",", ":")) for i in _build(load()))
     where.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=where, prefix=".tmp-")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"key": key, "instances": items}, fh, separators=(",", ":"))
+            fh.write(key + "\n" + text)
         os.replace(tmp, path)
     except OSError as exc:
         log.warning("metadata cache of series %s not written: %s", series_id, exc)
         Path(tmp).unlink(missing_ok=True)
-    return items
+    return text
+
+
+_URI = '"BulkDataURI":"'  # inside a JSON string a quote is escaped: only our key reads so
+
+
+def absolute(text: str, base: str) -> str:
+    """JSON text whose relative BulkDataURIs are made absolute under ``base``."""
+    return text.replace(_URI, _URI + base.rstrip("/") + "/")
 
 
 class Warmer:
@@ -169,9 +184,9 @@ class Warmer:
         for series_id, series_newest in touched:
             if self._stop.is_set() or lookup.newest_instance_id() != newest:
                 return built  # an ingest began: the rest waits for the next quiet spell
-            rows = lookup.series_instances(series_id)
-            if rows:
-                series_metadata(self.data_dir, series_id, rows)
+            keys = lookup.instance_keys(series_id=series_id)
+            if keys:
+                series_json(self.data_dir, keys, partial(lookup.series_instances, series_id))
                 built += 1
             self._upto = series_newest
             self._save_mark(series_newest)

@@ -4,9 +4,13 @@ cache of ``metacache``, so a 500-image series does not read 500 files per reques
 
 from __future__ import annotations
 
+import json
+from functools import partial
 from typing import Any
 
-from pacsbox.db.models import Instance
+import bottle
+
+from pacsbox.db import lookup
 from pacsbox.errors import NotFound
 from pacsbox.web.auth import Identity
 from pacsbox.web.core import Ctx
@@ -18,39 +22,40 @@ from pacsbox.web.dicomweb.common import (
     SERIES,
     STUDY,
     base_url,
-    instances,
     journal_read,
-    json_answer,
     negotiate,
+    visible_study,
 )
-from pacsbox.web.dicomweb.metacache import series_metadata
+from pacsbox.web.dicomweb.metacache import absolute, series_json
 
 
 def metadata(ctx: Ctx, ident: Identity, study: str, series: str = "", instance: str = "") -> Any:
     negotiate((DICOM_JSON, "application/json"))
-    rows = instances(ident.principal, study, series)
-    by_series: dict[int, list[Instance]] = {}
-    for inst in rows:
-        by_series.setdefault(inst.series.id, []).append(inst)
-    answer = []
-    root = base_url()
-    for group in by_series.values():
-        s = group[0].series
-        for item in series_metadata(ctx.cfg.data_dir, s.id, group):
-            uid = item.get("00080018", {}).get("Value", [""])[0]
-            if instance and uid != instance:
-                continue
-            pixel = item.get("7FE00010")
-            if pixel is not None:
-                pixel["BulkDataURI"] = (
-                    f"{root}/studies/{study}/series/{s.series_instance_uid}"
-                    f"/instances/{uid}/bulkdata/7fe00010"
-                )
-            answer.append(item)
-    if instance and not answer:
-        raise NotFound(f"no instance {instance} in this series")
+    keys = lookup.instance_keys(visible_study(ident.principal, study).id, series)
+    if not keys:
+        raise NotFound(f"no series {series} in this study" if series else "an empty study")
+    by_series: dict[int, list[tuple]] = {}
+    for k in keys:
+        by_series.setdefault(k[0], []).append(k)
+    texts = []
+    for series_id, group in by_series.items():
+        if instance and all(k[3] != instance for k in group):
+            continue
+        text = series_json(ctx.cfg.data_dir, group, partial(lookup.series_instances, series_id))
+        if text:
+            texts.append(text)
+    body = absolute("[" + ",".join(texts) + "]", base_url())
+    if instance:
+        items = [i for i in json.loads(body) if _sop(i) == instance]
+        if not items:
+            raise NotFound(f"no instance {instance} in this series")
+        body = json.dumps(items, separators=(",", ":"))
     journal_read(ctx, study, "metadata")
-    return json_answer(answer)
+    return bottle.HTTPResponse(body=body, headers={"Content-Type": DICOM_JSON})
+
+
+def _sop(item: dict) -> str:
+    return str(item.get("00080018", {}).get("Value", [""])[0])
 
 
 def register(ctx: Ctx) -> None:

@@ -87,15 +87,15 @@ def test_an_ingest_that_starts_pauses_the_warmer(archive, cfg, monkeypatch):
     warmer.turn()
     clock.advance(6)
     built: list[int] = []
-    real = metacache.series_metadata
+    real = metacache.series_json
 
-    def build_then_receive(data_dir, series_id, rows):
-        built.append(series_id)
+    def build_then_receive(data_dir, keys, load):
+        built.append(keys[0][0])
         if len(built) == 1:
             store(archive)  # a new image arrives while the first series is built
-        return real(data_dir, series_id, rows)
+        return real(data_dir, keys, load)
 
-    monkeypatch.setattr(metacache, "series_metadata", build_then_receive)
+    monkeypatch.setattr(metacache, "series_json", build_then_receive)
     assert warmer.turn() == 1  # it stopped after the series it was on
     assert warmer.turn() == 0  # busy again: it waits
     clock.advance(6)
