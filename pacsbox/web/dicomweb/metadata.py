@@ -31,10 +31,8 @@ from pacsbox.errors import NotFound
 from pacsbox.web.auth import Identity
 from pacsbox.web.core import Ctx
 from pacsbox.web.dicomweb.common import (
-    BASE,
     DICOM_JSON,
     INSTANCE,
-    READ,
     SERIES,
     STUDY,
     base_url,
@@ -42,6 +40,7 @@ from pacsbox.web.dicomweb.common import (
     journal_read,
     json_answer,
     negotiate,
+    read_route,
 )
 
 log = logging.getLogger("pacsbox.web")
@@ -136,14 +135,14 @@ def metadata(ctx: Ctx, ident: Identity, study: str, series: str = "", instance: 
 
 
 def register(ctx: Ctx) -> None:
-    @ctx.page(BASE + STUDY + "/metadata", privilege=READ, json_twin=False)
+    @read_route(ctx, STUDY + "/metadata")
     def study_metadata(ident, study):
         return metadata(ctx, ident, study)
 
-    @ctx.page(BASE + STUDY + SERIES + "/metadata", privilege=READ, json_twin=False)
+    @read_route(ctx, STUDY + SERIES + "/metadata")
     def series_meta(ident, study, series):
         return metadata(ctx, ident, study, series)
 
-    @ctx.page(BASE + STUDY + SERIES + INSTANCE + "/metadata", privilege=READ, json_twin=False)
+    @read_route(ctx, STUDY + SERIES + INSTANCE + "/metadata")
     def instance_metadata(ident, study, series, instance):
         return metadata(ctx, ident, study, series, instance)

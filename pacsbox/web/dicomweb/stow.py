@@ -19,7 +19,7 @@ from pacsbox import meta
 from pacsbox.errors import DatasetMismatch, PacsboxError
 from pacsbox.web.auth import Identity
 from pacsbox.web.core import Ctx
-from pacsbox.web.dicomweb.common import BASE, STORE, STUDY, base_url, json_answer
+from pacsbox.web.dicomweb.common import STUDY, base_url, json_answer, store_route
 from pacsbox.web.dicomweb.multipart import Malformed, body_chunks, header_params, read_parts
 
 log = logging.getLogger("pacsbox.web")
@@ -127,10 +127,10 @@ def stow(ctx: Ctx, ident: Identity, study_uid: str = "") -> bottle.HTTPResponse:
 
 
 def register(ctx: Ctx) -> None:
-    @ctx.page(BASE + "/studies", method="POST", privilege=STORE, json_twin=False)
+    @store_route(ctx, "/studies")
     def stow_any(ident):
         return stow(ctx, ident)
 
-    @ctx.page(BASE + STUDY, method="POST", privilege=STORE, json_twin=False)
+    @store_route(ctx, STUDY)
     def stow_study(ident, study):
         return stow(ctx, ident, study)
