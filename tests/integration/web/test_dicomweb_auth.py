@@ -22,8 +22,8 @@ from pacsbox import config
 from pacsbox.archive import Archive
 from pacsbox.db.auth_models import Journal
 from pacsbox.db.models import Patient, Study
-from pacsbox.web import tokens, users
 from pacsbox.web import privileges as pv
+from pacsbox.web import tokens, users
 from pacsbox.web.app import create_app
 from pacsbox.web.server import start_web
 from tests.helpers import cli, write_config
@@ -167,7 +167,9 @@ def test_anonymous_read_only_mode_sees_public_studies_only(serve):
     assert requests.get(box.url + wado, timeout=30).status_code == 401
     r = requests.get(box.dw("/studies"), auth=("nobody", "wrong"), timeout=30)
     assert r.status_code == 401
-    who = {(j.user, j.detail) for j in Journal.select().where(Journal.action.startswith("dicomweb"))}
+    who = {
+        (j.user, j.detail) for j in Journal.select().where(Journal.action.startswith("dicomweb"))
+    }
     assert who == {("anonymous", "anonymous")}
 
 
