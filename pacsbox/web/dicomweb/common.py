@@ -183,8 +183,9 @@ def store_route(ctx: Ctx, path: str) -> Callable[[Callable[..., Any]], Callable[
     return ctx.page(BASE + path, method="POST", privilege=STORE, json_twin=False)
 
 
-def journal_read(ctx: Ctx, study_uid: str, what: str) -> None:
-    """One journal line per request and study: who read which study, through what, how."""
+def journal_study(ctx: Ctx, study_uid: str, what: str) -> None:
+    """One journal line per request and study: who read (or stored) which study, through
+    what, logged in how."""
     ident = ctx.identity()
     ctx.journal("dicomweb-" + what, study_uid, detail=ident.via if ident else "")
 

@@ -37,7 +37,7 @@ from pacsbox.web.dicomweb.common import (
     STUDY,
     base_url,
     instances,
-    journal_read,
+    journal_study,
     json_answer,
     negotiate,
     read_route,
@@ -130,7 +130,7 @@ def metadata(ctx: Ctx, ident: Identity, study: str, series: str = "", instance: 
             answer.append(item)
     if instance and not answer:
         raise NotFound(f"no instance {instance} in this series")
-    journal_read(ctx, study, "metadata")
+    journal_study(ctx, study, "metadata")
     return json_answer(answer)
 
 

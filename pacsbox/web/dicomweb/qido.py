@@ -23,7 +23,7 @@ from pacsbox.web.core import Ctx
 from pacsbox.web.dicomweb.common import (
     DICOM_JSON,
     base_url,
-    journal_read,
+    journal_study,
     json_answer,
     negotiate,
     read_route,
@@ -180,7 +180,7 @@ def search(
     headers = {}
     if warnings:
         headers["Warning"] = ", ".join(f'299 {host}: "{w}"' for w in warnings)
-    journal_read(ctx, study_uid, f"search-{_LEVEL_NAME[level]}")
+    journal_study(ctx, study_uid, f"search-{_LEVEL_NAME[level]}")
     return json_answer(answers, headers=headers)
 
 

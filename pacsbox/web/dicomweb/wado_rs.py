@@ -26,7 +26,7 @@ from pacsbox.web.dicomweb.common import (
     STUDY,
     accept_ranges,
     instances,
-    journal_read,
+    journal_study,
     negotiate,
     read_route,
 )
@@ -77,7 +77,7 @@ def retrieve(
         for ts in {i.transfer_syntax_uid for i in rows}:
             if not fr.convertible(ts):
                 raise NotAcceptable(f"objects stored as {ts} are not converted")
-    journal_read(ctx, study, "retrieve")
+    journal_study(ctx, study, "retrieve")
 
     def parts() -> Iterator[tuple[str, bytes]]:
         for inst in rows:
@@ -130,7 +130,7 @@ def send_frames(
     found = fr.frame_bytes(data, numbers, native=native)
     if numbers is None and part_type.startswith(fr.OCTET):
         found = [b"".join(found)]  # bulk data: native Pixel Data is one value, not frames
-    journal_read(ctx, study, "frames" if numbers else "bulkdata")
+    journal_study(ctx, study, "frames" if numbers else "bulkdata")
     return _multipart(((part_type, b) for b in found), part_type.split(";")[0])
 
 
@@ -185,7 +185,7 @@ def rendered(
         size = THUMBNAIL_SIZE
     extra = {"quality": quality} if quality is not None and mime == "image/jpeg" else {}
     resp = image_response(inst, mime.split("/")[1], frame, wc, ww, size, **extra)
-    journal_read(
+    journal_study(
         ctx, inst.series.study.study_instance_uid, "thumbnail" if thumbnail else "rendered"
     )
     return resp

@@ -211,6 +211,8 @@ def test_api_tokens_made_on_the_users_page_and_used_by_dicomweb_client(serve, ca
     assert [(j.user, j.target, j.detail) for j in reads] == [
         ("tool", box.private.study_instance_uid, "token gateway")
     ]
+    (stored,) = Journal.select().where(Journal.action == "dicomweb-store")
+    assert (stored.user, stored.detail) == ("tool", "token gateway")
 
     # Revoked on the page: 401 with a one-line reason.
     r = root.post(box.url + "/users/tool/tokens/revoke",
