@@ -213,6 +213,8 @@ def test_api_tokens_made_on_the_users_page_and_used_by_dicomweb_client(serve, ca
     ]
     (stored,) = Journal.select().where(Journal.action == "dicomweb-store")
     assert (stored.user, stored.detail) == ("tool", "token gateway")
+    (used,) = tokens.listing("tool")
+    assert used["last_used"] > 0
 
     # Revoked on the page: 401 with a one-line reason.
     r = root.post(box.url + "/users/tool/tokens/revoke",
