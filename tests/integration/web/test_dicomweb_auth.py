@@ -153,6 +153,7 @@ def test_anonymous_read_only_mode_sees_public_studies_only(serve):
     assert study_uids(client.search_for_studies()) == {box.public.study_instance_uid}
     assert client.search_for_instances(search_filters={"PatientID": "PRIV"}) == []
     assert len(client.retrieve_study(box.public.study_instance_uid)) == 1
+    assert requests.head(box.dw("/studies"), timeout=30).status_code == 200
     s = box.private
     for tail in ("", "/metadata", f"/series/{s.series_instance_uid}/instances/"
                  f"{s.sop_instance_uid}/rendered"):  # fmt: skip
