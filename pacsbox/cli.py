@@ -285,9 +285,10 @@ def cmd_frontpanel(args: argparse.Namespace, cfg: config.Config) -> int:
 @command("user")
 def cmd_user(args: argparse.Namespace, cfg: config.Config) -> int:
     import getpass
+    import time
 
     from pacsbox import setupcode
-    from pacsbox.web import users
+    from pacsbox.web import tokens, users
 
     with _archive(cfg):  # opens and migrates the index
         if args.user_cmd == "add":
@@ -323,6 +324,17 @@ def cmd_user(args: argparse.Namespace, cfg: config.Config) -> int:
                     f"{u['name']:16} {u['first_name']} {u['last_name']:20} {u['group']:12} "
                     f"{','.join(u['privileges'])}"
                 )
+        elif args.user_cmd == "token":
+            # The value alone on standard output (a script keeps it); shown only now.
+            print(tokens.create(args.name, args.label or "", args.days))
+        elif args.user_cmd == "tokens":
+            for t in users.token_rows(args.name, time.time()):
+                print(f"{t['id']:<5} {t['state']:8} {t['label'] or '-':20} created "
+                      f"{t['created_at']}, last used {t['last_used_at']}, "
+                      f"expires {t['expires_at']}")  # fmt: skip
+        elif args.user_cmd == "revoke-token":
+            tokens.revoke(args.name, args.id)
+            print(f"API token {args.id} of {args.name} revoked")
         return 0
 
 
@@ -734,6 +746,19 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("name")
     u.add_argument("--generate", action="store_true", help="make a one-time password instead")
     usub.add_parser("list", parents=[common], help="list users")
+    u = usub.add_parser(
+        "token", parents=[common], help="make an API token (Bearer) for a user; prints it once"
+    )
+    u.add_argument("name")
+    u.add_argument("--label", help="what the token is for (shown in lists and the journal)")
+    u.add_argument("--days", type=float, default=0, help="days valid; 0 (default): until revoked")
+    u = usub.add_parser(
+        "tokens", parents=[common], help="list a user's API tokens (not their values)"
+    )
+    u.add_argument("name")
+    u = usub.add_parser("revoke-token", parents=[common], help="revoke one API token of a user")
+    u.add_argument("name")
+    u.add_argument("id", type=int, help="the token's number, as `pacsbox user tokens` lists it")
     sub.add_parser(
         "selfcheck",
         parents=[common],

@@ -110,6 +110,23 @@ def _path_list(text: str) -> list[str]:
     return [p.strip() for p in text.split(",") if p.strip()]
 
 
+_ORIGIN_RE = re.compile(
+    r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$"
+)
+
+
+def _origins(text: str) -> list[str]:
+    """Web origins (scheme://host[:port]), separated by commas or spaces."""
+    values = [v.rstrip("/") for v in re.split(r"[\s,]+", text.strip()) if v]
+    for v in values:
+        if not _ORIGIN_RE.match(v):
+            raise ValueError(
+                f"origins such as https://viewer.clinic.local:3000 separated by commas "
+                f"(not {v!r}; no paths, no *)"
+            )
+    return [v.lower() for v in values]
+
+
 def _host_port_or_empty(text: str) -> str:
     value = text.strip()
     host, _, port = value.rpartition(":")
@@ -391,6 +408,23 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest STOW-RS request (in MB, all its instances together) accepted at "
         "/dicom-web; a larger one is refused with HTTP 413 (before it is read when it "
         "states its length).",
+    ),
+    S(
+        "DicomWebAnonymous",
+        "web",
+        "no",
+        _bool,
+        "Serve DICOMweb reads (GET) without a login, as an anonymous reader who sees "
+        "public studies only and is journaled as anonymous; storing still needs a login.",
+    ),
+    S(
+        "DicomWebCorsOrigins",
+        "web",
+        "",
+        _origins,
+        "Web origins (https://viewer.clinic.local:3000, comma-separated) whose pages may "
+        "call /dicom-web from the browser (CORS, with Basic or an API token, never the "
+        "session cookie); empty answers no cross-origin request.",
     ),
     # -- outbound ------------------------------------------------------------
     S(

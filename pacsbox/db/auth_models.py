@@ -6,8 +6,8 @@ web layer can run on an injected clock in tests. Sessions store a hash of
 the cookie value, never the value itself: a copied database cannot be used
 to log in.
 
-Importing this module registers migration 10; ``ensure_schema`` applies it
-on a database opened before the import.
+Importing this module registers migrations 10 and 25 (API tokens);
+``ensure_schema`` applies them on a database opened before the import.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ class Group(BaseModel):
 class User(BaseModel):
     id: AutoField[int]
     sessions: ModelSelect[Session]  # backref of Session.user
+    api_tokens: ModelSelect[ApiToken]  # backref of ApiToken.user
     name = CharField(max_length=64, unique=True)
     first_name = CharField(max_length=64, default="")
     last_name = CharField(max_length=64, default="")
@@ -69,6 +70,20 @@ class Session(BaseModel):
     address = CharField(max_length=64, default="")
 
 
+class ApiToken(BaseModel):
+    """A user's credential for tools (``Authorization: Bearer``); only its hash is kept."""
+
+    id: AutoField[int]
+    token_hash = CharField(max_length=64, unique=True)  # sha256 hex of the token
+    user = ForeignKeyField(User, backref="api_tokens", on_delete="CASCADE", index=True)
+    user_id: ForeignKeyField[int]
+    label = CharField(max_length=64, default="")
+    created = FloatField()
+    last_used = FloatField(default=0.0)  # 0: never
+    expires = FloatField(default=0.0)  # 0: never
+    revoked = FloatField(default=0.0)  # when it was revoked; 0: valid
+
+
 class Journal(BaseModel):
     """The system journal (audit log): who did what to which object, when, from where."""
 
@@ -82,14 +97,22 @@ class Journal(BaseModel):
 
 
 AUTH_MODELS = [Group, User, Session, Journal]
+TOKEN_MODELS = [ApiToken]
 
 
 def _m0010_users(db: Database) -> None:
     db.create_tables(AUTH_MODELS, safe=True)
 
 
+def _m0025_api_tokens(db: Database) -> None:
+    # Per-user API tokens for DICOMweb and WADO tools (issue 19): a new table, as 14.
+    db.create_tables(TOKEN_MODELS, safe=True)
+
+
 if not any(n == 10 for n, _, _ in MIGRATIONS):
     register(10, "web users, groups, sessions and the system journal", _m0010_users)
+if not any(n == 25 for n, _, _ in MIGRATIONS):
+    register(25, "per-user API tokens", _m0025_api_tokens)
 
 
 def ensure_schema() -> None:

@@ -8,7 +8,8 @@ Why each choice:
   dependency on the appliance image) with a per-password salt.
 - Every state-changing request (not GET/HEAD) must carry the session's CSRF
   token (form field ``csrf_token`` or header ``X-CSRF-Token``); GET never
-  changes state.
+  changes state. HTTP Basic and API tokens (``Authorization: Bearer``, see
+  pacsbox.web.tokens) need none: a browser never sends them on its own.
 - Failed logins are counted per user name and per address; after
   ``MAX_FAILURES`` inside ``THROTTLE_WINDOW`` seconds further attempts are
   refused without checking the password, for the rest of the window.
@@ -39,6 +40,7 @@ from pacsbox.db import journal
 from pacsbox.db.auth_models import Session, User
 from pacsbox.db.transaction import write_transaction
 from pacsbox.errors import AccessDenied, PacsboxError, UsageError
+from pacsbox.web import tokens
 from pacsbox.web.privileges import KEYS, ROOT, Principal
 
 log = logging.getLogger("pacsbox.web")
@@ -115,22 +117,25 @@ def generate_password() -> str:
     return secrets.token_urlsafe(12)
 
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 # -- the logged-in user of one request ---------------------------------------------------
 
 
 @dataclass
 class Identity:
     principal: Principal
-    user_id: int
-    session_id: int | None  # None for HTTP Basic (WADO)
+    user_id: int  # 0 for the anonymous reader
+    session_id: int | None  # None for HTTP Basic, API tokens and the anonymous reader
     csrf: str
     expired: bool  # password expired or one-time: only /password is allowed
     address: str
     setup: bool = False  # root with its first-start password: only /setup is allowed
+    via: str = "session"  # "session", "basic", "token <label>", "anonymous": for the journal
+    anonymous: bool = False  # DICOMweb's anonymous reader (DicomWebAnonymous)
+
+    @classmethod
+    def anonymous_reader(cls, address: str) -> Identity:
+        return cls(Principal.anonymous(), 0, None, "", False, address, via="anonymous",
+                   anonymous=True)  # fmt: skip
 
 
 class Auth:
@@ -217,7 +222,7 @@ class Auth:
         now = self.clock()
         with write_transaction():
             Session.create(
-                token_hash=_token_hash(token),
+                token_hash=tokens.token_hash(token),
                 user=user,
                 csrf=secrets.token_urlsafe(24),
                 created=now,
@@ -229,7 +234,7 @@ class Auth:
     def logout(self, token: str | None, address: str) -> None:
         if not token:
             return
-        row = Session.get_or_none(Session.token_hash == _token_hash(token))
+        row = Session.get_or_none(Session.token_hash == tokens.token_hash(token))
         if row is not None:
             name = row.user.name
             with write_transaction():
@@ -240,7 +245,7 @@ class Auth:
         """The identity behind a session cookie, or None (unknown, idle-expired or disabled)."""
         if not token:
             return None
-        row = Session.get_or_none(Session.token_hash == _token_hash(token))
+        row = Session.get_or_none(Session.token_hash == tokens.token_hash(token))
         if row is None:
             return None
         now = self.clock()
@@ -269,7 +274,32 @@ class Auth:
         user = self.check_credentials(name, password, address)
         if self.password_expired(user) and not user.wado_only:
             raise LoginFailed("password expired: change it on the web page")
-        return Identity(Principal.of(user), user.id, None, "", False, address)
+        return Identity(Principal.of(user), user.id, None, "", False, address, via="basic")
+
+    def from_bearer(self, header: str | None, address: str) -> Identity | None:
+        """An API token (``Authorization: Bearer``); raises LoginFailed for a bad one."""
+        if not header or not header.lower().startswith("bearer "):
+            return None
+        row, why = tokens.check(header[7:].strip(), self.clock())
+        if row is None:
+            self.journal("login-failed", "", address, detail=why)
+            log.warning("API token refused from %s: %s", address, why)  # never the token
+            raise LoginFailed(why)
+        user = row.user
+        via = f"token {row.label or row.id}"
+        return Identity(Principal.of(user), user.id, None, "", False, address, via=via)
+
+    def from_header(self, header: str | None, address: str) -> Identity | None:
+        """The Authorization header's user (Basic or Bearer), None without one.
+
+        Raises Throttled or LoginFailed (wrong credentials, an unknown scheme).
+        """
+        if not header:
+            return None
+        ident = self.from_basic(header, address) or self.from_bearer(header, address)
+        if ident is None:
+            raise LoginFailed("send HTTP Basic credentials or an API token (Bearer)")
+        return ident
 
     # -- first start -------------------------------------------------------------------
 

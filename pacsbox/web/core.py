@@ -10,6 +10,7 @@ the whole privilege grid from the same table the app uses.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import logging
@@ -26,7 +27,7 @@ from pacsbox.db.aes import ae_destinations
 from pacsbox.errors import AccessDenied, PacsboxError
 from pacsbox.scu.film import FILM_SIZES
 from pacsbox.web.auth import COOKIE, CSRF_FIELD, CSRF_HEADER, Auth, Identity, csrf_ok
-from pacsbox.web.privileges import LABELS, Principal
+from pacsbox.web.privileges import Principal, Requirement, describe
 
 log = logging.getLogger("pacsbox.web")
 
@@ -37,8 +38,9 @@ VIEWS = str(HERE / "views")
 LOOKUP = [VIEWS]
 STATIC = HERE / "static"
 PUBLIC = "public"  # privilege marker: no login needed
-# Paths whose tools log in with HTTP Basic instead of a session (no CSRF token then:
-# a browser form cannot send DICOMweb's content types, and a script has no cookie).
+# Paths whose tools log in with HTTP Basic or an API token instead of a session (no
+# CSRF token then: a browser form cannot send DICOMweb's content types, and a script
+# has no cookie).
 BASIC_PATHS = ("/dicom-web/",)
 
 
@@ -46,9 +48,10 @@ BASIC_PATHS = ("/dicom-web/",)
 class RouteSpec:
     method: str
     path: str
-    privilege: str | None  # None: any logged-in user; "root"; PUBLIC
+    privilege: Requirement  # None: any logged-in user; "root"; PUBLIC; a key; a Need
     json_twin: bool
     note: str = ""
+    anonymous: bool = False  # served to DICOMweb's anonymous reader when enabled
 
 
 @dataclass
@@ -75,7 +78,9 @@ class Ctx:
         ident = self.auth.from_session(bottle.request.get_cookie(COOKIE), self.address())
         if ident is None and bottle.request.path.startswith(BASIC_PATHS):
             # Raises LoginFailed (401) or Throttled (429) for wrong credentials.
-            ident = self.auth.from_basic(bottle.request.get_header("Authorization"), self.address())
+            ident = self.auth.from_header(
+                bottle.request.get_header("Authorization"), self.address()
+            )
             if ident is not None and ident.principal.wado_only:
                 raise AccessDenied("a WADO-only account may only use /wado")
         bottle.request.environ["pacsbox.identity"] = ident
@@ -93,12 +98,17 @@ class Ctx:
         path: str,
         *,
         method: str = "GET",
-        privilege: str | None = None,
+        privilege: Requirement = None,
         template: str | None = None,
         json_twin: bool = True,
         allow_expired: bool = False,
         note: str = "",
+        anonymous: bool = False,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Declare a route; ``anonymous``: a read that DicomWebAnonymous opens to everyone."""
+        if anonymous and method != "GET":
+            raise ValueError("only a read (GET) may be served anonymously")
+
         def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
             @functools.wraps(fn)
             def wrapper(**kw: Any) -> Any:
@@ -109,7 +119,7 @@ class Ctx:
                 try:
                     ident = None
                     if privilege != PUBLIC:
-                        ident = self._guard(method, privilege, allow_expired, as_json)
+                        ident = self._guard(method, privilege, allow_expired, as_json, anonymous)
                         if not isinstance(ident, Identity):
                             return ident  # a redirect or an error response
                     result = fn(ident, **kw)
@@ -130,15 +140,24 @@ class Ctx:
             self.app.route(path, method, wrapper)
             if json_twin:
                 self.app.route(path + ".json", method, wrapper)
-            self.routes.append(RouteSpec(method, path, privilege, json_twin, note))
+            self.routes.append(RouteSpec(method, path, privilege, json_twin, note, anonymous))
             return fn
 
         return deco
 
     def _guard(
-        self, method: str, privilege: str | None, allow_expired: bool, as_json: bool
+        self,
+        method: str,
+        privilege: Requirement,
+        allow_expired: bool,
+        as_json: bool,
+        anonymous: bool = False,
     ) -> Identity | bottle.HTTPResponse:
         ident = self.identity()
+        if ident is None and anonymous and self.cfg.DicomWebAnonymous:
+            # No credentials at all (wrong ones were refused above): the public reader.
+            ident = Identity.anonymous_reader(self.address())
+            bottle.request.environ["pacsbox.identity"] = ident
         if ident is None:
             if as_json or method != "GET":
                 return error_response(401, "log in first", True)
@@ -166,9 +185,8 @@ class Ctx:
             if as_json:
                 return error_response(403, "password expired: change it at /password", True)
             return bottle.HTTPResponse(status=303, headers={"Location": "/password"})
-        if not ident.principal.has(privilege):
-            need = "root" if privilege == "root" else LABELS.get(privilege or "", privilege)
-            return error_response(403, f"this needs the {need} privilege", as_json)
+        if not ident.anonymous and not ident.principal.has(privilege):
+            return error_response(403, f"this needs the {describe(privilege)} privilege", as_json)
         return ident
 
     # -- templates ---------------------------------------------------------------------
@@ -281,6 +299,11 @@ def redirect_after_post(default: str, message: str = "") -> bottle.HTTPResponse:
 def url(path: str, **params: Any) -> str:
     clean = {k: v for k, v in params.items() if v not in (None, "")}
     return path + ("?" + urllib.parse.urlencode(clean) if clean else "")
+
+
+def when(t: float) -> str:
+    """A Unix time as the pages show it: local, to the second."""
+    return dt.datetime.fromtimestamp(t).isoformat(sep=" ", timespec="seconds")
 
 
 def form(name: str, default: str = "") -> str:

@@ -4,6 +4,10 @@ One place decides who may see and do what; routes only name a privilege.
 The rules, from the PacsOne Premium "User Access Control" section:
 
 - ``root`` has every privilege and is the only one who manages users/groups.
+- DICOMweb answers only users with View (issue 19): a tool reading the
+  archive reads all of it. The anonymous reader (``ANONYMOUS``, when the
+  administrator enables it) has no privilege at all, so it sees public
+  studies only.
 - Public patients/studies are visible to every user; private ones to users
   with View, or whose first+last name match the study's Referring or Reading
   Physician, or whose group description matches its Institution Name.
@@ -29,16 +33,16 @@ from pacsbox.db.transaction import write_transaction
 
 # (key, label, what it gates) in the seed's order.
 PRIVILEGES: tuple[tuple[str, str, str], ...] = (
-    ("view", "View", "see private patients and studies"),
+    ("view", "View", "see private patients and studies; use DICOMweb"),
     ("modify", "Modify", "edit, delete, make private/public"),
     ("forward", "Forward", "forward images to a remote AE"),
     ("query", "Query", "query remote AEs"),
     ("move", "Move", "retrieve from remote AEs"),
     ("download", "Download", "download DICOM files"),
     ("export", "Export", "export to DICOMDIR media"),
-    ("import", "Import", "import and upload DICOM files"),
+    ("import", "Import", "import and upload DICOM files, also by DICOMweb STOW-RS"),
     ("print", "Print", "print to DICOM printers"),
-    ("upload", "Upload", "attach files to study notes"),
+    ("upload", "Upload", "attach files to study notes; store by DICOMweb STOW-RS"),
     ("monitor", "Monitor", "live status and logs"),
     ("mark", "Mark Study", "mark studies read/unread"),
     ("storage", "Change Storage", "move studies between storage locations"),
@@ -52,6 +56,38 @@ KEYS: tuple[str, ...] = tuple(k for k, _, _ in PRIVILEGES)
 NO_FEATURE_YET: frozenset[str] = frozenset({"storage"})
 LABELS: dict[str, str] = {k: label for k, label, _ in PRIVILEGES}
 ROOT = "root"
+ANONYMOUS = "anonymous"  # the journal's name for DICOMweb's anonymous reader
+
+
+@dataclass(frozen=True)
+class Need:
+    """A route's privileges when one key is not enough: all of ``every``, one of ``one_of``.
+
+    STOW-RS needs View (as every DICOMweb route) and either Upload (the
+    issue's word) or Import (the privilege of the browser upload).
+    """
+
+    every: tuple[str, ...] = ()
+    one_of: tuple[str, ...] = ()
+
+    def keys(self) -> set[str]:
+        return {*self.every, *self.one_of}
+
+    def describe(self) -> str:
+        parts = [LABELS[k] for k in self.every]
+        if self.one_of:
+            parts.append(" or ".join(LABELS[k] for k in self.one_of))
+        return " and ".join(parts)
+
+
+Requirement = str | Need | None  # None: any logged-in user; "root"; a key; a Need
+
+
+def describe(need: Requirement) -> str:
+    """The privilege a refusal names: "root", "View", "View and Upload or Import"."""
+    if isinstance(need, Need):
+        return need.describe()
+    return ROOT if need == ROOT else LABELS.get(need or "", need or "")
 
 
 def parse(values: list[str] | str) -> list[str]:
@@ -85,12 +121,21 @@ class Principal:
     def is_root(self) -> bool:
         return self.name == ROOT
 
-    def has(self, privilege: str | None) -> bool:
+    def has(self, privilege: Requirement) -> bool:
         if privilege is None:
             return True
+        if isinstance(privilege, Need):
+            return all(self.has(k) for k in privilege.every) and (
+                not privilege.one_of or any(self.has(k) for k in privilege.one_of)
+            )
         if privilege == ROOT:
             return self.is_root
         return self.is_root or privilege in self.privileges
+
+    @classmethod
+    def anonymous(cls) -> Principal:
+        """DICOMweb's anonymous reader: no privilege, no name or group a private study matches."""
+        return cls(name=ANONYMOUS, privileges=frozenset())
 
     @classmethod
     def of(cls, user: User) -> Principal:

@@ -6,19 +6,13 @@ The status page reads the snapshot the daemon writes every two seconds
 
 from __future__ import annotations
 
-import datetime as dt
-
 from pacsbox import status
 from pacsbox.db import lookup
 from pacsbox.db.auth_models import Journal
 from pacsbox.errors import UsageError
-from pacsbox.web.core import Ctx, arg, url
+from pacsbox.web.core import Ctx, arg, url, when
 
 JOURNAL_PAGE = 100
-
-
-def _when(t: float) -> str:
-    return dt.datetime.fromtimestamp(t).isoformat(sep=" ", timespec="seconds")
 
 
 def register(ctx: Ctx) -> None:
@@ -52,7 +46,7 @@ def register(ctx: Ctx) -> None:
         entries = [
             {
                 "id": r.id,
-                "time": _when(r.time),
+                "time": when(r.time),
                 "user": r.user,
                 "address": r.address,
                 "action": r.action,

@@ -3,7 +3,10 @@
 Only ``root`` manages accounts (the seed's rule). A generated password is a
 one-time password: its owner must choose a new one at first login. A
 password given explicitly (``pacsbox user passwd NAME`` typed twice, or a
-user changing their own) is not.
+user changing their own) is not. API tokens (pacsbox.web.tokens) are made
+and revoked by root for anyone on the users page, and by each user for
+themselves on their password page; a new token is shown once, in the answer
+to the form, never in a URL.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pacsbox.db.auth_models import Group, Session, User, ensure_schema
 from pacsbox.db.transaction import write_transaction
 from pacsbox.errors import NotFound, UsageError
 from pacsbox.web import privileges as pv
+from pacsbox.web import tokens
 from pacsbox.web.auth import (
     LoginFailed,
     check_new_password,
@@ -27,7 +31,7 @@ from pacsbox.web.auth import (
     set_user_password,
     verify_password,
 )
-from pacsbox.web.core import Ctx, done, form, wants_json
+from pacsbox.web.core import Ctx, done, form, wants_json, when
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 Clock = Callable[[], float]
@@ -67,6 +71,8 @@ def add_user(
     _check_name(name)
     if name == pv.ROOT:
         raise UsageError("root exists from the first start; use `pacsbox user passwd root`")
+    if name.lower() == pv.ANONYMOUS:
+        raise UsageError("anonymous is the journal's name for DICOMweb's anonymous reader")
     try:
         keys = pv.parse(privileges)
     except ValueError as exc:
@@ -206,17 +212,56 @@ def list_groups() -> list[dict[str, Any]]:
 # -- the pages --------------------------------------------------------------------------------
 
 
+def token_rows(name: str, now: float) -> list[dict[str, Any]]:
+    """A user's tokens as the pages list them: dates readable, the state in a word."""
+    rows = []
+    for t in tokens.listing(name):
+        state = (
+            "revoked" if t["revoked"] else "expired" if t["expires"] and now >= t["expires"]
+            else "valid"
+        )  # fmt: skip
+        rows.append(
+            {
+                **t,
+                "state": state,
+                "created_at": when(t["created"]),
+                "last_used_at": when(t["last_used"]) if t["last_used"] else "never",
+                "expires_at": when(t["expires"]) if t["expires"] else "never",
+            }
+        )
+    return rows
+
+
+def _days_from_form() -> float:
+    text = form("days") or "0"
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError("days: a number (0: until revoked)") from None
+
+
+def _token_id_from_form() -> int:
+    try:
+        return int(form("token"))
+    except ValueError:
+        raise UsageError("token: the number of the token to revoke") from None
+
+
 def register(ctx: Ctx) -> None:
-    def users_page(message: str = "", new_password: str = "", new_user: str = "") -> dict[str, Any]:
+    def users_page(
+        message: str = "", new_password: str = "", new_user: str = "", new_token: str = ""
+    ) -> dict[str, Any]:
+        now = ctx.clock()
         return {
             "title": "Users",
-            "users": list_users(),
+            "users": [{**u, "tokens": token_rows(u["name"], now)} for u in list_users()],
             "groups": list_groups(),
             "privileges": pv.PRIVILEGES,
             "no_feature_yet": sorted(pv.NO_FEATURE_YET),
             "message": message,
             "new_password": new_password,
             "new_user": new_user,
+            "new_token": new_token,
         }
 
     @ctx.page("/users", template="users.tpl", privilege="root")
@@ -267,6 +312,20 @@ def register(ctx: Ctx) -> None:
         ctx.journal("user-delete", name)
         return done("/users", f"user {name} deleted")
 
+    @ctx.page("/users/<name>/tokens", method="POST", template="users.tpl", privilege="root")
+    def user_token_create(ident, name):
+        label = form("label")
+        token = tokens.create(name, label, _days_from_form(), clock=ctx.clock)
+        ctx.journal("token-add", name, label)
+        return users_page(f"new API token for {name}", new_user=name, new_token=token)
+
+    @ctx.page("/users/<name>/tokens/revoke", method="POST", privilege="root")
+    def user_token_revoke(ident, name):
+        token_id = _token_id_from_form()
+        label = tokens.revoke(name, token_id, clock=ctx.clock)
+        ctx.journal("token-revoke", name, label)
+        return done("/users", f"API token {label or token_id} of {name} revoked")
+
     @ctx.page("/groups", method="POST", privilege="root")
     def group_create(ident):
         add_group(form("name"), form("description"))
@@ -281,9 +340,32 @@ def register(ctx: Ctx) -> None:
 
     # -- one's own password (also the page an expired password leads to) --------------------
 
+    def password_page(ident: Any, error: str = "", new_token: str = "") -> dict[str, Any]:
+        return {
+            "title": "Change password",
+            "expired": ident.expired,
+            "error": error,
+            "tokens": [] if ident.expired else token_rows(ident.principal.name, ctx.clock()),
+            "new_token": new_token,
+        }
+
     @ctx.page("/password", template="password.tpl", allow_expired=True)
     def password_form(ident):
-        return {"title": "Change password", "expired": ident.expired, "error": ""}
+        return password_page(ident)
+
+    # One's own API tokens, beside one's password: a tool should not hold the password.
+    @ctx.page("/password/tokens", method="POST", template="password.tpl")
+    def own_token_create(ident):
+        label = form("label")
+        token = tokens.create(ident.principal.name, label, _days_from_form(), clock=ctx.clock)
+        ctx.journal("token-add", ident.principal.name, label)
+        return password_page(ident, new_token=token)
+
+    @ctx.page("/password/tokens/revoke", method="POST")
+    def own_token_revoke(ident):
+        label = tokens.revoke(ident.principal.name, _token_id_from_form(), clock=ctx.clock)
+        ctx.journal("token-revoke", ident.principal.name, label)
+        return done("/password", "API token revoked")
 
     @ctx.page("/password", method="POST", template="password.tpl", allow_expired=True)
     def password_change(ident):
@@ -305,7 +387,7 @@ def register(ctx: Ctx) -> None:
             if wants_json():
                 raise LoginFailed(error) if error.startswith("the current") else UsageError(error)
             bottle.response.status = 400
-            return {"title": "Change password", "expired": ident.expired, "error": error}
+            return password_page(ident, error)
         set_user_password(user, new, ctx.clock, one_time=False)
         ctx.auth.drop_sessions(user.id, keep=ident.session_id)
         ctx.journal("password-change", user.name)

@@ -11,7 +11,7 @@ is refused (501: no presentation states are applied); charset changes
 nothing, as an image carries no text and a DICOM object goes in its own
 character set. Authentication is the web
 session, else HTTP Basic (also the dedicated WADO-only account the
-administrator creates with ``--wado``). Credentials in the URL, which the
+administrator creates with ``--wado``) or an API token (Bearer). Credentials in the URL, which the
 statement also allows, are not accepted: URLs end up in proxy and browser
 logs. Files are only ever found through the index (a UID is never part of a
 path), so a traversal attempt is a malformed UID (400) or unknown (404).
@@ -157,7 +157,8 @@ def register(ctx: Ctx) -> None:
         ctx.journal("download", uid)
         return dicom_response(ctx.archive, inst)
 
-    @ctx.page("/wado", json_twin=False, privilege=PUBLIC, note="session, Basic or WADO account")
+    @ctx.page("/wado", json_twin=False, privilege=PUBLIC,
+              note="session, Basic, API token or WADO account")  # fmt: skip
     def wado(_ident):
         address = ctx.address()
         try:
@@ -165,9 +166,10 @@ def register(ctx: Ctx) -> None:
             if ident is not None and ident.expired:
                 ident = None
             if ident is None:
-                ident = ctx.auth.from_basic(bottle.request.get_header("Authorization"), address)
+                ident = ctx.auth.from_header(bottle.request.get_header("Authorization"), address)
             if ident is None:
-                return error_response(401, "log in or send HTTP Basic credentials", False)
+                return error_response(401, "log in, or send HTTP Basic credentials or a token",
+                                      False)  # fmt: skip
             return _wado(ctx, ident)
         except PacsboxError as exc:
             return error_response(exc.http_status, str(exc), False)

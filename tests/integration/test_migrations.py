@@ -10,6 +10,7 @@ import pytest
 from pacsbox.archive import Archive
 from pacsbox.config import load
 from pacsbox.db import aes, assoclog, commitments, notes, queue, sync, worklist
+from pacsbox.db.auth_models import TOKEN_MODELS
 from pacsbox.db.migrations import MIGRATIONS
 from pacsbox.db.models import (
     ASSOCLOG_MODELS,
@@ -28,6 +29,7 @@ from pacsbox.db.models import (
 )
 from pacsbox.db.notes_models import NOTE_MODELS
 from pacsbox.db.worklist_models import WORKLIST_MODELS
+from pacsbox.web import tokens, users
 from tests.helpers import write_config
 from tests.postgres import DATABASES, index_settings
 from tests.synth import make_instance
@@ -207,6 +209,20 @@ def test_a_database_from_before_24_gains_the_ae_worklist_flag(request, tmp_path,
         assert aes.ae_get("RIS1").worklist is False
         aes.ae_upsert("RIS1", worklist=True)
         assert [a.title for a in aes.ae_list() if a.worklist] == ["RIS1"]
+    finally:
+        archive.close()
+
+
+@pytest.mark.parametrize("db", DATABASES)
+def test_a_database_from_before_25_gains_the_api_tokens(request, tmp_path, db):
+    archive, fresh = _back_before(request, tmp_path, db, 25, TOKEN_MODELS)
+    try:
+        assert "api_token_token_hash" in {i[0] for i in fresh["api_token"][1]}
+        users.add_user("tool", ["view"], "long enough password")
+        token = tokens.create("tool", "gateway")
+        row, why = tokens.check(token, 0.0)
+        assert (row.user.name, why) == ("tool", "")
+        assert [t["label"] for t in tokens.listing("tool")] == ["gateway"]
     finally:
         archive.close()
 

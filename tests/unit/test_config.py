@@ -101,6 +101,8 @@ def test_every_setting_is_read_by_the_code():
         ("storage", "StorageFormat", "Jpeg", "DicomPart10, Native"),
         ("server", "ApplicationEntityTitle", "THIS_IS_FAR_TOO_LONG", "16"),
         ("storage", "DuplicatePolicy", "maybe", "replace, keep-first, reject"),
+        ("web", "DicomWebCorsOrigins", "*", "no paths, no *"),
+        ("web", "DicomWebCorsOrigins", "https://viewer/ohif", "https://viewer.clinic.local:3000"),
     ],
 )
 def test_bad_value_names_file_key_and_allowed(tmp_path, section, key, value, words):

@@ -1,13 +1,18 @@
 """What the DICOMweb services share: paths, content negotiation, lookups and answers.
 
-Lookups go through the index and the private-study rules of the web page
-(an object the user may not see answers 404, like an unknown one), and every
-read is journaled once per request at the study level.
+Every route needs View (issue 19: a user without it gets 403), STOW also
+Upload or Import; reads are open to the anonymous reader when the
+administrator enables DicomWebAnonymous. Lookups go through the index and
+the private-study rules of the web page (an object the user may not see
+answers 404, like an unknown one; only the anonymous reader, who has no
+View, meets them), and every read is journaled once per request at the
+study level, with who read it and how they logged in.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,10 +29,10 @@ STUDY = f"/studies/<study:{_UID}>"
 SERIES = f"/series/<series:{_UID}>"
 INSTANCE = f"/instances/<instance:{_UID}>"
 FRAMES = "/frames/<frames:re:[0-9]{1,9}(,[0-9]{1,9}){0,999}>"
-# Reading needs a login, as the web search does: View decides which private
-# studies a user sees (pv.study_filter), not whether DICOMweb answers at all.
-READ: str | None = None
-STORE = "import"  # the privilege of every other way DICOM files come in from the web
+# DICOMweb hands out the whole archive to a tool, so it needs View (issue 19);
+# storing also needs Upload (the issue's word) or Import (the browser upload's).
+READ = "view"
+STORE = pv.Need(every=("view",), one_of=("upload", "import"))
 DICOM_JSON = "application/dicom+json"
 
 
@@ -168,9 +173,21 @@ def instances(
     return rows
 
 
-def journal_read(ctx: Ctx, study_uid: str, what: str) -> None:
-    """One journal line per request and study: who read which study, through what."""
-    ctx.journal("dicomweb-" + what, study_uid)
+def read_route(ctx: Ctx, path: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare a DICOMweb read: View, or the anonymous reader when DicomWebAnonymous is on."""
+    return ctx.page(BASE + path, privilege=READ, json_twin=False, anonymous=True)
+
+
+def store_route(ctx: Ctx, path: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare a STOW-RS route: View and Upload or Import, never anonymous."""
+    return ctx.page(BASE + path, method="POST", privilege=STORE, json_twin=False)
+
+
+def journal_study(ctx: Ctx, study_uid: str, what: str) -> None:
+    """One journal line per request and study: who read (or stored) which study, through
+    what, logged in how."""
+    ident = ctx.identity()
+    ctx.journal("dicomweb-" + what, study_uid, detail=ident.via if ident else "")
 
 
 def instance_url(inst: Instance) -> str:

@@ -15,15 +15,14 @@ from pacsbox.errors import NotFound
 from pacsbox.web.auth import Identity
 from pacsbox.web.core import Ctx
 from pacsbox.web.dicomweb.common import (
-    BASE,
     DICOM_JSON,
     INSTANCE,
-    READ,
     SERIES,
     STUDY,
     base_url,
-    journal_read,
+    journal_study,
     negotiate,
+    read_route,
     visible_study,
 )
 from pacsbox.web.dicomweb.metacache import absolute, series_json
@@ -50,7 +49,7 @@ def metadata(ctx: Ctx, ident: Identity, study: str, series: str = "", instance: 
         if not items:
             raise NotFound(f"no instance {instance} in this series")
         body = json.dumps(items, separators=(",", ":"))
-    journal_read(ctx, study, "metadata")
+    journal_study(ctx, study, "metadata")
     return bottle.HTTPResponse(body=body, headers={"Content-Type": DICOM_JSON})
 
 
@@ -59,14 +58,14 @@ def _sop(item: dict) -> str:
 
 
 def register(ctx: Ctx) -> None:
-    @ctx.page(BASE + STUDY + "/metadata", privilege=READ, json_twin=False)
+    @read_route(ctx, STUDY + "/metadata")
     def study_metadata(ident, study):
         return metadata(ctx, ident, study)
 
-    @ctx.page(BASE + STUDY + SERIES + "/metadata", privilege=READ, json_twin=False)
+    @read_route(ctx, STUDY + SERIES + "/metadata")
     def series_meta(ident, study, series):
         return metadata(ctx, ident, study, series)
 
-    @ctx.page(BASE + STUDY + SERIES + INSTANCE + "/metadata", privilege=READ, json_twin=False)
+    @read_route(ctx, STUDY + SERIES + INSTANCE + "/metadata")
     def instance_metadata(ident, study, series, instance):
         return metadata(ctx, ident, study, series, instance)

@@ -21,13 +21,12 @@ from pacsbox.web import privileges as pv
 from pacsbox.web.auth import Identity
 from pacsbox.web.core import Ctx
 from pacsbox.web.dicomweb.common import (
-    BASE,
     DICOM_JSON,
-    READ,
     base_url,
-    journal_read,
+    journal_study,
     json_answer,
     negotiate,
+    read_route,
 )
 from pacsbox.web.dicomweb.common import (
     SERIES as SERIES_PATH,
@@ -181,31 +180,31 @@ def search(
     headers = {}
     if warnings:
         headers["Warning"] = ", ".join(f'299 {host}: "{w}"' for w in warnings)
-    journal_read(ctx, study_uid, f"search-{_LEVEL_NAME[level]}")
+    journal_study(ctx, study_uid, f"search-{_LEVEL_NAME[level]}")
     return json_answer(answers, headers=headers)
 
 
 def register(ctx: Ctx) -> None:
-    @ctx.page(BASE + "/studies", privilege=READ, json_twin=False)
+    @read_route(ctx, "/studies")
     def studies(ident):
         return search(ctx, ident, STUDY)
 
-    @ctx.page(BASE + "/series", privilege=READ, json_twin=False)
+    @read_route(ctx, "/series")
     def all_series(ident):
         return search(ctx, ident, SERIES)
 
-    @ctx.page(BASE + "/instances", privilege=READ, json_twin=False)
+    @read_route(ctx, "/instances")
     def all_instances(ident):
         return search(ctx, ident, IMAGE)
 
-    @ctx.page(BASE + STUDY_PATH + "/series", privilege=READ, json_twin=False)
+    @read_route(ctx, STUDY_PATH + "/series")
     def study_series(ident, study):
         return search(ctx, ident, SERIES, study)
 
-    @ctx.page(BASE + STUDY_PATH + "/instances", privilege=READ, json_twin=False)
+    @read_route(ctx, STUDY_PATH + "/instances")
     def study_instances(ident, study):
         return search(ctx, ident, IMAGE, study)
 
-    @ctx.page(BASE + STUDY_PATH + SERIES_PATH + "/instances", privilege=READ, json_twin=False)
+    @read_route(ctx, STUDY_PATH + SERIES_PATH + "/instances")
     def series_instances(ident, study, series):
         return search(ctx, ident, IMAGE, study, series)

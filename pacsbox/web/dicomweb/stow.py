@@ -19,7 +19,7 @@ from pacsbox import meta
 from pacsbox.errors import PacsboxError
 from pacsbox.web.auth import Identity
 from pacsbox.web.core import Ctx
-from pacsbox.web.dicomweb.common import BASE, STORE, STUDY, base_url, json_answer
+from pacsbox.web.dicomweb.common import STUDY, base_url, journal_study, json_answer, store_route
 from pacsbox.web.dicomweb.multipart import Malformed, body_chunks, header_params, read_parts
 
 log = logging.getLogger("pacsbox.web")
@@ -123,7 +123,7 @@ def stow(ctx: Ctx, ident: Identity, study_uid: str = "") -> bottle.HTTPResponse:
         return out.answer(exc.http_status, str(exc))
     finally:
         for uid in sorted(out.studies):
-            ctx.journal("dicomweb-store", uid)
+            journal_study(ctx, uid, "store")
     if not out.stored and not out.failed:
         return out.answer(400, "the multipart body has no parts")
     log.info("STOW-RS by %s: %d stored, %d failed", ident.principal.name,
@@ -132,10 +132,10 @@ def stow(ctx: Ctx, ident: Identity, study_uid: str = "") -> bottle.HTTPResponse:
 
 
 def register(ctx: Ctx) -> None:
-    @ctx.page(BASE + "/studies", method="POST", privilege=STORE, json_twin=False)
+    @store_route(ctx, "/studies")
     def stow_any(ident):
         return stow(ctx, ident)
 
-    @ctx.page(BASE + STUDY, method="POST", privilege=STORE, json_twin=False)
+    @store_route(ctx, STUDY)
     def stow_study(ident, study):
         return stow(ctx, ident, study)

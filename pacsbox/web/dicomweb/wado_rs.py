@@ -20,16 +20,15 @@ from pacsbox.web.auth import Identity
 from pacsbox.web.core import Ctx, arg
 from pacsbox.web.dicomweb import frames as fr
 from pacsbox.web.dicomweb.common import (
-    BASE,
     FRAMES,
     INSTANCE,
-    READ,
     SERIES,
     STUDY,
     accept_ranges,
     instances,
-    journal_read,
+    journal_study,
     negotiate,
+    read_route,
 )
 from pacsbox.web.dicomweb.multipart import content_type, new_boundary, write_parts
 from pacsbox.web.wado import image_response
@@ -78,7 +77,7 @@ def retrieve(
         for ts in {i.transfer_syntax_uid for i in rows}:
             if not fr.convertible(ts):
                 raise NotAcceptable(f"objects stored as {ts} are not converted")
-    journal_read(ctx, study, "retrieve")
+    journal_study(ctx, study, "retrieve")
 
     def parts() -> Iterator[tuple[str, bytes]]:
         for inst in rows:
@@ -131,7 +130,7 @@ def send_frames(
     found = fr.frame_bytes(data, numbers, native=native)
     if numbers is None and part_type.startswith(fr.OCTET):
         found = [b"".join(found)]  # bulk data: native Pixel Data is one value, not frames
-    journal_read(ctx, study, "frames" if numbers else "bulkdata")
+    journal_study(ctx, study, "frames" if numbers else "bulkdata")
     return _multipart(((part_type, b) for b in found), part_type.split(";")[0])
 
 
@@ -186,7 +185,7 @@ def rendered(
         size = THUMBNAIL_SIZE
     extra = {"quality": quality} if quality is not None and mime == "image/jpeg" else {}
     resp = image_response(inst, mime.split("/")[1], frame, wc, ww, size, **extra)
-    journal_read(
+    journal_study(
         ctx, inst.series.study.study_instance_uid, "thumbnail" if thumbnail else "rendered"
     )
     return resp
@@ -198,34 +197,34 @@ def _representative(rows: list[Instance]) -> Instance:
 
 
 def register(ctx: Ctx) -> None:
-    i_path = BASE + STUDY + SERIES + INSTANCE
+    i_path = STUDY + SERIES + INSTANCE
 
-    @ctx.page(BASE + STUDY, privilege=READ, json_twin=False)
+    @read_route(ctx, STUDY)
     def get_study(ident, study):
         return retrieve(ctx, ident, study)
 
-    @ctx.page(BASE + STUDY + SERIES, privilege=READ, json_twin=False)
+    @read_route(ctx, STUDY + SERIES)
     def get_series(ident, study, series):
         return retrieve(ctx, ident, study, series)
 
-    @ctx.page(i_path, privilege=READ, json_twin=False)
+    @read_route(ctx, i_path)
     def get_instance(ident, study, series, instance):
         return retrieve(ctx, ident, study, series, instance)
 
-    @ctx.page(i_path + FRAMES, privilege=READ, json_twin=False)
+    @read_route(ctx, i_path + FRAMES)
     def get_frames(ident, study, series, instance, frames):
         return send_frames(ctx, ident, study, series, instance, _frame_numbers(frames))
 
-    @ctx.page(i_path + "/bulkdata/7fe00010", privilege=READ, json_twin=False)
+    @read_route(ctx, i_path + "/bulkdata/7fe00010")
     def get_pixel_data(ident, study, series, instance):
         return send_frames(ctx, ident, study, series, instance, None)
 
-    @ctx.page(i_path + "/rendered", privilege=READ, json_twin=False)
+    @read_route(ctx, i_path + "/rendered")
     def get_rendered(ident, study, series, instance):
         (inst,) = instances(ident.principal, study, series, instance)
         return rendered(ctx, ident, inst, None)
 
-    @ctx.page(i_path + FRAMES + "/rendered", privilege=READ, json_twin=False)
+    @read_route(ctx, i_path + FRAMES + "/rendered")
     def get_frame_rendered(ident, study, series, instance, frames):
         numbers = _frame_numbers(frames)
         if len(numbers) != 1:
@@ -233,17 +232,17 @@ def register(ctx: Ctx) -> None:
         (inst,) = instances(ident.principal, study, series, instance)
         return rendered(ctx, ident, inst, numbers[0])
 
-    @ctx.page(i_path + "/thumbnail", privilege=READ, json_twin=False)
+    @read_route(ctx, i_path + "/thumbnail")
     def instance_thumbnail(ident, study, series, instance):
         (inst,) = instances(ident.principal, study, series, instance)
         return rendered(ctx, ident, inst, None, thumbnail=True)
 
-    @ctx.page(BASE + STUDY + SERIES + "/thumbnail", privilege=READ, json_twin=False)
+    @read_route(ctx, STUDY + SERIES + "/thumbnail")
     def series_thumbnail(ident, study, series):
         inst = _representative(instances(ident.principal, study, series))
         return rendered(ctx, ident, inst, None, thumbnail=True)
 
-    @ctx.page(BASE + STUDY + "/thumbnail", privilege=READ, json_twin=False)
+    @read_route(ctx, STUDY + "/thumbnail")
     def study_thumbnail(ident, study):
         inst = _representative(instances(ident.principal, study))
         return rendered(ctx, ident, inst, None, thumbnail=True)

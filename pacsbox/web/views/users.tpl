@@ -7,6 +7,9 @@
 % if new_password:
 <p class="warn">One-time password for <strong>{{new_user}}</strong>: <code id="new-password">{{new_password}}</code> — shown only now; it must be changed at first login.</p>
 % end
+% if new_token:
+<p class="warn">API token for <strong>{{new_user}}</strong>: <code id="new-token">{{new_token}}</code> — shown only now (only its hash is kept); a tool sends it as <code>Authorization: Bearer</code>.</p>
+% end
 <div class="scroll"><table class="list">
 <thead><tr><th>User</th><th>Name</th><th>Group</th><th>Privileges</th><th></th></tr></thead>
 <tbody>
@@ -37,8 +40,27 @@
     % if u['name'] != 'root':
     <form class="inline" method="post" action="/users/{{u['name']}}/delete"><input type="hidden" name="csrf_token" value="{{csrf}}"><button type="submit" class="danger">Delete</button></form>
     % end
+    <form class="inline" method="post" action="/users/{{u['name']}}/tokens"><input type="hidden" name="csrf_token" value="{{csrf}}"><input name="label" placeholder="token label" maxlength="64" size="12"> <input name="days" type="number" min="0" max="3650" value="0" title="days valid; 0: until revoked" size="4"> <button type="submit">New API token</button></form>
   </td>
 </tr>
+% end
+</tbody></table></div>
+<h2>API tokens</h2>
+<p class="hint">A token logs a tool (an AI tool, a gateway) in as its user at /dicom-web and /wado, with the user's privileges, until it expires or is revoked; it does not follow password expiry.</p>
+<div class="scroll"><table class="list" id="tokens">
+<thead><tr><th>User</th><th>Label</th><th>Created</th><th>Last used</th><th>Expires</th><th>State</th><th></th></tr></thead>
+<tbody>
+% for u in users:
+% for t in u['tokens']:
+<tr>
+  <td>{{u['name']}}</td><td>{{t['label']}}</td><td>{{t['created_at']}}</td><td>{{t['last_used_at']}}</td><td>{{t['expires_at']}}</td><td>{{t['state']}}</td>
+  <td>
+  % if t['state'] != 'revoked':
+  <form class="inline" method="post" action="/users/{{u['name']}}/tokens/revoke"><input type="hidden" name="csrf_token" value="{{csrf}}"><input type="hidden" name="token" value="{{t['id']}}"><button type="submit" class="danger">Revoke</button></form>
+  % end
+  </td>
+</tr>
+% end
 % end
 </tbody></table></div>
 <h2>Add a user</h2>

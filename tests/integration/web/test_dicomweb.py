@@ -116,19 +116,19 @@ def test_qido_bad_input_is_a_clear_4xx(tool, corpus):
 
 
 def test_private_study_is_invisible_to_a_user_who_may_not_see_it(app, archive, corpus):
+    """Only the anonymous reader may not see private studies: a DICOMweb user has View."""
     a, b, c = corpus
     Study.update(private=True).where(Study.study_instance_uid == c.study_instance_uid).execute()
-    login(app, "plain")  # no privilege at all: public studies only, as on the web page
-    plain = webtest.TestApp(
-        app, extra_environ={"HTTP_AUTHORIZATION": basic("plain")["Authorization"]}
-    )
-    seen = values(plain.get(DW + "/studies").json, "0020000D")
+    ctx = app.config["pacsbox.ctx"]
+    ctx.cfg = ctx.cfg.replace(DicomWebAnonymous=True)
+    anon = webtest.TestApp(app)
+    seen = values(anon.get(DW + "/studies").json, "0020000D")
     assert c.study_instance_uid not in seen and a.study_instance_uid in seen
-    assert plain.get(f"{DW}/instances?PatientID=P2").json == []
+    assert anon.get(f"{DW}/instances?PatientID=P2").json == []
     for tail in ("", "/metadata", "/thumbnail"):
-        r = plain.get(f"{DW}/studies/{c.study_instance_uid}{tail}", expect_errors=True)
+        r = anon.get(f"{DW}/studies/{c.study_instance_uid}{tail}", expect_errors=True)
         assert r.status_int == 404, tail  # like an unknown study
-    assert plain.get(f"{DW}/studies/{c.study_instance_uid}/series").json == []
+    assert anon.get(f"{DW}/studies/{c.study_instance_uid}/series").json == []
     login(app, "viewer", ["view"])
     viewer = webtest.TestApp(
         app, extra_environ={"HTTP_AUTHORIZATION": basic("viewer")["Authorization"]}
@@ -143,10 +143,10 @@ def test_auth_anonymous_basic_and_session_with_csrf(app, archive, corpus):
     assert r.status_int == 401 and "Basic" in r.headers["WWW-Authenticate"]
     assert anon.post(DW + "/studies", b"x", headers={"Content-Type": MULTI},
                      expect_errors=True).status_int == 401  # fmt: skip
-    users.add_user("tool", ["import"], PASSWORD)
+    users.add_user("tool", ["view", "import"], PASSWORD)
     wrong = anon.get(DW + "/studies", headers=basic("tool", "wrong"), expect_errors=True)
     assert wrong.status_int == 401
-    page = login(app, "clerk", ["import"])  # the web page's session cookie
+    page = login(app, "clerk", ["view", "import"])  # the web page's session cookie
     assert page.get(DW + "/studies").status_int == 200
     body = multipart(("application/dicom", make_dicom()))
     r = page.t.post(DW + "/studies", body, headers={"Content-Type": MULTI}, expect_errors=True)

@@ -66,7 +66,9 @@ def test_each_privilege_gates_a_route_or_is_marked(app, archive, key):
     without = login(app, "without", [k for k in pv.KEYS if k != key])
     holder = login(app, "holder", [key])
     if key == "view":
-        # View gates private patients and studies (the seed), not a page.
+        # On the page, View gates private patients and studies (the seed); it also
+        # gates every DICOMweb route (issue 19), which test_dicomweb_auth walks.
+        assert gated and all(s.path.startswith("/dicom-web/") for s in gated)
         Study.update(private=True).execute()
         url = f"/studies/{res.study_instance_uid}.json"
         assert without.get(url, expect_errors=True).status_int == 404
