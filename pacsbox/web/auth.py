@@ -50,6 +50,11 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 MAX_FAILURES = 5
 THROTTLE_WINDOW = 15 * 60.0
+# A tool sending HTTP Basic on every request would pay scrypt (~40 ms) each
+# time: a name and password verified once are trusted this long, for as long
+# as the user's password hash and state stay the same.
+BASIC_TRUST_SECONDS = 300.0
+BASIC_TRUST_MAX = 1024
 MIN_PASSWORD = 8
 LAST_SEEN_GRANULARITY = 5.0  # seconds; fewer writes, idle time still exact enough
 
@@ -154,6 +159,9 @@ class Auth:
         self.setup_file = setup_file  # the front panel's copy of the setup code
         self._failures: dict[str, list[float]] = {}
         self._lock = threading.Lock()
+        # keyed HMAC of name and password -> (user id, password hash, when verified)
+        self._trusted: dict[bytes, tuple[int, str, float]] = {}
+        self._trust_key = secrets.token_bytes(32)
 
     # -- throttling --------------------------------------------------------------
 
@@ -271,10 +279,34 @@ class Auth:
             name, _, password = raw.partition(":")
         except (ValueError, UnicodeDecodeError):
             raise LoginFailed("malformed Basic credentials") from None
-        user = self.check_credentials(name, password, address)
+        user = self._trusted_user(name, password) or self._verify_basic(name, password, address)
         if self.password_expired(user) and not user.wado_only:
             raise LoginFailed("password expired: change it on the web page")
         return Identity(Principal.of(user), user.id, None, "", False, address, via="basic")
+
+    def _credential(self, name: str, password: str) -> bytes:
+        return hmac.digest(self._trust_key, f"{name}\0{password}".encode(), "sha256")
+
+    def _trusted_user(self, name: str, password: str) -> User | None:
+        """The user of credentials verified lately, if nothing about them changed since."""
+        with self._lock:
+            hit = self._trusted.get(self._credential(name, password))
+        if hit is None or self.clock() - hit[2] > BASIC_TRUST_SECONDS:
+            return None
+        user = User.get_or_none(User.id == hit[0])
+        if user is None or user.disabled or user.name != name or user.password_hash != hit[1]:
+            return None
+        return user
+
+    def _verify_basic(self, name: str, password: str, address: str) -> User:
+        user = self.check_credentials(name, password, address)
+        with self._lock:
+            if len(self._trusted) >= BASIC_TRUST_MAX:
+                self._trusted.clear()
+            self._trusted[self._credential(name, password)] = (
+                user.id, user.password_hash, self.clock()
+            )  # fmt: skip
+        return user
 
     def from_bearer(self, header: str | None, address: str) -> Identity | None:
         """An API token (``Authorization: Bearer``); raises LoginFailed for a bad one."""
