@@ -37,6 +37,7 @@ from pacsbox.db import (
 )
 from pacsbox.db import index as idx
 from pacsbox.db.models import Instance, Study
+from pacsbox.db.stored import StoredInstance
 from pacsbox.errors import (
     DatabaseError,
     DatasetMismatch,
@@ -477,21 +478,23 @@ class Archive:
 
     def read_part10(self, inst: Instance) -> bytes:
         """The stored object as a Part-10 file (Native files get their header back)."""
-        path = lookup.instance_path(inst)
-        with open(path, "rb") as fh:
-            data = fh.read()
-        if not inst.native:
-            return data
-        attrs = meta.InstanceAttrs(
-            sop_class_uid=inst.sop_class_uid,
-            sop_instance_uid=inst.sop_instance_uid,
-            study_instance_uid="",
-            series_instance_uid="",
-            transfer_syntax_uid=inst.transfer_syntax_uid,
+        path = str(lookup.instance_path(inst))
+        ts = inst.transfer_syntax_uid
+        return read_stored(
+            StoredInstance(inst.sop_class_uid, inst.sop_instance_uid, ts, path, inst.native)
         )
-        return (
-            meta.part10_header(attrs, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME) + data
-        )
+
+
+def read_stored(item: StoredInstance) -> bytes:
+    """The stored file as Part-10 bytes (a Native file is the bare data set: given its meta)."""
+    with open(item.path, "rb") as fh:
+        data = fh.read()
+    if not item.native:
+        return data
+    attrs = meta.InstanceAttrs(
+        item.sop_class_uid, item.sop_instance_uid, "", "", item.transfer_syntax_uid
+    )
+    return meta.part10_header(attrs, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME) + data
 
 
 def _repeats(new: Path, digest: str) -> Callable[[str, Path], bool]:

@@ -17,7 +17,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
-from pacsbox import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, meta
+from pacsbox.archive import read_stored
 from pacsbox.db.query import StoredInstance
 
 log = logging.getLogger("pacsbox.scu")
@@ -27,23 +27,9 @@ log = logging.getLogger("pacsbox.scu")
 Decompress = Callable[[bytes], bytes]
 
 
-def part10(item: StoredInstance) -> bytes:
-    """The stored file as Part-10 bytes (a Native file is the bare data set: given its meta)."""
-    with open(item.path, "rb") as fh:
-        data = fh.read()
-    if item.native:
-        attrs = meta.InstanceAttrs(
-            item.sop_class_uid, item.sop_instance_uid, "", "", item.transfer_syntax_uid
-        )
-        data = (
-            meta.part10_header(attrs, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME) + data
-        )
-    return data
-
-
 def stored_dataset(item: StoredInstance) -> Dataset:
     """The stored instance decoded as stored (its file meta says the transfer syntax)."""
-    return dcmread(io.BytesIO(part10(item)))
+    return dcmread(io.BytesIO(read_stored(item)))
 
 
 def convert(
@@ -56,7 +42,7 @@ def convert(
     targets = [UID(t) for t in offered if not UID(t).is_compressed and UID(t).is_little_endian]
     if not targets:
         return None
-    data = part10(item)
+    data = read_stored(item)
     ds = dcmread(io.BytesIO(data))
     ts = ds.file_meta.TransferSyntaxUID
     if not ts.is_little_endian:

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 import bottle
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
+from pacsbox.archive import read_stored
+from pacsbox.db import lookup
 from pacsbox.db.models import Instance
 from pacsbox.errors import NotAcceptable, NotFound, UsageError
 from pacsbox.web.auth import Identity
@@ -29,6 +31,7 @@ from pacsbox.web.dicomweb.common import (
     journal_study,
     negotiate,
     read_route,
+    visible_study,
 )
 from pacsbox.web.dicomweb.multipart import content_type, new_boundary, write_parts
 from pacsbox.web.wado import image_response
@@ -71,7 +74,10 @@ def _multipart(parts: Iterator[tuple[str, bytes]], part_type: str) -> bottle.HTT
 def retrieve(
     ctx: Ctx, ident: Identity, study: str, series: str = "", instance: str = ""
 ) -> bottle.HTTPResponse:
-    rows = instances(ident.principal, study, series, instance)
+    rows = lookup.stored_in_study(visible_study(ident.principal, study).id, series, instance)
+    if not rows:
+        what = f"instance {instance}" if instance else f"series {series}"
+        raise NotFound(f"no {what} in this study" if series else "an empty study")
     convert = _wanted_syntax({i.transfer_syntax_uid for i in rows})
     if convert:  # refuse before the first byte rather than break the stream
         for ts in {i.transfer_syntax_uid for i in rows}:
@@ -82,7 +88,7 @@ def retrieve(
     def parts() -> Iterator[tuple[str, bytes]]:
         for inst in rows:
             try:
-                data = ctx.archive.read_part10(inst)
+                data = read_stored(inst)
             except FileNotFoundError:
                 continue  # a missing file is reported by the check, not in mid-stream
             if convert:
