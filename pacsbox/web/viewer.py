@@ -24,8 +24,9 @@ if TYPE_CHECKING:  # core links the study pages here (view_url)
     from pacsbox.web.core import Ctx
 
 MOUNT = "/viewer"
-# The viewer runs wasm decoders, web workers from blob: URLs and inline styles; it
-# still reaches nothing but this box (connect-src 'self').
+# The viewer runs wasm decoders (their embind glue builds functions: 'unsafe-eval'),
+# web workers from blob: URLs, two inline scripts and inline styles; it still
+# reaches nothing but this box (connect-src 'self').
 CSP = (
     "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval' 'wasm-unsafe-eval'; "
     "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; "

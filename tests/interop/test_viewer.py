@@ -15,7 +15,7 @@ import urllib.parse
 
 import pydicom
 import pytest
-from pydicom.uid import generate_uid
+from pydicom.uid import RLELossless, generate_uid
 
 from pacsbox.archive import Archive
 from pacsbox.config import DEFAULT_VIEWER_DIR
@@ -40,7 +40,8 @@ SERIES = ("AXIAL", "CORONAL", "SAGITTAL")
 
 
 def send_study(server, folder) -> str:
-    """Three series of two 256x256 CT images, sent in one storescu association."""
+    """Three series of two 256x256 CT images, sent in one storescu association; the
+    first (the one the viewer shows first) RLE-compressed, so its decoder runs too."""
     study = generate_uid()
     files = []
     for number, description in enumerate(SERIES, 1):
@@ -60,10 +61,13 @@ def send_study(server, folder) -> str:
                 )
             )
             ds.SeriesNumber, ds.SeriesDescription, ds.InstanceNumber = number, description, k + 1
+            if number == 1:
+                ds.compress(RLELossless)
             path = folder / f"{number}-{k}.dcm"
             ds.save_as(path, enforce_file_format=True)
             files.append(str(path))
-    r = dcmtk("storescu", "-aet", "STORESCU", "-aec", server.ae_title, "127.0.0.1",
+    # -xr: propose RLE Lossless (and the uncompressed syntaxes) for every context.
+    r = dcmtk("storescu", "-xr", "-aet", "STORESCU", "-aec", server.ae_title, "127.0.0.1",
               str(server.port), *files)  # fmt: skip
     assert r.returncode == 0, r.stderr
     return study
