@@ -85,8 +85,6 @@ def app_config(ae_title: str) -> str:
         "showCPUFallbackMessage": True,
         "showLoadingIndicator": True,
         "strictZSpacingForVolumeViewport": True,
-        "investigationalUseDialog": {"option": "never"},
-        "maxNumRequests": {"interaction": 100, "thumbnail": 5, "prefetch": 10},
         "defaultDataSourceName": "pacsbox",
         "dataSources": [source],
     }
