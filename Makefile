@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test test-fast bench lint typecheck image test-image clean system-deps test-deps soak fuzz
+.PHONY: run test test-fast bench lint typecheck image test-image clean system-deps test-deps soak fuzz viewer
 
 $(STAMP): pyproject.toml
 	@bash scripts/system-deps.sh base
@@ -17,7 +17,13 @@ $(STAMP): pyproject.toml
 	@$(BIN)/pip install -q 'systemd-python>=235' || echo "systemd-python not built; notify.py uses the socket protocol"
 	@touch $@
 
-run: $(STAMP)
+# The OHIF viewer at /viewer: @ohif/app from the npm registry at the pinned version
+# and integrity (pacsbox/web/viewer_fetch.py), unpacked into ViewerDirectory. Quick
+# once there; without the registry one line says so and the rest still builds.
+viewer: $(STAMP)
+	@$(BIN)/python -m pacsbox.web.viewer_fetch $$([ -f var/PACSBOX.ini ] && echo --config var/PACSBOX.ini)
+
+run: viewer
 	@mkdir -p var
 	@[ -f var/PACSBOX.ini ] || $(BIN)/pacsbox default-config --out var/PACSBOX.ini
 	$(BIN)/pacsbox serve --config var/PACSBOX.ini
@@ -29,7 +35,7 @@ test-deps:
 # image is (re)built first when its inputs changed (about a minute from
 # scratch); without the network, or with PACSBOX_IMAGE_TESTS=0, their tests
 # skip with one line saying why. A build that fails otherwise fails make test.
-test: test-deps lint typecheck
+test: test-deps lint typecheck viewer
 	PYTHON=$(BIN)/python bash image-build/build.sh --for-tests
 	PACSBOX_REQUIRE_TOOLS=1 $(BIN)/pytest -q -p no:cacheprovider --durations=25
 
@@ -79,4 +85,4 @@ test-image: image $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider tests/image
 
 clean:
-	rm -rf $(VENV) var bench/results/*.json
+	rm -rf $(VENV) var bench/results/*.json pacsbox/web/ohif

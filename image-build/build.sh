@@ -134,6 +134,7 @@ stage_wheels() {
   local tmp
   tmp=$(mktemp -d)
   cp -a "$REPO/pyproject.toml" "$REPO/pacsbox" "$tmp/"
+  rm -rf "$tmp/pacsbox/web/ohif"  # the fetched viewer: stage_viewer adds it, not the wheel
   if [ -f "$REPO/README.md" ]; then cp "$REPO/README.md" "$tmp/"; fi
   find "$tmp" -name __pycache__ -prune -exec rm -rf {} +
   "$PYTHON" -m pip wheel -q --no-deps -w "$wh" "$tmp" 2>&1 | quiet_pip
@@ -155,6 +156,20 @@ stage_python() {
   find "$ROOT/usr/lib/pacsbox" -name __pycache__ -prune -exec rm -rf {} +
   in_root /usr/bin/python3 -m compileall -q -j0 /usr/lib/pacsbox/lib >/dev/null
   ln -sf /usr/lib/pacsbox/bin/pacsbox "$ROOT/usr/bin/pacsbox"
+}
+
+# The OHIF viewer (make viewer's pinned @ohif/app) beside the installed package,
+# where pacsbox looks when ViewerDirectory is empty. Unpacked once into the cache;
+# without the npm registry the image is built without it (its pages say so).
+# Not in the --for-tests image: its tests boot the box, not the viewer (tested
+# in Chromium by tests/interop/test_viewer.py), and 60 MB more squashfs is slower.
+stage_viewer() {
+  log "viewer (@ohif/app) beside the package"
+  PYTHONPATH="$REPO" "$PYTHON" -m pacsbox.web.viewer_fetch --dest "$CACHE/viewer" --strict >&2 || return 0
+  local site
+  site=$(echo "$ROOT"/usr/lib/pacsbox/lib/python3*/site-packages)
+  rm -rf "$site/pacsbox/web/ohif"
+  cp -a "$CACHE/viewer" "$site/pacsbox/web/ohif"
 }
 
 stage_units() {
@@ -283,7 +298,8 @@ inputs_hash() {
     cd "$REPO"
     find pacsbox systemd udev rootfs image-build/build.sh image-build/packages.txt \
       image-build/requirements.lock pyproject.toml README.md -type f \
-      ! -path '*/__pycache__/*' ! -name '*.pyc' -printf '%m %p\n' 2>/dev/null | LC_ALL=C sort \
+      ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path 'pacsbox/web/ohif/*' \
+      -printf '%m %p\n' 2>/dev/null | LC_ALL=C sort \
       | while read -r m f; do echo "$m $f $(sha256sum <"$f")"; done
     echo "$SUITE $MIRROR"
   ) | sha256sum | cut -c1-16
@@ -322,7 +338,7 @@ for_tests() {
   fi
   local why
   if why=$(unreachable); then skip "image not built: $why"; fi
-  build
+  FOR_TESTS=1 build
 }
 
 build() {
@@ -340,6 +356,7 @@ build() {
   wait "$wheels" || { cat "$OUT/wheels.log" >&2; die "wheelhouse failed"; }
   cat "$OUT/wheels.log" >&2
   stage_python
+  [ -n "${FOR_TESTS:-}" ] || stage_viewer
   stage_units
   stage_configure
   stage_squashfs

@@ -29,6 +29,9 @@ log = logging.getLogger("pacsbox.config")
 DEFAULT_AE = "PACSBOX"
 ETC_DIR = Path("/etc/pacsbox")
 EMBEDDED_BASE = Path("var")
+# Where `make viewer` unpacks the OHIF viewer when ViewerDirectory is empty: beside
+# the code, so `make run`, the tests and every data folder share one copy.
+DEFAULT_VIEWER_DIR = Path(__file__).parent / "web" / "ohif"
 
 
 # -- parsers: each returns the parsed value or raises ValueError(allowed) ----
@@ -426,6 +429,15 @@ SETTINGS: tuple[Setting, ...] = (
         "call /dicom-web from the browser (CORS, with Basic or an API token, never the "
         "session cookie); empty answers no cross-origin request.",
     ),
+    S(
+        "ViewerDirectory",
+        "web",
+        "",
+        _path,
+        "Folder of the OHIF viewer served at /viewer (filled by `make viewer`, which runs "
+        "`python -m pacsbox.web.viewer_fetch`); empty means pacsbox/web/ohif beside the code.",
+        is_path=True,
+    ),
     # -- outbound ------------------------------------------------------------
     S(
         "ThreadPoolSize",
@@ -661,6 +673,10 @@ class Config:
     @property
     def holding_dir(self) -> Path:
         return self.data_dir / "holding"
+
+    @property
+    def viewer_dir(self) -> Path:
+        return Path(self.ViewerDirectory) if self.ViewerDirectory else DEFAULT_VIEWER_DIR
 
 
 def defaults() -> dict[str, Any]:

@@ -6,6 +6,8 @@
 # for the power-cut tests).
 set -euo pipefail
 want=(python3-venv python3-dev gcc pkg-config libsystemd-dev)
+# make viewer fetches the OHIF viewer with npm pack; any npm will do (NodeSource's too).
+command -v npm >/dev/null || want+=(npm)
 if [ "${1:-base}" = test ]; then
   want+=(dcmtk orthanc xorriso dicom3tools systemd systemd-container chromium chromium-driver fuseiso udev eject squashfs-tools postgresql)
   # tests/powercut: the volatile FUSE file system (mfusepy loads the library; no fusermount).

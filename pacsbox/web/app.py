@@ -33,6 +33,7 @@ from pacsbox.web import (
     system,
     upload,
     users,
+    viewer,
     wado,
     worklist,
 )
@@ -82,6 +83,7 @@ def create_app(
     printing.register(ctx)
     worklist.register(ctx)
     dicomweb.register(ctx)
+    viewer.register(ctx)
     return app
 
 

@@ -28,6 +28,8 @@ from pacsbox.errors import AccessDenied, PacsboxError
 from pacsbox.scu.film import FILM_SIZES
 from pacsbox.web.auth import COOKIE, CSRF_FIELD, CSRF_HEADER, Auth, Identity, csrf_ok
 from pacsbox.web.privileges import Principal, Requirement, describe
+from pacsbox.web.viewer import view_url
+from pacsbox.web.viewer_fetch import installed as viewer_installed
 
 log = logging.getLogger("pacsbox.web")
 
@@ -104,6 +106,7 @@ class Ctx:
         allow_expired: bool = False,
         note: str = "",
         anonymous: bool = False,
+        csp: str | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Declare a route; ``anonymous``: a read that DicomWebAnonymous opens to everyone."""
         if anonymous and method != "GET":
@@ -112,7 +115,7 @@ class Ctx:
         def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
             @functools.wraps(fn)
             def wrapper(**kw: Any) -> Any:
-                return secure(inner(**kw))
+                return secure(inner(**kw), csp)
 
             def inner(**kw: Any) -> Any:
                 as_json = wants_json()
@@ -204,6 +207,10 @@ class Ctx:
             "url": url,
             "forward_to": ae_destinations,  # called by the pages with a Forward form
             "film_sizes": FILM_SIZES,  # the pages with a Print form
+            # "Open in viewer" links: the study's viewer address, or "" without the viewer.
+            "viewer_url": (
+                view_url if viewer_installed(self.cfg.viewer_dir) else (lambda _uid: "")
+            ),
         }
         common.update(data)
         html: str = bottle.template(name, template_lookup=LOOKUP, **common)
@@ -221,11 +228,16 @@ SECURITY_HEADERS = {
 }
 
 
-def secure(result: Any) -> Any:
-    """The same security headers on every answer, whatever its kind."""
+def secure(result: Any, csp: str | None = None) -> Any:
+    """The same security headers on every answer, whatever its kind.
+
+    ``csp`` replaces the Content-Security-Policy for a page that needs more (the viewer).
+    """
     target = result if isinstance(result, bottle.HTTPResponse) else bottle.response
     for k, v in SECURITY_HEADERS.items():
         target.set_header(k, v)
+    if csp:
+        target.set_header("Content-Security-Policy", csp)
     if not target.get_header("Cache-Control"):
         target.set_header("Cache-Control", "no-store")
     return result

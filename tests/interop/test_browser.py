@@ -2,15 +2,12 @@
 
 The daemon receives the study over DICOM; the web page runs in this process
 on a free port over the same data folder (the daemon's own web server is
-started by the lead's wiring; this test does not depend on it). Selenium
-drives the system chromedriver; it never downloads a browser or a driver.
-Screenshots are saved in the test's tmp folder.
+started by the lead's wiring; this test does not depend on it). Screenshots
+are saved in the test's tmp folder.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import urllib.parse
 
 import pytest
@@ -20,37 +17,15 @@ from pacsbox.web import users
 from pacsbox.web.server import start_web
 from tests.helpers import dcmtk, poll
 from tests.integration.web.conftest import PASSWORD, make_dicom
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
+from tests.interop.chromium import needs_chromium, start_chromium
 
 webdriver = pytest.importorskip("selenium.webdriver")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)),
-        reason="Debian chromium and chromium-driver are needed (make test installs them)",
-    ),
-]
+pytestmark = [pytest.mark.slow, needs_chromium]
 
 
 @pytest.fixture
 def browser(tmp_path):
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must not fetch anything
-    opts = Options()
-    opts.binary_location = CHROMIUM
-    for arg in (
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--window-size=1280,900",
-    ):  # fmt: skip
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    driver.set_page_load_timeout(30)
+    driver = start_chromium(tmp_path / "chromium-profile", "--disable-gpu")
     yield driver
     driver.quit()
 

@@ -12,6 +12,7 @@
   <dt>Study UID</dt><dd class="uid">{{s['study_uid']}}</dd>
 </dl>
 <div class="actions">
+  % include('viewerlink.tpl', uid=s['study_uid'], cls='button')
 % if can('mark'):
   <form class="inline" method="post" action="{{s['url']}}/read">
     <input type="hidden" name="csrf_token" value="{{csrf}}">
