@@ -32,6 +32,18 @@ OFFLINE = (
     "--proxy-bypass-list=127.0.0.1",
 )
 
+# The number of grey levels in the viewer's first viewport (0 before it has
+# drawn): an image is drawn once there are more than a handful.
+GREY_LEVELS = """
+const c = document.querySelector('canvas.cornerstone-canvas');
+if (!c || !c.width || !c.height) return 0;
+const copy = document.createElement('canvas'); copy.width = c.width; copy.height = c.height;
+const g = copy.getContext('2d'); g.drawImage(c, 0, 0);
+const d = g.getImageData(0, 0, copy.width, copy.height).data; const seen = new Set();
+for (let k = 0; k < d.length; k += 4) seen.add(d[k]);
+return seen.size;
+"""
+
 
 def start_chromium(profile: Path, *extra: str, offline: bool = False) -> Any:
     """A headless Chromium with its own profile folder; the caller quits it."""

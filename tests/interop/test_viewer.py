@@ -24,7 +24,7 @@ from pacsbox.web.server import start_web
 from pacsbox.web.viewer_fetch import installed
 from tests.helpers import dcmtk, poll
 from tests.integration.web.conftest import PASSWORD, make_dicom
-from tests.interop.chromium import WEBGL, needs_chromium, start_chromium
+from tests.interop.chromium import GREY_LEVELS, WEBGL, needs_chromium, start_chromium
 
 pytest.importorskip("selenium.webdriver")
 pytestmark = [
@@ -75,15 +75,6 @@ def send_study(server, folder) -> str:
 
 # The viewport's own pixels (a 2D copy of its canvas, overlays and text left out):
 # how many grey levels it holds. A blank or one-colour viewport has one.
-GREY_LEVELS = """
-const c = document.querySelector('canvas.cornerstone-canvas');
-if (!c || !c.width || !c.height) return 0;
-const copy = document.createElement('canvas'); copy.width = c.width; copy.height = c.height;
-const g = copy.getContext('2d'); g.drawImage(c, 0, 0);
-const d = g.getImageData(0, 0, copy.width, copy.height).data; const seen = new Set();
-for (let k = 0; k < d.length; k += 4) seen.add(d[k]);
-return seen.size;
-"""
 
 
 @pytest.mark.parametrize("offline", [False, True], ids=["online", "offline"])
