@@ -44,6 +44,25 @@ def pytest_collect_file(file_path, parent):
     return None
 
 
+# The session's VM is stopped right after the last test that uses it: an idle
+# guest under software emulation still takes a third of a core, which every
+# later test of the session would pay for.
+_SHARED: dict = {"last": None, "box": None}
+
+
+def pytest_collection_modifyitems(session, config, items):
+    users = [i.nodeid for i in items if "qemu_vm" in getattr(i, "fixturenames", ())]
+    _SHARED["last"] = users[-1] if users else None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield
+    if item.nodeid == _SHARED["last"] and _SHARED["box"] is not None:
+        _SHARED["box"].kill()
+        _SHARED["box"] = None
+
+
 @pytest.fixture(scope="session")
 def qemu_vm(tmp_path_factory):
     reason = not_built_reason(need_disk=True)
@@ -58,6 +77,8 @@ def qemu_vm(tmp_path_factory):
             lambda: box.show(UNIT, "ActiveState")["ActiveState"] == "active", 120, f"{UNIT} active"
         )
         box.register_ae(CALLING_AE)
+        _SHARED["box"] = box
         yield box
     finally:
+        _SHARED["box"] = None
         box.kill()
