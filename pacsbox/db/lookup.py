@@ -7,6 +7,7 @@ counts run as plain SQL (``db.sql``); the rest use the models.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 
 from peewee import ColumnBase, fn
@@ -247,8 +248,9 @@ def series_touched_since(after_id: int, limit: int = 1000) -> list[tuple[int, in
     return [(int(s), int(n)) for s, n in q]
 
 
-def series_instances(series_id: int) -> list[Instance]:
-    """One series' instances (series and study loaded), in a viewer's order."""
+def series_instances(series_id: int) -> Iterator[Instance]:
+    """One series' instances (series and study loaded), in a viewer's order, one at a
+    time (a 10,000-image series is not held as models)."""
     q = (
         Instance.select(Instance, Series, Study)
         .join(Series, on=(Instance.series == Series.id))
@@ -256,7 +258,7 @@ def series_instances(series_id: int) -> list[Instance]:
         .where(Series.id == series_id)
         .order_by(Instance.instance_number, Instance.id)
     )
-    return list(q)
+    return q.iterator()
 
 
 def instance_keys(

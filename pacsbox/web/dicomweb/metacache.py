@@ -17,16 +17,17 @@ is relative, made absolute when sent, so the cache holds no host name.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
@@ -44,6 +45,7 @@ VERSION = 2  # of the cache's layout: a new layout is a new key
 QUIET_SECONDS = 5.0
 TURN_SECONDS = 2.0
 BATCH = 500  # series per turn
+CHECK_EVERY = 50  # instances built between two looks at whether to stop
 MARK = ".warmed-upto"  # the newest instance row the warmer has covered
 
 
@@ -74,24 +76,38 @@ def _instance_json(inst: Instance) -> dict[str, Any]:
     return item
 
 
-def _build(rows: list[Instance]) -> list[dict[str, Any]]:
-    out = []
-    for inst in rows:
-        try:
-            out.append(_instance_json(inst))
-        except (OSError, InvalidDicomError, ValueError) as exc:
-            log.warning("metadata of %s left out: %s", inst.sop_instance_uid, exc)
-    return out
-
-
 def folder(data_dir: Path | str) -> Path:
     return Path(data_dir) / FOLDER
 
 
-def series_json(data_dir: Path | str, keys: list[tuple], load: Callable[[], list[Instance]]) -> str:
+class _Stopped(Exception):
+    pass
+
+
+def _write_items(fh: TextIO, rows: Iterable[Instance], stop: Callable[[], bool] | None) -> None:
+    """The items one at a time, so a 10,000-image series never sits in memory decoded."""
+    first = True
+    for n, inst in enumerate(rows):
+        if stop is not None and n % CHECK_EVERY == 0 and stop():
+            raise _Stopped
+        try:
+            item = _instance_json(inst)
+        except (OSError, InvalidDicomError, ValueError) as exc:
+            log.warning("metadata of %s left out: %s", inst.sop_instance_uid, exc)
+            continue
+        fh.write(("" if first else ",") + json.dumps(item, separators=(",", ":")))
+        first = False
+
+
+def series_json(
+    data_dir: Path | str,
+    keys: list[tuple],
+    load: Callable[[], Iterable[Instance]],
+    stop: Callable[[], bool] | None = None,
+) -> str | None:
     """One series' metadata items as JSON text (objects joined by commas, BulkDataURIs
     relative), from the cache when ``keys`` still match it, else built from the
-    instances ``load`` returns and cached."""
+    instances ``load`` gives and cached; None when ``stop`` said so midway."""
     series_id = keys[0][0]
     where = folder(data_dir)
     path = where / f"{series_id}.json"
@@ -102,17 +118,28 @@ def series_json(data_dir: Path | str, keys: list[tuple], load: Callable[[], list
                 return fh.read()
     except OSError:
         pass
-    text = ",".join(json.dumps(i, separators=(",", ":")) for i in _build(load()))
-    where.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=where, prefix=".tmp-")
+    tmp = ""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(key + "\n" + text)
+        where.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=where, prefix=".tmp-")
+        with os.fdopen(fd, "w+", encoding="utf-8") as fh:
+            fh.write(key + "\n")
+            _write_items(fh, load(), stop)
+            fh.seek(0)
+            fh.readline()
+            text = fh.read()
         os.replace(tmp, path)
-    except OSError as exc:
-        log.warning("metadata cache of series %s not written: %s", series_id, exc)
+        return text
+    except _Stopped:
         Path(tmp).unlink(missing_ok=True)
-    return text
+        return None
+    except OSError as exc:  # a full disk: answer all the same, uncached
+        log.warning("metadata cache of series %s not written: %s", series_id, exc)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        out = io.StringIO()
+        _write_items(out, load(), stop)
+        return out.getvalue()
 
 
 _URI = '"BulkDataURI":"'  # inside a JSON string a quote is escaped: only our key reads so
@@ -182,11 +209,13 @@ class Warmer:
         built = 0
         touched = lookup.series_touched_since(self._upto, BATCH)
         for series_id, series_newest in touched:
-            if self._stop.is_set() or lookup.newest_instance_id() != newest:
+            if self._busy(newest):
                 return built  # an ingest began: the rest waits for the next quiet spell
             keys = lookup.instance_keys(series_id=series_id)
             if keys:
-                series_json(self.data_dir, keys, partial(lookup.series_instances, series_id))
+                load = partial(lookup.series_instances, series_id)
+                if series_json(self.data_dir, keys, load, partial(self._busy, newest)) is None:
+                    return built  # an ingest began: this series waits for the next quiet spell
                 built += 1
             self._upto = series_newest
             self._save_mark(series_newest)
@@ -198,6 +227,9 @@ class Warmer:
         if built:
             log.info("dicomweb metadata cached for %d series", built)
         return built
+
+    def _busy(self, newest: int) -> bool:
+        return self._stop.is_set() or lookup.newest_instance_id() != newest
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="metadata-warmer", daemon=True)

@@ -12,7 +12,7 @@ from pacsbox.db.lookup import instance_path
 from pacsbox.db.models import Instance, Study
 from pacsbox.web import users
 from pacsbox.web.dicomweb import metacache
-from pacsbox.web.dicomweb.metacache import FOLDER, Warmer
+from pacsbox.web.dicomweb.metacache import CHECK_EVERY, FOLDER, Warmer
 from tests.integration.web.conftest import PASSWORD, Clock, store
 
 
@@ -78,26 +78,30 @@ def test_where_it_got_to_survives_a_restart(tool, archive, cfg):
     assert Warmer(cfg.data_dir, clock=clock, quiet_seconds=5).turn() == 0  # nothing left
 
 
-def test_an_ingest_that_starts_pauses_the_warmer(archive, cfg, monkeypatch):
+def test_an_ingest_that_starts_stops_the_warmer_midway(archive, cfg, monkeypatch):
     clock = Clock()
     warmer = Warmer(cfg.data_dir, clock=clock, quiet_seconds=5)
     warmer.turn()
-    for _ in range(3):
-        store(archive)  # three series
+    first = store(archive)
+    for _ in range(CHECK_EVERY):  # a series long enough to be looked at midway
+        store(archive, study_uid=first.study_instance_uid, series_uid=first.series_instance_uid)
+    store(archive)  # and a second series
     warmer.turn()
     clock.advance(6)
-    built: list[int] = []
-    real = metacache.series_json
+    real = metacache._instance_json
+    made: list[str] = []
 
-    def build_then_receive(data_dir, keys, load):
-        built.append(keys[0][0])
-        if len(built) == 1:
+    def build_then_receive(inst):
+        made.append(inst.sop_instance_uid)
+        if len(made) == 1:
             store(archive)  # a new image arrives while the first series is built
-        return real(data_dir, keys, load)
+        return real(inst)
 
-    monkeypatch.setattr(metacache, "series_json", build_then_receive)
-    assert warmer.turn() == 1  # it stopped after the series it was on
+    monkeypatch.setattr(metacache, "_instance_json", build_then_receive)
+    assert warmer.turn() == 0  # it gave up on the series it was on, leaving no file
+    assert cached(cfg) == [] and len(made) == CHECK_EVERY
+    assert not list((Path(cfg.data_dir) / FOLDER).glob(".tmp-*"))
     assert warmer.turn() == 0  # busy again: it waits
     clock.advance(6)
-    assert warmer.turn() == 3  # the two left and the one that came
-    assert len(cached(cfg)) == 4
+    assert warmer.turn() == 3  # that series, the second and the one that came
+    assert len(cached(cfg)) == 3
