@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 from collections.abc import Callable
 
 from pacsbox.config import Config
 from pacsbox.db import commitments, journal, queue, routes
 from pacsbox.db.models import utcnow
 from pacsbox.outbound.runner import wake
+from pacsbox.periodic import Periodic
 
 log = logging.getLogger("pacsbox.outbound")
 
@@ -94,8 +94,11 @@ def settle_purges(purge: Purge) -> int:
     return gone
 
 
-class Router:
+class Router(Periodic):
     """The routing thread: scan, release the stable studies, settle purge-after routes."""
+
+    name = "router"
+    interval = TURN_SECONDS
 
     def __init__(
         self,
@@ -105,12 +108,10 @@ class Router:
         heartbeat: Callable[[], None] | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
+        super().__init__(heartbeat)
         self.cfg = cfg
         self.purge = purge
-        self.heartbeat = heartbeat
         self.clock = clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def turn(self) -> int:
         """One turn; returns the jobs queued. Safe to call by hand (tests, the CLI)."""
@@ -127,22 +128,3 @@ class Router:
         if self.purge is not None:
             settle_purges(self.purge)
         return made
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="router", daemon=True)
-        self._thread.start()
-
-    def stop(self, grace: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(grace)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            if self.heartbeat is not None:
-                self.heartbeat()
-            try:
-                self.turn()
-            except Exception as exc:  # noqa: BLE001 - a busy index: the next turn tries again
-                log.warning("routing: turn failed: %s", exc)
-            self._stop.wait(TURN_SECONDS)

@@ -32,7 +32,7 @@ OWNERS = {
 # workers' processes (top). A new room must be placed before it can land.
 LAYERS = {
     1: ("__init__", "config", "errors", "log", "notify", "status", "meta", "progress", "pixels")
-    + ("setupcode",),
+    + ("setupcode", "periodic"),
     2: ("wire",),
     3: ("storage", "db", "security"),
     4: ("archive", "recovery", "record_link", "edit", "attachments"),

@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -36,6 +35,7 @@ from pydicom.uid import UID
 from pacsbox.db import lookup
 from pacsbox.db.lookup import instance_path
 from pacsbox.db.models import Instance
+from pacsbox.periodic import Periodic
 
 log = logging.getLogger("pacsbox.web")
 FOLDER = "dicomweb-metadata"
@@ -150,13 +150,16 @@ def absolute(text: str, base: str) -> str:
     return text.replace(_URI, _URI + base.rstrip("/") + "/")
 
 
-class Warmer:
+class Warmer(Periodic):
     """Builds the cache of every series that received instances, once the box is quiet.
 
     Where it got to is kept in a file beside the cache, so series that arrived
     before a restart are still built; on a box that never ran it, it starts at
     the newest instance (older series are built on their first request).
     """
+
+    name = "metadata-warmer"
+    interval = TURN_SECONDS
 
     def __init__(
         self,
@@ -166,15 +169,13 @@ class Warmer:
         clock: Callable[[], float] = time.monotonic,
         quiet_seconds: float = QUIET_SECONDS,
     ) -> None:
+        super().__init__(heartbeat)
         self.data_dir = Path(data_dir)
-        self.heartbeat = heartbeat
         self.clock = clock
         self.quiet_seconds = quiet_seconds
         self._upto: int | None = None
         self._seen_upto = 0
         self._changed_at = clock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def _mark(self) -> Path:
         return folder(self.data_dir) / MARK
@@ -230,22 +231,3 @@ class Warmer:
 
     def _busy(self, newest: int) -> bool:
         return self._stop.is_set() or lookup.newest_instance_id() != newest
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="metadata-warmer", daemon=True)
-        self._thread.start()
-
-    def stop(self, grace: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(grace)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            if self.heartbeat is not None:
-                self.heartbeat()
-            try:
-                self.turn()
-            except Exception as exc:  # noqa: BLE001 - a busy index: the next turn tries again
-                log.warning("metadata warmer: turn failed: %s", exc)
-            self._stop.wait(TURN_SECONDS)
