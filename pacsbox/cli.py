@@ -362,6 +362,15 @@ def cmd_purge(args: argparse.Namespace, cfg: config.Config) -> int:
 def cmd_forward(args: argparse.Namespace, cfg: config.Config) -> int:
     import getpass
 
+    from pacsbox.outbound import control_client
+
+    # A running daemon takes it over its control socket: no index opened here.
+    code = control_client.request(cfg.data_dir, {
+        "op": "forward", "patients": args.patient, "studies": args.study, "series": args.series,
+        "instances": args.image, "to": args.to, "wait": args.wait, "commit": args.commit,
+    })  # fmt: skip
+    if code is not None:
+        return code
     from pacsbox.outbound import forward
     from pacsbox.outbound.commands import forward_command
 

@@ -25,6 +25,7 @@ from pacsbox.config import Config
 from pacsbox.db import lookup, ping, queue, worklist
 from pacsbox.db.models import utcnow
 from pacsbox.outbound import edits, sync, worklist_poll
+from pacsbox.outbound.control import ControlServer
 from pacsbox.outbound.kinds import HANDLERS
 from pacsbox.outbound.routing import Router
 from pacsbox.outbound.runner import Runner, wake
@@ -131,6 +132,9 @@ class Daemon:
         warmer = Warmer(self.cfg.data_dir, heartbeat=lambda: self.heartbeats.beat("metadata"))
         warmer.start()
         self.workers.append(warmer)
+        control = ControlServer(self.cfg)
+        if control.start():
+            self.workers.append(control)
         if self.cfg.WatchFolder:
             from functools import partial
 

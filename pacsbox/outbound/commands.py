@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 from pacsbox import status
@@ -40,6 +41,7 @@ def forward_command(
     owner: str,
     out: TextIO,
     commit: bool = False,
+    progress: Callable[[str], Callable[[int, int], None]] = Bar,
 ) -> int:
     """Queue a forward; with ``wait`` follow it, and with ``commit`` its commitment too
     (JobFailed, exit 1, when some instance was not committed)."""
@@ -49,12 +51,12 @@ def forward_command(
     poke_daemon(cfg)
     if not wait:
         return 0
-    wait_for(cfg, job_id, out)
+    wait_for(cfg, job_id, out, progress=progress)
     if commit:
         commit_job = commitments.job_after(job_id)
         if commit_job is None:
             raise JobFailed(f"job {job_id}: no commitment job was queued")
-        wait_for(cfg, commit_job, out)
+        wait_for(cfg, commit_job, out, progress=progress)
     return 0
 
 
@@ -69,9 +71,16 @@ def poke_daemon(cfg: Config) -> None:
             pass
 
 
-def wait_for(cfg: Config, job_id: int, out: TextIO, poll: float = 0.01) -> int:
-    """Follow a job to its end with a progress bar; 0 when done, JobFailed otherwise."""
-    bar = Bar(f"job {job_id}")
+def wait_for(
+    cfg: Config,
+    job_id: int,
+    out: TextIO,
+    poll: float = 0.01,
+    progress: Callable[[str], Callable[[int, int], None]] = Bar,
+) -> int:
+    """Follow a job to its end with a progress bar (``progress(label)`` makes it);
+    0 when done, JobFailed otherwise."""
+    bar = progress(f"job {job_id}")
     runner: Runner | None = None
     said = ""
     looked = 0.0

@@ -5,6 +5,8 @@ is down and comes back, and one that refuses."""
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import subprocess
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from pacsbox.config import load
 from pacsbox.db import queue
 from pacsbox.db.auth_models import Journal
 from pacsbox.db.models import Patient, Series, Study, utcnow
+from pacsbox.outbound.control_client import SOCKET_NAME
 from pacsbox.outbound.kinds import HANDLERS
 from pacsbox.outbound.runner import Runner
 from pacsbox.web.app import create_app
@@ -171,6 +174,32 @@ def test_mistakes_are_refused_at_once_with_one_line(ini):
         assert r.returncode != 0 and words in r.stderr and len(r.stderr.splitlines()) == 1, (
             argv, r.stderr)  # fmt: skip
     assert _queue(ini) == []
+
+
+def test_with_a_daemon_running_the_cli_hands_the_forward_over_its_control_socket(ini, tmp_path):
+    """The same command, the same output and exit codes; the daemon queues and follows the
+    job, and the journal names the user the socket's peer credentials give."""
+    sent = _stored(ini)
+    server = Server(ini).start()
+    scp = StoreSCP(tmp_path / "ws", "WORKSTATION", "+B", ini=ini)
+    try:
+        assert (load(ini).data_dir / SOCKET_NAME).is_socket()
+        r = cli(ini, "forward", "--study", STUDY, "--to", "WORKSTATION", "--wait")
+        assert r.stdout.splitlines()[0].endswith("forward of 1 study to WORKSTATION queued")
+        assert r.stdout.splitlines()[-1].endswith(": done: 3 delivered"), r.stdout
+        wrong = cli(ini, "forward", "--study", STUDY, "--to", "NOBODY", check=False)
+        assert wrong.returncode == 3 and wrong.stderr.strip() == (
+            "pacsbox: AE NOBODY is not in the AE table"
+        ), (wrong.returncode, wrong.stderr)
+    finally:
+        scp.stop()
+        server.stop()
+    assert _received(scp) == sent
+    owner = f"cli:{pwd.getpwuid(os.getuid()).pw_name}"
+    assert f"control: forward of 1 study to WORKSTATION for {owner}" in server.output()
+    (job,) = _queue(ini)
+    assert job["owner"] == owner and job["state"] == "done"
+    assert not (load(ini).data_dir / SOCKET_NAME).exists()  # removed at stop
 
 
 def test_kill9_of_the_daemon_mid_forward_loses_nothing_and_resends_little(ini, tmp_path):

@@ -275,3 +275,24 @@ def test_no_pacsbox_attributes_on_library_objects():
     """wire keeps its state in its own objects, scp in a WeakKeyDictionary."""
     wrong = pacsbox_attributes()
     assert not wrong, wrong
+
+
+def test_the_control_client_names_the_socket_the_daemon_opens():
+    """The client module stays free of the server's imports, so it repeats the name."""
+    from pacsbox.outbound import control, control_client
+
+    assert control_client.SOCKET_NAME == control.SOCKET_NAME
+
+
+def test_a_forward_through_the_daemon_loads_no_index_or_dicom_library():
+    """What makes ``pacsbox forward`` quick with a daemon running: the CLI and the control
+    client alone, without peewee (and its database drivers) or the DICOM libraries."""
+    import subprocess
+
+    heavy = ("peewee", "psycopg2", "pydicom", "pynetdicom")
+    code = (
+        "import sys, pacsbox.cli, pacsbox.outbound.control_client; "
+        f"print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
