@@ -59,6 +59,7 @@ def _index(cfg: config.Config) -> Iterator:
 
 @command("serve")
 def cmd_serve(args: argparse.Namespace, cfg: config.Config) -> int:
+    _leave_out_downloads()
     from pacsbox import log as oplog
     from pacsbox.daemon import serve
 
@@ -74,6 +75,7 @@ def cmd_scp_worker(args: argparse.Namespace, cfg: config.Config) -> int:
     # 14 MB in every process. A worker only moves bytes; the daemon
     # decompresses for it when a peer takes only uncompressed images.
     sys.modules.setdefault("numpy", None)  # type: ignore[arg-type]  # None: blocks the import
+    _leave_out_downloads()
     from pacsbox import log as oplog
     from pacsbox.workers import run_worker
 
@@ -914,6 +916,13 @@ def _leave_out_unused_drivers(cfg: config.Config) -> None:
     every process; a box whose index is SQLite never uses it."""
     if cfg.database_url.startswith("sqlite"):
         sys.modules.setdefault("psycopg2", None)  # type: ignore[arg-type]  # None: blocks the import
+
+
+def _leave_out_downloads() -> None:
+    """pydicom loads requests (for its test-file downloads) whenever it is installed:
+    about 7 MB in each daemon and worker process of a development venv, where a test
+    tool brings it. pacsbox never downloads and the image does not ship it."""
+    sys.modules.setdefault("requests", None)  # type: ignore[arg-type]  # None: blocks the import
 
 
 def main(argv: list[str] | None = None) -> int:

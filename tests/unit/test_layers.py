@@ -296,3 +296,11 @@ def test_a_forward_through_the_daemon_loads_no_index_or_dicom_library():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_nothing_in_pacsbox_imports_requests():
+    """The daemon and its workers block ``requests`` (cli._leave_out_downloads): pydicom
+    would load it for downloads nobody makes; nothing of ours may need it."""
+    users = [rel for rel, tree in _modules() if any(
+        n == "requests" or n.startswith("requests.") for n in _imports(tree))]  # fmt: skip
+    assert users == []
