@@ -11,6 +11,7 @@ address answers 503 saying how to install them.
 from __future__ import annotations
 
 import json
+import mimetypes
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -115,10 +116,16 @@ def register(ctx: Ctx) -> None:
 
     def send(root: Path, name: str) -> bottle.HTTPResponse:
         ext = Path(name).suffix
-        resp = bottle.static_file(name, root=str(root), mimetype=TYPES.get(ext, True))
+        mimetype = TYPES.get(ext) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+        gz = "gzip" in (bottle.request.get_header("Accept-Encoding") or "")
+        gz = gz and (root / (name + ".gz")).is_file()
+        resp = bottle.static_file(name + ".gz" if gz else name, root=str(root), mimetype=mimetype)
         if resp.status_code == 200 or resp.status_code == 304:
             cache = IMMUTABLE if HASHED.search(name) else "no-cache"
             resp.set_header("Cache-Control", cache)
+            resp.set_header("Vary", "Accept-Encoding")
+            if gz:
+                resp.set_header("Content-Encoding", "gzip")
         return resp
 
     @ctx.page(MOUNT, json_twin=False, csp=CSP)

@@ -3,6 +3,7 @@ that a failure leaves pacsbox building with one line."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import tarfile
 
@@ -87,3 +88,13 @@ def test_a_wrong_copy_is_refused(tmp_path, capsys):
     assert vf.main(["--dest", str(tmp_path / "ohif"), "--tarball", str(bad)]) == 0
     assert "integrity" in capsys.readouterr().out
     assert not (tmp_path / "ohif").exists()
+
+
+def test_unpack_keeps_a_gzipped_copy_of_large_text_and_code(tmp_path):
+    big = b"var pacsbox = 1;\n" * 200
+    build = {**BUILD, "dist/big.js": big, "dist/pic.png": b"\x89PNG" + b"\0" * 4000}
+    dest = tmp_path / "ohif"
+    vf.unpack(tarball(build), dest)
+    assert gzip.decompress((dest / "big.js.gz").read_bytes()) == big
+    assert not (dest / "pic.png.gz").exists()  # already compressed
+    assert not (dest / "app.bundle.1.js.gz").exists()  # too small to be worth it

@@ -3,11 +3,17 @@ exercised in Chromium by tests/interop/test_viewer.py)."""
 
 from __future__ import annotations
 
+import gzip
+import http.client
+import urllib.parse
+
 import pytest
 
+from pacsbox.web import users
 from pacsbox.web.app import create_app
-from pacsbox.web.viewer_fetch import INTEGRITY, STAMP, VERSION
-from tests.integration.web.conftest import login, store
+from pacsbox.web.server import start_web
+from pacsbox.web.viewer_fetch import STAMP, stamp_text
+from tests.integration.web.conftest import PASSWORD, login, store
 
 SCRIPT = "app.bundle.0123456789abcdef.js"
 WASM = "fedcba9876543210.wasm"
@@ -23,7 +29,7 @@ def viewer_dir(tmp_path):
     (d / "app.bundle.css").write_text("body{}")
     (d / "assets").mkdir()
     (d / "assets" / "logo.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>")
-    (d / STAMP).write_text(f"{VERSION} {INTEGRITY}\n")
+    (d / STAMP).write_text(stamp_text() + "\n")
     return d
 
 
@@ -105,3 +111,38 @@ def test_study_page_and_search_rows_link_the_viewer(viewer_app, cfg, archive, tm
     for page in (f"/studies/{uid}", "/studies"):
         html = b.get(page).text
         assert "viewer not installed" in html and "/viewer/viewer" not in html, page
+
+
+def test_a_browser_that_takes_gzip_gets_the_file_unpacked_gzipped(cfg, archive, viewer_dir):
+    """Over the daemon's real HTTP server (webtest would decode the body itself)."""
+    big = "chunk.0123456789abcdef.js"
+    text = "console.log('pacsbox');\n" * 400
+    (viewer_dir / big).write_text(text)
+    (viewer_dir / (big + ".gz")).write_bytes(gzip.compress(text.encode()))
+    users.set_password("root", PASSWORD)
+    handle = start_web(cfg.replace(ViewerDirectory=str(viewer_dir)), archive, port=0)
+
+    def get(path: str, **headers: str) -> http.client.HTTPResponse:
+        conn = http.client.HTTPConnection("127.0.0.1", handle.port, timeout=30)
+        conn.request("GET", path, headers=headers)
+        r = conn.getresponse()
+        r.body = r.read()  # type: ignore[attr-defined]
+        conn.close()
+        return r
+
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", handle.port, timeout=30)
+        form = urllib.parse.urlencode({"name": "root", "password": PASSWORD})
+        conn.request("POST", "/login", form, {"Content-Type": "application/x-www-form-urlencoded"})
+        cookie = conn.getresponse().getheader("Set-Cookie").split(";")[0]
+        conn.close()
+        r = get("/viewer/" + big, Cookie=cookie, **{"Accept-Encoding": "gzip, deflate"})
+        assert r.status == 200 and r.getheader("Content-Encoding") == "gzip"
+        assert r.getheader("Content-Type").startswith("text/javascript")
+        assert gzip.decompress(r.body).decode() == text and r.getheader("Vary") == "Accept-Encoding"
+        r = get("/viewer/" + big, Cookie=cookie)
+        assert r.getheader("Content-Encoding") is None and r.body.decode() == text
+        r = get("/viewer/" + SCRIPT, Cookie=cookie, **{"Accept-Encoding": "gzip"})  # no .gz
+        assert r.getheader("Content-Encoding") is None and r.body == b"console.log(1)"
+    finally:
+        handle.stop()
