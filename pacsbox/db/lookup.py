@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from peewee import ColumnBase, fn
 
@@ -261,6 +262,29 @@ def series_instances(series_id: int) -> Iterator[Instance]:
     return q.iterator()
 
 
+# A viewer's order: series by number, then images by number (row ids break ties).
+VIEWER_ORDER = (Series.series_number, Series.id, Instance.instance_number, Instance.id)
+
+
+def _in_study(
+    q: Any,
+    study_id: int | None,
+    series_uid: str = "",
+    sop_uid: str = "",
+    series_id: int | None = None,
+) -> Any:
+    """Narrow an instance query joined to Series to a study, a series or an instance."""
+    if study_id is not None:
+        q = q.where(Series.study == study_id)
+    if series_uid:
+        q = q.where(Series.series_instance_uid == series_uid)
+    if series_id is not None:
+        q = q.where(Series.id == series_id)
+    if sop_uid:
+        q = q.where(Instance.sop_instance_uid == sop_uid)
+    return q.order_by(*VIEWER_ORDER)
+
+
 def instance_keys(
     study_id: int | None = None, series_uid: str = "", series_id: int | None = None
 ) -> list[tuple]:
@@ -272,14 +296,7 @@ def instance_keys(
         Series.id, Series.series_instance_uid, Instance.id, Instance.sop_instance_uid,
         Instance.file_name, Instance.digest, Instance.file_size, Instance.transfer_syntax_uid,
     ).join(Series, on=(Instance.series == Series.id))  # fmt: skip
-    if study_id is not None:
-        q = q.where(Series.study == study_id)
-    if series_uid:
-        q = q.where(Series.series_instance_uid == series_uid)
-    if series_id is not None:
-        q = q.where(Series.id == series_id)
-    order = (Series.series_number, Series.id, Instance.instance_number, Instance.id)
-    return list(q.order_by(*order).tuples())
+    return list(_in_study(q, study_id, series_uid, series_id=series_id).tuples())
 
 
 def stored_in_study(study_id: int, series_uid: str = "", sop_uid: str = "") -> list[StoredInstance]:
@@ -289,11 +306,5 @@ def stored_in_study(study_id: int, series_uid: str = "", sop_uid: str = "") -> l
         Instance.select(*STORED_COLUMNS)
         .join(Series, on=(Instance.series == Series.id))
         .join(Study, on=(Series.study == Study.id))
-        .where(Study.id == study_id)
     )
-    if series_uid:
-        q = q.where(Series.series_instance_uid == series_uid)
-    if sop_uid:
-        q = q.where(Instance.sop_instance_uid == sop_uid)
-    order = (Series.series_number, Series.id, Instance.instance_number, Instance.id)
-    return [stored_row(row)[1] for row in q.order_by(*order).tuples()]
+    return [stored_row(row)[1] for row in _in_study(q, study_id, series_uid, sop_uid).tuples()]

@@ -17,6 +17,7 @@ from dataclasses import asdict
 from typing import Any
 
 from pacsbox.db import aes, journal, lookup, queue
+from pacsbox.db.lookup import VIEWER_ORDER
 from pacsbox.db.models import Instance, Series, Study
 from pacsbox.errors import CannotUnderstand, NotFound, UsageError
 from pacsbox.outbound.runner import Control, Outcome, done, refused, unreachable, wake
@@ -38,12 +39,7 @@ def _instances(payload: dict[str, Any]) -> list[Instance]:
         )
     if where is None:
         return []
-    return list(
-        Instance.select(Instance, Series)
-        .join(Series)
-        .where(where)
-        .order_by(Series.series_number, Series.id, Instance.instance_number, Instance.id)
-    )
+    return list(Instance.select(Instance, Series).join(Series).where(where).order_by(*VIEWER_ORDER))
 
 
 def submit(

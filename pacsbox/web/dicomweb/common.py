@@ -18,6 +18,7 @@ from typing import Any
 
 import bottle
 
+from pacsbox.db.lookup import VIEWER_ORDER
 from pacsbox.db.models import Instance, Series, Study
 from pacsbox.errors import NotAcceptable, NotFound
 from pacsbox.web import privileges as pv
@@ -166,7 +167,7 @@ def instances(
         q = q.where(Series.series_instance_uid == series_uid)
     if instance_uid:
         q = q.where(Instance.sop_instance_uid == instance_uid)
-    rows = list(q.order_by(Series.series_number, Series.id, Instance.instance_number, Instance.id))
+    rows = list(q.order_by(*VIEWER_ORDER))
     if not rows:
         what = instance_uid or series_uid
         raise NotFound(f"no {'instance' if instance_uid else 'series'} {what} in this study")
